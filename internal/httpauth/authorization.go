@@ -1,0 +1,102 @@
+// Package httpauth parses the HTTP authentication headers tokenguard reads
+// and writes: Authorization (RFC 9110 §11.6.2 with the RFC 6750 §2.1
+// b64token syntax) and WWW-Authenticate challenges (RFC 9110 §11.6.1).
+//
+// The parsers are strict, allocation-light and bounded by the length of
+// their input; they never return a value that echoes a credential in an
+// error.
+package httpauth
+
+import (
+	"errors"
+	"strings"
+)
+
+// Errors returned by ParseAuthorization. They carry no part of the input.
+var (
+	// ErrMalformed means the header is not "scheme SP credentials".
+	ErrMalformed = errors.New("httpauth: malformed Authorization header")
+	// ErrInvalidToken means the credentials are not a valid b64token.
+	ErrInvalidToken = errors.New("httpauth: credentials are not a b64token")
+)
+
+// ParseAuthorization splits an Authorization header value into its scheme and
+// credentials. The scheme is returned as sent (compare it with
+// strings.EqualFold, RFC 9110 §11.1). Credentials must be a single
+// RFC 6750 b64token: 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" )
+// *"=". One or more spaces may separate scheme and credentials; trailing
+// whitespace is not accepted.
+//
+// A header with only a scheme, or with auth-params instead of a token,
+// returns ErrMalformed; a token with characters outside b64token returns
+// ErrInvalidToken.
+func ParseAuthorization(v string) (scheme, token string, err error) {
+	sp := strings.IndexByte(v, ' ')
+	if sp <= 0 {
+		return "", "", ErrMalformed
+	}
+	scheme = v[:sp]
+	if !isToken(scheme) {
+		return "", "", ErrMalformed
+	}
+	rest := v[sp+1:]
+	for len(rest) > 0 && rest[0] == ' ' {
+		rest = rest[1:]
+	}
+	if rest == "" {
+		return "", "", ErrMalformed
+	}
+	if !IsB64Token(rest) {
+		return scheme, "", ErrInvalidToken
+	}
+	return scheme, rest, nil
+}
+
+// IsB64Token reports whether s matches the RFC 6750 b64token production.
+func IsB64Token(s string) bool {
+	i := 0
+	for i < len(s) && b64tokenChar(s[i]) {
+		i++
+	}
+	if i == 0 {
+		return false
+	}
+	for i < len(s) && s[i] == '=' {
+		i++
+	}
+	return i == len(s)
+}
+
+func b64tokenChar(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	switch c {
+	case '-', '.', '_', '~', '+', '/':
+		return true
+	}
+	return false
+}
+
+// isToken reports whether s is an RFC 9110 token (the syntax of a scheme or
+// a parameter name).
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !tchar(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func tchar(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+}
