@@ -1,0 +1,126 @@
+package jwks
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"sync/atomic"
+	"time"
+)
+
+// maxFetchTime bounds one fetch, body included, whatever client is used:
+// httprc runs fetches on a single worker, and a server that never finishes
+// its answer must not stall every later refresh.
+const maxFetchTime = 30 * time.Second
+
+// fetcher is the httprc.HTTPClient for a Set. httprc builds each request
+// itself, under its worker's context, so per-fetch choices are made here:
+// the Cache-Control: no-cache header on unknown-kid refreshes, the fetch
+// deadline, and reporting of attempts that never reach the transformer
+// (no response, or a status other than 200).
+type fetcher struct {
+	client *http.Client
+	set    *Set
+
+	// noCache is set while an unknown-kid refresh is in flight: that
+	// refresh must bypass caches between us and the issuer, or it would
+	// return the same stale document. A scheduled fetch that happens to
+	// run meanwhile also sends the header, which is harmless.
+	noCache atomic.Bool
+}
+
+// Do implements httprc.HTTPClient. It never modifies req.
+func (f *fetcher) Do(req *http.Request) (*http.Response, error) {
+	ctx, cancel := context.WithTimeout(req.Context(), maxFetchTime)
+	out := req.Clone(ctx)
+	out.Header.Set("Accept", "application/jwk-set+json, application/json")
+	if f.noCache.Load() {
+		out.Header.Set("Cache-Control", "no-cache")
+	}
+	res, err := f.client.Do(out)
+	if err != nil {
+		cancel()
+		f.set.report(ResultNetworkError, "request failed", err)
+		return nil, fmt.Errorf("jwks: fetching JWKS: %w", err)
+	}
+	if res.StatusCode != http.StatusOK {
+		f.set.report(ResultHTTPError, fmt.Sprintf("unexpected HTTP status %d", res.StatusCode), nil)
+	}
+	res.Body = &cancelOnClose{ReadCloser: res.Body, cancel: cancel}
+	return res, nil
+}
+
+// cancelOnClose releases a fetch's deadline when httprc closes the body.
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (b *cancelOnClose) Close() error {
+	err := b.ReadCloser.Close()
+	b.cancel()
+	return err
+}
+
+// transform is the httprc.Transformer of a Set's resource; httprc calls it
+// for each 200 response. It reads at most MaxBodySize bytes, builds a
+// snapshot, publishes it, and reports the attempt. On error the current
+// snapshot stays.
+func (s *Set) transform(_ context.Context, res *http.Response) (*Snapshot, error) {
+	body, err := io.ReadAll(io.LimitReader(res.Body, s.cfg.MaxBodySize+1))
+	if err != nil {
+		s.report(ResultNetworkError, "reading the response body failed", err)
+		return nil, fmt.Errorf("jwks: reading JWKS body: %w", err)
+	}
+	if int64(len(body)) > s.cfg.MaxBodySize {
+		s.report(ResultInvalid, errTooLarge.Error(), nil)
+		return nil, errTooLarge
+	}
+
+	// Builds are serialised so a snapshot is always built against the one
+	// it replaces (for *Key reuse). httprc runs one worker, so this lock
+	// is uncontended; it keeps the invariant if that ever changes.
+	s.buildMu.Lock()
+	defer s.buildMu.Unlock()
+	snap, err := buildSnapshot(body, &buildOptions{
+		allowed: s.allowed,
+		maxKeys: s.cfg.MaxKeys,
+		log:     s.log,
+		url:     s.logURL,
+		prev:    s.snap.Load(),
+		now:     time.Now(),
+	})
+	if err != nil {
+		s.report(ResultInvalid, err.Error(), nil)
+		return nil, err
+	}
+	s.snap.Store(snap)
+	s.loadedOnce.Do(func() { close(s.loaded) })
+	s.report(ResultSuccess, "", nil)
+	return snap, nil
+}
+
+// report records the outcome of one fetch attempt: OnRefresh, a log line
+// for failures, and the signal that the first attempt is over. Attempts
+// cut short by Close are not reported.
+func (s *Set) report(result, reason string, err error) {
+	if s.ctx.Err() != nil {
+		return
+	}
+	if result != ResultSuccess {
+		args := []any{"url", s.logURL, "result", result, "reason", reason}
+		if err != nil {
+			args = append(args, "err", err)
+		}
+		if s.snap.Load() == nil {
+			s.log.Error("jwks: JWKS fetch failed; no keys loaded yet", args...)
+		} else {
+			s.log.Warn("jwks: JWKS refresh failed; keeping the last good keys", args...)
+		}
+	}
+	if s.cfg.OnRefresh != nil {
+		s.cfg.OnRefresh(result)
+	}
+	s.attemptedOnce.Do(func() { close(s.attempted) })
+}
