@@ -1,0 +1,161 @@
+package jose
+
+import (
+	"math"
+	"time"
+)
+
+// maxNumericDate is the latest NumericDate accepted: 9999-12-31T23:59:59Z.
+// Anything later is nonsense that would overflow time arithmetic.
+const maxNumericDate = 253402300799
+
+// NumericDate is an RFC 7519 §2 NumericDate: seconds since the epoch,
+// possibly fractional.
+type NumericDate struct {
+	seconds float64
+	// Valid is false when the claim was absent (or null).
+	Valid bool
+}
+
+// Time returns d as a time.Time, or the zero time when d is not Valid.
+func (d NumericDate) Time() time.Time {
+	if !d.Valid {
+		return time.Time{}
+	}
+	sec, frac := math.Modf(d.seconds)
+	return time.Unix(int64(sec), int64(frac*1e9))
+}
+
+// Confirmation is the "cnf" claim (RFC 7800): how the token is bound to a
+// key its holder must prove.
+type Confirmation struct {
+	// JKT is "cnf.jkt", the RFC 7638 thumbprint of the DPoP key (RFC 9449
+	// §6.1); "" when cnf binds another way (such as "x5t#S256", RFC 8705).
+	JKT string
+}
+
+// Claims are the JWT claims (RFC 7519 §4, RFC 9068 §2.2) a resource server
+// acts on. Its strings share memory with the payload they were read from.
+type Claims struct {
+	Issuer    string   // "iss"
+	Subject   string   // "sub"
+	Audience  []string // "aud": a string or an array of strings
+	ExpiresAt NumericDate
+	NotBefore NumericDate
+	IssuedAt  NumericDate
+	JTI       string // "jti"
+	ClientID  string // "client_id"
+	// Scope is "scope" when it is a space-delimited string (RFC 9068 §2.2.3).
+	Scope string
+	// ScopeList is "scope" when an issuer sends it as an array of
+	// strings instead, as some do.
+	ScopeList []string
+	// Scp is "scp" (string or array), the claim Azure AD and Okta use.
+	Scp []string
+	// CNF is "cnf", nil when absent: a non-nil CNF means the token is
+	// sender-constrained.
+	CNF      *Confirmation
+	ACR      string      // "acr" (RFC 9470)
+	AuthTime NumericDate // "auth_time" (RFC 9470)
+}
+
+// Claim members, one bit each, to find duplicates.
+const (
+	cIss = 1 << iota
+	cSub
+	cAud
+	cExp
+	cNbf
+	cIat
+	cJti
+	cClientID
+	cScope
+	cScp
+	cCnf
+	cAcr
+	cAuthTime
+)
+
+// ParseClaims reads a JWT claims set into c. A claim of the wrong JSON type
+// is an error, as is a duplicate claim, rather than something to guess
+// about; null counts as absent. The strings in c share payload's memory,
+// so payload must not be modified while c is in use.
+func ParseClaims(payload []byte, c *Claims) error {
+	d := scanner{s: readOnlyString(payload)}
+	var seen uint
+	str := func(bit uint, dst *string) error { return member(&d, &seen, bit, dst, d.str) }
+	date := func(bit uint, dst *NumericDate) error { return member(&d, &seen, bit, dst, d.numericDate) }
+	list := func(bit uint, dst *[]string) error { return member(&d, &seen, bit, dst, d.strings) }
+	err := d.object(func(name string) error {
+		switch name {
+		case "iss":
+			return str(cIss, &c.Issuer)
+		case "sub":
+			return str(cSub, &c.Subject)
+		case "aud":
+			return list(cAud, &c.Audience)
+		case "exp":
+			return date(cExp, &c.ExpiresAt)
+		case "nbf":
+			return date(cNbf, &c.NotBefore)
+		case "iat":
+			return date(cIat, &c.IssuedAt)
+		case "jti":
+			return str(cJti, &c.JTI)
+		case "client_id":
+			return str(cClientID, &c.ClientID)
+		case "scope":
+			if d.peek() == '[' {
+				return list(cScope, &c.ScopeList)
+			}
+			return str(cScope, &c.Scope)
+		case "scp":
+			return list(cScp, &c.Scp)
+		case "acr":
+			return str(cAcr, &c.ACR)
+		case "auth_time":
+			return date(cAuthTime, &c.AuthTime)
+		case "cnf":
+			return member(&d, &seen, cCnf, &c.CNF, d.confirmation)
+		}
+		return d.skip()
+	})
+	if err == nil {
+		err = d.end()
+	}
+	if err != nil {
+		return malformed("claims", err)
+	}
+	return nil
+}
+
+// member reads one claim into dst with read, unless it is null (absent).
+// bit marks the claim in seen, so a second occurrence is an error.
+func member[T any](d *scanner, seen *uint, bit uint, dst *T, read func() (T, error)) error {
+	if *seen&bit != 0 {
+		return errDup
+	}
+	*seen |= bit
+	if d.null() {
+		return nil
+	}
+	v, err := read()
+	*dst = v
+	return err
+}
+
+// confirmation reads a "cnf" object (RFC 7800 §3.1).
+func (d *scanner) confirmation() (*Confirmation, error) {
+	if d.peek() != '{' {
+		return nil, errType
+	}
+	cnf := new(Confirmation)
+	var seen uint
+	err := d.object(func(name string) error {
+		if name != "jkt" {
+			return d.skip()
+		}
+		return member(d, &seen, 1, &cnf.JKT, d.str)
+	})
+	return cnf, err
+}
