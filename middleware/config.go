@@ -1,0 +1,327 @@
+package middleware
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tokenguard/tokenguard/internal/netutil"
+)
+
+// Defaults applied by New to zero-valued Config fields.
+const (
+	DefaultLeeway         = 30 * time.Second
+	DefaultMaxTokenSize   = 8 << 10
+	DefaultTokenCacheSize = 10_000
+	DefaultStartupWait    = 10 * time.Second
+)
+
+// DefaultAlgorithms is the signing-algorithm allow-list used when
+// Config.Algorithms is nil: RS256, PS256, ES256, ES384 and EdDSA. It never
+// includes "none" or an HMAC algorithm (RFC 8725 §3.1, §3.2).
+func DefaultAlgorithms() []string {
+	return []string{"RS256", "PS256", "ES256", "ES384", "EdDSA"}
+}
+
+// supportedAlgorithms are the algorithms the verifier implements; an
+// allow-list may name only these.
+var supportedAlgorithms = []string{
+	"RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
+	"ES256", "ES384", "ES512", "EdDSA",
+}
+
+// Config configures a Guard. New copies it, so changing a Config after
+// New returns has no effect. Every zero value is a safe default, documented
+// on its field.
+type Config struct {
+	// Audience is this resource server's identifier. A token's "aud" must
+	// contain it (RFC 9068 §4). Required.
+	Audience string
+
+	// Issuers are the authorization servers whose tokens are accepted. At
+	// least one is required. A token's unverified "iss" only selects which
+	// issuer's keys are tried; an issuer's keys never verify another
+	// issuer's tokens.
+	Issuers []Issuer
+
+	// DPoP configures sender-constrained tokens (RFC 9449). The zero value
+	// is DPoPDisabled: the DPoP scheme is refused, and a DPoP-bound token
+	// presented as Bearer is rejected.
+	DPoP DPoPConfig
+
+	// Algorithms is the JWS "alg" allow-list. nil means DefaultAlgorithms.
+	// Only asymmetric algorithms can be listed.
+	Algorithms []string
+
+	// Leeway is the clock skew tolerated when checking "exp", "nbf" and
+	// "iat". Zero means DefaultLeeway (30 s); it must not be negative or
+	// above 5 minutes.
+	Leeway time.Duration
+
+	// MaxTokenSize bounds the Authorization header's credentials, in bytes.
+	// A larger credential is rejected before any parsing. Zero means
+	// DefaultMaxTokenSize (8 KiB).
+	MaxTokenSize int
+
+	// TokenCacheSize bounds the verified-token cache, in entries. Zero
+	// means DefaultTokenCacheSize. A cached token is still checked for
+	// expiry and for its signing key's presence in the current JWKS on
+	// every request; scopes are checked per route as usual.
+	TokenCacheSize int
+
+	// DisableTokenCache turns the verified-token cache off, so every
+	// request verifies its token's signature.
+	DisableTokenCache bool
+
+	// Realm is the realm sent in WWW-Authenticate challenges. Empty means
+	// Audience.
+	Realm string
+
+	// ResourceMetadataURL, when set, is sent as resource_metadata= in every
+	// 401 challenge (RFC 9728 §5.1). Empty means the parameter is omitted.
+	ResourceMetadataURL string
+
+	// HTTPClient fetches JWKS documents. nil means a client with a 10 s
+	// timeout that refuses redirects to non-https URLs.
+	HTTPClient *http.Client
+
+	// Logger receives denials (reason, issuer, kid; never a token) and key
+	// refresh events. nil means logs are discarded.
+	Logger *slog.Logger
+
+	// Registerer receives the guard's Prometheus metrics. nil means the
+	// metrics are kept but not registered anywhere, so two Guards in one
+	// process never collide.
+	Registerer prometheus.Registerer
+
+	// JWKSMinRefreshInterval and JWKSMaxRefreshInterval bound the refresh
+	// interval taken from the JWKS response's Cache-Control/Expires. Zero
+	// means 5 minutes and 24 hours.
+	JWKSMinRefreshInterval time.Duration
+	JWKSMaxRefreshInterval time.Duration
+
+	// JWKSRefreshRateLimit is the minimum gap between refreshes triggered
+	// by tokens with an unknown "kid", per issuer. Zero means 10 s.
+	JWKSRefreshRateLimit time.Duration
+
+	// StartupWait is how long New waits for every issuer's keys before
+	// returning. An issuer that is down at start is not an error: the
+	// guard answers 503 until its keys load (see Guard.Ready). Zero means
+	// DefaultStartupWait; negative means New does not wait.
+	StartupWait time.Duration
+
+	// InsecureAllowHTTP permits plain http:// issuer and JWKS URLs to hosts
+	// other than loopback. Loopback (127.0.0.0/8, ::1, localhost) is always
+	// allowed for tests, demos and sidecars.
+	InsecureAllowHTTP bool
+
+	// now is the clock; tests replace it.
+	now func() time.Time
+}
+
+// Issuer is one trusted authorization server.
+type Issuer struct {
+	// Issuer is the exact "iss" value of the tokens (RFC 8414 issuer
+	// identifier). Required; compared byte for byte.
+	Issuer string
+
+	// JWKSURI is where the issuer's signing keys are published. Required
+	// for now: discovery from the issuer's metadata is not implemented
+	// yet.
+	JWKSURI string
+
+	// IntrospectionEndpoint, ClientID and ClientSecret configure RFC 7662
+	// introspection for opaque tokens. Not implemented yet: New rejects a
+	// non-empty IntrospectionEndpoint rather than silently ignoring it.
+	IntrospectionEndpoint string
+	ClientID              string
+	ClientSecret          string
+
+	// AllowLegacyTyp accepts tokens whose JOSE "typ" is "JWT" or absent,
+	// as some identity providers still issue, instead of requiring
+	// "at+jwt" (RFC 9068 §2.1). Such tokens need only "iss", "aud" and
+	// "exp"; an "at+jwt" token must carry every claim RFC 9068 §2.2
+	// requires. Off by default: the typ check is what stops an ID token
+	// being used as an access token (RFC 8725 §3.11).
+	AllowLegacyTyp bool
+
+	// ScpClaim also reads scopes from the "scp" claim (an array of strings
+	// or a space-delimited string, as Azure AD and Okta send), in addition
+	// to RFC 9068's "scope".
+	ScpClaim bool
+}
+
+// DPoPMode says whether DPoP-bound tokens (RFC 9449) are accepted.
+type DPoPMode int
+
+const (
+	// DPoPDisabled refuses the DPoP scheme. Bearer tokens that are
+	// DPoP-bound ("cnf" claim) are rejected, never downgraded.
+	DPoPDisabled DPoPMode = iota
+	// DPoPAllowed accepts Bearer tokens and DPoP-bound tokens with proofs.
+	DPoPAllowed
+	// DPoPRequired accepts only DPoP-bound tokens with proofs.
+	DPoPRequired
+)
+
+// String returns the mode's configuration name.
+func (m DPoPMode) String() string {
+	switch m {
+	case DPoPDisabled:
+		return "disabled"
+	case DPoPAllowed:
+		return "allowed"
+	case DPoPRequired:
+		return "required"
+	}
+	return fmt.Sprintf("DPoPMode(%d)", int(m))
+}
+
+// DPoPConfig configures RFC 9449 proof checking.
+type DPoPConfig struct {
+	// Mode is DPoPDisabled (the zero value), DPoPAllowed or DPoPRequired.
+	Mode DPoPMode
+}
+
+// validate checks c and fills in defaults. c must be a private copy.
+func (c *Config) validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("middleware: %s: "+format, append([]any{field}, args...)...))
+	}
+
+	if c.Audience == "" {
+		bad("Audience", "required")
+	}
+	if len(c.Issuers) == 0 {
+		bad("Issuers", "at least one issuer is required")
+	}
+	seen := make(map[string]int, len(c.Issuers))
+	for i, is := range c.Issuers {
+		name := fmt.Sprintf("Issuers[%d]", i)
+		switch {
+		case is.Issuer == "":
+			bad(name+".Issuer", "required")
+		default:
+			if err := checkURL(is.Issuer, c.InsecureAllowHTTP); err != nil {
+				bad(name+".Issuer", "%v", err)
+			}
+			if j, dup := seen[is.Issuer]; dup {
+				bad(name+".Issuer", "duplicates Issuers[%d]", j)
+			}
+			seen[is.Issuer] = i
+		}
+		if is.JWKSURI == "" {
+			bad(name+".JWKSURI", "required (discovery from issuer metadata is not implemented yet)")
+		} else if err := checkURL(is.JWKSURI, c.InsecureAllowHTTP); err != nil {
+			bad(name+".JWKSURI", "%v", err)
+		}
+		if is.IntrospectionEndpoint != "" || is.ClientID != "" || is.ClientSecret != "" {
+			bad(name+".IntrospectionEndpoint", "token introspection is not implemented yet")
+		}
+	}
+
+	switch c.DPoP.Mode {
+	case DPoPDisabled:
+	case DPoPAllowed, DPoPRequired:
+		bad("DPoP.Mode", "%v: DPoP proof verification is not implemented yet; use DPoPDisabled", c.DPoP.Mode)
+	default:
+		bad("DPoP.Mode", "unknown mode %d", int(c.DPoP.Mode))
+	}
+
+	if c.Algorithms == nil {
+		c.Algorithms = DefaultAlgorithms()
+	} else {
+		c.Algorithms = slices.Clone(c.Algorithms)
+		if len(c.Algorithms) == 0 {
+			bad("Algorithms", "empty allow-list (nil means the default)")
+		}
+		for _, a := range c.Algorithms {
+			if !slices.Contains(supportedAlgorithms, a) {
+				bad("Algorithms", "%q is not a supported asymmetric algorithm", a)
+			}
+		}
+	}
+
+	switch {
+	case c.Leeway == 0:
+		c.Leeway = DefaultLeeway
+	case c.Leeway < 0 || c.Leeway > 5*time.Minute:
+		bad("Leeway", "must be between 0 and 5m, got %v", c.Leeway)
+	}
+	switch {
+	case c.MaxTokenSize == 0:
+		c.MaxTokenSize = DefaultMaxTokenSize
+	case c.MaxTokenSize < 0 || c.MaxTokenSize > 1<<20:
+		bad("MaxTokenSize", "must be between 1 and 1 MiB, got %d", c.MaxTokenSize)
+	}
+	switch {
+	case c.TokenCacheSize == 0:
+		c.TokenCacheSize = DefaultTokenCacheSize
+	case c.TokenCacheSize < 0:
+		bad("TokenCacheSize", "must not be negative (use DisableTokenCache)")
+	}
+	if c.StartupWait == 0 {
+		c.StartupWait = DefaultStartupWait
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"JWKSMinRefreshInterval", c.JWKSMinRefreshInterval},
+		{"JWKSMaxRefreshInterval", c.JWKSMaxRefreshInterval},
+		{"JWKSRefreshRateLimit", c.JWKSRefreshRateLimit},
+	} {
+		if d.v < 0 {
+			bad(d.name, "must not be negative")
+		}
+	}
+	if c.JWKSMinRefreshInterval > 0 && c.JWKSMaxRefreshInterval > 0 && c.JWKSMinRefreshInterval > c.JWKSMaxRefreshInterval {
+		bad("JWKSMinRefreshInterval", "exceeds JWKSMaxRefreshInterval")
+	}
+	if c.ResourceMetadataURL != "" {
+		if err := checkURL(c.ResourceMetadataURL, c.InsecureAllowHTTP); err != nil {
+			bad("ResourceMetadataURL", "%v", err)
+		}
+	}
+	if c.Realm == "" {
+		c.Realm = c.Audience
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	return errors.Join(errs...)
+}
+
+// checkURL requires an absolute https URL, or http to a loopback host.
+func checkURL(s string, insecure bool) error {
+	u, err := url.Parse(s)
+	if err != nil || !u.IsAbs() || u.Host == "" {
+		return errors.New("must be an absolute URL")
+	}
+	if u.User != nil {
+		return errors.New("must not contain credentials")
+	}
+	if u.Fragment != "" {
+		return errors.New("must not contain a fragment")
+	}
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		if insecure || netutil.IsLoopbackHost(u.Hostname()) {
+			return nil
+		}
+		return errors.New("must use https (plain http is allowed only to loopback, or with InsecureAllowHTTP)")
+	}
+	return fmt.Errorf("unsupported scheme %q", u.Scheme)
+}

@@ -1,0 +1,70 @@
+// Package middleware is tokenguard's net/http guard for OAuth 2.0 access
+// tokens. Wrap a handler in one line and only requests that carry a token
+// verified for this request reach it:
+//
+//	guard, err := middleware.New(ctx, middleware.Config{
+//		Audience: "https://api.example.com",
+//		Issuers:  []middleware.Issuer{{Issuer: "https://as.example.com", JWKSURI: "https://as.example.com/jwks"}},
+//	})
+//	...
+//	mux.Handle("GET /orders/", guard.Require("orders:read")(ordersHandler))
+//
+// Inside the handler, PrincipalFrom(r.Context()) returns who the token
+// speaks for.
+//
+// # What is checked, on every request
+//
+//   - RFC 6750 §2.1: exactly one Authorization header, scheme "Bearer"
+//     (case-insensitive), a b64token no larger than Config.MaxTokenSize.
+//     Two headers are a 400 invalid_request; a token in the query string
+//     (§2.3) is refused with 400; tokens in a form body (§2.2) are not read.
+//   - RFC 8725 and RFC 9068 §4: the JWS "alg" is on the allow-list
+//     (Config.Algorithms; never "none" or HMAC) and matches the key's type;
+//     the key is chosen by "kid" among the keys of the issuer named by the
+//     token's "iss" only, so one issuer's key never verifies another's
+//     tokens; a header that carries a key or a key URL ("jwk", "jku",
+//     "x5u", "x5c") or a "crit" extension is refused, never followed;
+//     "typ" is "at+jwt" or "application/at+jwt" (see
+//     Issuer.AllowLegacyTyp); "iss" equals a configured issuer byte for
+//     byte; "aud" contains Config.Audience; "exp" is required and "nbf"
+//     and "iat" are honoured with Config.Leeway; an at+jwt token carries
+//     "sub", "client_id", "iat" and "jti" (RFC 9068 §2.2).
+//   - A token with a "cnf" claim is sender-constrained (RFC 9449 §7.1,
+//     RFC 8705): presented as Bearer it is rejected, never downgraded.
+//   - Guard.Require's scopes: every one must be granted by "scope" (or
+//     "scp", with Issuer.ScpClaim), else 403 insufficient_scope.
+//
+// Responses follow RFC 6750 §3: 401 with a Bearer challenge and
+// error="invalid_token" for a bad token, a bare challenge when there is no
+// credential, 403 insufficient_scope with the required scope, 400
+// invalid_request for a malformed request. When a decision needs keys that
+// never loaded, the answer is 503: the guard fails closed. Error
+// descriptions are fixed phrases and never contain token bytes or claim
+// values; the detail goes to Config.Logger.
+//
+// # What is not checked (yet)
+//
+// DPoP proofs (RFC 9449), token introspection (RFC 7662), issuer discovery
+// (RFC 8414), protected resource metadata (RFC 9728) and step-up
+// (RFC 9470) are not implemented in this version; New rejects a
+// configuration that asks for them instead of ignoring it. "acr",
+// "auth_time" and other claims are not inspected; read them with
+// Principal.Claims.
+//
+// # Keys and performance
+//
+// Each issuer's JWKS is fetched and refreshed in the background by package
+// jwks (Cache-Control-driven, clamped; an unknown kid triggers one
+// rate-limited refresh shared by all requests that need it; a failed
+// refresh keeps the last good keys). Requests read an immutable key
+// snapshot without locks and verify signatures with the standard library
+// directly. Verified tokens are cached (Config.TokenCacheSize) until their
+// "exp", and dropped as soon as their signing key leaves the JWKS, so a
+// repeated token costs about a microsecond.
+//
+// # Concurrency and lifecycle
+//
+// A Guard is safe for concurrent use. New starts one background refresher
+// per issuer; Close stops them. Metrics go to Config.Registerer only; two
+// Guards in one process share nothing.
+package middleware

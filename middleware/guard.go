@@ -1,0 +1,244 @@
+package middleware
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/tokenguard/tokenguard/internal/tokencache"
+	"github.com/tokenguard/tokenguard/jwks"
+)
+
+// Guard verifies access tokens and wraps handlers so that only requests
+// carrying a valid token reach them. Create one with New; it is safe for
+// concurrent use. Close stops its background key refreshes.
+type Guard struct {
+	cfg     Config                          // private copy, defaults filled; read-only after New
+	issuers map[string]*issuer              // by exact "iss"; read-only after New
+	order   []*issuer                       // Config.Issuers order, for readiness and Close
+	algs    map[string]bool                 // allow-list; read-only after New
+	cache   *tokencache.Cache[*cachedToken] // nil when disabled
+	metrics *metrics
+	log     *slog.Logger
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// issuer is one configured authorization server and its key set.
+type issuer struct {
+	cfg  Issuer
+	keys *jwks.Set
+}
+
+// cachedToken is a verified token: valid until expires, and only while the
+// key that verified it is still in its issuer's JWKS.
+type cachedToken struct {
+	p       *Principal
+	iss     *issuer
+	kid     string
+	key     *jwks.Key
+	expires time.Time
+}
+
+// New validates cfg, starts fetching every issuer's keys, and waits up to
+// Config.StartupWait (or until ctx is done) for them to load. A
+// configuration mistake is an error naming each bad field; an issuer that
+// cannot be reached is not: the guard answers 503 for its tokens until its
+// keys load, and Ready reports false meanwhile.
+//
+// ctx bounds only the wait; the background refreshes run until Close.
+func New(ctx context.Context, cfg Config) (*Guard, error) {
+	cfg.Issuers = slices.Clone(cfg.Issuers)
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	g := &Guard{
+		cfg:     cfg,
+		issuers: make(map[string]*issuer, len(cfg.Issuers)),
+		algs:    make(map[string]bool, len(cfg.Algorithms)),
+		metrics: m,
+		log:     cfg.Logger,
+	}
+	for _, a := range cfg.Algorithms {
+		g.algs[a] = true
+	}
+	if !cfg.DisableTokenCache {
+		if g.cache, err = tokencache.New[*cachedToken](cfg.TokenCacheSize); err != nil {
+			return nil, fmt.Errorf("middleware: TokenCacheSize: %w", err)
+		}
+	}
+	onRefresh := func(result string) { m.jwksRefresh.WithLabelValues(result).Inc() }
+	for i, ic := range cfg.Issuers {
+		set, err := jwks.New(ctx, jwks.Config{
+			URL:                ic.JWKSURI,
+			HTTPClient:         cfg.HTTPClient,
+			Algorithms:         cfg.Algorithms,
+			MinRefreshInterval: cfg.JWKSMinRefreshInterval,
+			MaxRefreshInterval: cfg.JWKSMaxRefreshInterval,
+			RefreshRateLimit:   cfg.JWKSRefreshRateLimit,
+			InitialWait:        -1, // New waits for all issuers at once below
+			InsecureAllowHTTP:  cfg.InsecureAllowHTTP,
+			Logger:             cfg.Logger.With("iss", ic.Issuer),
+			OnRefresh:          onRefresh,
+		})
+		if err != nil {
+			g.Close()
+			return nil, fmt.Errorf("middleware: Issuers[%d]: %w", i, err)
+		}
+		is := &issuer{cfg: ic, keys: set}
+		g.issuers[ic.Issuer] = is
+		g.order = append(g.order, is)
+	}
+	g.waitReady(ctx, cfg.StartupWait)
+	return g, nil
+}
+
+// waitReady polls until every issuer has keys, d has passed, or ctx is
+// done. The poll is coarse on purpose: it runs once per New.
+func (g *Guard) waitReady(ctx context.Context, d time.Duration) {
+	if d < 0 {
+		return
+	}
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !g.Ready() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-deadline.C:
+			for _, is := range g.order {
+				if !is.keys.Ready() {
+					g.log.Warn("issuer keys not loaded yet; answering 503 for its tokens until they are",
+						"iss", is.cfg.Issuer, "jwks_uri", is.cfg.JWKSURI)
+				}
+			}
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// Ready reports whether every issuer's keys have loaded at least once. Until
+// then requests with that issuer's tokens get 503. Use it for readiness
+// probes.
+func (g *Guard) Ready() bool {
+	for _, is := range g.order {
+		if !is.keys.Ready() {
+			return false
+		}
+	}
+	return true
+}
+
+// Close stops the guard's background work and waits for it to finish. It
+// is safe to call more than once. Handlers wrapped by the guard keep
+// working with the keys they have, but keys are no longer refreshed.
+func (g *Guard) Close() error {
+	g.closeOnce.Do(func() {
+		var errs []error
+		for _, is := range g.order {
+			if err := is.keys.Close(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		g.closeErr = errors.Join(errs...)
+	})
+	return g.closeErr
+}
+
+// Require returns middleware that lets a request through only if it carries
+// a valid access token that grants every one of scopes. With no scopes, any
+// valid token will do:
+//
+//	mux.Handle("GET /orders/", guard.Require("orders:read")(ordersHandler))
+//
+// The wrapped handler finds the verified token's Principal with
+// PrincipalFrom. Denied requests get 400, 401, 403 or 503 with an RFC 6750
+// WWW-Authenticate challenge and never reach the handler.
+//
+// The handler receives a shallow copy of the request (with the Principal in
+// its context) and the caller's ResponseWriter unchanged, so optional
+// interfaces such as http.Flusher and http.Hijacker survive.
+func (g *Guard) Require(scopes ...string) func(http.Handler) http.Handler {
+	scopes = slices.Clone(scopes)
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			start := time.Now()
+			p, e := g.authenticate(r)
+			if e == nil {
+				for _, s := range scopes {
+					if !p.HasScope(s) {
+						e = deny(http.StatusForbidden, CodeInsufficientScope, ReasonInsufficientScope,
+							"token lacks a required scope", nil)
+						e.iss = p.Issuer
+						break
+					}
+				}
+			}
+			g.metrics.verify.Observe(time.Since(start).Seconds())
+			if e != nil {
+				g.metrics.count(e.Reason)
+				g.logDenial(r, e)
+				g.writeError(w, e, scopes)
+				return
+			}
+			g.metrics.count(ReasonOK)
+			next.ServeHTTP(w, r.WithContext(withPrincipal(r.Context(), p)))
+		})
+	}
+}
+
+// logDenial records why a request was refused: reason, issuer and kid when
+// known, and the internal cause. It never logs the token.
+func (g *Guard) logDenial(r *http.Request, e *denial) {
+	level := slog.LevelInfo
+	if e.Status == http.StatusServiceUnavailable {
+		level = slog.LevelWarn
+	}
+	ctx := r.Context()
+	if !g.log.Enabled(ctx, level) {
+		return
+	}
+	attrs := []slog.Attr{
+		slog.String("reason", string(e.Reason)),
+		slog.Int("status", e.Status),
+		slog.String("method", r.Method),
+		slog.String("path", r.URL.Path),
+	}
+	if e.iss != "" {
+		attrs = append(attrs, slog.String("iss", truncate(e.iss)))
+	}
+	if e.kid != "" {
+		attrs = append(attrs, slog.String("kid", truncate(e.kid)))
+	}
+	if e.alg != "" {
+		attrs = append(attrs, slog.String("alg", truncate(e.alg)))
+	}
+	if e.Err != nil {
+		attrs = append(attrs, slog.String("err", e.Err.Error()))
+	}
+	g.log.LogAttrs(ctx, level, "request denied", attrs...)
+}
+
+// maxLogValue bounds attacker-supplied strings (an unverified iss or kid)
+// in log lines.
+const maxLogValue = 128
+
+func truncate(s string) string {
+	if len(s) <= maxLogValue {
+		return s
+	}
+	return s[:maxLogValue] + "…"
+}

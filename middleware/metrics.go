@@ -1,0 +1,80 @@
+package middleware
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Values of the "result" label of tokenguard_requests_total.
+const (
+	resultAllowed     = "allowed"
+	resultDenied      = "denied"
+	resultUnavailable = "unavailable"
+)
+
+// metrics holds the guard's Prometheus collectors. Label values come only
+// from closed sets (Reason, the result constants, jwks result labels), never
+// from tokens, subjects or other request data.
+type metrics struct {
+	requests      *prometheus.CounterVec
+	byReason      map[Reason]prometheus.Counter // pre-resolved children; read-only after newMetrics
+	verify        prometheus.Histogram
+	jwksRefresh   *prometheus.CounterVec
+	introspection *prometheus.CounterVec
+	dpopReplays   prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokenguard_requests_total",
+			Help: "Requests seen by the guard, by result (allowed, denied, unavailable) and reason.",
+		}, []string{"result", "reason"}),
+		verify: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "tokenguard_verify_duration_seconds",
+			Help:    "Time spent deciding on a request's credentials.",
+			Buckets: []float64{.00001, .000025, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .05, .25, 1, 5},
+		}),
+		jwksRefresh: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokenguard_jwks_refresh_total",
+			Help: "JWKS fetch attempts, by result.",
+		}, []string{"result"}),
+		introspection: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokenguard_introspection_requests_total",
+			Help: "Token introspection requests, by result.",
+		}, []string{"result"}),
+		dpopReplays: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tokenguard_dpop_replays_total",
+			Help: "DPoP proofs rejected because their jti was already used.",
+		}),
+	}
+	m.byReason = make(map[Reason]prometheus.Counter, len(allReasons))
+	for _, r := range allReasons {
+		m.byReason[r] = m.requests.WithLabelValues(resultFor(r), string(r))
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.requests, m.verify, m.jwksRefresh, m.introspection, m.dpopReplays} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("middleware: registering metrics: %w", err)
+			}
+		}
+	}
+	return m, nil
+}
+
+func resultFor(r Reason) string {
+	switch r {
+	case ReasonOK:
+		return resultAllowed
+	case ReasonKeysUnavailable:
+		return resultUnavailable
+	}
+	return resultDenied
+}
+
+func (m *metrics) count(r Reason) {
+	if c, ok := m.byReason[r]; ok {
+		c.Inc()
+	}
+}

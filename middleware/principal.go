@@ -1,0 +1,73 @@
+package middleware
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"slices"
+	"time"
+)
+
+// Principal is who a verified access token speaks for. The guard puts one
+// in the context of every request it lets through; handlers read it with
+// PrincipalFrom.
+//
+// A Principal may be shared between requests that carry the same token (the
+// verified-token cache hands out the same value), so treat it as read-only.
+type Principal struct {
+	// Issuer is the token's "iss": one of Config.Issuers.
+	Issuer string
+	// Subject is the token's "sub". For client-credentials tokens it is
+	// usually the client itself.
+	Subject string
+	// ClientID is the OAuth client the token was issued to ("client_id").
+	ClientID string
+	// Scopes are the granted scopes, from "scope" (and "scp" when the
+	// issuer sets Issuer.ScpClaim), in token order without duplicates.
+	Scopes []string
+	// Audience is the token's "aud".
+	Audience []string
+	// JKT is the RFC 7638 thumbprint of the DPoP key the token is bound to
+	// ("cnf.jkt"), empty for bearer tokens.
+	JKT string
+	// TokenID is the token's "jti", empty if absent.
+	TokenID string
+	// ExpiresAt is the token's "exp".
+	ExpiresAt time.Time
+	// IssuedAt is the token's "iat"; the zero time if absent.
+	IssuedAt time.Time
+
+	raw []byte // the verified JSON claims, for Claims
+}
+
+// HasScope reports whether the token grants scope s.
+func (p *Principal) HasScope(s string) bool { return slices.Contains(p.Scopes, s) }
+
+// Claims decodes the token's verified claims (the JWT payload) into v, as
+// json.Unmarshal does. Use it for claims Principal has no field for:
+//
+//	var c struct {
+//		Tenant string `json:"tid"`
+//	}
+//	if err := p.Claims(&c); err != nil { ... }
+func (p *Principal) Claims(v any) error {
+	if p.raw == nil {
+		return errors.New("middleware: principal carries no claims")
+	}
+	return json.Unmarshal(p.raw, v)
+}
+
+// principalKey is the context key for the Principal; unexported so only
+// this package can set it.
+type principalKey struct{}
+
+// PrincipalFrom returns the Principal the guard stored in ctx, and whether
+// there was one. Outside a guarded handler it returns nil, false.
+func PrincipalFrom(ctx context.Context) (*Principal, bool) {
+	p, ok := ctx.Value(principalKey{}).(*Principal)
+	return p, ok && p != nil
+}
+
+func withPrincipal(ctx context.Context, p *Principal) context.Context {
+	return context.WithValue(ctx, principalKey{}, p)
+}
