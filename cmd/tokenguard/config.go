@@ -1,0 +1,685 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"reflect"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Defaults for optional configuration keys.
+const (
+	defaultShutdownTimeout = 30 * time.Second
+	maxConfigSize          = 1 << 20 // a config file is small; refuse anything silly
+)
+
+// fileConfig is the YAML document exactly as written. Durations are strings
+// ("30s", "5m") parsed by validate, so that a bad one is reported with its
+// line like every other mistake.
+type fileConfig struct {
+	Listen          string      `yaml:"listen"`
+	MetricsListen   string      `yaml:"metrics_listen"`
+	Upstream        string      `yaml:"upstream"`
+	PublicURL       string      `yaml:"public_url"`
+	Audience        string      `yaml:"audience"`
+	Issuers         []fileIssue `yaml:"issuers"`
+	DPoP            fileDPoP    `yaml:"dpop"`
+	Routes          []fileRoute `yaml:"routes"`
+	Realm           string      `yaml:"realm"`
+	Leeway          string      `yaml:"leeway"`
+	MaxTokenSize    int         `yaml:"max_token_size"`
+	StartupWait     string      `yaml:"startup_wait"`
+	ShutdownTimeout string      `yaml:"shutdown_timeout"`
+	LogFormat       string      `yaml:"log_format"`
+	LogLevel        string      `yaml:"log_level"`
+
+	InsecureAllowHTTP bool `yaml:"insecure_allow_http"`
+}
+
+type fileIssue struct {
+	Issuer                string `yaml:"issuer"`
+	JWKSURI               string `yaml:"jwks_uri"`
+	IntrospectionEndpoint string `yaml:"introspection_endpoint"`
+	ClientID              string `yaml:"client_id"`
+	ClientSecret          string `yaml:"client_secret"`
+	AllowLegacyTyp        bool   `yaml:"allow_legacy_typ"`
+	ScpClaim              bool   `yaml:"scp_claim"`
+}
+
+type fileDPoP struct {
+	Mode        string `yaml:"mode"`
+	Nonce       bool   `yaml:"nonce"`
+	ReplayStore string `yaml:"replay_store"`
+}
+
+type fileRoute struct {
+	Pattern string   `yaml:"pattern"`
+	Scopes  []string `yaml:"scopes"`
+}
+
+// config is a validated gateway configuration. It deliberately does not
+// import the middleware package: gateway.go converts it to a
+// middleware.Config, and middleware.New has the last word on the guard's
+// settings (its errors are mapped back to YAML lines with [config.keyFor]).
+type config struct {
+	File            string
+	Listen          string
+	MetricsListen   string // "" means no metrics listener
+	Upstream        *url.URL
+	PublicURL       *url.URL // nil when unset; validated only: it is the DPoP htu base, and middleware has no DPoP (nor a field for it) yet
+	Audience        string
+	Realm           string // "" means the audience
+	Issuers         []issuerConfig
+	DPoPMode        string        // "disabled", "allowed" or "required"
+	Leeway          time.Duration // 0 means the middleware default (30s)
+	MaxTokenSize    int           // 0 means the middleware default (8 KiB)
+	StartupWait     time.Duration // 0 means the middleware default (10s); negative: don't wait
+	ShutdownTimeout time.Duration
+	LogFormat       string // "text" or "json"
+	LogLevel        string // "debug", "info", "warn" or "error"
+	Routes          []routeConfig
+
+	// InsecureAllowHTTP permits plain http issuer and JWKS URLs beyond
+	// loopback (middleware.Config.InsecureAllowHTTP).
+	InsecureAllowHTTP bool
+
+	// keys maps a middleware.Config field path ("Issuers[0].JWKSURI") to
+	// where its YAML counterpart is, so New's errors can name the line.
+	keys map[string]keyPos
+}
+
+type issuerConfig struct {
+	Issuer, JWKSURI, IntrospectionEndpoint, ClientID, ClientSecret string
+	AllowLegacyTyp, ScpClaim                                       bool
+}
+
+type routeConfig struct {
+	Pattern string
+	Scopes  []string // empty: any valid token
+	Key     string   // "routes[i].pattern", for messages
+	Line    int
+}
+
+// keyPos is a YAML key and the line it is on (or, when absent, the line of
+// the mapping it belongs in).
+type keyPos struct {
+	Key  string
+	Line int
+}
+
+// keyFor returns the YAML key and line for a middleware.Config field path.
+func (c *config) keyFor(field string) (keyPos, bool) {
+	p, ok := c.keys[field]
+	return p, ok
+}
+
+// fieldError is one configuration mistake: the YAML line, the key path
+// ("issuers[1].jwks_uri") and what is wrong with it.
+type fieldError struct {
+	Line int
+	Key  string
+	Msg  string
+}
+
+func (e *fieldError) Error() string {
+	switch {
+	case e.Line > 0 && e.Key != "":
+		return fmt.Sprintf("line %d: %s: %s", e.Line, e.Key, e.Msg)
+	case e.Line > 0:
+		return fmt.Sprintf("line %d: %s", e.Line, e.Msg)
+	case e.Key != "":
+		return e.Key + ": " + e.Msg
+	}
+	return e.Msg
+}
+
+// configError is every mistake found in one configuration file, in line
+// order. Errors use it so a user can fix the whole file in one go.
+type configError struct {
+	File   string
+	Fields []*fieldError
+	Err    error // the underlying error when it came from middleware.New; may be nil
+}
+
+// Unwrap returns the underlying error, if any.
+func (e *configError) Unwrap() error { return e.Err }
+
+func (e *configError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "tokenguard: config %s:", e.File)
+	if len(e.Fields) == 1 {
+		b.WriteString(" " + e.Fields[0].Error())
+		return b.String()
+	}
+	for _, f := range e.Fields {
+		b.WriteString("\n\t" + f.Error())
+	}
+	return b.String()
+}
+
+// loadConfig reads and validates the configuration file at path.
+func loadConfig(path string) (*config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("tokenguard: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxConfigSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("tokenguard: reading config: %w", err)
+	}
+	if len(data) > maxConfigSize {
+		return nil, fmt.Errorf("tokenguard: config %s: larger than %d bytes", path, maxConfigSize)
+	}
+	return parseConfig(path, data)
+}
+
+// parseConfig decodes data strictly and validates it. name is used in
+// error messages only.
+func parseConfig(name string, data []byte) (*config, error) {
+	fail := func(errs []*fieldError) error {
+		slices.SortStableFunc(errs, func(a, b *fieldError) int { return a.Line - b.Line })
+		return &configError{File: name, Fields: errs}
+	}
+
+	// Pass 1: the node tree, for syntax errors, unknown and duplicate keys
+	// (named by their full path) and, later, line numbers.
+	var root yaml.Node
+	if err := yaml.NewDecoder(bytes.NewReader(data)).Decode(&root); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, fail([]*fieldError{{Line: 1, Msg: "the file is empty"}})
+		}
+		return nil, fail(yamlErrors(err))
+	}
+	doc := &root
+	if doc.Kind == yaml.DocumentNode && len(doc.Content) == 1 {
+		doc = doc.Content[0]
+	}
+	if doc.Kind != yaml.MappingNode {
+		return nil, fail([]*fieldError{{Line: doc.Line, Msg: "the document must be a mapping of keys to values"}})
+	}
+	if errs := checkKeys(doc, reflect.TypeFor[fileConfig](), ""); len(errs) > 0 {
+		return nil, fail(errs)
+	}
+
+	// Pass 2: the typed struct, strictly (KnownFields also guards against
+	// anything checkKeys missed).
+	var fc fileConfig
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&fc); err != nil {
+		return nil, fail(yamlErrors(err))
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		return nil, fail([]*fieldError{{Line: extra.Line, Msg: "more than one YAML document; the config is a single document"}})
+	}
+
+	c, errs := fc.validate(doc)
+	if len(errs) > 0 {
+		return nil, fail(errs)
+	}
+	c.File = name
+	return c, nil
+}
+
+// yamlLine matches the "line N: message" form of the YAML parser's errors.
+var yamlLine = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
+
+// yamlErrors converts a YAML parser error into fieldErrors with lines.
+func yamlErrors(err error) []*fieldError {
+	var msgs []string
+	if te, ok := errors.AsType[*yaml.TypeError](err); ok {
+		msgs = te.Errors
+	} else {
+		msgs = []string{err.Error()}
+	}
+	out := make([]*fieldError, 0, len(msgs))
+	for _, m := range msgs {
+		fe := &fieldError{Msg: strings.TrimPrefix(m, "yaml: ")}
+		if sm := yamlLine.FindStringSubmatch(m); sm != nil {
+			fe.Line, _ = strconv.Atoi(sm[1])
+			fe.Msg = sm[2]
+		}
+		// Go type names mean nothing to the reader of a YAML file.
+		fe.Msg = goTypeName.ReplaceAllString(fe.Msg, "")
+		out = append(out, fe)
+	}
+	return out
+}
+
+var goTypeName = regexp.MustCompile(` (?:in|into) (?:type )?main\.\w+`)
+
+// checkKeys reports every key of mapping n that t has no yaml field for, and
+// every key given twice, recursing into known fields. path is n's key path.
+func checkKeys(n *yaml.Node, t reflect.Type, path string) []*fieldError {
+	n = resolve(n)
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	var errs []*fieldError
+	switch {
+	case t.Kind() == reflect.Struct && n.Kind == yaml.MappingNode:
+		fields := yamlFields(t)
+		seen := map[string]int{}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			if k.Value == "<<" { // a merge key: its mapping is checked as if inline
+				errs = append(errs, checkKeys(v, t, path)...)
+				continue
+			}
+			key := joinKey(path, k.Value)
+			if line, dup := seen[k.Value]; dup {
+				errs = append(errs, &fieldError{Line: k.Line, Key: key, Msg: fmt.Sprintf("given twice (first on line %d)", line)})
+				continue
+			}
+			seen[k.Value] = k.Line
+			ft, ok := fields[k.Value]
+			if !ok {
+				msg := "unknown key"
+				if s := suggest(k.Value, fields); s != "" {
+					msg += fmt.Sprintf(" (did you mean %q?)", s)
+				}
+				errs = append(errs, &fieldError{Line: k.Line, Key: key, Msg: msg})
+				continue
+			}
+			errs = append(errs, checkKeys(v, ft, key)...)
+		}
+	case t.Kind() == reflect.Slice && n.Kind == yaml.SequenceNode:
+		for i, e := range n.Content {
+			errs = append(errs, checkKeys(e, t.Elem(), fmt.Sprintf("%s[%d]", path, i))...)
+		}
+	}
+	// Kind mismatches are left to the typed decode, which names them.
+	return errs
+}
+
+func resolve(n *yaml.Node) *yaml.Node {
+	for n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	return n
+}
+
+func yamlFields(t reflect.Type) map[string]reflect.Type {
+	m := make(map[string]reflect.Type, t.NumField())
+	for f := range t.Fields() {
+		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if name != "" && name != "-" {
+			m[name] = f.Type
+		}
+	}
+	return m
+}
+
+// suggest returns the known key closest to k if it is a plausible typo.
+func suggest(k string, fields map[string]reflect.Type) string {
+	best, bestD := "", 3
+	for name := range fields {
+		if d := editDistance(strings.ToLower(k), name); d < bestD || d == bestD && best != "" && name < best {
+			best, bestD = name, d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+func joinKey(path, k string) string {
+	if path == "" {
+		return k
+	}
+	return path + "." + k
+}
+
+// positions finds the line of a key path in the document.
+type positions struct{ root *yaml.Node }
+
+// at returns the key path's display name and line. Path elements are map
+// keys (string) and sequence indexes (int). When the path does not exist,
+// the line is that of the deepest node that does: for a missing required
+// key, the mapping it should be in.
+func (p positions) at(path ...any) keyPos {
+	n := p.root
+	line := n.Line
+	name := ""
+	found := true
+	for _, el := range path {
+		switch el := el.(type) {
+		case string:
+			name = joinKey(name, el)
+		case int:
+			name = fmt.Sprintf("%s[%d]", name, el)
+		}
+		if !found {
+			continue
+		}
+		n = resolve(n)
+		var next *yaml.Node
+		switch el := el.(type) {
+		case string:
+			if n.Kind == yaml.MappingNode {
+				for i := 0; i+1 < len(n.Content); i += 2 {
+					if n.Content[i].Value == el {
+						line = n.Content[i].Line
+						next = n.Content[i+1]
+					}
+				}
+			}
+		case int:
+			if n.Kind == yaml.SequenceNode && el < len(n.Content) {
+				next = resolve(n.Content[el])
+				line = next.Line
+			}
+		}
+		if next == nil {
+			found = false
+			continue
+		}
+		n = next
+	}
+	return keyPos{Key: name, Line: line}
+}
+
+// validate checks the decoded file and builds a config. doc is the root
+// mapping, for line numbers.
+func (fc *fileConfig) validate(doc *yaml.Node) (*config, []*fieldError) {
+	pos := positions{root: doc}
+	var errs []*fieldError
+	bad := func(p keyPos, format string, args ...any) {
+		errs = append(errs, &fieldError{Line: p.Line, Key: p.Key, Msg: fmt.Sprintf(format, args...)})
+	}
+	c := &config{
+		Listen:        fc.Listen,
+		MetricsListen: fc.MetricsListen,
+		Audience:      fc.Audience,
+		Realm:         fc.Realm,
+		MaxTokenSize:  fc.MaxTokenSize,
+		keys:          map[string]keyPos{},
+
+		InsecureAllowHTTP: fc.InsecureAllowHTTP,
+	}
+	c.keys["Audience"] = pos.at("audience")
+	c.keys["Realm"] = pos.at("realm")
+	c.keys["MaxTokenSize"] = pos.at("max_token_size")
+	c.keys["Leeway"] = pos.at("leeway")
+	c.keys["StartupWait"] = pos.at("startup_wait")
+	c.keys["Issuers"] = pos.at("issuers")
+	c.keys["DPoP.Mode"] = pos.at("dpop", "mode")
+
+	// Listeners.
+	if fc.Listen == "" {
+		bad(pos.at("listen"), "required (host:port the proxy listens on)")
+	} else if err := checkListen(fc.Listen); err != nil {
+		bad(pos.at("listen"), "%v", err)
+	}
+	if fc.MetricsListen != "" {
+		if err := checkListen(fc.MetricsListen); err != nil {
+			bad(pos.at("metrics_listen"), "%v", err)
+		} else if fc.MetricsListen == fc.Listen && !strings.HasSuffix(fc.Listen, ":0") {
+			bad(pos.at("metrics_listen"), "must differ from listen: metrics are never served on the proxy's address")
+		}
+	}
+
+	// URLs.
+	if fc.Upstream == "" {
+		bad(pos.at("upstream"), "required (base URL of the API to protect)")
+	} else if u, err := checkURL(fc.Upstream, false); err != nil {
+		bad(pos.at("upstream"), "%v", err)
+	} else {
+		c.Upstream = u
+	}
+	if fc.PublicURL != "" {
+		if u, err := checkURL(fc.PublicURL, false); err != nil {
+			bad(pos.at("public_url"), "%v", err)
+		} else {
+			c.PublicURL = u
+		}
+	}
+
+	if fc.Audience == "" {
+		bad(pos.at("audience"), "required (this API's identifier, as in the tokens' aud claim)")
+	}
+
+	// Issuers. Policy (https only beyond loopback, duplicates, what is not
+	// implemented yet) is middleware.New's job; here only what it cannot
+	// report with a line number.
+	if len(fc.Issuers) == 0 {
+		bad(pos.at("issuers"), "at least one issuer is required")
+	}
+	for i, is := range fc.Issuers {
+		prefix := fmt.Sprintf("Issuers[%d].", i)
+		c.keys[prefix+"Issuer"] = pos.at("issuers", i, "issuer")
+		c.keys[prefix+"JWKSURI"] = pos.at("issuers", i, "jwks_uri")
+		c.keys[prefix+"IntrospectionEndpoint"] = pos.at("issuers", i, "introspection_endpoint")
+		c.keys[prefix+"ClientID"] = pos.at("issuers", i, "client_id")
+		c.keys[prefix+"ClientSecret"] = pos.at("issuers", i, "client_secret")
+		c.keys[fmt.Sprintf("Issuers[%d]", i)] = pos.at("issuers", i)
+		if is.Issuer == "" {
+			bad(pos.at("issuers", i, "issuer"), "required (the exact iss value of the tokens)")
+		}
+		for _, u := range []struct{ key, v string }{
+			{"jwks_uri", is.JWKSURI},
+			{"introspection_endpoint", is.IntrospectionEndpoint},
+		} {
+			if u.v == "" {
+				continue
+			}
+			if _, err := checkURL(u.v, true); err != nil {
+				bad(pos.at("issuers", i, u.key), "%v", err)
+			}
+		}
+		c.Issuers = append(c.Issuers, issuerConfig(is))
+	}
+
+	// DPoP.
+	switch fc.DPoP.Mode {
+	case "", "disabled":
+		c.DPoPMode = "disabled"
+	case "allowed", "required":
+		c.DPoPMode = fc.DPoP.Mode // middleware.New decides whether it can do it
+	default:
+		bad(pos.at("dpop", "mode"), "%q is not one of disabled, allowed, required", fc.DPoP.Mode)
+	}
+	if fc.DPoP.Nonce {
+		bad(pos.at("dpop", "nonce"), "server-issued DPoP nonces are not implemented yet; remove the key or set it to false")
+	}
+	switch rs := fc.DPoP.ReplayStore; {
+	case rs == "" || rs == "memory":
+	case strings.HasPrefix(rs, "redis://") || strings.HasPrefix(rs, "rediss://"):
+		bad(pos.at("dpop", "replay_store"), "the Redis replay store is not implemented yet; use memory")
+	default:
+		bad(pos.at("dpop", "replay_store"), "must be memory or a redis:// URL")
+	}
+
+	// Durations and sizes.
+	dur := func(key, v string, def time.Duration, allowZero bool) time.Duration {
+		if v == "" {
+			return def
+		}
+		d, err := time.ParseDuration(v)
+		switch {
+		case err != nil:
+			bad(pos.at(key), "%q is not a duration (write it like 30s, 5m or 1h30m)", v)
+		case d < 0:
+			bad(pos.at(key), "must not be negative")
+		case d == 0 && !allowZero:
+			bad(pos.at(key), "must be more than zero (omit the key for the default)")
+		}
+		return d
+	}
+	c.Leeway = dur("leeway", fc.Leeway, 0, false)
+	c.ShutdownTimeout = dur("shutdown_timeout", fc.ShutdownTimeout, defaultShutdownTimeout, true)
+	if fc.StartupWait != "" {
+		if c.StartupWait = dur("startup_wait", fc.StartupWait, 0, true); c.StartupWait == 0 {
+			c.StartupWait = -1 // "0s": don't wait; middleware's 0 means its default
+		}
+	}
+	if fc.MaxTokenSize < 0 {
+		bad(pos.at("max_token_size"), "must be a positive number of bytes")
+	}
+
+	// Logging.
+	switch c.LogFormat = cmpOr(fc.LogFormat, "text"); c.LogFormat {
+	case "text", "json":
+	default:
+		bad(pos.at("log_format"), "%q is not one of text, json", fc.LogFormat)
+	}
+	switch c.LogLevel = cmpOr(fc.LogLevel, "info"); c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		bad(pos.at("log_level"), "%q is not one of debug, info, warn, error", fc.LogLevel)
+	}
+
+	// Routes.
+	if len(fc.Routes) == 0 {
+		bad(pos.at("routes"), "at least one route is required (a request that matches none gets 404)")
+	}
+	for i, r := range fc.Routes {
+		p := pos.at("routes", i, "pattern")
+		if strings.TrimSpace(r.Pattern) == "" {
+			bad(p, "required (a ServeMux pattern such as \"GET /orders/\")")
+			continue
+		}
+		for j, s := range r.Scopes {
+			if s == "" || strings.ContainsAny(s, " \t\"\\") || !isPrintableASCII(s) {
+				bad(pos.at("routes", i, "scopes", j), "%q is not a valid scope (RFC 6749 §3.3)", s)
+			}
+		}
+		c.Routes = append(c.Routes, routeConfig{Pattern: r.Pattern, Scopes: slices.Clone(r.Scopes), Key: p.Key, Line: p.Line})
+	}
+	errs = append(errs, checkRoutes(c.Routes)...)
+	return c, errs
+}
+
+func cmpOr(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
+func isPrintableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// checkListen requires host:port with a numeric port.
+func checkListen(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port", addr)
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Errorf("%q: port must be a number from 0 to 65535", addr)
+	}
+	return nil
+}
+
+// checkURL requires an absolute http or https URL with a host, no
+// credentials and no fragment; a base URL (allowQuery false) may not
+// carry a query either.
+func checkURL(s string, allowQuery bool) (*url.URL, error) {
+	u, err := url.Parse(s)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("%q is not a URL", s)
+	case u.Scheme != "http" && u.Scheme != "https":
+		return nil, fmt.Errorf("%q must be an absolute http:// or https:// URL", s)
+	case u.Host == "":
+		return nil, fmt.Errorf("%q has no host", s)
+	case u.User != nil:
+		return nil, errors.New("must not contain credentials")
+	case u.Fragment != "" || strings.Contains(s, "#"):
+		return nil, fmt.Errorf("%q must not contain a fragment", s)
+	case !allowQuery && (u.RawQuery != "" || u.ForceQuery):
+		return nil, fmt.Errorf("%q must not contain a query", s)
+	}
+	return u, nil
+}
+
+// checkRoutes registers every pattern on a scratch ServeMux, which is the
+// authority on what a valid pattern is and which patterns conflict. Its
+// panics become errors naming both routes involved.
+func checkRoutes(routes []routeConfig) []*fieldError {
+	var errs []*fieldError
+	mux := http.NewServeMux()
+	for i, r := range routes {
+		if err := tryHandle(mux, r.Pattern, http.NotFoundHandler()); err == nil {
+			continue
+		}
+		// Alone on a fresh mux: an invalid pattern. Otherwise find the
+		// earlier route it clashes with.
+		if err := tryHandle(http.NewServeMux(), r.Pattern, http.NotFoundHandler()); err != nil {
+			errs = append(errs, &fieldError{Line: r.Line, Key: r.Key, Msg: fmt.Sprintf("invalid pattern: %v", err)})
+			continue
+		}
+		for _, o := range routes[:i] {
+			m := http.NewServeMux()
+			if tryHandle(m, o.Pattern, http.NotFoundHandler()) != nil {
+				continue
+			}
+			if tryHandle(m, r.Pattern, http.NotFoundHandler()) == nil {
+				continue
+			}
+			if o.Pattern == r.Pattern {
+				errs = append(errs, &fieldError{Line: r.Line, Key: r.Key, Msg: fmt.Sprintf("%q duplicates %s on line %d", r.Pattern, o.Key, o.Line)})
+			} else {
+				errs = append(errs, &fieldError{Line: r.Line, Key: r.Key, Msg: fmt.Sprintf(
+					"%q conflicts with %q (%s on line %d): some requests match both and neither is more specific", r.Pattern, o.Pattern, o.Key, o.Line)})
+			}
+			break
+		}
+	}
+	return errs
+}
+
+// tryHandle registers pattern on mux, turning ServeMux's panic on an
+// invalid or conflicting pattern into an error.
+func tryHandle(mux *http.ServeMux, pattern string, h http.Handler) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			if e, ok := v.(error); ok {
+				err = e
+			} else {
+				err = fmt.Errorf("%v", v)
+			}
+		}
+	}()
+	mux.Handle(pattern, h)
+	return nil
+}

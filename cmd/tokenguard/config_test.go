@@ -1,0 +1,244 @@
+package main
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// validYAML is a complete configuration; tests edit copies of it. Its line
+// numbers are referred to below, so keep them stable.
+const validYAML = `listen: 127.0.0.1:8080
+metrics_listen: 127.0.0.1:9090
+upstream: http://127.0.0.1:9000
+public_url: http://127.0.0.1:8080
+audience: https://api.example.com
+issuers:
+  - issuer: https://as.example.com
+    jwks_uri: http://127.0.0.1:7000/jwks
+dpop:
+  mode: disabled
+  nonce: false
+  replay_store: memory
+routes:
+  - pattern: "GET /orders/"
+    scopes: [orders:read]
+  - pattern: "POST /orders/"
+    scopes: [orders:write]
+`
+
+func TestParseConfigValid(t *testing.T) {
+	c, err := parseConfig("valid.yaml", []byte(validYAML+`realm: orders
+leeway: 45s
+max_token_size: 16384
+startup_wait: 0s
+shutdown_timeout: 5m
+log_format: json
+log_level: debug
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := struct {
+		Listen, MetricsListen, Upstream, PublicURL, Audience, Realm, DPoPMode, LogFormat, LogLevel string
+		Leeway, StartupWait, ShutdownTimeout                                                       time.Duration
+		MaxTokenSize                                                                               int
+		Issuers                                                                                    []issuerConfig
+		Routes                                                                                     []routeConfig
+	}{
+		c.Listen, c.MetricsListen, c.Upstream.String(), c.PublicURL.String(), c.Audience, c.Realm, c.DPoPMode, c.LogFormat, c.LogLevel,
+		c.Leeway, c.StartupWait, c.ShutdownTimeout, c.MaxTokenSize, c.Issuers, c.Routes,
+	}
+	want := got
+	want.Listen, want.MetricsListen = "127.0.0.1:8080", "127.0.0.1:9090"
+	want.Upstream, want.PublicURL = "http://127.0.0.1:9000", "http://127.0.0.1:8080"
+	want.Audience, want.Realm, want.DPoPMode = "https://api.example.com", "orders", "disabled"
+	want.LogFormat, want.LogLevel = "json", "debug"
+	want.Leeway, want.StartupWait, want.ShutdownTimeout = 45*time.Second, -1, 5*time.Minute
+	want.MaxTokenSize = 16384
+	want.Issuers = []issuerConfig{{Issuer: "https://as.example.com", JWKSURI: "http://127.0.0.1:7000/jwks"}}
+	want.Routes = []routeConfig{
+		{Pattern: "GET /orders/", Scopes: []string{"orders:read"}, Key: "routes[0].pattern", Line: 14},
+		{Pattern: "POST /orders/", Scopes: []string{"orders:write"}, Key: "routes[1].pattern", Line: 16},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("config (-want +got):\n%s", diff)
+	}
+
+	// Defaults.
+	c, err = parseConfig("valid.yaml", []byte(validYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ShutdownTimeout != defaultShutdownTimeout || c.StartupWait != 0 || c.Leeway != 0 || c.LogFormat != "text" || c.LogLevel != "info" {
+		t.Errorf("defaults: shutdown %v, startup %v, leeway %v, log %s/%s", c.ShutdownTimeout, c.StartupWait, c.Leeway, c.LogFormat, c.LogLevel)
+	}
+	// Middleware field paths map back to YAML lines.
+	if p, _ := c.keyFor("Issuers[0].JWKSURI"); p != (keyPos{Key: "issuers[0].jwks_uri", Line: 8}) {
+		t.Errorf("keyFor(Issuers[0].JWKSURI) = %+v", p)
+	}
+	if p, _ := c.keyFor("DPoP.Mode"); p != (keyPos{Key: "dpop.mode", Line: 10}) {
+		t.Errorf("keyFor(DPoP.Mode) = %+v", p)
+	}
+}
+
+// edit returns validYAML with old replaced by new (exactly once).
+func edit(t *testing.T, old, new string) string {
+	t.Helper()
+	if strings.Count(validYAML, old) != 1 {
+		t.Fatalf("edit: %q does not occur exactly once", old)
+	}
+	return strings.Replace(validYAML, old, new, 1)
+}
+
+func TestParseConfigErrors(t *testing.T) {
+	type want struct {
+		Line int
+		Key  string
+	}
+	tests := []struct {
+		name    string
+		yaml    string
+		want    []want
+		wantMsg string // a substring of the first error
+	}{
+		{"empty file", "", []want{{1, ""}}, "empty"},
+		{"not a mapping", "- a\n- b\n", []want{{1, ""}}, "mapping"},
+		{"syntax error", "listen: 127.0.0.1:8080\nupstream: [\n", []want{{2, ""}}, ""},
+		{"unknown top-level key", validYAML + "listne: x\n", []want{{18, "listne"}}, `unknown key (did you mean "listen"?)`},
+		{"unknown issuer key", edit(t, "    jwks_uri:", "    jwks_url:"), []want{{8, "issuers[0].jwks_url"}}, `did you mean "jwks_uri"`},
+		{"unknown dpop key", edit(t, "  nonce: false", "  nonces: false"), []want{{11, "dpop.nonces"}}, "unknown key"},
+		{"unknown route key", edit(t, "    scopes: [orders:write]", "    scope: [orders:write]"), []want{{17, "routes[1].scope"}}, "unknown key"},
+		{"duplicate key", validYAML + "listen: 127.0.0.1:8081\n", []want{{18, "listen"}}, "given twice (first on line 1)"},
+		{"wrong type", edit(t, "scopes: [orders:read]", "scopes: orders:read"), []want{{15, ""}}, "cannot unmarshal"},
+		{"size not a number", validYAML + "max_token_size: big\n", []want{{18, ""}}, "cannot unmarshal"},
+		{"second document", validYAML + "---\nlisten: x\n", []want{{18, ""}}, "more than one YAML document"},
+		{"listen missing", edit(t, "listen: 127.0.0.1:8080\n", ""), []want{{1, "listen"}}, "required"},
+		{"listen without port", edit(t, "listen: 127.0.0.1:8080", "listen: localhost"), []want{{1, "listen"}}, "host:port"},
+		{"listen bad port", edit(t, "listen: 127.0.0.1:8080", "listen: 127.0.0.1:http"), []want{{1, "listen"}}, "port must be a number"},
+		{"metrics_listen bad", edit(t, "metrics_listen: 127.0.0.1:9090", "metrics_listen: 9090"), []want{{2, "metrics_listen"}}, "host:port"},
+		{"metrics_listen same as listen", edit(t, "metrics_listen: 127.0.0.1:9090", "metrics_listen: 127.0.0.1:8080"), []want{{2, "metrics_listen"}}, "must differ"},
+		{"upstream missing", edit(t, "upstream: http://127.0.0.1:9000\n", ""), []want{{1, "upstream"}}, "required"},
+		{"upstream not http", edit(t, "upstream: http://127.0.0.1:9000", "upstream: ftp://127.0.0.1:9000"), []want{{3, "upstream"}}, "http:// or https://"},
+		{"upstream relative", edit(t, "upstream: http://127.0.0.1:9000", "upstream: 127.0.0.1:9000"), []want{{3, "upstream"}}, ""},
+		{"upstream with query", edit(t, "upstream: http://127.0.0.1:9000", "upstream: http://127.0.0.1:9000/?a=b"), []want{{3, "upstream"}}, "query"},
+		{"upstream with credentials", edit(t, "upstream: http://127.0.0.1:9000", "upstream: http://u:p@127.0.0.1:9000"), []want{{3, "upstream"}}, "credentials"},
+		{"public_url bad", edit(t, "public_url: http://127.0.0.1:8080", "public_url: /relative"), []want{{4, "public_url"}}, ""},
+		{"audience missing", edit(t, "audience: https://api.example.com\n", ""), []want{{1, "audience"}}, "required"},
+		{"issuers missing", edit(t, "issuers:\n  - issuer: https://as.example.com\n    jwks_uri: http://127.0.0.1:7000/jwks\n", ""), []want{{1, "issuers"}}, "at least one issuer"},
+		{"issuers empty", edit(t, "issuers:\n  - issuer: https://as.example.com\n    jwks_uri: http://127.0.0.1:7000/jwks\n", "issuers: []\n"), []want{{6, "issuers"}}, "at least one issuer"},
+		{"issuer missing", edit(t, "  - issuer: https://as.example.com\n    jwks_uri", "  - jwks_uri"), []want{{7, "issuers[0].issuer"}}, "required"},
+		{"jwks_uri bad", edit(t, "jwks_uri: http://127.0.0.1:7000/jwks", "jwks_uri: http//127.0.0.1:7000/jwks"), []want{{8, "issuers[0].jwks_uri"}}, ""},
+		{"introspection_endpoint bad", edit(t, "    jwks_uri: http://127.0.0.1:7000/jwks\n", "    jwks_uri: http://127.0.0.1:7000/jwks\n    introspection_endpoint: mailto:x@y\n"), []want{{9, "issuers[0].introspection_endpoint"}}, ""},
+		{"dpop mode unknown", edit(t, "mode: disabled", "mode: sometimes"), []want{{10, "dpop.mode"}}, "not one of disabled, allowed, required"},
+		{"dpop nonce not implemented", edit(t, "nonce: false", "nonce: true"), []want{{11, "dpop.nonce"}}, "not implemented yet"},
+		{"dpop redis not implemented", edit(t, "replay_store: memory", "replay_store: redis://127.0.0.1:6379/0"), []want{{12, "dpop.replay_store"}}, "not implemented yet"},
+		{"dpop replay_store unknown", edit(t, "replay_store: memory", "replay_store: disk"), []want{{12, "dpop.replay_store"}}, "memory or a redis:// URL"},
+		{"leeway not a duration", validYAML + "leeway: 30\n", []want{{18, "leeway"}}, "not a duration"},
+		{"leeway zero", validYAML + "leeway: 0s\n", []want{{18, "leeway"}}, "more than zero"},
+		{"shutdown_timeout negative", validYAML + "shutdown_timeout: -5s\n", []want{{18, "shutdown_timeout"}}, "negative"},
+		{"startup_wait bad", validYAML + "startup_wait: soon\n", []want{{18, "startup_wait"}}, "not a duration"},
+		{"max_token_size negative", validYAML + "max_token_size: -1\n", []want{{18, "max_token_size"}}, "positive"},
+		{"log_format unknown", validYAML + "log_format: xml\n", []want{{18, "log_format"}}, "text, json"},
+		{"log_level unknown", validYAML + "log_level: loud\n", []want{{18, "log_level"}}, "debug, info"},
+		{"routes missing", edit(t, "routes:\n  - pattern: \"GET /orders/\"\n    scopes: [orders:read]\n  - pattern: \"POST /orders/\"\n    scopes: [orders:write]\n", ""), []want{{1, "routes"}}, "at least one route"},
+		{"pattern missing", edit(t, "  - pattern: \"POST /orders/\"\n    scopes", "  - scopes"), []want{{16, "routes[1].pattern"}}, "required"},
+		{"pattern invalid", edit(t, `"POST /orders/"`, `"POST orders"`), []want{{16, "routes[1].pattern"}}, "invalid pattern"},
+		{"pattern bad wildcard", edit(t, `"POST /orders/"`, `"POST /orders/{id"`), []want{{16, "routes[1].pattern"}}, "invalid pattern"},
+		{"pattern duplicate", edit(t, `"POST /orders/"`, `"GET /orders/"`), []want{{16, "routes[1].pattern"}}, `duplicates routes[0].pattern on line 14`},
+		{"pattern conflict", edit(t, `"GET /orders/"`, `"GET /{kind}/open"`) + "  - pattern: \"GET /orders/{id}\"\n", []want{{18, "routes[2].pattern"}}, `conflicts with "GET /{kind}/open" (routes[0].pattern on line 14)`},
+		{"conflict after a route without pattern", edit(t, `  - pattern: "POST /orders/"`, `  - scopes: []
+  - pattern: "GET /orders/"`), []want{{16, "routes[1].pattern"}, {17, "routes[2].pattern"}}, "required"},
+		{"scope with space", edit(t, "scopes: [orders:read]", `scopes: ["orders read"]`), []want{{15, "routes[0].scopes[0]"}}, "not a valid scope"},
+		{"several errors, in line order", edit(t, "mode: disabled", "mode: nope") + "leeway: x\nbogus: 1\n",
+			[]want{{19, "bogus"}}, "unknown key"}, // unknown keys stop before validation
+		{"several validation errors", edit(t, "listen: 127.0.0.1:8080", "listen: x") + "leeway: x\n",
+			[]want{{1, "listen"}, {18, "leeway"}}, "host:port"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := parseConfig("test.yaml", []byte(tt.yaml))
+			ce, ok := errors.AsType[*configError](err)
+			if !ok {
+				t.Fatalf("err = %v, want a *configError", err)
+			}
+			var got []want
+			for _, f := range ce.Fields {
+				got = append(got, want{f.Line, f.Key})
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("errors (-want +got):\n%s\nerror: %v", diff, err)
+			}
+			if !strings.Contains(ce.Fields[0].Msg, tt.wantMsg) {
+				t.Errorf("message %q does not contain %q", ce.Fields[0].Msg, tt.wantMsg)
+			}
+			if strings.Contains(err.Error(), "main.") {
+				t.Errorf("error mentions a Go type: %v", err)
+			}
+			if !strings.Contains(err.Error(), "test.yaml") {
+				t.Errorf("error does not name the file: %v", err)
+			}
+		})
+	}
+}
+
+func TestLoadConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "tokenguard.yaml")
+	if err := os.WriteFile(path, []byte(validYAML), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := loadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.File != path {
+		t.Errorf("File = %q, want %q", c.File, path)
+	}
+	if _, err := loadConfig(filepath.Join(dir, "missing.yaml")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("missing file: err = %v, want os.ErrNotExist", err)
+	}
+	big := filepath.Join(dir, "big.yaml")
+	if err := os.WriteFile(big, []byte(strings.Repeat("#", maxConfigSize+1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := loadConfig(big); err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Errorf("oversized file: err = %v", err)
+	}
+}
+
+func TestConfigSecretNotInErrors(t *testing.T) {
+	y := edit(t, "    jwks_uri: http://127.0.0.1:7000/jwks\n", "    jwks_uri: http://127.0.0.1:7000/jwks\n    client_secret: hunter2-secret\n") + "bogus: 1\n"
+	_, err := parseConfig("test.yaml", []byte(y))
+	if err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("err = %v", err)
+	}
+}
+
+// The example in DESIGN.md is the public contract: every key in it must
+// parse. (middleware.New may still refuse settings it does not implement
+// yet, such as DPoP and introspection; that is TestCLIGuardErrorsNameTheLine.)
+func TestDesignExample(t *testing.T) {
+	c, err := loadConfig(filepath.Join("testdata", "design-example.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []issuerConfig{{
+		Issuer:                "https://as.example.com",
+		JWKSURI:               "http://127.0.0.1:7000/jwks",
+		IntrospectionEndpoint: "http://127.0.0.1:7000/introspect",
+		ClientID:              "rs",
+		ClientSecret:          "s3cret",
+	}}
+	if diff := cmp.Diff(want, c.Issuers); diff != "" {
+		t.Errorf("issuers (-want +got):\n%s", diff)
+	}
+	if c.DPoPMode != "allowed" || len(c.Routes) != 2 || c.PublicURL.String() != "http://127.0.0.1:8080" {
+		t.Errorf("dpop %q, routes %v, public_url %v", c.DPoPMode, c.Routes, c.PublicURL)
+	}
+}

@@ -1,0 +1,288 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"syscall"
+	"text/template"
+	"time"
+
+	"github.com/tokenguard/tokenguard/internal/devissuer"
+	"github.com/tokenguard/tokenguard/internal/netutil"
+)
+
+// demoAudience is the audience the demo issuer mints for and the demo
+// gateway requires.
+const demoAudience = "https://api.example.com"
+
+// demoOptions are the demo's listen addresses. An address that was not set
+// explicitly falls back to a free port when its default is taken.
+type demoOptions struct {
+	Issuer, Upstream, Listen, MetricsListen string
+	explicit                                map[string]bool // flag names set on the command line
+}
+
+func defaultDemoOptions() demoOptions {
+	return demoOptions{
+		Issuer:        "127.0.0.1:7000",
+		Upstream:      "127.0.0.1:9000",
+		Listen:        "127.0.0.1:8080",
+		MetricsListen: "127.0.0.1:9090",
+	}
+}
+
+// demo is a running "tokenguard demo": a development issuer, an example
+// upstream and the gateway, all on loopback in this process.
+type demo struct {
+	IssuerURL, UpstreamURL, GatewayURL, MetricsURL string
+
+	gw                     *gateway
+	issuerSrv, upstreamSrv *http.Server
+}
+
+// demo implements "tokenguard demo".
+func (c *cli) demo(ctx context.Context, args []string) int {
+	opts := defaultDemoOptions()
+	fs := flag.NewFlagSet("tokenguard demo", flag.ContinueOnError)
+	fs.SetOutput(c.stderr)
+	fs.StringVar(&opts.Issuer, "issuer", opts.Issuer, "`address` of the development issuer (loopback only)")
+	fs.StringVar(&opts.Upstream, "upstream", opts.Upstream, "`address` of the example upstream API (loopback only)")
+	fs.StringVar(&opts.Listen, "listen", opts.Listen, "`address` of the gateway (loopback only)")
+	fs.StringVar(&opts.MetricsListen, "metrics-listen", opts.MetricsListen, "`address` of /metrics, /healthz and /readyz (loopback only)")
+	fs.Usage = func() {
+		fmt.Fprint(c.stderr, "Usage: tokenguard demo [flags]\n\n"+
+			"Runs a DEVELOPMENT ONLY token issuer, an example API and the gateway in front of\n"+
+			"it on 127.0.0.1, prints curl commands to try, and runs until interrupted.\n"+
+			"A default port that is taken is replaced by a free one; a port given by a flag is not.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(c.stderr, "tokenguard demo: unexpected argument %q\n", fs.Arg(0))
+		fs.Usage()
+		return exitUsage
+	}
+	opts.explicit = map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { opts.explicit[f.Name] = true })
+
+	log := newLogger(c.stderr, "text", "info")
+	d, err := startDemo(ctx, opts, c.stdout, log)
+	if err != nil {
+		fmt.Fprintln(c.stderr, err)
+		return exitError
+	}
+	if c.onDemo != nil {
+		c.onDemo(d)
+	}
+	if err := d.run(ctx); err != nil {
+		log.Error("demo stopped with an error", "err", err)
+		return exitError
+	}
+	return exitOK
+}
+
+// startDemo binds every listener first (so the printed addresses are the
+// real ones), starts the issuer and the upstream, then the gateway, and
+// prints the instructions to out.
+func startDemo(ctx context.Context, opts demoOptions, out io.Writer, log *slog.Logger) (_ *demo, err error) {
+	var lns []net.Listener
+	defer func() {
+		if err != nil {
+			closeAll(lns...)
+		}
+	}()
+	bind := func(flagName, addr string) (net.Listener, error) {
+		ln, err := listenDemo(flagName, addr, opts.explicit[flagName], log)
+		if err == nil {
+			lns = append(lns, ln)
+		}
+		return ln, err
+	}
+	issuerLn, err := bind("issuer", opts.Issuer)
+	if err != nil {
+		return nil, err
+	}
+	upstreamLn, err := bind("upstream", opts.Upstream)
+	if err != nil {
+		return nil, err
+	}
+	proxyLn, err := bind("listen", opts.Listen)
+	if err != nil {
+		return nil, err
+	}
+	metricsLn, err := bind("metrics-listen", opts.MetricsListen)
+	if err != nil {
+		return nil, err
+	}
+
+	d := &demo{
+		IssuerURL:   "http://" + issuerLn.Addr().String(),
+		UpstreamURL: "http://" + upstreamLn.Addr().String(),
+		GatewayURL:  "http://" + proxyLn.Addr().String(),
+		MetricsURL:  "http://" + metricsLn.Addr().String(),
+	}
+
+	key, err := devissuer.GenerateKey("ES256", "demo-1")
+	if err != nil {
+		return nil, fmt.Errorf("tokenguard demo: %w", err)
+	}
+	is := devissuer.New(d.IssuerURL, demoAudience, key)
+	d.issuerSrv = &http.Server{Handler: is.Handler(), ReadHeaderTimeout: readHeaderTimeout}
+	d.upstreamSrv = &http.Server{Handler: http.HandlerFunc(echoHandler), ReadHeaderTimeout: readHeaderTimeout}
+	go serveDemo(d.issuerSrv, issuerLn, log)
+	go serveDemo(d.upstreamSrv, upstreamLn, log)
+	defer func() {
+		if err != nil {
+			d.issuerSrv.Close()
+			d.upstreamSrv.Close()
+		}
+	}()
+
+	yamlText := d.config(proxyLn.Addr().String(), metricsLn.Addr().String())
+	cfg, err := parseConfig("demo", []byte(yamlText))
+	if err != nil {
+		return nil, fmt.Errorf("tokenguard demo: generated config: %w", err) // a bug
+	}
+	if d.gw, err = startGateway(ctx, cfg, log, listeners{proxy: proxyLn, metrics: metricsLn}); err != nil {
+		return nil, err
+	}
+	if err := d.printInstructions(out, yamlText); err != nil {
+		d.gw.shutdown(0)
+		return nil, fmt.Errorf("tokenguard demo: %w", err)
+	}
+	return d, nil
+}
+
+// listenDemo binds addr, which must be on loopback: the demo issuer hands
+// out tokens to anyone who asks. If a default port is taken, it falls back
+// to a free one and says so.
+func listenDemo(flagName, addr string, explicit bool, log *slog.Logger) (net.Listener, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("tokenguard demo: -%s %q: not host:port", flagName, addr)
+	}
+	if !netutil.IsLoopbackHost(host) {
+		return nil, fmt.Errorf("tokenguard demo: -%s %q: the demo listens on loopback only (it runs a development issuer that mints tokens for anyone)", flagName, addr)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err == nil {
+		return ln, nil
+	}
+	if explicit || !errors.Is(err, syscall.EADDRINUSE) {
+		return nil, fmt.Errorf("tokenguard demo: -%s %s: %w (choose another address with -%s, or port 0 for any free port)", flagName, addr, err, flagName)
+	}
+	ln, err2 := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err2 != nil {
+		return nil, fmt.Errorf("tokenguard demo: -%s %s: %w", flagName, addr, err)
+	}
+	log.Warn("default demo port in use; using a free one instead", "flag", "-"+flagName, "wanted", addr, "using", ln.Addr().String())
+	return ln, nil
+}
+
+func serveDemo(srv *http.Server, ln net.Listener, log *slog.Logger) {
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		log.Error("demo server failed", "addr", ln.Addr().String(), "err", err)
+	}
+}
+
+// run serves until ctx is done, then stops the gateway and the demo's
+// servers.
+func (d *demo) run(ctx context.Context) error {
+	err := d.gw.run(ctx)
+	d.issuerSrv.Close()
+	d.upstreamSrv.Close()
+	return err
+}
+
+// config returns the demo gateway's configuration: the same YAML a user
+// would write, parsed by the same code as "tokenguard -config".
+func (d *demo) config(listen, metricsListen string) string {
+	return fmt.Sprintf(`listen: %s
+metrics_listen: %s
+upstream: %s
+public_url: %s
+audience: %s
+issuers:
+  - issuer: %s
+    jwks_uri: %s/jwks
+dpop:
+  mode: disabled
+routes:
+  - pattern: "GET /orders/"
+    scopes: [orders:read]
+  - pattern: "POST /orders/"
+    scopes: [orders:write]
+shutdown_timeout: 5s
+`, listen, metricsListen, d.UpstreamURL, d.GatewayURL, demoAudience, d.IssuerURL, d.IssuerURL)
+}
+
+var instructions = template.Must(template.New("demo").Parse(`
+tokenguard demo: everything runs on 127.0.0.1; stop it with Ctrl-C.
+
+  issuer    {{.IssuerURL}}   DEVELOPMENT ONLY: mints a token for anyone who asks. Never expose it.
+  upstream  {{.UpstreamURL}}   example API: echoes the method, path and X-Tokenguard-* headers it gets
+  gateway   {{.GatewayURL}}   GET /orders/ needs orders:read, POST /orders/ needs orders:write
+  metrics   {{.MetricsURL}}/metrics   (also /healthz and /readyz)
+
+Try it (paste into a shell):
+
+# 200: a token with orders:read may GET /orders/
+TOKEN=$(curl -s '{{.IssuerURL}}/token?scope=orders:read')
+curl -i -H "Authorization: Bearer $TOKEN" {{.GatewayURL}}/orders/
+
+# 401: no token
+curl -i {{.GatewayURL}}/orders/
+
+# 403: orders:read is not enough to POST (insufficient_scope)
+curl -i -X POST -H "Authorization: Bearer $TOKEN" {{.GatewayURL}}/orders/
+
+# the guard's counters
+curl -s {{.MetricsURL}}/metrics | grep '^tokenguard_requests_total'
+
+The gateway runs with this configuration (save it to a file and run tokenguard -config FILE):
+
+{{.Config}}`))
+
+func (d *demo) printInstructions(out io.Writer, config string) error {
+	var indented strings.Builder
+	for line := range strings.Lines(config) {
+		indented.WriteString("  " + line)
+	}
+	return instructions.Execute(out, struct {
+		*demo
+		Config string
+	}{d, indented.String()})
+}
+
+// echoHandler is the demo's upstream API: it answers with who called it,
+// as the gateway told it (encoding/json sorts the header names).
+func echoHandler(w http.ResponseWriter, r *http.Request) {
+	headers := map[string]string{}
+	for k, v := range r.Header {
+		if strings.HasPrefix(k, headerPrefix) {
+			headers[k] = strings.Join(v, ", ")
+		}
+	}
+	body, _ := json.MarshalIndent(struct {
+		Message string            `json:"message"`
+		Method  string            `json:"method"`
+		Path    string            `json:"path"`
+		Headers map[string]string `json:"headers"`
+		Time    string            `json:"time"`
+	}{"hello from the example upstream", r.Method, r.URL.Path, headers, time.Now().UTC().Format(time.RFC3339)}, "", "  ")
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(append(body, '\n'))
+}

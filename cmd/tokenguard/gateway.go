@@ -1,0 +1,426 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/tokenguard/tokenguard/middleware"
+)
+
+// Headers the gateway sets on every request it forwards. Any header with
+// this prefix sent by a client is removed first, whatever its case.
+const (
+	headerPrefix   = "X-Tokenguard-"
+	headerSubject  = "X-Tokenguard-Subject"
+	headerClientID = "X-Tokenguard-Client-Id"
+	headerScope    = "X-Tokenguard-Scope"
+)
+
+// Server limits. There is deliberately no ReadTimeout or WriteTimeout on
+// the proxy: they would cut off large uploads, long polls and streamed
+// responses that the upstream legitimately serves. Slow-loris clients are
+// bounded by ReadHeaderTimeout, idle keep-alive connections by
+// IdleTimeout.
+const (
+	readHeaderTimeout = 10 * time.Second
+	idleTimeout       = 2 * time.Minute
+	// headerHeadroom is what other request headers may use beyond the
+	// Authorization (and, with DPoP, the proof) header.
+	headerHeadroom = 64 << 10
+)
+
+// reservedPaths are served only on metrics_listen and never proxied, even
+// when a route would match them.
+var reservedPaths = map[string]bool{"/metrics": true, "/healthz": true, "/readyz": true}
+
+// gateway is a running tokenguard: the guarded reverse proxy on listen and
+// the metrics/health server on metrics_listen. Create it with
+// startGateway, stop it with shutdown (run does both ends).
+type gateway struct {
+	cfg *config
+	log *slog.Logger
+	reg *prometheus.Registry
+
+	guard    atomic.Pointer[middleware.Guard] // nil until middleware.New returns
+	draining atomic.Bool                      // set when shutdown starts: /readyz answers 503
+
+	proxyLn, metricsLn   net.Listener // metricsLn is nil without metrics_listen
+	proxySrv, metricsSrv *http.Server
+	serveErr             chan error // a server that stopped for a reason other than shutdown
+
+	shutdownOnce sync.Once
+	shutdownErr  error
+}
+
+// listeners are optional pre-bound listeners for startGateway; nil fields
+// are bound from the configuration. The demo uses them to pick free ports.
+type listeners struct {
+	proxy, metrics net.Listener
+}
+
+// startGateway binds the listeners, serves /healthz and /readyz at once,
+// creates the guard (waiting up to startup_wait for the issuers' keys), and
+// then starts proxying. ctx bounds only the start; stop the gateway with
+// shutdown.
+func startGateway(ctx context.Context, cfg *config, log *slog.Logger, lns listeners) (_ *gateway, err error) {
+	g := &gateway{cfg: cfg, log: log, reg: prometheus.NewRegistry(), serveErr: make(chan error, 2)}
+	defer func() {
+		if err != nil {
+			closeAll(lns.proxy, lns.metrics, g.proxyLn, g.metricsLn) // closing twice is harmless
+			if g.metricsSrv != nil {
+				g.metricsSrv.Close()
+			}
+		}
+	}()
+	if g.proxyLn = lns.proxy; g.proxyLn == nil {
+		if g.proxyLn, err = net.Listen("tcp", cfg.Listen); err != nil {
+			return nil, fmt.Errorf("tokenguard: listen: %w", err)
+		}
+	}
+	if g.metricsLn = lns.metrics; g.metricsLn == nil && cfg.MetricsListen != "" {
+		if g.metricsLn, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
+			return nil, fmt.Errorf("tokenguard: metrics_listen: %w", err)
+		}
+	}
+
+	g.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if g.metricsLn != nil {
+		g.metricsSrv = &http.Server{
+			Handler:           g.metricsHandler(),
+			ReadHeaderTimeout: readHeaderTimeout,
+			ReadTimeout:       30 * time.Second, // nothing here reads a body or streams
+			WriteTimeout:      30 * time.Second,
+			IdleTimeout:       idleTimeout,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		}
+		go g.serve("metrics", g.metricsSrv, g.metricsLn)
+	}
+
+	guard, err := middleware.New(ctx, cfg.guardConfig(log, g.reg))
+	if err != nil {
+		return nil, cfg.guardError(err)
+	}
+	g.guard.Store(guard)
+
+	h, err := newProxyHandler(cfg, guard, newProxy(cfg.Upstream, log), log)
+	if err != nil {
+		guard.Close()
+		return nil, err
+	}
+	g.proxySrv = &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes(cfg.MaxTokenSize),
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	go g.serve("proxy", g.proxySrv, g.proxyLn)
+
+	attrs := []any{"listen", g.proxyLn.Addr().String(), "upstream", cfg.Upstream.String(), "routes", len(cfg.Routes), "ready", guard.Ready()}
+	if g.metricsLn != nil {
+		attrs = append(attrs, "metrics_listen", g.metricsLn.Addr().String())
+	}
+	log.Info("tokenguard gateway started", attrs...)
+	return g, nil
+}
+
+// serve runs srv on ln until shutdown; any other end is reported on
+// g.serveErr.
+func (g *gateway) serve(name string, srv *http.Server, ln net.Listener) {
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		g.serveErr <- fmt.Errorf("tokenguard: %s server: %w", name, err)
+	}
+}
+
+// proxyAddr and metricsAddr are the bound addresses (useful with port 0).
+func (g *gateway) proxyAddr() string { return g.proxyLn.Addr().String() }
+
+func (g *gateway) metricsAddr() string {
+	if g.metricsLn == nil {
+		return ""
+	}
+	return g.metricsLn.Addr().String()
+}
+
+// run serves until ctx is done (SIGINT/SIGTERM in main) or a server fails,
+// then shuts down gracefully.
+func (g *gateway) run(ctx context.Context) error {
+	var err error
+	select {
+	case <-ctx.Done():
+		g.log.Info("shutting down: draining in-flight requests", "timeout", g.cfg.ShutdownTimeout.String())
+	case err = <-g.serveErr:
+		g.log.Error("server failed; shutting down", "err", err)
+	}
+	return errors.Join(err, g.shutdown(g.cfg.ShutdownTimeout))
+}
+
+// shutdown stops accepting connections, waits up to timeout for in-flight
+// requests to finish (then closes what is left), and closes the guard. It
+// is safe to call more than once.
+func (g *gateway) shutdown(timeout time.Duration) error {
+	g.shutdownOnce.Do(func() {
+		g.draining.Store(true)
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		var errs []error
+		if err := g.proxySrv.Shutdown(ctx); err != nil {
+			g.log.Warn("shutdown timeout reached; closing remaining connections", "err", err)
+			errs = append(errs, g.proxySrv.Close())
+		}
+		if g.metricsSrv != nil {
+			// Kept up while the proxy drains, so /readyz reports 503 and
+			// scrapes go on; nothing long-running here needs draining.
+			errs = append(errs, g.metricsSrv.Close())
+		}
+		if guard := g.guard.Load(); guard != nil {
+			errs = append(errs, guard.Close())
+		}
+		g.shutdownErr = errors.Join(errs...)
+		g.log.Info("tokenguard gateway stopped")
+	})
+	return g.shutdownErr
+}
+
+// metricsHandler serves GET /metrics, /healthz and /readyz. It is only
+// ever mounted on metrics_listen.
+func (g *gateway) metricsHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(g.reg, promhttp.HandlerOpts{
+		ErrorLog: slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
+		Registry: g.reg, // counts its own errors
+	}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writePlain(w, http.StatusOK, "ok\n")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		guard := g.guard.Load()
+		switch {
+		case g.draining.Load():
+			writePlain(w, http.StatusServiceUnavailable, "shutting down\n")
+		case guard == nil:
+			writePlain(w, http.StatusServiceUnavailable, "starting\n")
+		case !guard.Ready():
+			writePlain(w, http.StatusServiceUnavailable, "issuer keys not loaded\n")
+		default:
+			writePlain(w, http.StatusOK, "ready\n")
+		}
+	})
+	return mux
+}
+
+func writePlain(w http.ResponseWriter, status int, body string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_, _ = io.WriteString(w, body)
+}
+
+// writeJSONError sends a small JSON error like the guard's own denials.
+// code is a constant, never request or upstream data.
+func writeJSONError(w http.ResponseWriter, status int, code string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_, _ = io.WriteString(w, `{"error":"`+code+`"}`+"\n")
+}
+
+// newProxyHandler builds the proxy's routing: every configured route,
+// guarded with its scopes, in front of proxy; a catch-all that answers 404
+// (so a method mismatch is 404 too, not 405); and the reserved paths,
+// which are never proxied.
+func newProxyHandler(cfg *config, guard *middleware.Guard, proxy http.Handler, log *slog.Logger) (http.Handler, error) {
+	mux := http.NewServeMux()
+	upstream := requirePrincipal(proxy, log)
+	for _, r := range cfg.Routes {
+		if err := tryHandle(mux, r.Pattern, guard.Require(r.Scopes...)(upstream)); err != nil {
+			// Not expected: validate registered these on a scratch mux.
+			return nil, fmt.Errorf("tokenguard: config %s: line %d: %s: %w", cfg.File, r.Line, r.Key, err)
+		}
+	}
+	notFound := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeJSONError(w, http.StatusNotFound, "not_found")
+	})
+	// When a route already covers every method and path ("/"), the
+	// catch-all conflicts with it and is not needed.
+	_ = tryHandle(mux, "/", notFound)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if reservedPaths[r.URL.Path] {
+			notFound(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	}), nil
+}
+
+// requirePrincipal fails closed if a request somehow reaches the proxy
+// without a verified Principal; with every route guarded it never should.
+func requirePrincipal(next http.Handler, log *slog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := middleware.PrincipalFrom(r.Context()); !ok {
+			log.Error("request reached the proxy without a verified principal", "method", r.Method, "path", r.URL.Path)
+			writeJSONError(w, http.StatusInternalServerError, "internal_error")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// newProxy returns the reverse proxy to upstream. It uses Rewrite, so the
+// inbound Forwarded and X-Forwarded-* headers are dropped before it runs
+// and only the ones SetXForwarded adds reach the upstream.
+func newProxy(upstream *url.URL, log *slog.Logger) *httputil.ReverseProxy {
+	return &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(upstream)
+			pr.SetXForwarded()
+			setIdentityHeaders(pr.Out.Header, pr.In)
+		},
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			level := slog.LevelWarn
+			if errors.Is(err, context.Canceled) {
+				level = slog.LevelDebug // the client went away
+			}
+			log.Log(r.Context(), level, "upstream request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+			// The error names the upstream's address; it stays in the log.
+			writeJSONError(w, http.StatusBadGateway, "bad_gateway")
+		},
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
+
+// setIdentityHeaders removes every X-Tokenguard-* header from out, in any
+// case, then sets the gateway's own from the request's verified Principal.
+func setIdentityHeaders(out http.Header, in *http.Request) {
+	for k := range out {
+		// Keys parsed by net/http are canonical, but a header map can hold
+		// other spellings too: compare without regard to case.
+		if len(k) >= len(headerPrefix) && strings.EqualFold(k[:len(headerPrefix)], headerPrefix) {
+			delete(out, k)
+		}
+	}
+	p, ok := middleware.PrincipalFrom(in.Context())
+	if !ok {
+		return
+	}
+	if p.Subject != "" {
+		out.Set(headerSubject, p.Subject)
+	}
+	if p.ClientID != "" {
+		out.Set(headerClientID, p.ClientID)
+	}
+	if len(p.Scopes) > 0 {
+		out.Set(headerScope, strings.Join(p.Scopes, " "))
+	}
+}
+
+// maxHeaderBytes sizes the proxy's request-header limit above the token
+// limit: room for the Authorization header, a DPoP proof of similar size,
+// and ordinary headers. tokenSize 0 means the middleware's default.
+func maxHeaderBytes(tokenSize int) int {
+	if tokenSize == 0 {
+		tokenSize = middleware.DefaultMaxTokenSize
+	}
+	return 2*tokenSize + headerHeadroom
+}
+
+// guardConfig converts the gateway configuration for middleware.New. Every
+// setting is passed through, including those middleware does not support
+// yet, so that New refuses them rather than the gateway ignoring them.
+func (c *config) guardConfig(log *slog.Logger, reg prometheus.Registerer) middleware.Config {
+	mc := middleware.Config{
+		Audience:          c.Audience,
+		Leeway:            c.Leeway,
+		MaxTokenSize:      c.MaxTokenSize,
+		Realm:             c.Realm,
+		StartupWait:       c.StartupWait,
+		InsecureAllowHTTP: c.InsecureAllowHTTP,
+		Logger:            log,
+		Registerer:        reg,
+	}
+	switch c.DPoPMode {
+	case "allowed":
+		mc.DPoP.Mode = middleware.DPoPAllowed
+	case "required":
+		mc.DPoP.Mode = middleware.DPoPRequired
+	default:
+		mc.DPoP.Mode = middleware.DPoPDisabled
+	}
+	for _, is := range c.Issuers {
+		mc.Issuers = append(mc.Issuers, middleware.Issuer{
+			Issuer:                is.Issuer,
+			JWKSURI:               is.JWKSURI,
+			IntrospectionEndpoint: is.IntrospectionEndpoint,
+			ClientID:              is.ClientID,
+			ClientSecret:          is.ClientSecret,
+			AllowLegacyTyp:        is.AllowLegacyTyp,
+			ScpClaim:              is.ScpClaim,
+		})
+	}
+	return mc
+}
+
+// middlewareField matches the "middleware: Field: message" form of New's
+// errors.
+var middlewareField = regexp.MustCompile(`^middleware: ([A-Za-z.]+(?:\[\d+\])?(?:\.[A-Za-z]+)?): (.*)$`)
+
+// goNames are Go names in middleware messages and what a YAML user knows
+// them as.
+var goNames = strings.NewReplacer(
+	"InsecureAllowHTTP", "insecure_allow_http",
+	"DPoPDisabled", "disabled",
+)
+
+var goIssuerIndex = regexp.MustCompile(`\bIssuers\[(\d+)\]`)
+
+// guardError maps middleware.New's errors back to YAML keys and lines.
+// Errors it cannot place are kept as they are; the original error stays
+// reachable with errors.Is/As.
+func (c *config) guardError(err error) error {
+	var errs []error
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	} else {
+		errs = []error{err}
+	}
+	ce := &configError{File: c.File, Err: err}
+	for _, e := range errs {
+		msg := e.Error()
+		if m := middlewareField.FindStringSubmatch(msg); m != nil {
+			if p, ok := c.keyFor(m[1]); ok {
+				text := goIssuerIndex.ReplaceAllString(goNames.Replace(m[2]), "issuers[$1]")
+				ce.Fields = append(ce.Fields, &fieldError{Line: p.Line, Key: p.Key, Msg: text})
+				continue
+			}
+		}
+		ce.Fields = append(ce.Fields, &fieldError{Msg: msg})
+	}
+	slices.SortStableFunc(ce.Fields, func(a, b *fieldError) int { return a.Line - b.Line })
+	return ce
+}
+
+func closeAll(ls ...net.Listener) {
+	for _, l := range ls {
+		if l != nil {
+			_ = l.Close()
+		}
+	}
+}

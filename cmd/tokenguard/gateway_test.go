@@ -1,0 +1,588 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/tokenguard/tokenguard/internal/devissuer"
+)
+
+const testAudience = "https://api.example.com"
+
+// wait bounds every wait in these tests.
+const wait = 10 * time.Second
+
+// lockedBuffer is an io.Writer safe for the concurrent writes of loggers.
+type lockedBuffer struct {
+	mu sync.Mutex // guards b
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// startIssuer serves a development issuer on 127.0.0.1.
+func startIssuer(t testing.TB) *devissuer.Issuer {
+	t.Helper()
+	srv := httptest.NewUnstartedServer(nil)
+	key, err := devissuer.GenerateKey("ES256", "k1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	is := devissuer.New("http://"+srv.Listener.Addr().String(), testAudience, key)
+	srv.Config.Handler = is.Handler()
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return is
+}
+
+// mint returns a token from is granting scope.
+func mint(t testing.TB, is *devissuer.Issuer, scope string) string {
+	t.Helper()
+	tok, err := is.Mint(scope, time.Hour, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// upstream is an example API that records what reached it.
+type upstream struct {
+	*httptest.Server
+	mu   sync.Mutex // guards reqs
+	reqs []*http.Request
+
+	entered     chan struct{} // receives when a request to /slow arrives
+	release     chan struct{} // closed to let /slow requests finish
+	releaseOnce sync.Once
+}
+
+func startUpstream(t testing.TB) *upstream {
+	t.Helper()
+	u := &upstream{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u.mu.Lock()
+		u.reqs = append(u.reqs, r.Clone(context.Background()))
+		u.mu.Unlock()
+		if r.URL.Path == "/slow" {
+			u.entered <- struct{}{}
+			select {
+			case <-u.release:
+			case <-r.Context().Done():
+				return
+			}
+		}
+		fmt.Fprintf(w, "upstream saw %s %s", r.Method, r.URL.Path)
+	}))
+	t.Cleanup(func() {
+		u.releaseAll()
+		u.Close()
+	})
+	return u
+}
+
+func (u *upstream) releaseAll() { u.releaseOnce.Do(func() { close(u.release) }) }
+
+func (u *upstream) count() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return len(u.reqs)
+}
+
+func (u *upstream) last(t testing.TB) *http.Request {
+	t.Helper()
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if len(u.reqs) == 0 {
+		t.Fatal("upstream saw no request")
+	}
+	return u.reqs[len(u.reqs)-1]
+}
+
+// closedAddr returns a loopback address nothing listens on.
+func closedAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// gatewayYAML is a gateway configuration on ephemeral ports; extra is
+// appended as more top-level keys.
+func gatewayYAML(issuer, jwksURI, upstreamURL, extra string) string {
+	return fmt.Sprintf(`listen: 127.0.0.1:0
+metrics_listen: 127.0.0.1:0
+upstream: %s
+audience: %s
+issuers:
+  - issuer: %s
+    jwks_uri: %s
+routes:
+  - pattern: "GET /orders/"
+    scopes: [orders:read]
+  - pattern: "POST /orders/"
+    scopes: [orders:write]
+  - pattern: "GET /slow"
+    scopes: [orders:read]
+startup_wait: 5s
+log_level: debug
+%s`, upstreamURL, testAudience, issuer, jwksURI, extra)
+}
+
+// running is a gateway started by "tokenguard -config FILE".
+type running struct {
+	gw     *gateway
+	stderr *lockedBuffer
+	stop   context.CancelFunc
+	done   chan int // the exit code, once run returns
+	proxy  string   // http://host:port
+	metric string   // http://host:port
+}
+
+// runGateway writes yamlText to a file and runs the gateway from it, with
+// the same code path as the binary. It stops the gateway at cleanup.
+func runGateway(t testing.TB, yamlText string) *running {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "tokenguard.yaml")
+	if err := os.WriteFile(path, []byte(yamlText), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	started := make(chan *gateway, 1)
+	r := &running{stderr: &lockedBuffer{}, stop: cancel, done: make(chan int, 1)}
+	c := &cli{stdout: io.Discard, stderr: r.stderr, onGateway: func(g *gateway) { started <- g }}
+	go func() { r.done <- c.run(ctx, []string{"-config", path}) }()
+	select {
+	case r.gw = <-started:
+	case code := <-r.done:
+		cancel()
+		t.Fatalf("gateway exited with %d:\n%s", code, r.stderr)
+	case <-time.After(wait):
+		cancel()
+		t.Fatalf("gateway did not start within %v:\n%s", wait, r.stderr)
+	}
+	r.proxy = "http://" + r.gw.proxyAddr()
+	r.metric = "http://" + r.gw.metricsAddr()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-r.done:
+		case <-time.After(wait):
+			t.Errorf("gateway did not stop within %v", wait)
+		}
+		if t.Failed() {
+			t.Logf("gateway log:\n%s", r.stderr)
+		}
+	})
+	return r
+}
+
+var client = &http.Client{Timeout: wait}
+
+// do sends a request and returns the response with its body read.
+func do(t testing.TB, method, url, token string, header http.Header) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header[k] = v // as given: tests send non-canonical names on purpose
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, string(body)
+}
+
+// tokenguardHeaders returns the X-Tokenguard-* headers of h, in any case.
+func tokenguardHeaders(h http.Header) map[string][]string {
+	out := map[string][]string{}
+	for k, v := range h {
+		if len(k) >= len(headerPrefix) && strings.EqualFold(k[:len(headerPrefix)], headerPrefix) {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+func TestGatewayEndToEnd(t *testing.T) {
+	is := startIssuer(t)
+	up := startUpstream(t)
+	g := runGateway(t, gatewayYAML(is.URL(), is.URL()+"/jwks", up.URL, "realm: orders-api\n"))
+	read := mint(t, is, "orders:read profile")
+
+	wantIdentity := map[string][]string{
+		"X-Tokenguard-Subject":   {"demo-user"},
+		"X-Tokenguard-Client-Id": {"demo-client"},
+		"X-Tokenguard-Scope":     {"orders:read profile"},
+	}
+	t.Run("valid token reaches upstream with identity headers", func(t *testing.T) {
+		resp, body := do(t, "GET", g.proxy+"/orders/42?x=1", read, nil)
+		if resp.StatusCode != http.StatusOK || body != "upstream saw GET /orders/42" {
+			t.Fatalf("got %d %q", resp.StatusCode, body)
+		}
+		r := up.last(t)
+		if diff := cmp.Diff(wantIdentity, tokenguardHeaders(r.Header)); diff != "" {
+			t.Errorf("upstream headers (-want +got):\n%s", diff)
+		}
+		if r.URL.RawQuery != "x=1" {
+			t.Errorf("query = %q", r.URL.RawQuery)
+		}
+		if got := r.Header.Get("X-Forwarded-For"); got != "127.0.0.1" {
+			t.Errorf("X-Forwarded-For = %q", got)
+		}
+	})
+
+	t.Run("client-sent identity headers are replaced", func(t *testing.T) {
+		spoof := http.Header{
+			"X-Tokenguard-Subject":   {"admin"},
+			"x-tokenguard-scope":     {"orders:write admin"}, // odd case, sent as is
+			"X-TOKENGUARD-CLIENT-ID": {"evil"},
+			"X-Tokenguard-Admin":     {"true"}, // not one of ours: removed all the same
+			"X-Forwarded-For":        {"203.0.113.9"},
+		}
+		resp, _ := do(t, "GET", g.proxy+"/orders/", read, spoof)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+		r := up.last(t)
+		if diff := cmp.Diff(wantIdentity, tokenguardHeaders(r.Header)); diff != "" {
+			t.Errorf("upstream headers (-want +got):\n%s", diff)
+		}
+		if got := r.Header.Values("X-Forwarded-For"); !cmp.Equal(got, []string{"127.0.0.1"}) {
+			t.Errorf("X-Forwarded-For = %q, want only the gateway's", got)
+		}
+	})
+
+	t.Run("no token is 401 with a Bearer challenge", func(t *testing.T) {
+		before := up.count()
+		resp, _ := do(t, "GET", g.proxy+"/orders/", "", nil)
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+		if got := resp.Header.Get("WWW-Authenticate"); !strings.HasPrefix(got, `Bearer realm="orders-api"`) {
+			t.Errorf("WWW-Authenticate = %q", got)
+		}
+		if up.count() != before {
+			t.Error("the request reached the upstream")
+		}
+	})
+
+	t.Run("missing scope is 403 insufficient_scope", func(t *testing.T) {
+		before := up.count()
+		resp, body := do(t, "POST", g.proxy+"/orders/", read, nil)
+		if resp.StatusCode != http.StatusForbidden {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+		ch := resp.Header.Get("WWW-Authenticate")
+		if !strings.Contains(ch, `error="insufficient_scope"`) || !strings.Contains(ch, `scope="orders:write"`) {
+			t.Errorf("WWW-Authenticate = %q", ch)
+		}
+		if strings.Contains(body, read) || strings.Contains(ch, read) {
+			t.Error("response echoes the token")
+		}
+		if up.count() != before {
+			t.Error("the request reached the upstream")
+		}
+	})
+
+	t.Run("write scope may POST", func(t *testing.T) {
+		resp, body := do(t, "POST", g.proxy+"/orders/", mint(t, is, "orders:write"), nil)
+		if resp.StatusCode != http.StatusOK || body != "upstream saw POST /orders/" {
+			t.Fatalf("got %d %q", resp.StatusCode, body)
+		}
+	})
+
+	for _, tc := range []struct{ name, method, path string }{
+		{"unknown route is 404", "GET", "/customers/"},
+		{"method mismatch is 404, not 405", "DELETE", "/orders/1"},
+		{"metrics are not served on listen", "GET", "/metrics"},
+		{"healthz is not served on listen", "GET", "/healthz"},
+		{"readyz is not served on listen", "GET", "/readyz"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := up.count()
+			resp, body := do(t, tc.method, g.proxy+tc.path, read, nil)
+			if resp.StatusCode != http.StatusNotFound {
+				t.Fatalf("status %d %q", resp.StatusCode, body)
+			}
+			if up.count() != before {
+				t.Error("the request reached the upstream")
+			}
+		})
+	}
+
+	t.Run("metrics, health and readiness on metrics_listen", func(t *testing.T) {
+		resp, body := do(t, "GET", g.metric+"/metrics", "", nil)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("/metrics: %d", resp.StatusCode)
+		}
+		for _, want := range []string{
+			`tokenguard_requests_total{reason="ok",result="allowed"}`,
+			`tokenguard_requests_total{reason="missing_token",result="denied"}`,
+			`tokenguard_verify_duration_seconds_bucket`,
+			`tokenguard_jwks_refresh_total`,
+			`go_goroutines`,
+			`process_start_time_seconds`,
+		} {
+			if !strings.Contains(body, want) {
+				t.Errorf("/metrics lacks %s", want)
+			}
+		}
+		if strings.Contains(body, read) || strings.Contains(body, "demo-user") {
+			t.Error("/metrics carries token material or a subject")
+		}
+		for path, want := range map[string]int{"/healthz": 200, "/readyz": 200, "/orders/": 404} {
+			if resp, _ := do(t, "GET", g.metric+path, "", nil); resp.StatusCode != want {
+				t.Errorf("metrics_listen %s: %d, want %d", path, resp.StatusCode, want)
+			}
+		}
+	})
+
+	if strings.Contains(g.stderr.String(), read) {
+		t.Error("the log contains a token")
+	}
+}
+
+// A route for "/" covers everything, so the catch-all is not registered;
+// the reserved paths are still never proxied.
+func TestGatewayRootRoute(t *testing.T) {
+	is := startIssuer(t)
+	up := startUpstream(t)
+	y := strings.Replace(gatewayYAML(is.URL(), is.URL()+"/jwks", up.URL, ""), `routes:
+  - pattern: "GET /orders/"
+    scopes: [orders:read]
+  - pattern: "POST /orders/"
+    scopes: [orders:write]
+  - pattern: "GET /slow"
+    scopes: [orders:read]`, `routes:
+  - pattern: "/"`, 1)
+	g := runGateway(t, y)
+	tok := mint(t, is, "")
+	if resp, body := do(t, "DELETE", g.proxy+"/anything", tok, nil); resp.StatusCode != 200 || body != "upstream saw DELETE /anything" {
+		t.Errorf("DELETE /anything: %d %q", resp.StatusCode, body)
+	}
+	if resp, _ := do(t, "DELETE", g.proxy+"/anything", "", nil); resp.StatusCode != 401 {
+		t.Errorf("without a token: %d", resp.StatusCode)
+	}
+	for path := range reservedPaths {
+		before := up.count()
+		if resp, _ := do(t, "GET", g.proxy+path, tok, nil); resp.StatusCode != 404 || up.count() != before {
+			t.Errorf("GET %s on listen: %d, proxied: %v", path, resp.StatusCode, up.count() != before)
+		}
+	}
+}
+
+func TestGatewayNotReadyWithoutKeys(t *testing.T) {
+	is := startIssuer(t) // mints tokens, but the gateway looks for its keys elsewhere
+	up := startUpstream(t)
+	y := gatewayYAML(is.URL(), "http://"+closedAddr(t)+"/jwks", up.URL, "")
+	g := runGateway(t, strings.Replace(y, "startup_wait: 5s", "startup_wait: 0s", 1))
+
+	if resp, _ := do(t, "GET", g.metric+"/readyz", "", nil); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("/readyz: %d, want 503", resp.StatusCode)
+	}
+	if resp, _ := do(t, "GET", g.metric+"/healthz", "", nil); resp.StatusCode != http.StatusOK {
+		t.Errorf("/healthz: %d, want 200", resp.StatusCode)
+	}
+	if resp, _ := do(t, "GET", g.proxy+"/orders/", mint(t, is, "orders:read"), nil); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("request: %d, want 503 (fail closed)", resp.StatusCode)
+	}
+	if up.count() != 0 {
+		t.Error("a request reached the upstream")
+	}
+}
+
+func TestGatewayUpstreamDown(t *testing.T) {
+	is := startIssuer(t)
+	down := closedAddr(t)
+	g := runGateway(t, gatewayYAML(is.URL(), is.URL()+"/jwks", "http://"+down, ""))
+	resp, body := do(t, "GET", g.proxy+"/orders/", mint(t, is, "orders:read"), nil)
+	if resp.StatusCode != http.StatusBadGateway {
+		t.Fatalf("status %d, want 502", resp.StatusCode)
+	}
+	_, port, _ := net.SplitHostPort(down)
+	if strings.Contains(body, port) || strings.Contains(body, "connect") {
+		t.Errorf("502 body leaks upstream details: %q", body)
+	}
+}
+
+func TestGatewayGracefulShutdown(t *testing.T) {
+	is := startIssuer(t)
+	up := startUpstream(t)
+	g := runGateway(t, gatewayYAML(is.URL(), is.URL()+"/jwks", up.URL, ""))
+	tok := mint(t, is, "orders:read")
+
+	type result struct {
+		status int
+		body   string
+		err    error
+	}
+	res := make(chan result, 1)
+	go func() {
+		req, _ := http.NewRequest("GET", g.proxy+"/slow", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := client.Do(req)
+		if err != nil {
+			res <- result{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		res <- result{resp.StatusCode, string(b), err}
+	}()
+	select {
+	case <-up.entered:
+	case <-time.After(wait):
+		t.Fatal("the slow request did not reach the upstream")
+	}
+
+	g.stop() // what SIGTERM does
+
+	// New connections are refused while the slow request drains, and
+	// /readyz says so.
+	deadline := time.Now().Add(wait)
+	for {
+		c, err := net.DialTimeout("tcp", g.gw.proxyAddr(), time.Second)
+		if err != nil {
+			break
+		}
+		c.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("the proxy still accepts connections after shutdown began")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if resp, _ := do(t, "GET", g.metric+"/readyz", "", nil); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("/readyz while draining: %d, want 503", resp.StatusCode)
+	}
+	select {
+	case code := <-g.done:
+		t.Fatalf("gateway exited (%d) before the in-flight request finished", code)
+	default:
+	}
+
+	up.releaseAll()
+	select {
+	case r := <-res:
+		if r.err != nil || r.status != http.StatusOK || r.body != "upstream saw GET /slow" {
+			t.Errorf("in-flight request: %d %q %v", r.status, r.body, r.err)
+		}
+	case <-time.After(wait):
+		t.Fatal("the in-flight request did not finish")
+	}
+	select {
+	case code := <-g.done:
+		g.done <- code // for cleanup
+		if code != exitOK {
+			t.Errorf("exit code %d", code)
+		}
+	case <-time.After(wait):
+		t.Fatal("the gateway did not exit after draining")
+	}
+}
+
+func TestGatewayShutdownTimeout(t *testing.T) {
+	is := startIssuer(t)
+	up := startUpstream(t)
+	g := runGateway(t, gatewayYAML(is.URL(), is.URL()+"/jwks", up.URL, "shutdown_timeout: 100ms\n"))
+	tok := mint(t, is, "orders:read")
+	errc := make(chan error, 1)
+	go func() {
+		req, _ := http.NewRequest("GET", g.proxy+"/slow", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := client.Do(req)
+		if err == nil {
+			_, err = io.ReadAll(resp.Body)
+			resp.Body.Close()
+		}
+		errc <- err
+	}()
+	select {
+	case <-up.entered:
+	case <-time.After(wait):
+		t.Fatal("the slow request did not reach the upstream")
+	}
+	start := time.Now()
+	g.stop()
+	select {
+	case code := <-g.done:
+		g.done <- code
+		if elapsed := time.Since(start); elapsed > 5*time.Second {
+			t.Errorf("shutdown took %v with a 100ms timeout", elapsed)
+		}
+	case <-time.After(wait):
+		t.Fatal("the gateway did not exit after its shutdown timeout")
+	}
+	select {
+	case err := <-errc:
+		if err == nil {
+			t.Error("the stuck request completed; want it cut off")
+		}
+	case <-time.After(wait):
+		t.Fatal("the stuck request was not cut off")
+	}
+}
+
+func TestSetIdentityHeadersStripsAnyCase(t *testing.T) {
+	out := http.Header{
+		"X-Tokenguard-Subject": {"a"},
+		"x-tokenguard-scope":   {"b"},
+		"X-TOKENGUARD-Foo":     {"c"},
+		"X-Tokenguard":         {"d"}, // no dash: not ours
+		"Accept":               {"e"},
+	}
+	setIdentityHeaders(out, httptest.NewRequest("GET", "/", nil)) // no Principal: strip only
+	want := http.Header{"X-Tokenguard": {"d"}, "Accept": {"e"}}
+	if diff := cmp.Diff(want, out); diff != "" {
+		t.Errorf("headers (-want +got):\n%s", diff)
+	}
+}
+
+func TestMaxHeaderBytesAboveTokenLimit(t *testing.T) {
+	for _, size := range []int{0, 1, 8 << 10, 1 << 20} {
+		limit := size
+		if limit == 0 {
+			limit = 8 << 10
+		}
+		if got := maxHeaderBytes(size); got <= limit+len("Authorization: Bearer ") {
+			t.Errorf("maxHeaderBytes(%d) = %d, not above the token limit", size, got)
+		}
+	}
+}

@@ -1,0 +1,167 @@
+// Tokenguard is a reverse proxy that lets a request reach an HTTP API only
+// if it carries a valid OAuth 2.0 access token with the scopes its route
+// requires. It is the tokenguard middleware packaged as a gateway,
+// configured by a YAML file.
+//
+// Usage:
+//
+//	tokenguard -config FILE          run the gateway
+//	tokenguard serve -config FILE    the same
+//	tokenguard demo [flags]          try it: a development issuer, an example API and the gateway on 127.0.0.1
+//
+// The configuration file (see DESIGN.md, "Gateway binary") names the
+// address to listen on, the upstream API, the audience, the trusted
+// issuers and the routes with their scopes. Optional keys:
+//
+//	realm: orders                # WWW-Authenticate realm; default: the audience
+//	leeway: 30s                  # clock skew for exp/nbf/iat; default 30s, at most 5m
+//	max_token_size: 8192         # bytes; default 8 KiB
+//	startup_wait: 10s            # how long to wait for the issuers' keys at start; 0s: don't
+//	shutdown_timeout: 30s        # how long SIGINT/SIGTERM waits for in-flight requests; 0s: don't
+//	log_format: text             # text | json (to stderr)
+//	log_level: info              # debug | info | warn | error
+//	insecure_allow_http: false   # allow plain http issuer/JWKS URLs beyond loopback
+//	issuers:
+//	  - allow_legacy_typ: false  # accept typ "JWT" (or none) as well as "at+jwt"
+//	    scp_claim: false         # also read scopes from an "scp" claim
+//
+// Every request the gateway forwards carries X-Tokenguard-Subject,
+// X-Tokenguard-Client-Id and X-Tokenguard-Scope from the verified token;
+// any X-Tokenguard-* header a client sends is removed first. A request
+// that matches no route gets 404. GET /metrics (Prometheus), /healthz and
+// /readyz are served only on metrics_listen.
+//
+// On SIGINT or SIGTERM the gateway stops accepting connections, lets
+// in-flight requests finish for up to shutdown_timeout, and exits.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `tokenguard guards an HTTP API with OAuth 2.0 access tokens.
+
+Usage:
+  tokenguard -config FILE          run the gateway configured by FILE (YAML)
+  tokenguard serve -config FILE    the same
+  tokenguard demo [flags]          run a development issuer, an example API and the
+                                   gateway on 127.0.0.1, and print curl commands to try
+  tokenguard help                  show this text
+
+Run 'tokenguard demo -h' for the demo's flags.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		stop() // a second Ctrl-C kills the process at once
+	}()
+	c := &cli{stdout: os.Stdout, stderr: os.Stderr}
+	os.Exit(c.run(ctx, os.Args[1:]))
+}
+
+// cli runs the command line. The hooks let tests reach the running
+// gateway or demo; they are nil in main.
+type cli struct {
+	stdout, stderr io.Writer
+
+	onGateway func(*gateway) // called once the gateway serves
+	onDemo    func(*demo)    // called once the demo serves
+}
+
+// Exit codes.
+const (
+	exitOK    = 0
+	exitError = 1
+	exitUsage = 2
+)
+
+// run executes the command in args (without the program name) until ctx
+// is done and returns the process exit code.
+func (c *cli) run(ctx context.Context, args []string) int {
+	if len(args) == 0 {
+		fmt.Fprint(c.stderr, usage)
+		return exitUsage
+	}
+	switch args[0] {
+	case "serve":
+		return c.serve(ctx, args[1:])
+	case "demo":
+		return c.demo(ctx, args[1:])
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(c.stdout, usage)
+		return exitOK
+	}
+	if len(args[0]) > 1 && args[0][0] == '-' {
+		return c.serve(ctx, args) // tokenguard -config FILE
+	}
+	fmt.Fprintf(c.stderr, "tokenguard: unknown command %q\n\n%s", args[0], usage)
+	return exitUsage
+}
+
+// serve implements "tokenguard [serve] -config FILE".
+func (c *cli) serve(ctx context.Context, args []string) int {
+	fs := flag.NewFlagSet("tokenguard serve", flag.ContinueOnError)
+	fs.SetOutput(c.stderr)
+	path := fs.String("config", "", "the gateway's YAML configuration `file`")
+	fs.Usage = func() {
+		fmt.Fprint(c.stderr, "Usage: tokenguard [serve] -config FILE\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	if *path == "" || fs.NArg() > 0 {
+		if fs.NArg() > 0 {
+			fmt.Fprintf(c.stderr, "tokenguard: unexpected argument %q\n", fs.Arg(0))
+		} else {
+			fmt.Fprintln(c.stderr, "tokenguard: -config FILE is required")
+		}
+		fs.Usage()
+		return exitUsage
+	}
+
+	cfg, err := loadConfig(*path)
+	if err != nil {
+		fmt.Fprintln(c.stderr, err)
+		return exitError
+	}
+	log := newLogger(c.stderr, cfg.LogFormat, cfg.LogLevel)
+	g, err := startGateway(ctx, cfg, log, listeners{})
+	if err != nil {
+		fmt.Fprintln(c.stderr, err)
+		return exitError
+	}
+	if c.onGateway != nil {
+		c.onGateway(g)
+	}
+	if err := g.run(ctx); err != nil {
+		log.Error("tokenguard stopped with an error", "err", err)
+		return exitError
+	}
+	return exitOK
+}
+
+// newLogger returns a slog logger writing text or JSON to w. format and
+// level have been validated by the config.
+func newLogger(w io.Writer, format, level string) *slog.Logger {
+	var lv slog.Level
+	_ = lv.UnmarshalText([]byte(level))
+	opts := &slog.HandlerOptions{Level: lv}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

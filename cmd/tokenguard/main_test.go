@@ -1,0 +1,122 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestCLIUsage(t *testing.T) {
+	cfgFile := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(cfgFile, []byte("listen: x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name       string
+		args       []string
+		wantCode   int
+		wantStdout string
+		wantStderr string
+	}{
+		{"no arguments", nil, exitUsage, "", "Usage:"},
+		{"unknown command", []string{"frobnicate"}, exitUsage, "", `unknown command "frobnicate"`},
+		{"-h", []string{"-h"}, exitOK, "tokenguard -config FILE", ""},
+		{"help", []string{"help"}, exitOK, "tokenguard demo", ""},
+		{"serve without -config", []string{"serve"}, exitUsage, "", "-config FILE is required"},
+		{"serve with extra argument", []string{"serve", "-config", cfgFile, "extra"}, exitUsage, "", `unexpected argument "extra"`},
+		{"unknown flag", []string{"-bogus"}, exitUsage, "", "flag provided but not defined"},
+		{"serve -h", []string{"serve", "-h"}, exitOK, "", "-config file"},
+		{"missing config file", []string{"-config", filepath.Join(t.TempDir(), "nope.yaml")}, exitError, "", "no such file"},
+		{"bad config file", []string{"serve", "-config", cfgFile}, exitError, "", "line 1: listen:"},
+		{"demo -h", []string{"demo", "-h"}, exitOK, "", "DEVELOPMENT ONLY"},
+		{"demo with extra argument", []string{"demo", "now"}, exitUsage, "", `unexpected argument "now"`},
+		{"demo beyond loopback", []string{"demo", "-listen", "0.0.0.0:0"}, exitError, "", "loopback only"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr lockedBuffer
+			c := &cli{stdout: &stdout, stderr: &stderr}
+			ctx, cancel := context.WithTimeout(context.Background(), wait)
+			defer cancel()
+			if code := c.run(ctx, tt.args); code != tt.wantCode {
+				t.Errorf("exit code %d, want %d\nstderr: %s", code, tt.wantCode, stderr.String())
+			}
+			if !strings.Contains(stdout.String(), tt.wantStdout) {
+				t.Errorf("stdout %q lacks %q", stdout.String(), tt.wantStdout)
+			}
+			if !strings.Contains(stderr.String(), tt.wantStderr) {
+				t.Errorf("stderr %q lacks %q", stderr.String(), tt.wantStderr)
+			}
+		})
+	}
+}
+
+// middleware.New has the last word on the guard's settings; its errors come
+// back naming the YAML key and line, and settings it does not support yet
+// are refused, never dropped.
+func TestCLIGuardErrorsNameTheLine(t *testing.T) {
+	is := startIssuer(t)
+	up := startUpstream(t)
+	base := gatewayYAML(is.URL(), is.URL()+"/jwks", up.URL, "")
+	tests := []struct {
+		name       string
+		yaml       string
+		wantStderr []string
+	}{
+		{
+			"plain http issuer beyond loopback",
+			strings.Replace(base, "issuer: "+is.URL(), "issuer: http://as.example.com", 1),
+			[]string{"line 6: issuers[0].issuer:", "insecure_allow_http"},
+		},
+		{
+			"jwks_uri absent (discovery not implemented yet)",
+			strings.Replace(base, "    jwks_uri: "+is.URL()+"/jwks\n", "", 1),
+			[]string{"line 6: issuers[0].jwks_uri:", "not implemented yet"},
+		},
+		{
+			"introspection (not implemented yet)",
+			strings.Replace(base, "/jwks\n", "/jwks\n    introspection_endpoint: "+is.URL()+"/introspect\n    client_id: rs\n    client_secret: s3cret-value\n", 1),
+			[]string{"line 8: issuers[0].introspection_endpoint:", "not implemented yet"},
+		},
+		{
+			"DPoP allowed (not implemented yet)",
+			base + "dpop:\n  mode: allowed\n",
+			[]string{"line 18: dpop.mode:", "not implemented yet"},
+		},
+		{
+			"leeway beyond what the guard accepts",
+			base + "leeway: 10m\n",
+			[]string{"line 17: leeway:"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "tokenguard.yaml")
+			if err := os.WriteFile(path, []byte(tt.yaml), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			var stderr lockedBuffer
+			c := &cli{stdout: &stderr, stderr: &stderr}
+			ctx, cancel := context.WithTimeout(context.Background(), wait)
+			defer cancel()
+			start := time.Now()
+			if code := c.run(ctx, []string{"-config", path}); code != exitError {
+				t.Errorf("exit code %d, want %d", code, exitError)
+			}
+			for _, want := range tt.wantStderr {
+				if !strings.Contains(stderr.String(), want) {
+					t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
+				}
+			}
+			if strings.Contains(stderr.String(), "s3cret-value") {
+				t.Error("stderr shows the client secret")
+			}
+			if time.Since(start) > 5*time.Second {
+				t.Error("a configuration error took seconds to report")
+			}
+		})
+	}
+}
