@@ -10,10 +10,12 @@
 // differential fuzz test keeps its verdicts in line with jwx's jws.Verify.
 //
 // It is strict where RFC 7515 and RFC 8725 allow a choice: base64url
-// without padding and with zero trailing bits, one encoding per value, no
-// duplicate header parameters, no "crit" extensions, no keys or key
-// references in the header ("jwk", "jku", "x5u", "x5c"), and for each alg
-// exactly one key type, curve and signature length.
+// without padding and with zero trailing bits, so each value has one
+// encoding; JSON that is RFC 8259 exactly, valid UTF-8 and nested at most
+// 32 deep; no duplicates of any header parameter or claim it reads; no
+// "crit" extensions; no keys or key references in the header ("jwk",
+// "jku", "x5u", "x5c"); and for each alg exactly one key type, curve and
+// signature length.
 package jose
 
 import (

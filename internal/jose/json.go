@@ -3,6 +3,7 @@ package jose
 import (
 	"encoding/json"
 	"strconv"
+	"unicode/utf8"
 )
 
 // maxDepth bounds how deeply arrays and objects may nest inside a header
@@ -166,16 +167,22 @@ func (d *scanner) null() bool {
 }
 
 // rawStr consumes a string and returns it with its quotes, undecoded, and
-// whether it holds escapes.
+// whether it holds escapes. A string that is not valid UTF-8 is an error
+// (RFC 8259 §8.1), not something to repair.
 func (d *scanner) rawStr() (raw string, escaped bool, err error) {
 	start := d.i
 	d.i++ // the opening quote, checked by the caller
+	ascii := true
 	for d.i < len(d.s) {
 		c := d.s[d.i]
 		switch {
 		case c == '"':
 			d.i++
-			return d.s[start:d.i], escaped, nil
+			raw = d.s[start:d.i]
+			if !ascii && !utf8.ValidString(raw) {
+				return "", false, errSyntax
+			}
+			return raw, escaped, nil
 		case c == '\\':
 			escaped = true
 			if d.i+1 >= len(d.s) {
@@ -195,6 +202,7 @@ func (d *scanner) rawStr() (raw string, escaped bool, err error) {
 		case c < 0x20:
 			return "", false, errSyntax
 		default:
+			ascii = ascii && c < utf8.RuneSelf
 			d.i++
 		}
 	}
@@ -308,7 +316,8 @@ func (d *scanner) strings() ([]string, error) {
 		}
 		return []string{s}, nil
 	case '[':
-		var out []string
+		// Room for the usual few audiences or scopes in one allocation.
+		out := make([]string, 0, 4)
 		err := d.array(func() error {
 			s, err := d.str()
 			out = append(out, s)
