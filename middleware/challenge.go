@@ -7,30 +7,47 @@ import (
 	"github.com/tokenguard/tokenguard/internal/httpauth"
 )
 
-// challenges returns the WWW-Authenticate value for a denial, per RFC 6750
-// §3 and RFC 9728 §5.1: a Bearer challenge with the realm, the error code
-// and description when there is one, the required scopes for
-// insufficient_scope, and resource_metadata when configured. A 503 carries
-// no challenge: the credentials were not judged.
+// challenge returns the WWW-Authenticate value for a denial, per RFC 6750
+// §3, RFC 9449 §7.1 and RFC 9728 §5.1: one challenge per scheme the guard
+// takes (Bearer unless DPoP is required; DPoP, with its algs=, when DPoP
+// is enabled), each with the realm and resource_metadata when configured.
+// The error code and description, and the required scopes for
+// insufficient_scope, go in the challenge of the scheme the request used.
+// A 503 carries no challenge: the credentials were not judged.
 func (g *Guard) challenge(e *denial, scopes []string) string {
 	if e.Status == http.StatusServiceUnavailable {
 		return ""
 	}
-	params := make([]httpauth.Param, 0, 5)
+	cs := make([]httpauth.Challenge, 0, 2)
+	if g.cfg.DPoP.Mode != DPoPRequired {
+		cs = append(cs, httpauth.Challenge{Scheme: "Bearer", Params: g.challengeParams(e, !e.dpop, scopes)})
+	}
+	if g.cfg.DPoP.Mode != DPoPDisabled {
+		params := g.challengeParams(e, e.dpop || g.cfg.DPoP.Mode == DPoPRequired, scopes)
+		params = append(params, httpauth.Param{Name: "algs", Value: g.algsParam})
+		cs = append(cs, httpauth.Challenge{Scheme: "DPoP", Params: params})
+	}
+	return httpauth.FormatChallenges(cs)
+}
+
+// challengeParams returns one challenge's parameters; withError says
+// whether the denial's error belongs in it.
+func (g *Guard) challengeParams(e *denial, withError bool, scopes []string) []httpauth.Param {
+	params := make([]httpauth.Param, 0, 6)
 	params = append(params, httpauth.Param{Name: "realm", Value: g.cfg.Realm})
-	if e.Code != "" {
+	if withError && e.Code != "" {
 		params = append(params, httpauth.Param{Name: "error", Value: e.Code})
 		if e.Description != "" {
 			params = append(params, httpauth.Param{Name: "error_description", Value: e.Description})
 		}
-	}
-	if e.Code == CodeInsufficientScope && len(scopes) > 0 {
-		params = append(params, httpauth.Param{Name: "scope", Value: strings.Join(scopes, " ")})
+		if e.Code == CodeInsufficientScope && len(scopes) > 0 {
+			params = append(params, httpauth.Param{Name: "scope", Value: strings.Join(scopes, " ")})
+		}
 	}
 	if g.cfg.ResourceMetadataURL != "" {
 		params = append(params, httpauth.Param{Name: "resource_metadata", Value: g.cfg.ResourceMetadataURL})
 	}
-	return httpauth.FormatChallenges([]httpauth.Challenge{{Scheme: "Bearer", Params: params}})
+	return params
 }
 
 // writeError sends a denial: status, challenge, and a small JSON body that
@@ -43,6 +60,9 @@ func (g *Guard) writeError(w http.ResponseWriter, e *denial, scopes []string) {
 	}
 	if e.Status == http.StatusServiceUnavailable {
 		h.Set("Retry-After", "5")
+	}
+	if e.nonce != "" {
+		h.Set("DPoP-Nonce", e.nonce)
 	}
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")

@@ -7,10 +7,12 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/tokenguard/tokenguard/dpop"
 	"github.com/tokenguard/tokenguard/internal/netutil"
 )
 
@@ -54,6 +56,15 @@ type Config struct {
 	// is DPoPDisabled: the DPoP scheme is refused, and a DPoP-bound token
 	// presented as Bearer is rejected.
 	DPoP DPoPConfig
+
+	// PublicURL is the external base URL clients use to reach the
+	// protected API, such as "https://api.example.com". DPoP proofs' "htu"
+	// is checked against PublicURL's scheme and host, its path (if any)
+	// followed by the request's path. Set it whenever the server sits
+	// behind a proxy or load balancer that terminates TLS or rewrites the
+	// Host: the request's own scheme and Host are then not what the
+	// client signed. X-Forwarded-* headers are never used.
+	PublicURL string
 
 	// Algorithms is the JWS "alg" allow-list. nil means DefaultAlgorithms.
 	// Only asymmetric algorithms can be listed.
@@ -183,10 +194,61 @@ func (m DPoPMode) String() string {
 	return fmt.Sprintf("DPoPMode(%d)", int(m))
 }
 
-// DPoPConfig configures RFC 9449 proof checking.
+// DPoPConfig configures RFC 9449 proof checking. Every zero value is a
+// safe default.
 type DPoPConfig struct {
 	// Mode is DPoPDisabled (the zero value), DPoPAllowed or DPoPRequired.
 	Mode DPoPMode
+
+	// Algorithms is the proof "alg" allow-list, announced in the
+	// challenge's algs= parameter. nil means dpop.DefaultAlgorithms
+	// (ES256, ES384, EdDSA, RS256, PS256).
+	Algorithms []string
+
+	// AllowedHosts, used only when Config.PublicURL is empty, lists the
+	// Host header values (host or host:port, compared case-insensitively)
+	// a DPoP request may carry; the proof's "htu" is then checked against
+	// the request's own scheme and Host. A DPoP request with any other
+	// Host is refused, so a forged Host cannot make a proof for one
+	// endpoint pass at another. Empty means any Host is taken as is:
+	// safe only when the server is reached by exactly one name. Prefer
+	// Config.PublicURL.
+	AllowedHosts []string
+
+	// Nonce requires a server-issued nonce in every proof (RFC 9449 §9):
+	// a proof without a valid one gets 401 error="use_dpop_nonce" and a
+	// DPoP-Nonce header to retry with.
+	Nonce bool
+
+	// NonceSecrets are the HMAC keys (at least 32 bytes each) nonces are
+	// made with: the first makes them, all are accepted, so a secret can
+	// be rotated by adding the new one first. Replicas that share the
+	// secrets accept each other's nonces. Empty with Nonce set means a
+	// random key per Guard: fine for one instance, not for several.
+	NonceSecrets [][]byte
+
+	// NonceLifetime is how long a nonce stays valid: between one and two
+	// lifetimes after it is issued. Zero means dpop.DefaultNonceLifetime.
+	NonceLifetime time.Duration
+
+	// ReplayStore remembers used proofs. nil means an in-memory store
+	// (dpop.MemoryReplayStore) of ReplayStoreSize entries; use a shared
+	// store such as dpop/redisstore when several replicas serve the same
+	// API, or a proof accepted by one can be replayed at another.
+	ReplayStore dpop.ReplayStore
+
+	// ReplayStoreSize bounds the in-memory store, in entries. Zero means
+	// dpop.DefaultReplayStoreSize. When full, new proofs are refused
+	// with 503 rather than evicting proofs that could still be replayed.
+	ReplayStoreSize int
+
+	// MaxProofAge is how old a proof's "iat" may be. Zero means
+	// dpop.DefaultMaxAge (5 minutes).
+	MaxProofAge time.Duration
+
+	// MaxClockSkew is how far in the future a proof's "iat" may be. Zero
+	// means dpop.DefaultMaxClockSkew (5 seconds).
+	MaxClockSkew time.Duration
 }
 
 // validate checks c and fills in defaults. c must be a private copy.
@@ -228,11 +290,26 @@ func (c *Config) validate() error {
 	}
 
 	switch c.DPoP.Mode {
-	case DPoPDisabled:
-	case DPoPAllowed, DPoPRequired:
-		bad("DPoP.Mode", "%v: DPoP proof verification is not implemented yet; use DPoPDisabled", c.DPoP.Mode)
+	case DPoPDisabled, DPoPAllowed, DPoPRequired:
 	default:
 		bad("DPoP.Mode", "unknown mode %d", int(c.DPoP.Mode))
+	}
+	c.DPoP.Algorithms = slices.Clone(c.DPoP.Algorithms)
+	c.DPoP.NonceSecrets = slices.Clone(c.DPoP.NonceSecrets)
+	c.DPoP.AllowedHosts = slices.Clone(c.DPoP.AllowedHosts)
+	for i, h := range c.DPoP.AllowedHosts {
+		if h == "" || strings.ContainsAny(h, "/ \t@") {
+			bad(fmt.Sprintf("DPoP.AllowedHosts[%d]", i), "%q is not a host or host:port", h)
+		}
+		c.DPoP.AllowedHosts[i] = strings.ToLower(h)
+	}
+	if c.DPoP.ReplayStoreSize < 0 {
+		bad("DPoP.ReplayStoreSize", "must not be negative")
+	}
+	if c.PublicURL != "" {
+		if err := checkPublicURL(c.PublicURL, c.InsecureAllowHTTP); err != nil {
+			bad("PublicURL", "%v", err)
+		}
 	}
 
 	if c.Algorithms == nil {
@@ -300,6 +377,19 @@ func (c *Config) validate() error {
 		c.now = time.Now
 	}
 	return errors.Join(errs...)
+}
+
+// checkPublicURL vets Config.PublicURL: an http(s) base URL without
+// query, fragment or credentials, usable as the prefix of DPoP "htu".
+func checkPublicURL(s string, insecure bool) error {
+	if err := checkURL(s, insecure); err != nil {
+		return err
+	}
+	u, _ := url.Parse(s)
+	if u.RawQuery != "" || u.ForceQuery {
+		return errors.New("must not contain a query")
+	}
+	return nil
 }
 
 // checkURL requires an absolute https URL, or http to a loopback host.

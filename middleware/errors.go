@@ -10,6 +10,8 @@ const (
 	CodeInvalidRequest    = "invalid_request"
 	CodeInvalidToken      = "invalid_token"
 	CodeInsufficientScope = "insufficient_scope"
+	CodeInvalidDPoPProof  = "invalid_dpop_proof"
+	CodeUseDPoPNonce      = "use_dpop_nonce"
 )
 
 // denial is a refusal as the client sees it, plus the cause the operator
@@ -28,6 +30,12 @@ type denial struct {
 	// known. They may come from an unverified token, so they are
 	// truncated before logging and never sent to the client.
 	iss, kid, alg string
+
+	// dpop marks a denial of a request that used the DPoP scheme: its
+	// error goes in the DPoP challenge. nonce, when set, is sent as
+	// DPoP-Nonce.
+	dpop  bool
+	nonce string
 }
 
 // Error describes the denial for logs: the reason, the description and the
@@ -71,6 +79,14 @@ const (
 	ReasonDPoPBound         Reason = "dpop_bound_token"
 	ReasonInsufficientScope Reason = "insufficient_scope"
 	ReasonKeysUnavailable   Reason = "keys_unavailable"
+
+	ReasonInvalidProof           Reason = "invalid_dpop_proof"
+	ReasonNotBound               Reason = "token_not_dpop_bound"
+	ReasonKeyBinding             Reason = "dpop_key_mismatch"
+	ReasonNonceRequired          Reason = "use_dpop_nonce"
+	ReasonReplay                 Reason = "dpop_replay"
+	ReasonReplayStoreFull        Reason = "replay_store_full"
+	ReasonReplayStoreUnavailable Reason = "replay_store_unavailable"
 )
 
 // allReasons lists every Reason, so metrics can be pre-created.
@@ -80,6 +96,8 @@ var allReasons = []Reason{
 	ReasonUnknownIssuer, ReasonUnknownKey, ReasonInvalidSignature, ReasonExpired,
 	ReasonNotYetValid, ReasonInvalidAudience, ReasonMissingClaim, ReasonDPoPBound,
 	ReasonInsufficientScope, ReasonKeysUnavailable,
+	ReasonInvalidProof, ReasonNotBound, ReasonKeyBinding, ReasonNonceRequired,
+	ReasonReplay, ReasonReplayStoreFull, ReasonReplayStoreUnavailable,
 }
 
 // errKeysUnavailable is the cause of a 503 when an issuer's keys never

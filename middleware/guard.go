@@ -7,9 +7,11 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/tokenguard/tokenguard/dpop"
 	"github.com/tokenguard/tokenguard/internal/tokencache"
 	"github.com/tokenguard/tokenguard/jwks"
 )
@@ -25,6 +27,11 @@ type Guard struct {
 	cache   *tokencache.Cache[*cachedToken] // nil when disabled
 	metrics *metrics
 	log     *slog.Logger
+
+	// DPoP; proofs is nil when DPoP is disabled.
+	proofs    *dpop.Verifier
+	algsParam string // the challenge's algs= value
+	publicURL string // Config.PublicURL without a trailing "/"; "" when unset
 
 	closeOnce sync.Once
 	closeErr  error
@@ -72,6 +79,12 @@ func New(ctx context.Context, cfg Config) (*Guard, error) {
 	for _, a := range cfg.Algorithms {
 		g.algs[a] = true
 	}
+	g.publicURL = strings.TrimSuffix(cfg.PublicURL, "/")
+	if cfg.DPoP.Mode != DPoPDisabled {
+		if err := g.setUpDPoP(); err != nil {
+			return nil, err
+		}
+	}
 	if !cfg.DisableTokenCache {
 		if g.cache, err = tokencache.New[*cachedToken](cfg.TokenCacheSize); err != nil {
 			return nil, fmt.Errorf("middleware: TokenCacheSize: %w", err)
@@ -101,6 +114,45 @@ func New(ctx context.Context, cfg Config) (*Guard, error) {
 	}
 	g.waitReady(ctx, cfg.StartupWait)
 	return g, nil
+}
+
+// setUpDPoP builds the proof verifier from g.cfg.DPoP.
+func (g *Guard) setUpDPoP() error {
+	dc := g.cfg.DPoP
+	vc := dpop.Config{
+		Algorithms:   dc.Algorithms,
+		MaxAge:       dc.MaxProofAge,
+		MaxClockSkew: dc.MaxClockSkew,
+		ReplayStore:  dc.ReplayStore,
+		Now:          g.cfg.now,
+	}
+	if vc.ReplayStore == nil {
+		size := dc.ReplayStoreSize
+		if size == 0 {
+			size = dpop.DefaultReplayStoreSize
+		}
+		store, err := dpop.NewMemoryReplayStore(size)
+		if err != nil {
+			return fmt.Errorf("middleware: DPoP.ReplayStoreSize: %w", err)
+		}
+		vc.ReplayStore = store
+	}
+	if dc.Nonce {
+		n, err := dpop.NewNonces(dc.NonceSecrets, dc.NonceLifetime)
+		if err != nil {
+			return fmt.Errorf("middleware: DPoP nonces: %w", err)
+		}
+		vc.Nonces = n
+	} else if len(dc.NonceSecrets) > 0 {
+		return errors.New("middleware: DPoP.NonceSecrets: set DPoP.Nonce to use them")
+	}
+	v, err := dpop.NewVerifier(vc)
+	if err != nil {
+		return fmt.Errorf("middleware: DPoP: %w", err)
+	}
+	g.proofs = v
+	g.algsParam = strings.Join(v.Algorithms(), " ")
+	return nil
 }
 
 // waitReady polls until every issuer has keys, d has passed, or ctx is
@@ -176,13 +228,13 @@ func (g *Guard) Require(scopes ...string) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
-			p, e := g.authenticate(r)
+			p, nonce, e := g.authenticate(r)
 			if e == nil {
 				for _, s := range scopes {
 					if !p.HasScope(s) {
 						e = deny(http.StatusForbidden, CodeInsufficientScope, ReasonInsufficientScope,
 							"token lacks a required scope", nil)
-						e.iss = p.Issuer
+						e.iss, e.dpop = p.Issuer, p.JKT != ""
 						break
 					}
 				}
@@ -195,6 +247,9 @@ func (g *Guard) Require(scopes ...string) func(http.Handler) http.Handler {
 				return
 			}
 			g.metrics.count(ReasonOK)
+			if nonce != "" {
+				w.Header().Set("DPoP-Nonce", nonce)
+			}
 			next.ServeHTTP(w, r.WithContext(withPrincipal(r.Context(), p)))
 		})
 	}

@@ -67,7 +67,7 @@ func resultFor(r Reason) string {
 	switch r {
 	case ReasonOK:
 		return resultAllowed
-	case ReasonKeysUnavailable:
+	case ReasonKeysUnavailable, ReasonReplayStoreFull, ReasonReplayStoreUnavailable:
 		return resultUnavailable
 	}
 	return resultDenied

@@ -37,7 +37,8 @@ type Principal struct {
 	// IssuedAt is the token's "iat"; the zero time if absent.
 	IssuedAt time.Time
 
-	raw []byte // the verified JSON claims, for Claims
+	raw   []byte // the verified JSON claims, for Claims
+	bound bool   // the token has a "cnf" claim: it is sender-constrained
 }
 
 // HasScope reports whether the token grants scope s.

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tokenguard/tokenguard/dpop"
 	"github.com/tokenguard/tokenguard/internal/httpauth"
 	"github.com/tokenguard/tokenguard/internal/jose"
 	"github.com/tokenguard/tokenguard/internal/tokencache"
@@ -31,17 +32,60 @@ const (
 	descMissingClaim    = "token lacks a required claim"
 	descDPoPBound       = "DPoP-bound token presented as Bearer"
 	descKeysUnavailable = "signing keys unavailable"
+
+	descNotBound         = "token is not DPoP-bound"
+	descKeyBinding       = "DPoP proof key does not match the token"
+	descNoProof          = "missing DPoP proof"
+	descManyProofs       = "more than one DPoP header"
+	descHost             = "unexpected Host for a DPoP request"
+	descProof            = "invalid DPoP proof"
+	descReplay           = "DPoP proof already used"
+	descNonce            = "DPoP nonce required"
+	descStoreUnavailable = "DPoP replay check unavailable"
 )
 
-// authenticate extracts and verifies the request's access token. It returns
-// the Principal, or the denial to send.
-func (g *Guard) authenticate(r *http.Request) (*Principal, *denial) {
-	tok, e := g.extract(r)
+// authenticate extracts and verifies the request's access token and, for
+// the DPoP scheme, its proof. It returns the Principal and a DPoP-Nonce to
+// send with the response (usually ""), or the denial to send.
+func (g *Guard) authenticate(r *http.Request) (*Principal, string, *denial) {
+	isDPoP, tok, e := g.extract(r)
 	if e != nil {
-		return nil, e
+		return nil, "", e
 	}
-	now := g.cfg.now()
+	p, e := g.verifyToken(r, tok)
+	if e == nil {
+		switch {
+		case p.bound && !isDPoP:
+			// A sender-constrained token (RFC 9449 §7.1, RFC 8705 §3)
+			// is never accepted as a plain bearer token, whatever the
+			// DPoP mode.
+			e = invalidToken(ReasonDPoPBound, descDPoPBound, nil)
+		case isDPoP && p.JKT == "":
+			e = invalidToken(ReasonNotBound, descNotBound, nil)
+		}
+		if e != nil {
+			e.iss = p.Issuer
+		}
+	}
+	if e != nil {
+		e.dpop = isDPoP
+		return nil, "", e
+	}
+	if !isDPoP {
+		return p, "", nil
+	}
+	nonce, e := g.verifyProof(r, tok, p)
+	if e != nil {
+		e.dpop, e.iss = true, p.Issuer
+		return nil, "", e
+	}
+	return p, nonce, nil
+}
 
+// verifyToken verifies an access token, through the verified-token cache
+// when it is on.
+func (g *Guard) verifyToken(r *http.Request, tok string) (*Principal, *denial) {
+	now := g.cfg.now()
 	var key tokencache.Key
 	if g.cache != nil {
 		key = sha256.Sum256([]byte(tok))
@@ -54,7 +98,6 @@ func (g *Guard) authenticate(r *http.Request) (*Principal, *denial) {
 			g.cache.Remove(key)
 		}
 	}
-
 	p, c, e := g.verifyJWT(r, tok, now)
 	if e != nil {
 		return nil, e
@@ -65,50 +108,130 @@ func (g *Guard) authenticate(r *http.Request) (*Principal, *denial) {
 	return p, nil
 }
 
-// extract implements RFC 6750 §2.1: exactly one Authorization header with
-// the Bearer scheme (case-insensitive) and a b64token. Tokens in the query
-// string (§2.3) are refused; tokens in a form body (§2.2) are not looked
-// for, so such a request is simply unauthenticated.
-func (g *Guard) extract(r *http.Request) (string, *denial) {
+// verifyProof checks the request's DPoP proof against the request, the
+// access token and the key the token is bound to (RFC 9449 §4.3, §7.1).
+// It returns the DPoP-Nonce to send with the response, if any.
+func (g *Guard) verifyProof(r *http.Request, tok string, p *Principal) (string, *denial) {
+	proofs := r.Header.Values("DPoP")
+	switch len(proofs) {
+	case 0:
+		return "", deny(http.StatusUnauthorized, CodeInvalidDPoPProof, ReasonInvalidProof, descNoProof, nil)
+	case 1:
+	default:
+		return "", deny(http.StatusUnauthorized, CodeInvalidDPoPProof, ReasonInvalidProof, descManyProofs, nil)
+	}
+	target, ok := g.requestURL(r)
+	if !ok {
+		return "", deny(http.StatusUnauthorized, CodeInvalidDPoPProof, ReasonInvalidProof, descHost, nil)
+	}
+	proof, err := g.proofs.Verify(r.Context(), dpop.Request{
+		Proof:       proofs[0],
+		Method:      r.Method,
+		URL:         target,
+		AccessToken: tok,
+		JKT:         p.JKT,
+	})
+	nonces := g.proofs.Nonces()
+	switch {
+	case err == nil:
+		if proof.RenewNonce {
+			return nonces.Issue(g.cfg.now()), nil
+		}
+		return "", nil
+	case errors.Is(err, dpop.ErrTokenBinding):
+		return "", invalidToken(ReasonKeyBinding, descKeyBinding, err)
+	case errors.Is(err, dpop.ErrUseNonce):
+		e := deny(http.StatusUnauthorized, CodeUseDPoPNonce, ReasonNonceRequired, descNonce, err)
+		e.nonce = nonces.Issue(g.cfg.now())
+		return "", e
+	case errors.Is(err, dpop.ErrReplay):
+		g.metrics.dpopReplays.Inc()
+		return "", deny(http.StatusUnauthorized, CodeInvalidDPoPProof, ReasonReplay, descReplay, err)
+	case errors.Is(err, dpop.ErrStoreFull):
+		return "", deny(http.StatusServiceUnavailable, "", ReasonReplayStoreFull, descStoreUnavailable, err)
+	case errors.Is(err, dpop.ErrStoreUnavailable):
+		return "", deny(http.StatusServiceUnavailable, "", ReasonReplayStoreUnavailable, descStoreUnavailable, err)
+	}
+	return "", deny(http.StatusUnauthorized, CodeInvalidDPoPProof, ReasonInvalidProof, descProof, err)
+}
+
+// requestURL is the URL the client addressed, as a proof's htu must name
+// it: Config.PublicURL and the request path when PublicURL is set, else
+// the request's own scheme and Host, which must be in
+// DPoP.AllowedHosts when that is set. X-Forwarded-* headers are never
+// consulted: any client can send them.
+func (g *Guard) requestURL(r *http.Request) (string, bool) {
+	path := r.URL.EscapedPath()
+	if g.publicURL != "" {
+		return g.publicURL + path, true
+	}
+	host := strings.ToLower(r.Host)
+	if len(g.cfg.DPoP.AllowedHosts) > 0 && !containsString(g.cfg.DPoP.AllowedHosts, host) {
+		return "", false
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + host + path, true
+}
+
+// Credential schemes, as extract reports them.
+const (
+	schemeBearer = false
+	schemeDPoP   = true
+)
+
+// extract implements RFC 6750 §2.1 and RFC 9449 §7.1: exactly one
+// Authorization header with the Bearer or, when DPoP is enabled, the DPoP
+// scheme (case-insensitive) and a b64token. It reports whether the scheme
+// is DPoP. Tokens in the query string (§2.3) are refused; tokens in a form
+// body (§2.2) are not looked for, so such a request is simply
+// unauthenticated.
+func (g *Guard) extract(r *http.Request) (bool, string, *denial) {
 	vals := r.Header.Values("Authorization")
 	switch len(vals) {
 	case 0:
 		if r.URL != nil && strings.Contains(r.URL.RawQuery, "access_token") && r.URL.Query().Has("access_token") {
-			return "", deny(http.StatusBadRequest, CodeInvalidRequest, ReasonMalformedRequest, descQueryToken, nil)
+			return false, "", deny(http.StatusBadRequest, CodeInvalidRequest, ReasonMalformedRequest, descQueryToken, nil)
 		}
-		return "", deny(http.StatusUnauthorized, "", ReasonMissingToken, "", nil)
+		return false, "", deny(http.StatusUnauthorized, "", ReasonMissingToken, "", nil)
 	case 1:
 	default:
-		return "", deny(http.StatusBadRequest, CodeInvalidRequest, ReasonMalformedRequest, descMultipleAuth, nil)
+		return false, "", deny(http.StatusBadRequest, CodeInvalidRequest, ReasonMalformedRequest, descMultipleAuth, nil)
 	}
 	v := vals[0]
-	// "DPoP " is the longest scheme we know (with its space): anything
+	// "Bearer " is the longest scheme we take (with its space): anything
 	// longer than that plus the limit is too large, whatever it holds.
 	if len(v) > g.cfg.MaxTokenSize+len("Bearer ") {
-		return "", invalidToken(ReasonTokenTooLarge, descTooLarge, nil)
+		return false, "", invalidToken(ReasonTokenTooLarge, descTooLarge, nil)
 	}
 	scheme, tok, err := httpauth.ParseAuthorization(v)
+	var isDPoP bool
 	switch {
-	case errors.Is(err, httpauth.ErrMalformed):
-		return "", deny(http.StatusBadRequest, CodeInvalidRequest, ReasonMalformedRequest, descMalformedAuth, err)
-	case errors.Is(err, httpauth.ErrInvalidToken):
-		if !strings.EqualFold(scheme, "Bearer") {
-			return "", deny(http.StatusUnauthorized, "", ReasonUnsupportedScheme, "", nil)
-		}
-		return "", invalidToken(ReasonMalformedToken, descMalformed, err)
-	case err != nil:
-		return "", deny(http.StatusBadRequest, CodeInvalidRequest, ReasonMalformedRequest, descMalformedAuth, err)
+	case strings.EqualFold(scheme, "Bearer") && g.cfg.DPoP.Mode != DPoPRequired:
+		isDPoP = schemeBearer
+	case strings.EqualFold(scheme, "DPoP") && g.cfg.DPoP.Mode != DPoPDisabled:
+		isDPoP = schemeDPoP
+	case errors.Is(err, httpauth.ErrMalformed) || err != nil && !errors.Is(err, httpauth.ErrInvalidToken):
+		return false, "", deny(http.StatusBadRequest, CodeInvalidRequest, ReasonMalformedRequest, descMalformedAuth, err)
+	default:
+		// A scheme we do not take (including DPoP while it is disabled
+		// and Bearer while it is required: RFC 9449 §7.1 leaves the
+		// choice to the resource server): a plain challenge tells the
+		// client which schemes we do take.
+		return false, "", deny(http.StatusUnauthorized, "", ReasonUnsupportedScheme, "", nil)
 	}
-	if !strings.EqualFold(scheme, "Bearer") {
-		// Includes "DPoP" while DPoP is disabled (RFC 9449 §7.1 leaves a
-		// resource server free to support only Bearer): a plain
-		// challenge tells the client which scheme we take.
-		return "", deny(http.StatusUnauthorized, "", ReasonUnsupportedScheme, "", nil)
+	switch {
+	case errors.Is(err, httpauth.ErrInvalidToken):
+		return isDPoP, "", invalidToken(ReasonMalformedToken, descMalformed, err)
+	case err != nil:
+		return isDPoP, "", deny(http.StatusBadRequest, CodeInvalidRequest, ReasonMalformedRequest, descMalformedAuth, err)
 	}
 	if len(tok) > g.cfg.MaxTokenSize {
-		return "", invalidToken(ReasonTokenTooLarge, descTooLarge, nil)
+		return isDPoP, "", invalidToken(ReasonTokenTooLarge, descTooLarge, nil)
 	}
-	return tok, nil
+	return isDPoP, tok, nil
 }
 
 // verifyJWT checks a JWT access token per RFC 9068 §4 and RFC 8725: the
@@ -184,12 +307,6 @@ func (g *Guard) verifyJWT(r *http.Request, tok string, now time.Time) (*Principa
 			return nil, nil, annotate(invalidToken(ReasonMissingClaim, descMissingClaim, errors.New("middleware: RFC 9068 requires sub, client_id, iat and jti")))
 		}
 	}
-	if cl.CNF != nil {
-		// A sender-constrained token (RFC 9449 §7.1, RFC 8705 §3) must
-		// never be accepted as a plain bearer token.
-		return nil, nil, annotate(invalidToken(ReasonDPoPBound, descDPoPBound, nil))
-	}
-
 	p := &Principal{
 		Issuer:    is.cfg.Issuer,
 		Subject:   cl.Subject,
@@ -199,6 +316,9 @@ func (g *Guard) verifyJWT(r *http.Request, tok string, now time.Time) (*Principa
 		TokenID:   cl.JTI,
 		ExpiresAt: exp,
 		raw:       t.Payload,
+	}
+	if cl.CNF != nil {
+		p.bound, p.JKT = true, cl.CNF.JKT
 	}
 	if cl.IssuedAt.Valid {
 		p.IssuedAt = cl.IssuedAt.Time()

@@ -159,3 +159,46 @@ func (d *scanner) confirmation() (*Confirmation, error) {
 	})
 	return cnf, err
 }
+
+// ProofClaims are the claims of a DPoP proof JWT (RFC 9449 §4.2). Its
+// strings share memory with the payload they were read from.
+type ProofClaims struct {
+	JTI      string // "jti"
+	HTM      string // "htm"
+	HTU      string // "htu"
+	IssuedAt NumericDate
+	ATH      string // "ath"
+	Nonce    string // "nonce"
+}
+
+// ParseProofClaims reads a DPoP proof's claims into c, with the rules of
+// ParseClaims: wrong types and duplicates are errors, null is absent.
+func ParseProofClaims(payload []byte, c *ProofClaims) error {
+	d := scanner{s: readOnlyString(payload)}
+	var seen uint
+	str := func(bit uint, dst *string) error { return member(&d, &seen, bit, dst, d.str) }
+	err := d.object(func(name string) error {
+		switch name {
+		case "jti":
+			return str(1<<0, &c.JTI)
+		case "htm":
+			return str(1<<1, &c.HTM)
+		case "htu":
+			return str(1<<2, &c.HTU)
+		case "iat":
+			return member(&d, &seen, 1<<3, &c.IssuedAt, d.numericDate)
+		case "ath":
+			return str(1<<4, &c.ATH)
+		case "nonce":
+			return str(1<<5, &c.Nonce)
+		}
+		return d.skip()
+	})
+	if err == nil {
+		err = d.end()
+	}
+	if err != nil {
+		return malformed("proof claims", err)
+	}
+	return nil
+}

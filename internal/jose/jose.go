@@ -50,6 +50,9 @@ var (
 	errCrit     = errors.New(`"crit" extensions are not supported`)
 	errB64      = errors.New(`unencoded payloads ("b64": false) are not supported`)
 	errKeyParam = errors.New(`keys and key references in the header ("jwk", "jku", "x5u", "x5c") are not accepted`)
+	errNoJWK    = errors.New(`no "jwk"`)
+	errPrivate  = errors.New(`"jwk" holds private or symmetric key material`)
+	errTooMany  = errors.New("too many members")
 	errSegments = errors.New("not three segments")
 	errBase64   = errors.New("segment is not unpadded base64url")
 )
@@ -87,6 +90,25 @@ type Token struct {
 // protected header. It verifies nothing: the header is a claim by the
 // token's author until VerifySignature says otherwise.
 func Parse(token string) (Token, error) {
+	return parse(token, nil)
+}
+
+// ParseProof is Parse for a DPoP proof (RFC 9449 §4.2), whose header must
+// carry the public key that signed it as "jwk". It returns the jwk's JSON
+// text alongside the token. The jwk must be an object without duplicate
+// members and without private or symmetric key material ("d", "p", "q",
+// "dp", "dq", "qi", "oth", "k"); what it describes is for the caller to
+// check. "jku", "x5u", "x5c" and "crit" are refused as in Parse.
+func ParseProof(token string) (Token, string, error) {
+	var jwk string
+	t, err := parse(token, &jwk)
+	if err == nil && jwk == "" {
+		err = malformed("header", errNoJWK)
+	}
+	return t, jwk, err
+}
+
+func parse(token string, jwk *string) (Token, error) {
 	h, rest, ok1 := strings.Cut(token, ".")
 	p, s, ok2 := strings.Cut(rest, ".")
 	if !ok1 || !ok2 || strings.IndexByte(s, '.') >= 0 {
@@ -105,7 +127,7 @@ func Parse(token string) (Token, error) {
 	if !okh || !okp || !oks {
 		return Token{}, malformed("compact serialization", errBase64)
 	}
-	hdr, err := parseHeader(readOnlyString(buf[:hn]))
+	hdr, err := parseHeader(readOnlyString(buf[:hn]), jwk)
 	if err != nil {
 		return Token{}, malformed("header", err)
 	}
@@ -143,10 +165,46 @@ const (
 	hB64
 	hX5t
 	hX5tS256
+	hJWK
 )
 
-// parseHeader reads a JOSE header (RFC 7515 §4) from its JSON text.
-func parseHeader(js string) (Header, error) {
+// maxJWKMembers bounds the members of a proof's "jwk"; a public key has
+// at most a handful.
+const maxJWKMembers = 16
+
+// publicJWK consumes a "jwk" object and returns its JSON text, refusing
+// duplicate members and private or symmetric key material.
+func (d *scanner) publicJWK() (string, error) {
+	if d.peek() != '{' {
+		return "", errType
+	}
+	start := d.i
+	var names [maxJWKMembers]string
+	n := 0
+	err := d.object(func(name string) error {
+		switch name {
+		case "d", "p", "q", "dp", "dq", "qi", "oth", "k":
+			return errPrivate
+		}
+		if n == len(names) {
+			return errTooMany
+		}
+		for _, seen := range names[:n] {
+			if seen == name {
+				return errDup
+			}
+		}
+		names[n] = name
+		n++
+		return d.skip()
+	})
+	return d.s[start:d.i], err
+}
+
+// parseHeader reads a JOSE header (RFC 7515 §4) from its JSON text. When
+// jwk is non-nil, a "jwk" member is accepted and its JSON text stored
+// there; otherwise it is refused.
+func parseHeader(js string, jwk *string) (Header, error) {
 	var h Header
 	var seen uint
 	d := scanner{s: js}
@@ -197,7 +255,13 @@ func parseHeader(js string) (Header, error) {
 			// RFC 7515 §4.1.11: we understand no extension, so a
 			// token that lists one must be rejected.
 			err = errCrit
-		case "jwk", "jku", "x5u", "x5c":
+		case "jwk":
+			if jwk == nil {
+				err = errKeyParam
+			} else if err = once(hJWK); err == nil {
+				*jwk, err = d.publicJWK()
+			}
+		case "jku", "x5u", "x5c":
 			// RFC 8725 §3.10: keys come from the issuer's JWKS only.
 			// A token naming its own key is either an attack or an
 			// issuer we should not trust with our defaults.

@@ -1,0 +1,64 @@
+// Package redisstore is a [dpop.ReplayStore] kept in Redis, for when
+// several replicas of a DPoP-protected API must share one record of used
+// proofs. With the default in-process store (dpop.MemoryReplayStore) each
+// replica remembers only the proofs it saw itself, so a proof accepted by
+// one replica can be replayed at another; a single process has no need
+// for this package.
+//
+// It is a package of its own so that programs which do not use Redis never
+// link github.com/redis/go-redis: only importing redisstore does.
+//
+// # Use
+//
+//	store, err := redisstore.NewFromURL("redis://redis.internal:6379/0", redisstore.Options{})
+//	if err != nil { ... }
+//	defer store.Close()
+//	cfg.DPoP.ReplayStore = store // middleware.Config
+//
+// NewFromURL makes and owns a single-node client with short, bounded
+// timeouts. For Sentinel or Cluster, make the client yourself
+// ([redis.NewFailoverClient], [redis.NewClusterClient] or
+// [redis.NewUniversalClient]), set ContextTimeoutEnabled, and pass it to
+// [New]; the caller then keeps ownership and closes it.
+//
+// # What a call costs and what it promises
+//
+// Each [Store.Use] is exactly one round trip, an atomic
+//
+//	SET <prefix><base64url(id)> 1 NX PX <milliseconds until expires>
+//
+// so of any number of concurrent calls with one id, across any number of
+// replicas, exactly one succeeds. The key expires when the proof could no
+// longer be accepted anyway, so Redis holds only proofs still inside the
+// acceptance window. The key format is part of this package's
+// compatibility promise: replicas on different versions during a rolling
+// upgrade compute the same keys.
+//
+// A call is bounded by [Options.Timeout]. A timeout, a network error or
+// an error reply from Redis (including OOM at maxmemory and READONLY on a
+// demoted primary) makes Use return an error wrapping
+// [dpop.ErrStoreUnavailable], never nil: the request is refused with 503
+// rather than let through unchecked (fail closed).
+//
+// # Running Redis for this
+//
+//   - Eviction: set maxmemory-policy noeviction (the Redis default). Under
+//     an evicting policy Redis may drop a record before its proof expires,
+//     and that proof could then be replayed; with noeviction a full Redis
+//     refuses writes and requests fail closed instead.
+//   - Restarts: with persistence off, a restarted Redis has forgotten every
+//     proof, so proofs used shortly before the restart can be replayed
+//     until their acceptance window (dpop.DefaultMaxAge by default) runs
+//     out. Turn on appendonly with appendfsync always to close that gap,
+//     or accept the risk for the length of one window after each restart.
+//     Replication is asynchronous too: after a Sentinel or Cluster
+//     failover the newest records may be missing from the new primary.
+//   - Clocks: the record lives for expires minus now by the clock of the
+//     replica that wrote it. Keep the replicas' clocks synchronised (NTP),
+//     as the proof window check already requires.
+//   - Memory: one record is a key of len(Prefix)+43 bytes with a
+//     one-byte value and an expiry, on the order of 100 bytes of Redis
+//     memory; multiply by the proofs accepted per acceptance window.
+//
+// A Store is safe for concurrent use.
+package redisstore

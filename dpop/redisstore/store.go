@@ -1,0 +1,239 @@
+package redisstore
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/url"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tokenguard/tokenguard/dpop"
+)
+
+// Defaults used for zero-valued Options fields and by NewFromURL.
+const (
+	// DefaultPrefix namespaces the store's keys.
+	DefaultPrefix = "tokenguard:dpop:jti:"
+	// DefaultTimeout bounds one call to Redis. Redis answers a SET in well
+	// under a millisecond on a LAN; a call that takes longer than this is
+	// treated as an outage and the request fails closed.
+	DefaultTimeout = 500 * time.Millisecond
+
+	// urlClientTimeout bounds dialling, each read and write and the wait
+	// for a pooled connection, for clients made by NewFromURL.
+	urlClientTimeout = time.Second
+	// pastExpiryTTL is how long a record whose expiry has already passed
+	// is kept: the verifier has judged the proof's window already, and a
+	// short record still stops concurrent duplicates.
+	pastExpiryTTL = time.Second
+)
+
+// Options configures a Store. Every zero value is a documented default.
+type Options struct {
+	// Prefix is prepended to every key, so the store can share a Redis
+	// database with other data, or two deployments can share one Redis
+	// without seeing each other's proofs. Empty means DefaultPrefix.
+	Prefix string
+
+	// Timeout bounds each call to Redis, on top of the caller's context
+	// deadline. Zero means DefaultTimeout; negative is an error.
+	Timeout time.Duration
+
+	// Now returns the current time, used to turn Use's expires into a
+	// time to live. nil means time.Now. For tests.
+	Now func() time.Time
+}
+
+// Store is a dpop.ReplayStore kept in Redis. Make one with New or
+// NewFromURL. It is safe for concurrent use.
+type Store struct {
+	client  redis.UniversalClient
+	prefix  string
+	timeout time.Duration
+	now     func() time.Time
+
+	owned     bool // client was made by NewFromURL and is closed by Close
+	closeOnce sync.Once
+	closeErr  error // written once, under closeOnce
+}
+
+// New returns a Store that records proofs through client: a single node
+// (redis.NewClient), Sentinel (redis.NewFailoverClient) or Cluster
+// (redis.NewClusterClient). The caller keeps ownership of client and
+// closes it after the Store is no longer used; Store.Close leaves it open.
+//
+// Options.Timeout can only bound a call if the client honours context
+// deadlines, so New refuses a *redis.Client, *redis.ClusterClient or
+// *redis.Ring whose options leave ContextTimeoutEnabled false. Other
+// implementations of redis.UniversalClient are taken on trust.
+//
+// New does not contact Redis: an unreachable server is not a
+// configuration error, and shows up as ErrStoreUnavailable from Use and
+// Ping.
+func New(client redis.UniversalClient, opts Options) (*Store, error) {
+	if client == nil {
+		return nil, errors.New("redisstore: nil client")
+	}
+	var errs []error
+	if opts.Timeout < 0 {
+		errs = append(errs, fmt.Errorf("redisstore: Options.Timeout: must not be negative, got %v", opts.Timeout))
+	}
+	if known, ok := honoursContext(client); known && !ok {
+		errs = append(errs, errors.New("redisstore: client: ContextTimeoutEnabled must be set, or Options.Timeout cannot bound calls"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	s := &Store{
+		client:  client,
+		prefix:  opts.Prefix,
+		timeout: opts.Timeout,
+		now:     opts.Now,
+	}
+	if s.prefix == "" {
+		s.prefix = DefaultPrefix
+	}
+	if s.timeout == 0 {
+		s.timeout = DefaultTimeout
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	return s, nil
+}
+
+// NewFromURL returns a Store with its own single-node client, made from a
+// URL that redis.ParseURL accepts:
+//
+//	redis://[user:password@]host[:port][/db]
+//	rediss://[user:password@]host[:port][/db]   (TLS)
+//	unix://[user:password@]/path/to/redis.sock[?db=N]
+//
+// Query parameters set client options as redis.ParseURL documents them
+// (for example pool_size=20, dial_timeout=2s). Dial, read, write and pool
+// timeouts not set there are one second each, and the pool holds at most
+// two connections per CPU; ContextTimeoutEnabled is always on. The Store
+// owns this client: call Close when done.
+//
+// For Sentinel or Cluster, make the client yourself and use New.
+func NewFromURL(rawURL string, opts Options) (*Store, error) {
+	copts, err := redis.ParseURL(rawURL)
+	if err != nil {
+		// A *url.Error repeats the URL, which may hold a password.
+		if ue := (*url.Error)(nil); errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, fmt.Errorf("redisstore: bad Redis URL: %w", err)
+	}
+	for _, d := range []*time.Duration{&copts.DialTimeout, &copts.ReadTimeout, &copts.WriteTimeout, &copts.PoolTimeout} {
+		if *d == 0 {
+			*d = urlClientTimeout
+		}
+	}
+	if copts.PoolSize == 0 {
+		copts.PoolSize = 2 * runtime.GOMAXPROCS(0)
+	}
+	copts.ContextTimeoutEnabled = true
+
+	client := redis.NewClient(copts)
+	s, err := New(client, opts)
+	if err != nil {
+		client.Close()
+		return nil, err
+	}
+	s.owned = true
+	return s, nil
+}
+
+// honoursContext reports whether client is a type whose options New can
+// inspect (known) and, if so, whether it honours context deadlines.
+func honoursContext(client redis.UniversalClient) (known, ok bool) {
+	switch c := client.(type) {
+	case *redis.Client:
+		return true, c.Options().ContextTimeoutEnabled
+	case *redis.ClusterClient:
+		return true, c.Options().ContextTimeoutEnabled
+	case *redis.Ring:
+		return true, c.Options().ContextTimeoutEnabled
+	}
+	return false, false
+}
+
+// Use implements dpop.ReplayStore with one atomic SET NX PX round trip.
+// It returns nil if id was not recorded (or its record expired) and is
+// now recorded until expires, dpop.ErrReplay if it was recorded, and an
+// error wrapping dpop.ErrStoreUnavailable and the cause (a timeout, the
+// caller's cancelled context, a network or Redis error) otherwise.
+//
+// An expires already past is recorded for one second rather than
+// refused: the verifier has judged the proof's window already.
+func (s *Store) Use(ctx context.Context, id dpop.ReplayID, expires time.Time) error {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	// Always PX, in whole milliseconds rounded up, so the record never
+	// expires before the proof does. (SetNX would pick EX for whole
+	// seconds; the wire command is spelled out to keep it exact.)
+	ttl := recordTTL(s.now(), expires)
+	cmd := redis.NewBoolCmd(ctx, "set", s.key(id), "1", "px", ttl.Milliseconds(), "nx")
+	if err := s.client.Process(ctx, cmd); err != nil {
+		return fmt.Errorf("%w: %w", dpop.ErrStoreUnavailable, err)
+	}
+	// A nil reply (key exists) reads as false, "OK" as true.
+	if !cmd.Val() {
+		return dpop.ErrReplay
+	}
+	return nil
+}
+
+// Ping checks that Redis answers within Options.Timeout, for readiness
+// probes. Its error wraps dpop.ErrStoreUnavailable and the cause.
+func (s *Store) Ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	if err := s.client.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("%w: %w", dpop.ErrStoreUnavailable, err)
+	}
+	return nil
+}
+
+// Close closes the client if NewFromURL made it, and does nothing for a
+// client passed to New, which stays the caller's to close. Once the
+// client is closed, Use fails with dpop.ErrStoreUnavailable. Close may be
+// called more than once; later calls return the first call's result.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		if s.owned {
+			s.closeErr = s.client.Close()
+		}
+	})
+	return s.closeErr
+}
+
+// key returns the Redis key for id: the prefix and the unpadded base64url
+// encoding of id. Changing it would let proofs recorded by older replicas
+// be replayed at newer ones during an upgrade.
+func (s *Store) key(id dpop.ReplayID) string {
+	b := make([]byte, 0, len(s.prefix)+base64.RawURLEncoding.EncodedLen(len(id)))
+	b = append(b, s.prefix...)
+	b = base64.RawURLEncoding.AppendEncode(b, id[:])
+	return string(b)
+}
+
+// recordTTL returns how long to keep a record of a proof that expires at
+// expires: the time left, rounded up to a whole millisecond, or
+// pastExpiryTTL if none is left.
+func recordTTL(now, expires time.Time) time.Duration {
+	d := expires.Sub(now)
+	if d <= 0 {
+		return pastExpiryTTL
+	}
+	return (d + time.Millisecond - 1).Truncate(time.Millisecond)
+}
+
+// Interface guards.
+var _ dpop.ReplayStore = (*Store)(nil)
