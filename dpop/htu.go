@@ -30,6 +30,11 @@ func NormalizeHTU(s string) (string, error) {
 	if scheme != "http" && scheme != "https" {
 		return "", errHTU
 	}
+	for i := 0; i < len(u.Host); i++ {
+		if c := u.Host[i]; c <= ' ' || c >= 0x7F {
+			return "", errHTU // hosts are ASCII (IDNs in their A-label form)
+		}
+	}
 	host := strings.ToLower(u.Host)
 	switch {
 	case scheme == "https" && strings.HasSuffix(host, ":443"):
@@ -38,6 +43,9 @@ func NormalizeHTU(s string) (string, error) {
 		host = strings.TrimSuffix(host, ":80")
 	}
 	host = strings.TrimSuffix(host, ":") // an empty port is the default port
+	if host == "" || host[0] == ':' {
+		return "", errHTU
+	}
 	path, ok := normalizePath(u.EscapedPath())
 	if !ok {
 		return "", errHTU

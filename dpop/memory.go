@@ -39,7 +39,9 @@ type memoryShard struct {
 }
 
 // NewMemoryReplayStore returns a store that holds at most maxEntries used
-// proofs (rounded up to a multiple of 64).
+// proofs. The store is 64 shards of maxEntries/64 (rounded up) each; ids
+// are hashes, so shards fill evenly, but the first shard to fill refuses
+// proofs a little before the whole store holds maxEntries.
 func NewMemoryReplayStore(maxEntries int) (*MemoryReplayStore, error) {
 	if maxEntries <= 0 {
 		return nil, fmt.Errorf("dpop: replay store size must be positive, got %d", maxEntries)

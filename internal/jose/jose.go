@@ -15,7 +15,8 @@
 // 32 deep; no duplicates of any header parameter or claim it reads; no
 // "crit" extensions; no keys or key references in the header ("jwk",
 // "jku", "x5u", "x5c"); and for each alg exactly one key type, curve and
-// signature length.
+// signature length. ParseProof relaxes exactly one rule, for DPoP proofs
+// (RFC 9449), which must carry their public key as "jwk".
 package jose
 
 import (

@@ -1,0 +1,149 @@
+package dpop
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestMemoryReplayStore(t *testing.T) {
+	s, err := NewMemoryReplayStore(memoryShards) // one entry per shard
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := testNow
+	s.now = func() time.Time { return now }
+	ctx := context.Background()
+	a, b := NewReplayID("k1", "j1"), NewReplayID("k2", "j1")
+	if NewReplayID("k1", "j1") != a || a == b || NewReplayID("k1j", "1") == NewReplayID("k1", "j1") {
+		t.Fatal("NewReplayID does not separate key and jti")
+	}
+	if err := s.Use(ctx, a, now.Add(time.Minute)); err != nil {
+		t.Fatalf("first use: %v", err)
+	}
+	if err := s.Use(ctx, a, now.Add(time.Minute)); !errors.Is(err, ErrReplay) {
+		t.Fatalf("second use = %v, want ErrReplay", err)
+	}
+	// Fill a's shard: another id landing there is refused, not evicting a.
+	same := sameShard(t, a)
+	if err := s.Use(ctx, same, now.Add(time.Minute)); !errors.Is(err, ErrStoreFull) {
+		t.Fatalf("use in a full shard = %v, want ErrStoreFull", err)
+	}
+	if s.Refused() != 1 {
+		t.Errorf("Refused() = %d, want 1", s.Refused())
+	}
+	if err := s.Use(ctx, a, now.Add(time.Minute)); !errors.Is(err, ErrReplay) {
+		t.Fatalf("a was evicted: %v", err)
+	}
+	// Once a expires its slot is reclaimed and a may be used again.
+	now = now.Add(time.Minute)
+	if err := s.Use(ctx, same, now.Add(time.Minute)); err != nil {
+		t.Fatalf("use after expiry freed the shard: %v", err)
+	}
+	if s.Len() != 1 {
+		t.Errorf("Len() = %d after reclaiming, want 1", s.Len())
+	}
+	if err := s.Use(ctx, a, now.Add(time.Minute)); !errors.Is(err, ErrStoreFull) {
+		t.Fatalf("a's shard is full again, got %v", err)
+	}
+	if _, err := NewMemoryReplayStore(0); err == nil {
+		t.Error("NewMemoryReplayStore(0) succeeded")
+	}
+}
+
+// sameShard finds another ReplayID in id's shard.
+func sameShard(t *testing.T, id ReplayID) ReplayID {
+	for i := range 10_000 {
+		o := NewReplayID("other", fmt.Sprint(i))
+		if o[0]%memoryShards == id[0]%memoryShards {
+			return o
+		}
+	}
+	t.Fatal("no id in the same shard")
+	return ReplayID{}
+}
+
+func TestMemoryReplayStoreSweepsExpired(t *testing.T) {
+	s, err := NewMemoryReplayStore(10_000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := testNow
+	s.now = func() time.Time { return now }
+	for i := range 5000 {
+		if err := s.Use(context.Background(), NewReplayID("k", fmt.Sprint(i)), now.Add(time.Second)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now = now.Add(sweepInterval + time.Second)
+	// Each shard sweeps when next used after its interval.
+	for i := range 5000 {
+		_ = s.Use(context.Background(), NewReplayID("k2", fmt.Sprint(i)), now.Add(time.Second))
+	}
+	if n := s.Len(); n != 5000 {
+		t.Errorf("Len() = %d after the old entries expired, want 5000", n)
+	}
+}
+
+func TestMemoryReplayStoreConcurrent(t *testing.T) {
+	s, err := NewMemoryReplayStore(1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := NewReplayID("k", "contested")
+	var wins atomic.Int32
+	var wg sync.WaitGroup
+	for range 100 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			switch err := s.Use(context.Background(), id, time.Now().Add(time.Minute)); {
+			case err == nil:
+				wins.Add(1)
+			case !errors.Is(err, ErrReplay):
+				t.Errorf("Use = %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if wins.Load() != 1 {
+		t.Fatalf("%d concurrent uses of one id succeeded, want 1", wins.Load())
+	}
+}
+
+// TestMemoryReplayStoreBytesPerEntry measures the store's memory cost; the
+// README quotes it. It fails only if the cost is far above the estimate.
+func TestMemoryReplayStoreBytesPerEntry(t *testing.T) {
+	const n = 200_000
+	s, err := NewMemoryReplayStore(2 * n) // shards fill unevenly; leave room
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := make([]ReplayID, n)
+	for i := range ids {
+		ids[i] = NewReplayID("k", fmt.Sprint(i))
+	}
+	exp := time.Now().Add(time.Hour)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for _, id := range ids {
+		if err := s.Use(context.Background(), id, exp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	per := float64(after.HeapAlloc-before.HeapAlloc) / n
+	t.Logf("in-memory replay store: %.0f bytes per entry (%d entries)", per, n)
+	if per < 40 || per > 200 {
+		t.Errorf("%.0f bytes per entry, expected 40 of data plus map overhead", per)
+	}
+	runtime.KeepAlive(s)
+	runtime.KeepAlive(ids) // measured in both readings, so it must stay live
+}
