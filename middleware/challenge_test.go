@@ -2,6 +2,8 @@ package middleware
 
 import (
 	"flag"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"testing"
@@ -24,12 +26,22 @@ func TestChallengeGolden(t *testing.T) {
 	})
 	expired := is.mint(t, "orders:read", map[string]any{"exp": time.Now().Add(-time.Hour).Unix()})
 	readOnly := is.mint(t, "orders:read", nil)
+	allowed := newGuard(t, Config{Audience: testAudience, Issuers: []Issuer{is.config()}, DPoP: DPoPConfig{Mode: DPoPAllowed}})
+	required := newGuard(t, Config{
+		Audience: testAudience, Issuers: []Issuer{is.config()}, DPoP: DPoPConfig{Mode: DPoPRequired},
+		ResourceMetadataURL: "https://api.example.com/.well-known/oauth-protected-resource",
+	})
+	nonces := newGuard(t, Config{Audience: testAudience, Issuers: []Issuer{is.config()}, DPoP: DPoPConfig{Mode: DPoPAllowed, Nonce: true}})
+	alice := newDPoPClient(t)
+	bound := is.mint(t, "orders:read", map[string]any{"cnf": map[string]any{"jkt": alice.jkt}})
+	proof := alice.proof(t, "GET", "http://api.example.com/orders/1", bound)
 
 	tests := []struct {
 		name   string
 		g      *Guard
 		scopes []string
 		auth   []string
+		dpop   string // DPoP header, if any
 	}{
 		{name: "missing", g: plain},
 		{name: "missing_resource_metadata", g: withMeta},
@@ -38,10 +50,26 @@ func TestChallengeGolden(t *testing.T) {
 		{name: "invalid_token_expired", g: plain, auth: []string{"Bearer " + expired}},
 		{name: "invalid_token_resource_metadata", g: withMeta, auth: []string{"Bearer " + expired}},
 		{name: "insufficient_scope", g: plain, scopes: []string{"orders:read", "orders:write"}, auth: []string{"Bearer " + readOnly}},
+		{name: "dpop_allowed_missing", g: allowed},
+		{name: "dpop_allowed_bearer_expired", g: allowed, auth: []string{"Bearer " + expired}},
+		{name: "dpop_bound_token_as_bearer", g: allowed, auth: []string{"Bearer " + bound}},
+		{name: "dpop_invalid_proof", g: allowed, auth: []string{"DPoP " + bound}},
+		{name: "dpop_insufficient_scope", g: allowed, scopes: []string{"orders:write"}, auth: []string{"DPoP " + bound}, dpop: proof},
+		{name: "dpop_use_nonce", g: nonces, auth: []string{"DPoP " + bound}, dpop: proof},
+		{name: "dpop_required_missing", g: required},
+		{name: "dpop_required_bearer", g: required, auth: []string{"Bearer " + readOnly}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			rec := do(tt.g.Require(tt.scopes...)(okHandler), tt.auth...)
+			req := httptest.NewRequest(http.MethodGet, "http://api.example.com/orders/1", nil)
+			for _, a := range tt.auth {
+				req.Header.Add("Authorization", a)
+			}
+			if tt.dpop != "" {
+				req.Header.Set("DPoP", tt.dpop)
+			}
+			rec := httptest.NewRecorder()
+			tt.g.Require(tt.scopes...)(okHandler).ServeHTTP(rec, req)
 			got := rec.Header().Get("WWW-Authenticate") + "\n"
 			path := filepath.Join("..", "testdata", "challenges", tt.name+".golden")
 			if *update {
