@@ -220,6 +220,7 @@ func TestRatios(t *testing.T) {
 		f.close()
 		fc.close()
 	}
+	dpopRatio(t, rounds)
 }
 
 func median(v []float64) float64 {

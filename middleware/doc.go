@@ -30,23 +30,39 @@
 //     and "iat" are honoured with Config.Leeway; an at+jwt token carries
 //     "sub", "client_id", "iat" and "jti" (RFC 9068 §2.2).
 //   - A token with a "cnf" claim is sender-constrained (RFC 9449 §7.1,
-//     RFC 8705): presented as Bearer it is rejected, never downgraded.
+//     RFC 8705): presented as Bearer it is rejected, never downgraded,
+//     whatever the DPoP mode.
+//   - With DPoP enabled (DPoPConfig.Mode), the "DPoP" scheme is taken too
+//     (and, in DPoPRequired, only it). Its token must carry "cnf.jkt", and
+//     the request exactly one DPoP header holding a proof (package dpop)
+//     whose key has that thumbprint, whose "htm" and "htu" name this
+//     request, whose "ath" hashes this token, whose "iat" is recent, whose
+//     nonce is current (DPoPConfig.Nonce) and whose "jti" was never used
+//     with that key. "htu" is compared with Config.PublicURL plus the
+//     request path when PublicURL is set, else with the request's own
+//     scheme and Host, limited by DPoPConfig.AllowedHosts; X-Forwarded-*
+//     headers are never believed.
 //   - Guard.Require's scopes: every one must be granted by "scope" (or
 //     "scp", with Issuer.ScpClaim), else 403 insufficient_scope.
 //
-// Responses follow RFC 6750 §3: 401 with a Bearer challenge and
-// error="invalid_token" for a bad token, a bare challenge when there is no
-// credential, 403 insufficient_scope with the required scope, 400
-// invalid_request for a malformed request. When a decision needs keys that
-// never loaded, the answer is 503: the guard fails closed. Error
+// Responses follow RFC 6750 §3 and RFC 9449 §7.1: 401 with
+// error="invalid_token" for a bad token, error="invalid_dpop_proof" for a
+// bad proof, error="use_dpop_nonce" and a DPoP-Nonce header when a nonce
+// is needed, a bare challenge when there is no credential, 403
+// insufficient_scope with the required scope, 400 invalid_request for a
+// malformed request. There is a Bearer challenge unless DPoP is required
+// and a DPoP challenge with algs= when it is enabled; the error goes in the
+// challenge of the scheme the request used. When a decision needs keys
+// that never loaded or a replay store that cannot answer, the answer is
+// 503: the guard fails closed. Error
 // descriptions are fixed phrases and never contain token bytes or claim
 // values; the detail goes to Config.Logger.
 //
 // # What is not checked (yet)
 //
-// DPoP proofs (RFC 9449), token introspection (RFC 7662), issuer discovery
-// (RFC 8414), protected resource metadata (RFC 9728) and step-up
-// (RFC 9470) are not implemented in this version; New rejects a
+// Token introspection (RFC 7662), issuer discovery (RFC 8414), protected
+// resource metadata (RFC 9728) and step-up (RFC 9470) are not implemented
+// in this version; New rejects a
 // configuration that asks for them instead of ignoring it. "acr",
 // "auth_time" and other claims are not inspected; read them with
 // Principal.Claims.
