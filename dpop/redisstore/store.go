@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -218,11 +219,17 @@ func (s *Store) Close() error {
 // encoding of id. Changing it would let proofs recorded by older replicas
 // be replayed at newer ones during an upgrade.
 func (s *Store) key(id dpop.ReplayID) string {
-	b := make([]byte, 0, len(s.prefix)+base64.RawURLEncoding.EncodedLen(len(id)))
-	b = append(b, s.prefix...)
-	b = base64.RawURLEncoding.AppendEncode(b, id[:])
-	return string(b)
+	var enc [encodedIDLen]byte
+	base64.RawURLEncoding.Encode(enc[:], id[:])
+	var b strings.Builder
+	b.Grow(len(s.prefix) + len(enc))
+	b.WriteString(s.prefix)
+	b.Write(enc[:])
+	return b.String()
 }
+
+// encodedIDLen is the length of a ReplayID in unpadded base64url.
+const encodedIDLen = (len(dpop.ReplayID{})*8 + 5) / 6
 
 // recordTTL returns how long to keep a record of a proof that expires at
 // expires: the time left, rounded up to a whole millisecond, or
