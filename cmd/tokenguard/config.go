@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +18,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/tokenguard/tokenguard/dpop"
 )
 
 // Defaults for optional configuration keys.
@@ -78,11 +81,13 @@ type config struct {
 	Listen          string
 	MetricsListen   string // "" means no metrics listener
 	Upstream        *url.URL
-	PublicURL       *url.URL // nil when unset; validated only: it is the DPoP htu base, and middleware has no DPoP (nor a field for it) yet
+	PublicURL       *url.URL // nil when unset: the DPoP htu base (middleware.Config.PublicURL)
 	Audience        string
 	Realm           string // "" means the audience
 	Issuers         []issuerConfig
 	DPoPMode        string        // "disabled", "allowed" or "required"
+	DPoPNonce       bool          // require server-issued DPoP nonces
+	ReplayStore     string        // "" for the in-memory store, else a redis:// or rediss:// URL (may hold a password: never print it)
 	Leeway          time.Duration // 0 means the middleware default (30s)
 	MaxTokenSize    int           // 0 means the middleware default (8 KiB)
 	StartupWait     time.Duration // 0 means the middleware default (10s); negative: don't wait
@@ -94,6 +99,11 @@ type config struct {
 	// InsecureAllowHTTP permits plain http issuer and JWKS URLs beyond
 	// loopback (middleware.Config.InsecureAllowHTTP).
 	InsecureAllowHTTP bool
+
+	// NonceSecrets are the DPoP nonce HMAC keys from the environment
+	// (nonceSecretsEnv), set by applyEnv; never from the file, so the file
+	// can be shared and committed. Empty means a random key per process.
+	NonceSecrets [][]byte
 
 	// keys maps a middleware.Config field path ("Issuers[0].JWKSURI") to
 	// where its YAML counterpart is, so New's errors can name the line.
@@ -120,9 +130,17 @@ type keyPos struct {
 }
 
 // keyFor returns the YAML key and line for a middleware.Config field path.
+// A path ending in an index ("DPoP.NonceSecrets[1]") falls back to its
+// field's entry.
 func (c *config) keyFor(field string) (keyPos, bool) {
-	p, ok := c.keys[field]
-	return p, ok
+	if p, ok := c.keys[field]; ok {
+		return p, ok
+	}
+	if i := strings.LastIndexByte(field, '['); i > 0 && strings.HasSuffix(field, "]") {
+		p, ok := c.keys[field[:i]]
+		return p, ok
+	}
+	return keyPos{}, false
 }
 
 // fieldError is one configuration mistake: the YAML line, the key path
@@ -167,6 +185,68 @@ func (e *configError) Error() string {
 		b.WriteString("\n\t" + f.Error())
 	}
 	return b.String()
+}
+
+// nonceSecretsEnv names the environment variable with the DPoP nonce
+// secrets: comma-separated, each the base64 (standard or URL alphabet,
+// padded or not) of at least dpop.MinNonceSecretSize (32) random bytes.
+// The first makes nonces and all are accepted, so a secret is rotated by
+// putting the new one first. Replicas given the same value accept each
+// other's nonces. Secrets stay out of the YAML file so that it can be
+// shared and committed.
+const nonceSecretsEnv = "TOKENGUARD_DPOP_NONCE_SECRETS"
+
+// applyEnv reads the settings that come from the environment rather than
+// the file. getenv is os.Getenv in main.
+func (c *config) applyEnv(getenv func(string) string) error {
+	v := getenv(nonceSecretsEnv)
+	if v == "" {
+		return nil
+	}
+	secrets, err := parseNonceSecrets(v)
+	if err != nil {
+		return fmt.Errorf("tokenguard: %s: %w", nonceSecretsEnv, err)
+	}
+	c.NonceSecrets = secrets
+	return nil
+}
+
+// parseNonceSecrets decodes the value of nonceSecretsEnv. Its errors say
+// which entry is wrong and how, never what it holds.
+func parseNonceSecrets(v string) ([][]byte, error) {
+	parts := strings.Split(v, ",")
+	out := make([][]byte, 0, len(parts))
+	for i, p := range parts {
+		p = strings.TrimSpace(p)
+		n := i + 1
+		if p == "" {
+			return nil, fmt.Errorf("secret %d of %d is empty (the value is a comma-separated list of base64 secrets)", n, len(parts))
+		}
+		b, ok := decodeBase64(p)
+		switch {
+		case !ok:
+			return nil, fmt.Errorf("secret %d of %d is not valid base64", n, len(parts))
+		case len(b) < dpop.MinNonceSecretSize:
+			return nil, fmt.Errorf("secret %d of %d decodes to %d bytes; at least %d random bytes are required (for example: openssl rand -base64 32)", n, len(parts), len(b), dpop.MinNonceSecretSize)
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
+
+// decodeBase64 accepts the standard and the URL-safe alphabet, with or
+// without padding.
+func decodeBase64(s string) ([]byte, bool) {
+	enc := base64.RawStdEncoding
+	if strings.ContainsAny(s, "-_") {
+		enc = base64.RawURLEncoding
+	}
+	raw := strings.TrimRight(s, "=")
+	if pad := len(s) - len(raw); pad > 0 && (pad > 2 || len(s)%4 != 0) {
+		return nil, false
+	}
+	b, err := enc.Strict().DecodeString(raw)
+	return b, err == nil
 }
 
 // loadConfig reads and validates the configuration file at path.
@@ -436,6 +516,11 @@ func (fc *fileConfig) validate(doc *yaml.Node) (*config, []*fieldError) {
 	c.keys["StartupWait"] = pos.at("startup_wait")
 	c.keys["Issuers"] = pos.at("issuers")
 	c.keys["DPoP.Mode"] = pos.at("dpop", "mode")
+	c.keys["DPoP.Nonce"] = pos.at("dpop", "nonce")
+	c.keys["DPoP.NonceLifetime"] = pos.at("dpop", "nonce")
+	c.keys["DPoP.NonceSecrets"] = keyPos{Key: nonceSecretsEnv} // not in the file
+	c.keys["DPoP.ReplayStore"] = pos.at("dpop", "replay_store")
+	c.keys["PublicURL"] = pos.at("public_url")
 
 	// Listeners.
 	if fc.Listen == "" {
@@ -511,15 +596,24 @@ func (fc *fileConfig) validate(doc *yaml.Node) (*config, []*fieldError) {
 	default:
 		bad(pos.at("dpop", "mode"), "%q is not one of disabled, allowed, required", fc.DPoP.Mode)
 	}
-	if fc.DPoP.Nonce {
-		bad(pos.at("dpop", "nonce"), "server-issued DPoP nonces are not implemented yet; remove the key or set it to false")
+	dpopOn := c.DPoPMode == "allowed" || c.DPoPMode == "required"
+	c.DPoPNonce = fc.DPoP.Nonce
+	if fc.DPoP.Nonce && c.DPoPMode == "disabled" {
+		bad(pos.at("dpop", "nonce"), "nonces need dpop.mode allowed or required")
 	}
 	switch rs := fc.DPoP.ReplayStore; {
 	case rs == "" || rs == "memory":
 	case strings.HasPrefix(rs, "redis://") || strings.HasPrefix(rs, "rediss://"):
-		bad(pos.at("dpop", "replay_store"), "the Redis replay store is not implemented yet; use memory")
+		// The URL may carry a password: messages describe it, never quote it.
+		if err := checkRedisURL(rs); err != nil {
+			bad(pos.at("dpop", "replay_store"), "%v", err)
+		} else if !dpopOn {
+			bad(pos.at("dpop", "replay_store"), "a Redis replay store needs dpop.mode allowed or required")
+		} else {
+			c.ReplayStore = rs
+		}
 	default:
-		bad(pos.at("dpop", "replay_store"), "must be memory or a redis:// URL")
+		bad(pos.at("dpop", "replay_store"), "must be memory or a redis:// or rediss:// URL")
 	}
 
 	// Durations and sizes.
@@ -630,6 +724,26 @@ func checkURL(s string, allowQuery bool) (*url.URL, error) {
 		return nil, fmt.Errorf("%q must not contain a query", s)
 	}
 	return u, nil
+}
+
+// checkRedisURL checks the shape of a redis:// or rediss:// URL. Its
+// errors never quote the URL, which may hold a password.
+func checkRedisURL(s string) error {
+	u, err := url.Parse(s)
+	switch {
+	case err != nil:
+		return errors.New("not a valid redis:// URL")
+	case u.Host == "" || u.Hostname() == "":
+		return errors.New("the redis:// URL has no host")
+	case u.Fragment != "" || strings.Contains(s, "#"):
+		return errors.New("the redis:// URL must not contain a fragment")
+	}
+	if db := strings.Trim(u.Path, "/"); db != "" {
+		if _, err := strconv.ParseUint(db, 10, 16); err != nil {
+			return errors.New("the redis:// URL's path must be a database number, such as /0")
+		}
+	}
+	return nil
 }
 
 // checkRoutes registers every pattern on a scratch ServeMux, which is the

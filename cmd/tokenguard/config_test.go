@@ -1,7 +1,9 @@
 package main
 
 import (
+	"encoding/base64"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +11,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/tokenguard/tokenguard/middleware"
 )
 
 // validYAML is a complete configuration; tests edit copies of it. Its line
@@ -87,6 +91,13 @@ log_level: debug
 	}
 }
 
+// dpopYAML returns validYAML with the given dpop mode and replay_store.
+func dpopYAML(t *testing.T, mode, replayStore string) string {
+	t.Helper()
+	y := edit(t, "mode: disabled", "mode: "+mode)
+	return strings.Replace(y, "replay_store: memory", "replay_store: "+replayStore, 1)
+}
+
 // edit returns validYAML with old replaced by new (exactly once).
 func edit(t *testing.T, old, new string) string {
 	t.Helper()
@@ -136,9 +147,13 @@ func TestParseConfigErrors(t *testing.T) {
 		{"jwks_uri bad", edit(t, "jwks_uri: http://127.0.0.1:7000/jwks", "jwks_uri: http//127.0.0.1:7000/jwks"), []want{{8, "issuers[0].jwks_uri"}}, ""},
 		{"introspection_endpoint bad", edit(t, "    jwks_uri: http://127.0.0.1:7000/jwks\n", "    jwks_uri: http://127.0.0.1:7000/jwks\n    introspection_endpoint: mailto:x@y\n"), []want{{9, "issuers[0].introspection_endpoint"}}, ""},
 		{"dpop mode unknown", edit(t, "mode: disabled", "mode: sometimes"), []want{{10, "dpop.mode"}}, "not one of disabled, allowed, required"},
-		{"dpop nonce not implemented", edit(t, "nonce: false", "nonce: true"), []want{{11, "dpop.nonce"}}, "not implemented yet"},
-		{"dpop redis not implemented", edit(t, "replay_store: memory", "replay_store: redis://127.0.0.1:6379/0"), []want{{12, "dpop.replay_store"}}, "not implemented yet"},
-		{"dpop replay_store unknown", edit(t, "replay_store: memory", "replay_store: disk"), []want{{12, "dpop.replay_store"}}, "memory or a redis:// URL"},
+		{"dpop nonce with dpop disabled", edit(t, "nonce: false", "nonce: true"), []want{{11, "dpop.nonce"}}, "nonces need dpop.mode allowed or required"},
+		{"dpop redis with dpop disabled", edit(t, "replay_store: memory", "replay_store: redis://127.0.0.1:6379/0"), []want{{12, "dpop.replay_store"}}, "needs dpop.mode allowed or required"},
+		{"dpop replay_store unknown", edit(t, "replay_store: memory", "replay_store: disk"), []want{{12, "dpop.replay_store"}}, "memory or a redis:// or rediss:// URL"},
+		{"dpop redis URL without host", dpopYAML(t, "allowed", "redis:///0"), []want{{12, "dpop.replay_store"}}, "no host"},
+		{"dpop redis URL bad database", dpopYAML(t, "allowed", "redis://127.0.0.1:6379/orders"), []want{{12, "dpop.replay_store"}}, "database number"},
+		{"dpop redis URL with fragment", dpopYAML(t, "required", "rediss://127.0.0.1:6379/0#x"), []want{{12, "dpop.replay_store"}}, "fragment"},
+		{"dpop redis URL unparsable", dpopYAML(t, "allowed", "redis://[::1"), []want{{12, "dpop.replay_store"}}, "not a valid redis:// URL"},
 		{"leeway not a duration", validYAML + "leeway: 30\n", []want{{18, "leeway"}}, "not a duration"},
 		{"leeway zero", validYAML + "leeway: 0s\n", []want{{18, "leeway"}}, "more than zero"},
 		{"shutdown_timeout negative", validYAML + "shutdown_timeout: -5s\n", []want{{18, "shutdown_timeout"}}, "negative"},
@@ -222,7 +237,7 @@ func TestConfigSecretNotInErrors(t *testing.T) {
 
 // The example in DESIGN.md is the public contract: every key in it must
 // parse. (middleware.New may still refuse settings it does not implement
-// yet, such as DPoP and introspection; that is TestCLIGuardErrorsNameTheLine.)
+// yet, such as introspection; that is TestCLIGuardErrorsNameTheLine.)
 func TestDesignExample(t *testing.T) {
 	c, err := loadConfig(filepath.Join("testdata", "design-example.yaml"))
 	if err != nil {
@@ -238,7 +253,162 @@ func TestDesignExample(t *testing.T) {
 	if diff := cmp.Diff(want, c.Issuers); diff != "" {
 		t.Errorf("issuers (-want +got):\n%s", diff)
 	}
-	if c.DPoPMode != "allowed" || len(c.Routes) != 2 || c.PublicURL.String() != "http://127.0.0.1:8080" {
-		t.Errorf("dpop %q, routes %v, public_url %v", c.DPoPMode, c.Routes, c.PublicURL)
+	if c.DPoPMode != "allowed" || c.DPoPNonce || c.ReplayStore != "" || len(c.Routes) != 2 || c.PublicURL.String() != "http://127.0.0.1:8080" {
+		t.Errorf("dpop %q nonce %v replay store %q, routes %v, public_url %v", c.DPoPMode, c.DPoPNonce, c.ReplayStore, c.Routes, c.PublicURL)
+	}
+}
+
+func TestParseConfigDPoP(t *testing.T) {
+	y := strings.Replace(dpopYAML(t, "required", "rediss://:pw@redis.internal:6380/2"), "nonce: false", "nonce: true", 1)
+	c, err := parseConfig("dpop.yaml", []byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.DPoPMode != "required" || !c.DPoPNonce || c.ReplayStore != "rediss://:pw@redis.internal:6380/2" {
+		t.Errorf("mode %q, nonce %v, replay store %q", c.DPoPMode, c.DPoPNonce, c.ReplayStore)
+	}
+	for field, want := range map[string]keyPos{
+		"DPoP.Nonce":           {Key: "dpop.nonce", Line: 11},
+		"DPoP.ReplayStore":     {Key: "dpop.replay_store", Line: 12},
+		"PublicURL":            {Key: "public_url", Line: 4},
+		"DPoP.NonceSecrets":    {Key: nonceSecretsEnv},
+		"DPoP.NonceSecrets[1]": {Key: nonceSecretsEnv},
+	} {
+		if got, ok := c.keyFor(field); !ok || got != want {
+			t.Errorf("keyFor(%s) = %+v, %v; want %+v", field, got, ok, want)
+		}
+	}
+
+	// "memory" and an absent key are both the in-memory store.
+	for _, y := range []string{dpopYAML(t, "allowed", "memory"), edit(t, "  replay_store: memory\n", "")} {
+		c, err := parseConfig("dpop.yaml", []byte(y))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.ReplayStore != "" {
+			t.Errorf("ReplayStore = %q, want the in-memory store", c.ReplayStore)
+		}
+	}
+}
+
+// A Redis URL may carry a password: no message may quote it.
+func TestParseConfigRedisPasswordNotInErrors(t *testing.T) {
+	for _, rs := range []string{
+		"redis://:hunter2-secret@[::1/0",
+		"redis://:hunter2-secret@127.0.0.1:6379/db",
+		"redis://:hunter2-secret@127.0.0.1:6379/0#frag",
+		"redis://:hunter2-secret@/0",
+	} {
+		_, err := parseConfig("test.yaml", []byte(dpopYAML(t, "allowed", rs)))
+		if err == nil || strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("%s: err = %v", rs, err)
+		}
+	}
+}
+
+func TestParseNonceSecrets(t *testing.T) {
+	raw := make([]byte, 32)
+	for i := range raw {
+		raw[i] = byte(i*37 + 250)
+	}
+	raw[0], raw[1], raw[2] = 0xfb, 0xff, 0xbf // "+/+/": the characters that differ between the alphabets
+	raw2 := append([]byte("another secret, longer than that"), 0xfb, 0xff)
+	std, url := base64.StdEncoding.EncodeToString(raw), base64.URLEncoding.EncodeToString(raw)
+	if !strings.HasPrefix(std, "+/+/") || !strings.HasPrefix(url, "-_-_") || !strings.HasSuffix(std, "=") {
+		t.Fatalf("test vector does not exercise both alphabets and padding: %s %s", std, url)
+	}
+	good := []struct {
+		name, v string
+		want    [][]byte
+	}{
+		{"standard, padded", std, [][]byte{raw}},
+		{"standard, unpadded", strings.TrimRight(std, "="), [][]byte{raw}},
+		{"URL-safe, padded", url, [][]byte{raw}},
+		{"URL-safe, unpadded", strings.TrimRight(url, "="), [][]byte{raw}},
+		{"two, with spaces", std + " , " + base64.RawURLEncoding.EncodeToString(raw2), [][]byte{raw, raw2}},
+	}
+	for _, tt := range good {
+		got, err := parseNonceSecrets(tt.v)
+		if err != nil {
+			t.Errorf("%s: %v", tt.name, err)
+			continue
+		}
+		if diff := cmp.Diff(tt.want, got); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", tt.name, diff)
+		}
+	}
+
+	short := base64.StdEncoding.EncodeToString([]byte("sixteen byte key"))
+	bad := []struct{ name, v, wantMsg string }{
+		{"too short", short, "secret 1 of 1 decodes to 16 bytes; at least 32"},
+		{"second too short", std + "," + short, "secret 2 of 2 decodes to 16 bytes"},
+		{"empty entry", std + ",," + std, "secret 2 of 3 is empty"},
+		{"trailing comma", std + ",", "secret 2 of 2 is empty"},
+		{"not base64", "this is not base64 at all, is it? no!!!!!!!!!!!!!!!!", "not valid base64"},
+		{"mixed alphabets", strings.Replace(std, "+", "-", 1), "not valid base64"}, // "-/+/..."
+		{"too much padding", strings.TrimRight(std, "=") + "===", "not valid base64"},
+		{"hex is not base64", "0x" + strings.Repeat("ab", 32), "not valid base64"},
+	}
+	for _, tt := range bad {
+		_, err := parseNonceSecrets(tt.v)
+		if err == nil || !strings.Contains(err.Error(), tt.wantMsg) {
+			t.Errorf("%s: err = %v, want %q", tt.name, err, tt.wantMsg)
+			continue
+		}
+		for _, part := range strings.Split(tt.v, ",") {
+			if len(part) > 8 && strings.Contains(err.Error(), strings.TrimSpace(part)[:8]) {
+				t.Errorf("%s: the error shows the secret: %v", tt.name, err)
+			}
+		}
+	}
+}
+
+func TestApplyEnv(t *testing.T) {
+	secret := base64.StdEncoding.EncodeToString(make([]byte, 48))
+	env := func(v string) func(string) string {
+		return func(name string) string {
+			if name == nonceSecretsEnv {
+				return v
+			}
+			return ""
+		}
+	}
+	c, err := parseConfig("t.yaml", []byte(validYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.applyEnv(env("")); err != nil || c.NonceSecrets != nil {
+		t.Errorf("unset: %v, %d secrets", err, len(c.NonceSecrets))
+	}
+	if err := c.applyEnv(env(secret)); err != nil || len(c.NonceSecrets) != 1 || len(c.NonceSecrets[0]) != 48 {
+		t.Errorf("set: %v, %d secrets", err, len(c.NonceSecrets))
+	}
+	err = c.applyEnv(env("c2hvcnQ="))
+	if err == nil || !strings.Contains(err.Error(), nonceSecretsEnv) || strings.Contains(err.Error(), "c2hvcnQ") {
+		t.Errorf("bad value: err = %v; want it to name %s and not show the value", err, nonceSecretsEnv)
+	}
+}
+
+// Every DPoP setting reaches middleware.Config.
+func TestGuardConfigDPoP(t *testing.T) {
+	y := strings.Replace(dpopYAML(t, "required", "memory"), "nonce: false", "nonce: true", 1)
+	c, err := parseConfig("t.yaml", []byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.NonceSecrets = [][]byte{[]byte(strings.Repeat("k", 32))}
+	mc := c.guardConfig(slog.New(slog.DiscardHandler), nil)
+	if mc.PublicURL != "http://127.0.0.1:8080" {
+		t.Errorf("PublicURL = %q", mc.PublicURL)
+	}
+	if mc.DPoP.Mode != middleware.DPoPRequired || !mc.DPoP.Nonce || mc.DPoP.ReplayStore != nil {
+		t.Errorf("DPoP = %+v", mc.DPoP)
+	}
+	if diff := cmp.Diff(c.NonceSecrets, mc.DPoP.NonceSecrets); diff != "" {
+		t.Errorf("NonceSecrets (-want +got):\n%s", diff)
+	}
+	c2, _ := parseConfig("t.yaml", []byte(edit(t, "public_url: http://127.0.0.1:8080\n", "")))
+	if mc := c2.guardConfig(slog.New(slog.DiscardHandler), nil); mc.PublicURL != "" || mc.DPoP.Mode != middleware.DPoPDisabled || mc.DPoP.Nonce {
+		t.Errorf("defaults: PublicURL %q, DPoP %+v", mc.PublicURL, mc.DPoP)
 	}
 }

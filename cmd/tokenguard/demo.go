@@ -15,6 +15,7 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/tokenguard/tokenguard/dpop"
 	"github.com/tokenguard/tokenguard/internal/devissuer"
 	"github.com/tokenguard/tokenguard/internal/netutil"
 )
@@ -140,7 +141,11 @@ func startDemo(ctx context.Context, opts demoOptions, out io.Writer, log *slog.L
 		return nil, fmt.Errorf("tokenguard demo: %w", err)
 	}
 	is := devissuer.New(d.IssuerURL, demoAudience, key)
-	d.issuerSrv = &http.Server{Handler: is.Handler(), ReadHeaderTimeout: readHeaderTimeout}
+	issuerHandler, err := newDemoIssuerHandler(is, d.IssuerURL+"/token")
+	if err != nil {
+		return nil, fmt.Errorf("tokenguard demo: %w", err)
+	}
+	d.issuerSrv = &http.Server{Handler: issuerHandler, ReadHeaderTimeout: readHeaderTimeout}
 	d.upstreamSrv = &http.Server{Handler: http.HandlerFunc(echoHandler), ReadHeaderTimeout: readHeaderTimeout}
 	go serveDemo(d.issuerSrv, issuerLn, log)
 	go serveDemo(d.upstreamSrv, upstreamLn, log)
@@ -219,7 +224,7 @@ issuers:
   - issuer: %s
     jwks_uri: %s/jwks
 dpop:
-  mode: disabled
+  mode: allowed
 routes:
   - pattern: "GET /orders/"
     scopes: [orders:read]
@@ -232,9 +237,11 @@ shutdown_timeout: 5s
 var instructions = template.Must(template.New("demo").Parse(`
 tokenguard demo: everything runs on 127.0.0.1; stop it with Ctrl-C.
 
-  issuer    {{.IssuerURL}}   DEVELOPMENT ONLY: mints a token for anyone who asks. Never expose it.
+  issuer    {{.IssuerURL}}   DEVELOPMENT ONLY: mints a token for anyone who asks (bound to
+                                    a key of theirs when they send a DPoP proof). Never expose it.
   upstream  {{.UpstreamURL}}   example API: echoes the method, path and X-Tokenguard-* headers it gets
-  gateway   {{.GatewayURL}}   GET /orders/ needs orders:read, POST /orders/ needs orders:write
+  gateway   {{.GatewayURL}}   GET /orders/ needs orders:read, POST /orders/ needs orders:write;
+                                    Bearer and DPoP tokens are accepted (dpop.mode: allowed)
   metrics   {{.MetricsURL}}/metrics   (also /healthz and /readyz)
 
 Try it (paste into a shell):
@@ -248,6 +255,20 @@ curl -i {{.GatewayURL}}/orders/
 
 # 403: orders:read is not enough to POST (insufficient_scope)
 curl -i -X POST -H "Authorization: Bearer $TOKEN" {{.GatewayURL}}/orders/
+
+# DPoP (RFC 9449): a token bound to a key of yours is useless to anyone without that key.
+# Run these from the tokenguard source tree (with tokenguard installed, write tokenguard
+# for go run ./cmd/tokenguard). Make a key; keygen prints its thumbprint (jkt) and never
+# overwrites a file, so a second run keeps the first key:
+go run ./cmd/tokenguard keygen -out demo-dpop.pem
+# ask for a token bound to it, with a proof of the key made for this token request:
+TOKEN=$(curl -s -X POST -H "DPoP: $(go run ./cmd/tokenguard proof -method POST -url {{.IssuerURL}}/token -key demo-dpop.pem)" '{{.IssuerURL}}/token?scope=orders:read')
+
+# 200: the bound token, with a fresh proof for this very request (a proof is good once)
+curl -i -H "Authorization: DPoP $TOKEN" -H "DPoP: $(go run ./cmd/tokenguard proof -method GET -url {{.GatewayURL}}/orders/ -key demo-dpop.pem -token $TOKEN)" {{.GatewayURL}}/orders/
+
+# 401: the bound token without its key, sent as a Bearer token (invalid_token)
+curl -i -H "Authorization: Bearer $TOKEN" {{.GatewayURL}}/orders/
 
 # the guard's counters
 curl -s {{.MetricsURL}}/metrics | grep '^tokenguard_requests_total'
@@ -265,6 +286,103 @@ func (d *demo) printInstructions(out io.Writer, config string) error {
 		*demo
 		Config string
 	}{d, indented.String()})
+}
+
+// demoTokenTTL is how long the demo's tokens live.
+const demoTokenTTL = time.Hour
+
+// demoTokenEndpoint is the demo issuer's token endpoint: like the
+// development issuer's own, it mints a token for anyone who asks
+// (DEVELOPMENT ONLY), and in addition, when the request carries a valid
+// DPoP proof, it binds the token to the proof's key with cnf.jkt and
+// answers token_type DPoP (RFC 9449 §5, §6.1).
+//
+// The answer is the bare token as text/plain, for TOKEN=$(curl ...), or
+// an RFC 6749 §5.1 token response when the client accepts
+// application/json.
+type demoTokenEndpoint struct {
+	is     *devissuer.Issuer
+	url    string         // this endpoint's URL as clients address it: the proofs' htu
+	proofs *dpop.Verifier // with its own in-memory replay store
+}
+
+// newDemoIssuerHandler serves the development issuer's endpoints, with
+// /token replaced by a demoTokenEndpoint at tokenURL.
+func newDemoIssuerHandler(is *devissuer.Issuer, tokenURL string) (http.Handler, error) {
+	v, err := dpop.NewVerifier(dpop.Config{})
+	if err != nil {
+		return nil, err
+	}
+	te := &demoTokenEndpoint{is: is, url: tokenURL, proofs: v}
+	mux := http.NewServeMux()
+	mux.Handle("/", is.Handler())
+	mux.Handle("GET /token", te)
+	mux.Handle("POST /token", te)
+	return mux, nil
+}
+
+func (te *demoTokenEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 4<<10)
+	if err := r.ParseForm(); err != nil {
+		tokenError(w, http.StatusBadRequest, "invalid_request", "cannot parse the request")
+		return
+	}
+	scope := r.Form.Get("scope")
+	if len(scope) > 1024 {
+		tokenError(w, http.StatusBadRequest, "invalid_scope", "scope too long")
+		return
+	}
+	tokenType := "Bearer"
+	var extra map[string]any
+	switch proofs := r.Header.Values("DPoP"); len(proofs) {
+	case 0:
+	case 1:
+		p, err := te.proofs.Verify(r.Context(), dpop.Request{Proof: proofs[0], Method: r.Method, URL: te.url})
+		switch {
+		case errors.Is(err, dpop.ErrStoreFull) || errors.Is(err, dpop.ErrStoreUnavailable):
+			tokenError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "cannot check the proof now")
+			return
+		case err != nil:
+			// A fixed phrase: the reason stays on this side.
+			tokenError(w, http.StatusBadRequest, "invalid_dpop_proof", "the DPoP proof is not valid for this request")
+			return
+		}
+		tokenType = "DPoP"
+		extra = map[string]any{"cnf": map[string]any{"jkt": p.JKT}}
+	default:
+		tokenError(w, http.StatusBadRequest, "invalid_dpop_proof", "more than one DPoP header")
+		return
+	}
+	tok, err := te.is.Mint(scope, demoTokenTTL, extra)
+	if err != nil {
+		tokenError(w, http.StatusInternalServerError, "server_error", "cannot mint a token")
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	if !strings.Contains(r.Header.Get("Accept"), "application/json") {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = io.WriteString(w, tok+"\n")
+		return
+	}
+	resp := map[string]any{
+		"access_token": tok,
+		"token_type":   tokenType,
+		"expires_in":   int(demoTokenTTL / time.Second),
+	}
+	if scope != "" {
+		resp["scope"] = scope
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(resp)
+}
+
+// tokenError writes an RFC 6749 §5.2 error response. description is a
+// fixed phrase, never request data.
+func tokenError(w http.ResponseWriter, status int, code, description string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": code, "error_description": description})
 }
 
 // echoHandler is the demo's upstream API: it answers with who called it,

@@ -21,6 +21,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/tokenguard/tokenguard/dpop"
+	"github.com/tokenguard/tokenguard/dpop/redisstore"
 	"github.com/tokenguard/tokenguard/middleware"
 )
 
@@ -58,8 +60,14 @@ type gateway struct {
 	log *slog.Logger
 	reg *prometheus.Registry
 
-	guard    atomic.Pointer[middleware.Guard] // nil until middleware.New returns
-	draining atomic.Bool                      // set when shutdown starts: /readyz answers 503
+	guard  atomic.Pointer[middleware.Guard] // nil until middleware.New returns
+	replay sharedReplayStore                // nil: the guard's in-memory store; written once by startGateway
+	// replayGates: readiness waits on the replay store only when DPoP is
+	// required, so no request could be served without it. In allowed
+	// mode a shared Redis outage must not take every replica, and with
+	// them all Bearer traffic, out of the load balancer.
+	replayGates bool
+	draining    atomic.Bool // set when shutdown starts: /readyz answers 503
 
 	proxyLn, metricsLn   net.Listener // metricsLn is nil without metrics_listen
 	proxySrv, metricsSrv *http.Server
@@ -75,6 +83,15 @@ type listeners struct {
 	proxy, metrics net.Listener
 }
 
+// sharedReplayStore is a DPoP replay store shared by replicas, which the
+// gateway opens and closes (redisstore.Store).
+type sharedReplayStore interface {
+	dpop.ReplayStore
+	// Ping reports whether the store answers, for /readyz.
+	Ping(ctx context.Context) error
+	Close() error
+}
+
 // startGateway binds the listeners, serves /healthz and /readyz at once,
 // creates the guard (waiting up to startup_wait for the issuers' keys), and
 // then starts proxying. ctx bounds only the start; stop the gateway with
@@ -86,6 +103,9 @@ func startGateway(ctx context.Context, cfg *config, log *slog.Logger, lns listen
 			closeAll(lns.proxy, lns.metrics, g.proxyLn, g.metricsLn) // closing twice is harmless
 			if g.metricsSrv != nil {
 				g.metricsSrv.Close()
+			}
+			if g.replay != nil {
+				g.replay.Close()
 			}
 		}
 	}()
@@ -113,7 +133,21 @@ func startGateway(ctx context.Context, cfg *config, log *slog.Logger, lns listen
 		go g.serve("metrics", g.metricsSrv, g.metricsLn)
 	}
 
-	guard, err := middleware.New(ctx, cfg.guardConfig(log, g.reg))
+	cfg.logDPoPNotes(log)
+	mc := cfg.guardConfig(log, g.reg)
+	if cfg.ReplayStore != "" {
+		// No I/O here: an unreachable Redis is not a config error; DPoP
+		// requests get 503 until it answers (and, in required mode,
+		// /readyz reports it).
+		s, err := redisstore.NewFromURL(cfg.ReplayStore, redisstore.Options{})
+		if err != nil {
+			return nil, cfg.replayStoreError(err)
+		}
+		g.replay = s
+		g.replayGates = mc.DPoP.Mode == middleware.DPoPRequired
+		mc.DPoP.ReplayStore = s
+	}
+	guard, err := middleware.New(ctx, mc)
 	if err != nil {
 		return nil, cfg.guardError(err)
 	}
@@ -136,6 +170,14 @@ func startGateway(ctx context.Context, cfg *config, log *slog.Logger, lns listen
 	attrs := []any{"listen", g.proxyLn.Addr().String(), "upstream", cfg.Upstream.String(), "routes", len(cfg.Routes), "ready", guard.Ready()}
 	if g.metricsLn != nil {
 		attrs = append(attrs, "metrics_listen", g.metricsLn.Addr().String())
+	}
+	attrs = append(attrs, "dpop", cfg.DPoPMode)
+	if cfg.DPoPMode != "disabled" {
+		store := "memory"
+		if g.replay != nil {
+			store = "redis" // never the URL: it may hold a password
+		}
+		attrs = append(attrs, "dpop_nonce", cfg.DPoPNonce, "dpop_replay_store", store)
 	}
 	log.Info("tokenguard gateway started", attrs...)
 	return g, nil
@@ -193,6 +235,9 @@ func (g *gateway) shutdown(timeout time.Duration) error {
 		if guard := g.guard.Load(); guard != nil {
 			errs = append(errs, guard.Close())
 		}
+		if g.replay != nil {
+			errs = append(errs, g.replay.Close())
+		}
 		g.shutdownErr = errors.Join(errs...)
 		g.log.Info("tokenguard gateway stopped")
 	})
@@ -219,6 +264,8 @@ func (g *gateway) metricsHandler() http.Handler {
 			writePlain(w, http.StatusServiceUnavailable, "starting\n")
 		case !guard.Ready():
 			writePlain(w, http.StatusServiceUnavailable, "issuer keys not loaded\n")
+		case g.replayGates && g.replay.Ping(r.Context()) != nil:
+			writePlain(w, http.StatusServiceUnavailable, "replay store unreachable\n")
 		default:
 			writePlain(w, http.StatusOK, "ready\n")
 		}
@@ -348,6 +395,7 @@ func maxHeaderBytes(tokenSize int) int {
 func (c *config) guardConfig(log *slog.Logger, reg prometheus.Registerer) middleware.Config {
 	mc := middleware.Config{
 		Audience:          c.Audience,
+		PublicURL:         c.publicURL(),
 		Leeway:            c.Leeway,
 		MaxTokenSize:      c.MaxTokenSize,
 		Realm:             c.Realm,
@@ -364,6 +412,10 @@ func (c *config) guardConfig(log *slog.Logger, reg prometheus.Registerer) middle
 	default:
 		mc.DPoP.Mode = middleware.DPoPDisabled
 	}
+	mc.DPoP.Nonce = c.DPoPNonce
+	mc.DPoP.NonceSecrets = slices.Clone(c.NonceSecrets)
+	// DPoP.ReplayStore: nil is the in-memory store; startGateway sets a
+	// Redis one.
 	for _, is := range c.Issuers {
 		mc.Issuers = append(mc.Issuers, middleware.Issuer{
 			Issuer:                is.Issuer,
@@ -378,6 +430,36 @@ func (c *config) guardConfig(log *slog.Logger, reg prometheus.Registerer) middle
 	return mc
 }
 
+// replayStoreError reports a replay_store URL the Redis client refuses,
+// at its line. The message never includes the URL, which may hold a
+// password.
+func (c *config) replayStoreError(err error) error {
+	p, _ := c.keyFor("DPoP.ReplayStore")
+	msg := strings.TrimPrefix(err.Error(), "redisstore: ")
+	return &configError{File: c.File, Err: err, Fields: []*fieldError{{Line: p.Line, Key: p.Key, Msg: msg}}}
+}
+
+// logDPoPNotes warns about DPoP settings that work but may not be what an
+// operator running several replicas wants.
+func (c *config) logDPoPNotes(log *slog.Logger) {
+	switch {
+	case c.DPoPNonce && len(c.NonceSecrets) == 0:
+		log.Warn("dpop.nonce is on without "+nonceSecretsEnv+": nonces are made with a random per-process key, "+
+			"so replicas do not accept each other's nonces and a restart invalidates those issued; "+
+			"set it to the same secrets on every replica", "env", nonceSecretsEnv)
+	case !c.DPoPNonce && len(c.NonceSecrets) > 0:
+		log.Warn(nonceSecretsEnv+" is set but dpop.nonce is off; the secrets are not used", "env", nonceSecretsEnv)
+	}
+}
+
+// publicURL is PublicURL as middleware.Config wants it: "" when unset.
+func (c *config) publicURL() string {
+	if c.PublicURL == nil {
+		return ""
+	}
+	return c.PublicURL.String()
+}
+
 // middlewareField matches the "middleware: Field: message" form of New's
 // errors.
 var middlewareField = regexp.MustCompile(`^middleware: ([A-Za-z.]+(?:\[\d+\])?(?:\.[A-Za-z]+)?): (.*)$`)
@@ -387,6 +469,9 @@ var middlewareField = regexp.MustCompile(`^middleware: ([A-Za-z.]+(?:\[\d+\])?(?
 var goNames = strings.NewReplacer(
 	"InsecureAllowHTTP", "insecure_allow_http",
 	"DPoPDisabled", "disabled",
+	"DPoPAllowed", "allowed",
+	"DPoPRequired", "required",
+	"PublicURL", "public_url",
 )
 
 var goIssuerIndex = regexp.MustCompile(`\bIssuers\[(\d+)\]`)

@@ -8,6 +8,10 @@
 //	tokenguard -config FILE          run the gateway
 //	tokenguard serve -config FILE    the same
 //	tokenguard demo [flags]          try it: a development issuer, an example API and the gateway on 127.0.0.1
+//	tokenguard keygen [-alg A] [-out FILE]
+//	                                 make a DPoP key (PKCS#8 PEM) and print its thumbprint (jkt)
+//	tokenguard proof -method M -url URL -key FILE [-token T] [-nonce N] [-alg A]
+//	                                 print a DPoP proof JWT for one request
 //
 // The configuration file (see DESIGN.md, "Gateway binary") names the
 // address to listen on, the upstream API, the audience, the trusted
@@ -24,6 +28,16 @@
 //	issuers:
 //	  - allow_legacy_typ: false  # accept typ "JWT" (or none) as well as "at+jwt"
 //	    scp_claim: false         # also read scopes from an "scp" claim
+//
+// DPoP (RFC 9449) is configured by the dpop block: mode (disabled, allowed
+// or required), nonce (require server-issued nonces) and replay_store
+// (memory, or a redis:// or rediss:// URL shared by every replica). Set
+// public_url to the URL clients use whenever the gateway is behind another
+// proxy: proofs' htu is checked against it. Nonce secrets never go in the
+// file: TOKENGUARD_DPOP_NONCE_SECRETS holds them, comma-separated, each the
+// base64 of at least 32 random bytes (the first makes nonces, all are
+// accepted). Without it, each process makes its own, and replicas do not
+// accept each other's nonces.
 //
 // Every request the gateway forwards carries X-Tokenguard-Subject,
 // X-Tokenguard-Client-Id and X-Tokenguard-Scope from the verified token;
@@ -54,9 +68,14 @@ Usage:
   tokenguard serve -config FILE    the same
   tokenguard demo [flags]          run a development issuer, an example API and the
                                    gateway on 127.0.0.1, and print curl commands to try
+  tokenguard keygen [-alg A] [-out FILE]
+                                   make a DPoP key pair: the private key as PKCS#8 PEM,
+                                   its thumbprint (jkt) on stderr
+  tokenguard proof -method M -url URL -key FILE [-token T] [-nonce N]
+                                   print a DPoP proof for one request (for curl -H "DPoP: ...")
   tokenguard help                  show this text
 
-Run 'tokenguard demo -h' for the demo's flags.
+Run 'tokenguard COMMAND -h' for a command's flags.
 `
 
 func main() {
@@ -73,9 +92,18 @@ func main() {
 // gateway or demo; they are nil in main.
 type cli struct {
 	stdout, stderr io.Writer
+	getenv         func(string) string // nil means os.Getenv
 
 	onGateway func(*gateway) // called once the gateway serves
 	onDemo    func(*demo)    // called once the demo serves
+}
+
+// env looks up an environment variable.
+func (c *cli) env(name string) string {
+	if c.getenv == nil {
+		return os.Getenv(name)
+	}
+	return c.getenv(name)
 }
 
 // Exit codes.
@@ -97,6 +125,10 @@ func (c *cli) run(ctx context.Context, args []string) int {
 		return c.serve(ctx, args[1:])
 	case "demo":
 		return c.demo(ctx, args[1:])
+	case "keygen":
+		return c.keygen(args[1:])
+	case "proof":
+		return c.proof(args[1:])
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(c.stdout, usage)
 		return exitOK
@@ -134,6 +166,9 @@ func (c *cli) serve(ctx context.Context, args []string) int {
 	}
 
 	cfg, err := loadConfig(*path)
+	if err == nil {
+		err = cfg.applyEnv(c.env)
+	}
 	if err != nil {
 		fmt.Fprintln(c.stderr, err)
 		return exitError

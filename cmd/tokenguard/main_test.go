@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"os"
 	"path/filepath"
 	"strings"
@@ -34,6 +35,13 @@ func TestCLIUsage(t *testing.T) {
 		{"demo -h", []string{"demo", "-h"}, exitOK, "", "DEVELOPMENT ONLY"},
 		{"demo with extra argument", []string{"demo", "now"}, exitUsage, "", `unexpected argument "now"`},
 		{"demo beyond loopback", []string{"demo", "-listen", "0.0.0.0:0"}, exitError, "", "loopback only"},
+		{"help lists keygen and proof", []string{"help"}, exitOK, "tokenguard proof -method M -url URL -key FILE", ""},
+		{"keygen -h", []string{"keygen", "-h"}, exitOK, "", "PKCS#8"},
+		{"keygen unknown alg", []string{"keygen", "-alg", "HS256"}, exitUsage, "", `-alg "HS256": want one of ES256, ES384, EdDSA, RS256, PS256`},
+		{"keygen with extra argument", []string{"keygen", "key.pem"}, exitUsage, "", `unexpected argument "key.pem"`},
+		{"keygen empty -out", []string{"keygen", "-out", ""}, exitUsage, "", "-out"},
+		{"proof -h", []string{"proof", "-h"}, exitOK, "", "DPoP: $(tokenguard proof"},
+		{"proof without flags", []string{"proof"}, exitUsage, "", "required"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -82,9 +90,14 @@ func TestCLIGuardErrorsNameTheLine(t *testing.T) {
 			[]string{"line 8: issuers[0].introspection_endpoint:", "not implemented yet"},
 		},
 		{
-			"DPoP allowed (not implemented yet)",
-			base + "dpop:\n  mode: allowed\n",
-			[]string{"line 18: dpop.mode:", "not implemented yet"},
+			"public_url plain http beyond loopback",
+			base + "public_url: http://api.example.com\ndpop:\n  mode: allowed\n",
+			[]string{"line 17: public_url:", "insecure_allow_http"},
+		},
+		{
+			"Redis URL the client refuses (and its password is not shown)",
+			base + "dpop:\n  mode: allowed\n  replay_store: redis://:s3cret-value@127.0.0.1:6379/0?pool_size=lots\n",
+			[]string{"line 19: dpop.replay_store:", "pool_size"},
 		},
 		{
 			"leeway beyond what the guard accepts",
@@ -118,5 +131,41 @@ func TestCLIGuardErrorsNameTheLine(t *testing.T) {
 				t.Error("a configuration error took seconds to report")
 			}
 		})
+	}
+}
+
+// TOKENGUARD_DPOP_NONCE_SECRETS is read at start; a bad value stops the
+// gateway before it listens, names the variable and never shows the value.
+func TestCLINonceSecretsEnv(t *testing.T) {
+	is := startIssuer(t)
+	up := startUpstream(t)
+	path := filepath.Join(t.TempDir(), "tokenguard.yaml")
+	y := gatewayYAML(is.URL(), is.URL()+"/jwks", up.URL, "dpop:\n  mode: allowed\n  nonce: true\n")
+	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"c2hvcnQtc2VjcmV0LXZhbHVl", "!!not-base64-secret-value!!", base64.StdEncoding.EncodeToString(make([]byte, 32)) + ",,"} {
+		var stderr lockedBuffer
+		c := &cli{stdout: &stderr, stderr: &stderr, getenv: func(name string) string {
+			if name == nonceSecretsEnv {
+				return bad
+			}
+			return ""
+		}}
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		code := c.run(ctx, []string{"-config", path})
+		cancel()
+		if code != exitError {
+			t.Errorf("%q: exit code %d, want %d", bad, code, exitError)
+		}
+		if !strings.Contains(stderr.String(), nonceSecretsEnv+": secret ") {
+			t.Errorf("%q: stderr does not name the variable and the entry:\n%s", bad, stderr.String())
+		}
+		if strings.Contains(stderr.String(), strings.TrimRight(bad, ",")[:12]) {
+			t.Errorf("%q: stderr shows the secret:\n%s", bad, stderr.String())
+		}
+		if strings.Contains(stderr.String(), "gateway started") {
+			t.Errorf("%q: the gateway started", bad)
+		}
 	}
 }

@@ -1,0 +1,347 @@
+package main
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/tokenguard/tokenguard/dpop"
+)
+
+// keygenAlgs are the algorithms "tokenguard keygen" makes keys for: the
+// DPoP proof algorithms the guard accepts by default.
+var keygenAlgs = []string{"ES256", "ES384", "EdDSA", "RS256", "PS256"}
+
+// proofAlgs are the algorithms "tokenguard proof" signs with. A server
+// accepts only those on its allow-list (by default keygenAlgs).
+var proofAlgs = []string{"ES256", "ES384", "ES512", "EdDSA", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
+
+// maxKeyFile bounds the key file read by "tokenguard proof"; a PEM private
+// key is a few KiB at most.
+const maxKeyFile = 64 << 10
+
+// rsaKeyBits is the size of the RSA keys keygen makes.
+const rsaKeyBits = 2048
+
+// keygen implements "tokenguard keygen [-alg A] [-out FILE]".
+func (c *cli) keygen(args []string) int {
+	fs := flag.NewFlagSet("tokenguard keygen", flag.ContinueOnError)
+	fs.SetOutput(c.stderr)
+	alg := fs.String("alg", "ES256", "JWS `algorithm` the key is for: "+strings.Join(keygenAlgs, ", "))
+	out := fs.String("out", "-", "`file` to write the private key to (created with mode 0600; an existing file is never overwritten); - for stdout")
+	fs.Usage = func() {
+		fmt.Fprint(c.stderr, "Usage: tokenguard keygen [-alg ALG] [-out FILE]\n\n"+
+			"Makes a key pair for DPoP (RFC 9449) proofs. Writes the private key as PKCS#8 PEM\n"+
+			"and prints the public key's RFC 7638 thumbprint (the cnf.jkt of tokens bound to it)\n"+
+			"to stderr. Use the key with 'tokenguard proof -key FILE'.\n\n")
+		fs.PrintDefaults()
+	}
+	if code, ok := parseFlags(c, fs, args); !ok {
+		return code
+	}
+	if !slices.Contains(keygenAlgs, *alg) {
+		fmt.Fprintf(c.stderr, "tokenguard keygen: -alg %q: want one of %s\n", *alg, strings.Join(keygenAlgs, ", "))
+		return exitUsage
+	}
+	if *out == "" {
+		fmt.Fprintln(c.stderr, "tokenguard keygen: -out: want a file name, or - for stdout")
+		return exitUsage
+	}
+
+	key, err := generateKey(*alg)
+	if err != nil {
+		fmt.Fprintf(c.stderr, "tokenguard keygen: %v\n", err)
+		return exitError
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		fmt.Fprintf(c.stderr, "tokenguard keygen: encoding the key: %v\n", err)
+		return exitError
+	}
+	jkt, err := dpop.Thumbprint(key.Public())
+	if err != nil {
+		fmt.Fprintf(c.stderr, "tokenguard keygen: %v\n", err)
+		return exitError
+	}
+	block := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+
+	if *out == "-" {
+		if _, err := c.stdout.Write(block); err != nil {
+			fmt.Fprintf(c.stderr, "tokenguard keygen: %v\n", err)
+			return exitError
+		}
+	} else {
+		if err := writeNewFile(*out, block); err != nil {
+			fmt.Fprintf(c.stderr, "tokenguard keygen: %v\n", err)
+			return exitError
+		}
+		fmt.Fprintf(c.stderr, "wrote a new %s private key to %s\n", *alg, *out)
+	}
+	if *alg == "RS256" {
+		fmt.Fprintln(c.stderr, "sign proofs with: tokenguard proof -alg RS256 ... (an RSA key signs PS256 by default)")
+	}
+	fmt.Fprintf(c.stderr, "jkt: %s\n", jkt)
+	return exitOK
+}
+
+// generateKey makes a private key for alg, one of keygenAlgs.
+func generateKey(alg string) (crypto.Signer, error) {
+	switch alg {
+	case "ES256":
+		return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	case "ES384":
+		return ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	case "EdDSA":
+		_, k, err := ed25519.GenerateKey(rand.Reader)
+		return k, err
+	case "RS256", "PS256":
+		return rsa.GenerateKey(rand.Reader, rsaKeyBits)
+	}
+	return nil, fmt.Errorf("no key type for alg %q", alg)
+}
+
+// writeNewFile creates path with mode 0600 and writes data to it. It
+// refuses to replace an existing file, and removes what it created if the
+// write fails.
+func writeNewFile(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("%s already exists; not overwriting it (choose another -out, or remove the file first)", path)
+	}
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(path)
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
+}
+
+// proof implements "tokenguard proof -method M -url URL -key FILE [-token
+// T] [-nonce N] [-alg A]": it prints a DPoP proof JWT and a newline, so
+// that curl -H "DPoP: $(tokenguard proof ...)" works.
+func (c *cli) proof(args []string) int {
+	fs := flag.NewFlagSet("tokenguard proof", flag.ContinueOnError)
+	fs.SetOutput(c.stderr)
+	method := fs.String("method", "", "the request's HTTP `method` (htm), such as GET (required)")
+	target := fs.String("url", "", "the request's absolute `URL` (htu; query and fragment are dropped) (required)")
+	keyFile := fs.String("key", "", "the PKCS#8 PEM private key `file`, as written by tokenguard keygen (required)")
+	token := fs.String("token", "", "the access `token` the request carries, bound to the proof by ath (omit when asking for a token)")
+	nonce := fs.String("nonce", "", "the server's DPoP-Nonce `value`, when it asked for one")
+	alg := fs.String("alg", "", "JWS `algorithm`; default: ES256/ES384/ES512 by curve, EdDSA, or PS256 for RSA")
+	fs.Usage = func() {
+		fmt.Fprint(c.stderr, "Usage: tokenguard proof -method METHOD -url URL -key FILE [-token TOKEN] [-nonce NONCE] [-alg ALG]\n\n"+
+			"Prints a DPoP proof JWT (RFC 9449) for one request, signed with the key in FILE:\n\n"+
+			"  curl -H \"Authorization: DPoP $TOKEN\" \\\n"+
+			"       -H \"DPoP: $(tokenguard proof -method GET -url https://api.example.com/orders/ -key dpop.pem -token $TOKEN)\" \\\n"+
+			"       https://api.example.com/orders/\n\n"+
+			"A proof is good for one request: make a new one for every request.\n\n")
+		fs.PrintDefaults()
+	}
+	if code, ok := parseFlags(c, fs, args); !ok {
+		return code
+	}
+	usageErr := func(format string, args ...any) int {
+		fmt.Fprintf(c.stderr, "tokenguard proof: "+format+"\n", args...)
+		fs.Usage()
+		return exitUsage
+	}
+	var missing []string
+	for _, f := range []struct{ name, v string }{{"-method", *method}, {"-url", *target}, {"-key", *keyFile}} {
+		if f.v == "" {
+			missing = append(missing, f.name)
+		}
+	}
+	if len(missing) > 0 {
+		return usageErr("%s required", strings.Join(missing, ", "))
+	}
+	if !isToken(*method) {
+		return usageErr("-method %q is not an HTTP method", *method)
+	}
+	if _, err := dpop.NormalizeHTU(*target); err != nil {
+		return usageErr("-url %q: want an absolute http:// or https:// URL without credentials", *target)
+	}
+	if *token != "" && !isToken68(*token) {
+		// The usual mistake: "Bearer xyz" or a token with a stray newline.
+		return usageErr("-token: want the access token alone (no scheme such as \"Bearer \", no spaces)")
+	}
+	if *nonce != "" && !isNonce(*nonce) {
+		return usageErr("-nonce: want the DPoP-Nonce header's value as the server sent it")
+	}
+	if *alg != "" && !slices.Contains(proofAlgs, *alg) {
+		return usageErr("-alg %q: want one of %s", *alg, strings.Join(proofAlgs, ", "))
+	}
+
+	key, err := readPrivateKey(*keyFile)
+	if err != nil {
+		fmt.Fprintf(c.stderr, "tokenguard proof: %v\n", err)
+		return exitError
+	}
+	if *alg != "" {
+		if err := algFitsKey(*alg, key.Public()); err != nil {
+			fmt.Fprintf(c.stderr, "tokenguard proof: -alg %s: %v\n", *alg, err)
+			return exitError
+		}
+	}
+	p, err := dpop.NewProof(key, dpop.ProofParams{
+		Method:      *method,
+		URL:         *target,
+		AccessToken: *token,
+		Nonce:       *nonce,
+		Alg:         *alg,
+	})
+	if err != nil {
+		fmt.Fprintf(c.stderr, "tokenguard proof: %v\n", err)
+		return exitError
+	}
+	if _, err := io.WriteString(c.stdout, p+"\n"); err != nil {
+		fmt.Fprintf(c.stderr, "tokenguard proof: %v\n", err)
+		return exitError
+	}
+	return exitOK
+}
+
+// parseFlags parses args into fs, refusing positional arguments. When ok
+// is false the command returns code: 0 after -h, 2 for a usage error.
+func parseFlags(c *cli, fs *flag.FlagSet, args []string) (code int, ok bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK, false
+		}
+		return exitUsage, false
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(c.stderr, "%s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
+		fs.Usage()
+		return exitUsage, false
+	}
+	return 0, true
+}
+
+// readPrivateKey reads a PEM private key: PKCS#8 ("PRIVATE KEY", as keygen
+// writes), or the older SEC 1 ("EC PRIVATE KEY") and PKCS#1 ("RSA PRIVATE
+// KEY") forms. Encrypted keys are refused with a hint.
+func readPrivateKey(path string) (crypto.Signer, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("key: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxKeyFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("key: reading %s: %w", path, err)
+	}
+	if len(data) > maxKeyFile {
+		return nil, fmt.Errorf("key %s: larger than %d bytes; not a PEM private key", path, maxKeyFile)
+	}
+	block, _ := pem.Decode(data)
+	if block == nil {
+		return nil, fmt.Errorf("key %s: no PEM block; want a PKCS#8 private key (-----BEGIN PRIVATE KEY-----) such as tokenguard keygen writes", path)
+	}
+	if block.Type == "ENCRYPTED PRIVATE KEY" || strings.Contains(block.Headers["Proc-Type"], "ENCRYPTED") {
+		return nil, fmt.Errorf("key %s is encrypted; tokenguard proof needs an unencrypted key (decrypt a copy with: openssl pkcs8 -topk8 -nocrypt -in %s -out FILE)", path, path)
+	}
+	var parsed any
+	switch block.Type {
+	case "PRIVATE KEY":
+		parsed, err = x509.ParsePKCS8PrivateKey(block.Bytes)
+	case "EC PRIVATE KEY":
+		parsed, err = x509.ParseECPrivateKey(block.Bytes)
+	case "RSA PRIVATE KEY":
+		parsed, err = x509.ParsePKCS1PrivateKey(block.Bytes)
+	case "PUBLIC KEY", "CERTIFICATE":
+		return nil, fmt.Errorf("key %s holds a %s, not a private key", path, strings.ToLower(block.Type))
+	default:
+		return nil, fmt.Errorf("key %s: PEM block %q is not a private key; want PRIVATE KEY (PKCS#8)", path, block.Type)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("key %s: %w", path, err)
+	}
+	switch k := parsed.(type) {
+	case *ecdsa.PrivateKey, ed25519.PrivateKey, *rsa.PrivateKey:
+		return k.(crypto.Signer), nil
+	}
+	return nil, fmt.Errorf("key %s: a %T cannot sign DPoP proofs; want an EC (P-256, P-384, P-521), Ed25519 or RSA key", path, parsed)
+}
+
+// algFitsKey reports whether alg can sign with a key whose public half is
+// pub.
+func algFitsKey(alg string, pub crypto.PublicKey) error {
+	switch k := pub.(type) {
+	case *ecdsa.PublicKey:
+		want := map[string]string{"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}[k.Curve.Params().Name]
+		if alg != want {
+			return fmt.Errorf("the key is on %s: use %s", k.Curve.Params().Name, want)
+		}
+	case ed25519.PublicKey:
+		if alg != "EdDSA" {
+			return errors.New("the key is Ed25519: use EdDSA")
+		}
+	case *rsa.PublicKey:
+		if !strings.HasPrefix(alg, "RS") && !strings.HasPrefix(alg, "PS") {
+			return errors.New("the key is RSA: use RS256 or PS256")
+		}
+	default:
+		return fmt.Errorf("unsupported key type %T", pub)
+	}
+	return nil
+}
+
+// isToken reports whether s is an RFC 9110 token (an HTTP method).
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// isToken68 reports whether s has the RFC 9110 token68 syntax of an
+// Authorization credential.
+func isToken68(s string) bool {
+	body := strings.TrimRight(s, "=")
+	if body == "" {
+		return false
+	}
+	for i := 0; i < len(body); i++ {
+		c := body[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-._~+/", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// isNonce reports whether s has the NQCHAR syntax of a DPoP-Nonce (RFC
+// 9449 §8.1).
+func isNonce(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x21 || c > 0x7e || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return s != ""
+}
