@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -96,7 +97,9 @@ func TestConfigDefaults(t *testing.T) {
 		t.Errorf("Algorithms not copied: %v", c.Algorithms)
 	}
 	got := []any{c.MinRefreshInterval, c.MaxRefreshInterval, c.RefreshRateLimit, c.UnknownKIDWait, c.InitialWait, c.MaxBodySize, c.MaxKeys}
-	want := []any{defaultMinRefreshInterval, defaultMaxRefreshInterval, defaultRefreshRateLimit, defaultUnknownKIDWait, defaultInitialWait, int64(defaultMaxBodySize), defaultMaxKeys}
+	// Literal values: the documented defaults, so changing a constant
+	// shows up here.
+	want := []any{5 * time.Minute, 24 * time.Hour, 10 * time.Second, defaultUnknownKIDWait, defaultInitialWait, int64(1 << 20), 100}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)
 	}

@@ -261,6 +261,10 @@ func TestRefreshFailureKeepsLastGoodKeys(t *testing.T) {
 			// A valid set with the wanted key, just too long.
 			i.doc = []byte(`{"keys":[` + string(kRSA2(t)) + `],"padding":"` + strings.Repeat("x", 1000) + `"}`)
 		}, ResultInvalid},
+		{"over MaxBodySize in trailing white space", func(i *issuer) {
+			// Valid JSON whatever is cut off: only the size check refuses it.
+			i.doc = append(jwksDoc(kRSA2(t)), strings.Repeat(" ", 1000)...)
+		}, ResultInvalid},
 		{"empty set", func(i *issuer) { i.doc = []byte(`{"keys":[]}`) }, ResultInvalid},
 		{"no keys member", func(i *issuer) { i.doc = []byte(`{}`) }, ResultInvalid},
 		{"every key rejected", func(i *issuer) {
@@ -300,6 +304,23 @@ func TestRefreshFailureKeepsLastGoodKeys(t *testing.T) {
 				t.Errorf("OnRefresh results (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestMaxBodySizeIsInclusive: a document of exactly MaxBodySize bytes is
+// accepted.
+func TestMaxBodySizeIsInclusive(t *testing.T) {
+	doc := jwksDoc(kRSA1(t))
+	const limit = 1000
+	if len(doc) > limit {
+		t.Fatalf("test key set is %d bytes", len(doc))
+	}
+	doc = append(doc, strings.Repeat(" ", limit-len(doc))...)
+	iss := newIssuer(t, doc)
+	cfg := testConfig(iss.srv.URL, &results{})
+	cfg.MaxBodySize = limit
+	if s := newTestSet(t, cfg); !s.Ready() {
+		t.Fatal("a document of exactly MaxBodySize bytes was refused")
 	}
 }
 

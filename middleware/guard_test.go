@@ -1,9 +1,11 @@
 package middleware
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/hmac"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -98,6 +100,8 @@ func TestRequire(t *testing.T) {
 		{name: "expired within leeway", auth: []string{"Bearer " + is.mint(t, "orders:read", map[string]any{"exp": now.Add(-10 * time.Second).Unix()})}, wantStatus: 200, wantReason: ReasonOK},
 		{name: "nbf within leeway", auth: []string{"Bearer " + is.mint(t, "orders:read", map[string]any{"nbf": now.Add(10 * time.Second).Unix()})}, wantStatus: 200, wantReason: ReasonOK},
 		{name: "legacy typ JWT on legacy issuer", auth: []string{"Bearer " + sign(legacy.SigningKey(), map[string]any{"typ": "JWT"}, map[string]any{"iss": legacy.URL(), "aud": testAudience, "exp": now.Add(time.Hour).Unix(), "scope": "orders:read"})}, wantStatus: 200, wantReason: ReasonOK},
+		{name: "iat within leeway", auth: []string{"Bearer " + is.mint(t, "orders:read", map[string]any{"iat": now.Add(10 * time.Second).Unix()})}, wantStatus: 200, wantReason: ReasonOK},
+		{name: "scope as a JSON array", auth: []string{"Bearer " + is.mint(t, "", map[string]any{"scope": []string{"orders:write", "orders:read"}})}, wantStatus: 200, wantReason: ReasonOK},
 		{name: "scp array on scp issuer", auth: []string{"Bearer " + sign(legacy.SigningKey(), atHdr, map[string]any{"iss": legacy.URL(), "aud": testAudience, "exp": now.Add(time.Hour).Unix(), "sub": "s", "client_id": "c", "iat": now.Unix(), "jti": "j", "scp": []string{"orders:read"}})}, wantStatus: 200, wantReason: ReasonOK},
 
 		{name: "no credentials", wantStatus: 401, wantReason: ReasonMissingToken},
@@ -115,6 +119,9 @@ func TestRequire(t *testing.T) {
 		{name: "typ missing", auth: []string{"Bearer " + sign(is.SigningKey(), nil, claims(nil))}, wantStatus: 401, wantCode: CodeInvalidToken, wantReason: ReasonInvalidType},
 		{name: "typ JWT (an ID token)", auth: []string{"Bearer " + sign(is.SigningKey(), map[string]any{"typ": "JWT"}, claims(nil))}, wantStatus: 401, wantCode: CodeInvalidToken, wantReason: ReasonInvalidType},
 		{name: "unknown issuer", auth: []string{"Bearer " + is.mint(t, "orders:read", map[string]any{"iss": "https://evil.example.com"})}, wantStatus: 401, wantCode: CodeInvalidToken, wantReason: ReasonUnknownIssuer},
+		{name: "iss with a trailing slash", auth: []string{"Bearer " + is.mint(t, "orders:read", map[string]any{"iss": is.URL() + "/"})}, wantStatus: 401, wantCode: CodeInvalidToken, wantReason: ReasonUnknownIssuer},
+		{name: "iss in upper case", auth: []string{"Bearer " + is.mint(t, "orders:read", map[string]any{"iss": strings.ToUpper(is.URL())})}, wantStatus: 401, wantCode: CodeInvalidToken, wantReason: ReasonUnknownIssuer},
+		{name: "RSA key pinned to RS256, PS256 header", auth: []string{"Bearer " + craft(t, map[string]any{"alg": "PS256", "typ": "at+jwt", "kid": "legacy-1"}, map[string]any{"iss": legacy.URL(), "aud": testAudience, "exp": now.Add(time.Hour).Unix(), "sub": "s", "client_id": "c", "iat": now.Unix(), "jti": "j", "scope": "orders:read"}, ps256With(legacy.SigningKey()))}, wantStatus: 401, wantCode: CodeInvalidToken, wantReason: ReasonInvalidSignature},
 		{name: "no iss", auth: []string{"Bearer " + is.mint(t, "orders:read", map[string]any{"iss": nil})}, wantStatus: 401, wantCode: CodeInvalidToken, wantReason: ReasonUnknownIssuer},
 		{name: "issuer A's key signing for issuer B", auth: []string{"Bearer " + sign(is.SigningKey(), atHdr, claims(map[string]any{"iss": other.URL()}))}, wantStatus: 401, wantCode: CodeInvalidToken, wantReason: ReasonInvalidSignature},
 		{name: "unknown kid", auth: []string{"Bearer " + sign(mustKey(t, "ES256", "nope"), atHdr, claims(nil))}, wantStatus: 401, wantCode: CodeInvalidToken, wantReason: ReasonUnknownKey},
@@ -137,6 +144,9 @@ func TestRequire(t *testing.T) {
 		{name: "iat in the future", auth: []string{"Bearer " + is.mint(t, "orders:read", map[string]any{"iat": now.Add(time.Minute).Unix()})}, wantStatus: 401, wantCode: CodeInvalidToken, wantReason: ReasonNotYetValid},
 		{name: "wrong audience", auth: []string{"Bearer " + is.mint(t, "orders:read", map[string]any{"aud": "https://other.example.com"})}, wantStatus: 401, wantCode: CodeInvalidToken, wantReason: ReasonInvalidAudience},
 		{name: "audience array without us", auth: []string{"Bearer " + is.mint(t, "orders:read", map[string]any{"aud": []string{"a", "b"}})}, wantStatus: 401, wantCode: CodeInvalidToken, wantReason: ReasonInvalidAudience},
+		{name: "audience with a suffix", auth: []string{"Bearer " + is.mint(t, "orders:read", map[string]any{"aud": testAudience + "x"})}, wantStatus: 401, wantCode: CodeInvalidToken, wantReason: ReasonInvalidAudience},
+		{name: "audience with a path", auth: []string{"Bearer " + is.mint(t, "orders:read", map[string]any{"aud": testAudience + "/admin"})}, wantStatus: 401, wantCode: CodeInvalidToken, wantReason: ReasonInvalidAudience},
+		{name: "scope array holding a space-delimited string", auth: []string{"Bearer " + is.mint(t, "", map[string]any{"scope": []string{"a orders:read"}})}, wantStatus: 403, wantCode: CodeInsufficientScope, wantReason: ReasonInsufficientScope},
 		{name: "no aud", auth: []string{"Bearer " + is.mint(t, "orders:read", map[string]any{"aud": nil})}, wantStatus: 401, wantCode: CodeInvalidToken, wantReason: ReasonInvalidAudience},
 		{name: "at+jwt without sub", auth: []string{"Bearer " + is.mint(t, "orders:read", map[string]any{"sub": nil})}, wantStatus: 401, wantCode: CodeInvalidToken, wantReason: ReasonMissingClaim},
 		{name: "at+jwt without client_id", auth: []string{"Bearer " + is.mint(t, "orders:read", map[string]any{"client_id": nil})}, wantStatus: 401, wantCode: CodeInvalidToken, wantReason: ReasonMissingClaim},
@@ -188,6 +198,12 @@ func TestRequire(t *testing.T) {
 			}
 			for _, a := range tt.auth {
 				assertNoEcho(t, rec.Header(), rec.Body.String(), a)
+				// Nor does any part of the token reach the log.
+				for seg := range strings.SplitSeq(strings.TrimPrefix(a, "Bearer "), ".") {
+					if len(seg) >= 16 && strings.Contains(logs.String(), seg) {
+						t.Errorf("token segment %.20s… in the log", seg)
+					}
+				}
 			}
 		})
 	}
@@ -246,6 +262,19 @@ func es256With(k *devissuer.Key) func(string) []byte {
 			panic(err)
 		}
 		return append(r.FillBytes(make([]byte, 32)), s.FillBytes(make([]byte, 32))...)
+	}
+}
+
+// ps256With signs with RSASSA-PSS (salt as long as the hash, RFC 7518
+// §3.5) using an RSA issuer key.
+func ps256With(k *devissuer.Key) func(string) []byte {
+	return func(in string) []byte {
+		h := sha256.Sum256([]byte(in))
+		sig, err := rsa.SignPSS(rand.Reader, k.Private.(*rsa.PrivateKey), crypto.SHA256, h[:], &rsa.PSSOptions{SaltLength: rsa.PSSSaltLengthEqualsHash})
+		if err != nil {
+			panic(err)
+		}
+		return sig
 	}
 }
 

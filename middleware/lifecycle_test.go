@@ -2,6 +2,7 @@ package middleware
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -96,6 +97,116 @@ func TestKeyRotation(t *testing.T) {
 				t.Fatalf("new token after rotation: %d", rec.Code)
 			}
 		})
+	}
+}
+
+// TestKeyReplacedUnderSameKid: an issuer that replaces a key but keeps its
+// kid must not leave tokens of the old key valid through the cache.
+func TestKeyReplacedUnderSameKid(t *testing.T) {
+	is := newTestIssuer(t, "ES256", "k1")
+	g := newGuard(t, Config{Audience: testAudience, Issuers: []Issuer{is.config()}, JWKSRefreshRateLimit: 20 * time.Millisecond})
+	h := g.Require()(okHandler)
+	oldTok := is.mint(t, "", nil)
+	if rec := do(h, "Bearer "+oldTok); rec.Code != 200 {
+		t.Fatalf("before: %d", rec.Code)
+	}
+	replacement := mustKey(t, "ES256", "k1")
+	is.Publish(replacement)
+	is.SetSigningKey(replacement)
+	time.Sleep(30 * time.Millisecond) // past the rate limit
+	stranger, _ := mustKey(t, "ES256", "stranger").Sign(map[string]any{"typ": "at+jwt"}, is.Claims("", time.Hour))
+	do(h, "Bearer "+stranger) // makes the guard refetch
+	if rec := do(h, "Bearer "+oldTok); rec.Code != 401 {
+		t.Fatalf("old key's token after the kid got a new key: %d, want 401", rec.Code)
+	}
+	if rec := do(h, "Bearer "+is.mint(t, "", nil)); rec.Code != 200 {
+		t.Fatalf("new key's token: %d", rec.Code)
+	}
+}
+
+// TestCacheNeedsTheSignature: the cache is keyed by the whole token, so a
+// cached token's header and payload with another signature are verified,
+// not served from the cache.
+func TestCacheNeedsTheSignature(t *testing.T) {
+	is := newTestIssuer(t, "ES256", "k1")
+	g := newGuard(t, Config{Audience: testAudience, Issuers: []Issuer{is.config()}})
+	h := g.Require()(okHandler)
+	tok := is.mint(t, "", nil)
+	if rec := do(h, "Bearer "+tok); rec.Code != 200 {
+		t.Fatalf("valid: %d", rec.Code)
+	}
+	i := strings.LastIndexByte(tok, '.') + 10
+	forged := tok[:i] + map[bool]string{true: "B", false: "A"}[tok[i] == 'A'] + tok[i+1:]
+	if rec := do(h, "Bearer "+forged); rec.Code != 401 {
+		t.Fatalf("cached token with another signature: %d, want 401", rec.Code)
+	}
+}
+
+// TestTokenSizeLimit pins the limit in bytes, and that MaxTokenSize moves
+// it both ways.
+func TestTokenSizeLimit(t *testing.T) {
+	is := newTestIssuer(t, "ES256", "k1")
+	var logs syncBuffer
+	newH := func(max int) http.Handler {
+		return newGuard(t, Config{Audience: testAudience, Issuers: []Issuer{is.config()}, MaxTokenSize: max,
+			Logger: slog.New(slog.NewJSONHandler(&logs, nil))}).Require()(okHandler)
+	}
+	def, small, big := newH(0), newH(64), newH(16384)
+	tok := is.mint(t, "", nil)
+	for _, tt := range []struct {
+		name string
+		h    http.Handler
+		cred string
+		want Reason
+	}{
+		{"8192 bytes, default", def, strings.Repeat("a", 8192), ReasonMalformedToken},
+		{"8193 bytes, default", def, strings.Repeat("a", 8193), ReasonTokenTooLarge},
+		{"real token over a 64-byte limit", small, tok, ReasonTokenTooLarge},
+		{"10 KiB under a 16 KiB limit", big, strings.Repeat("a", 10<<10), ReasonMalformedToken},
+		{"16385 bytes over a 16 KiB limit", big, strings.Repeat("a", 16385), ReasonTokenTooLarge},
+	} {
+		logs.Reset()
+		if rec := do(tt.h, "Bearer "+tt.cred); rec.Code != 401 {
+			t.Errorf("%s: %d", tt.name, rec.Code)
+		}
+		if got := deniedReason(t, logs.String()); got != tt.want {
+			t.Errorf("%s: reason %s, want %s", tt.name, got, tt.want)
+		}
+	}
+}
+
+// TestExpiryBoundary pins exp + leeway as the first instant a token is
+// refused, and iat's leeway.
+func TestExpiryBoundary(t *testing.T) {
+	is := newTestIssuer(t, "ES256", "k1")
+	clock := &fakeClock{t: time.Unix(1_800_000_000, 0)}
+	cfg := Config{Audience: testAudience, Issuers: []Issuer{is.config()}, DisableTokenCache: true}
+	cfg.now = clock.Now
+	h := newGuard(t, cfg).Require()(okHandler)
+	now := clock.Now()
+	for _, tt := range []struct {
+		name  string
+		extra map[string]any
+		want  int
+	}{
+		{"exp one second inside the leeway", map[string]any{"exp": now.Add(-DefaultLeeway + time.Second).Unix(), "iat": now.Add(-time.Hour).Unix()}, 200},
+		{"exp exactly at the leeway", map[string]any{"exp": now.Add(-DefaultLeeway).Unix(), "iat": now.Add(-time.Hour).Unix()}, 401},
+		{"iat 10 s ahead, inside the leeway", map[string]any{"exp": now.Add(time.Hour).Unix(), "iat": now.Add(10 * time.Second).Unix()}, 200},
+		{"iat 31 s ahead", map[string]any{"exp": now.Add(time.Hour).Unix(), "iat": now.Add(31 * time.Second).Unix()}, 401},
+	} {
+		if rec := do(h, "Bearer "+is.mint(t, "", tt.extra)); rec.Code != tt.want {
+			t.Errorf("%s: %d, want %d", tt.name, rec.Code, tt.want)
+		}
+	}
+}
+
+// TestAlgorithmsReachTheKeyCache: a non-default allow-list is applied to
+// the JWKS too, so an ES512 key is usable when ES512 is allowed.
+func TestAlgorithmsReachTheKeyCache(t *testing.T) {
+	is := newTestIssuer(t, "ES512", "k512")
+	h := newGuard(t, Config{Audience: testAudience, Issuers: []Issuer{is.config()}, Algorithms: []string{"ES512"}}).Require()(okHandler)
+	if rec := do(h, "Bearer "+is.mint(t, "", nil)); rec.Code != 200 {
+		t.Fatalf("ES512 token with ES512 allowed: %d %s", rec.Code, rec.Body)
 	}
 }
 
@@ -363,6 +474,14 @@ func TestQueryAndFormTokens(t *testing.T) {
 		t.Errorf("query token: %d, want 400", rec.Code)
 	}
 	assertNoEcho(t, rec.Header(), rec.Body.String(), "Bearer "+tok)
+
+	// The parameter name percent-encoded is the same parameter.
+	req = httptest.NewRequest("GET", "http://api.example.com/x?a=1&access%5Ftoken="+tok, nil)
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != 400 {
+		t.Errorf("query token with an encoded name: %d, want 400", rec.Code)
+	}
 
 	req = httptest.NewRequest("POST", "http://api.example.com/x", strings.NewReader("access_token="+tok))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")

@@ -192,7 +192,8 @@ func (g *Guard) extract(r *http.Request) (bool, string, *denial) {
 	vals := r.Header.Values("Authorization")
 	switch len(vals) {
 	case 0:
-		if r.URL != nil && strings.Contains(r.URL.RawQuery, "access_token") && r.URL.Query().Has("access_token") {
+		// Query() decodes the names, so access%5Ftoken is caught too.
+		if r.URL != nil && r.URL.RawQuery != "" && r.URL.Query().Has("access_token") {
 			return false, "", deny(http.StatusBadRequest, CodeInvalidRequest, ReasonMalformedRequest, descQueryToken, nil)
 		}
 		return false, "", deny(http.StatusUnauthorized, "", ReasonMissingToken, "", nil)
@@ -349,10 +350,11 @@ func containsString(list []string, s string) bool {
 	return false
 }
 
-// scopesOf collects the granted scopes from "scope" and, when enabled,
-// "scp", dropping duplicates.
+// scopesOf collects the granted scopes from "scope" (a space-delimited
+// string, or an array of scopes) and, when enabled, "scp", dropping
+// duplicates.
 func scopesOf(cl *jose.Claims, scp bool) []string {
-	n := strings.Count(cl.Scope, " ") + 1
+	n := strings.Count(cl.Scope, " ") + 1 + len(cl.ScopeList)
 	if scp {
 		n += len(cl.Scp)
 	}
@@ -364,6 +366,13 @@ func scopesOf(cl *jose.Claims, scp bool) []string {
 	}
 	for s := range strings.FieldsSeq(cl.Scope) {
 		add(s)
+	}
+	// Some issuers send "scope" as an array of scope tokens instead of
+	// RFC 9068's space-delimited string; each element is one scope.
+	for _, s := range cl.ScopeList {
+		if !strings.ContainsAny(s, " \t") {
+			add(s)
+		}
 	}
 	if scp {
 		for _, v := range cl.Scp {

@@ -7,6 +7,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
 	"encoding/asn1"
 	"encoding/json"
 	"errors"
@@ -139,6 +140,33 @@ func TestVerifySignatureAlgorithms(t *testing.T) {
 		if err := VerifySignature(tt.alg, tt.key, input, tt.sig); !errors.Is(err, tt.want) {
 			t.Errorf("VerifySignature(%q) = %v, want %v", tt.alg, err, tt.want)
 		}
+	}
+}
+
+// TestVerifySignatureStrictEncodings covers signatures that a lenient
+// verifier would take: PSS with a salt shorter than the hash (RFC 7518
+// §3.5 fixes it to the hash length) and ECDSA r and s padded past the
+// curve size (RFC 7518 §3.4 fixes their length).
+func TestVerifySignatureStrictEncodings(t *testing.T) {
+	keys := testKeys(t)
+	const input = "a.b"
+	d := sha256.Sum256([]byte(input))
+	for _, salt := range []int{0, 16} {
+		sig, err := rsa.SignPSS(rand.Reader, keys[PS256].priv.(*rsa.PrivateKey), crypto.SHA256, d[:], &rsa.PSSOptions{SaltLength: salt})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := VerifySignature(PS256, keys[PS256].pub, input, sig); !errors.Is(err, ErrInvalidSignature) {
+			t.Errorf("PS256 with a %d-byte salt: %v, want ErrInvalidSignature", salt, err)
+		}
+	}
+	sig := rawSign(t, ES256, keys[ES256].priv, []byte(input))
+	padded := append(append(append([]byte{0}, sig[:32]...), 0), sig[32:]...)
+	if err := VerifySignature(ES256, keys[ES256].pub, input, padded); !errors.Is(err, ErrInvalidSignature) {
+		t.Errorf("ES256 with 33-byte r and s: %v, want ErrInvalidSignature", err)
+	}
+	if err := VerifySignature(ES256, keys[ES256].pub, input, sig); err != nil {
+		t.Errorf("the unpadded signature: %v", err)
 	}
 }
 
