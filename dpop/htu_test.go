@@ -23,6 +23,8 @@ func TestNormalizeHTU(t *testing.T) {
 		{"https://api.example.com/a%20b", "https://api.example.com/a%20b"},
 		{"https://api.example.com/a/./b/../c", "https://api.example.com/a/c"},
 		{"https://api.example.com/a/b/..", "https://api.example.com/a/"},
+		{"https://api.example.com/a/.", "https://api.example.com/a/"},
+		{"https://api.example.com/a/./", "https://api.example.com/a/"},
 		{"https://api.example.com/../../etc", "https://api.example.com/etc"},
 		{"https://api.example.com/Orders", "https://api.example.com/Orders"},
 		{"https://[::1]:443/x", "https://[::1]/x"},

@@ -68,6 +68,30 @@ func sameShard(t *testing.T, id ReplayID) ReplayID {
 	return ReplayID{}
 }
 
+// TestMemoryReplayStoreExpiryWithoutSweep: an expired record neither
+// blocks its id nor fills its shard, even before the periodic sweep.
+func TestMemoryReplayStoreExpiryWithoutSweep(t *testing.T) {
+	s, err := NewMemoryReplayStore(memoryShards) // one entry per shard
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := testNow
+	s.now = func() time.Time { return now }
+	ctx := context.Background()
+	a := NewReplayID("k", "a")
+	if err := s.Use(ctx, a, now.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(2 * time.Second) // expired, but well before sweepInterval
+	if err := s.Use(ctx, a, now.Add(time.Second)); err != nil {
+		t.Fatalf("expired id used again: %v, want nil", err)
+	}
+	now = now.Add(2 * time.Second)
+	if err := s.Use(ctx, sameShard(t, a), now.Add(time.Second)); err != nil {
+		t.Fatalf("shard full of expired records: %v, want nil", err)
+	}
+}
+
 func TestMemoryReplayStoreSweepsExpired(t *testing.T) {
 	s, err := NewMemoryReplayStore(10_000)
 	if err != nil {

@@ -204,6 +204,24 @@ func with2(p ProofParams, jti string) ProofParams { p.JTI = jti; return p }
 
 func with3(p ProofParams, jti, alg string) ProofParams { p.JTI, p.Alg = jti, alg; return p }
 
+// TestVerifyAlgorithmAllowList: a correctly signed proof with an alg
+// outside the allow-list is refused.
+func TestVerifyAlgorithmAllowList(t *testing.T) {
+	key := newECKey(t) // P-256: ES256
+	proof, err := NewProof(key, ProofParams{Method: "GET", URL: testURL, AccessToken: testToken, IssuedAt: testNow})
+	if err != nil {
+		t.Fatal(err)
+	}
+	only384 := newTestVerifier(t, Config{Algorithms: []string{"ES384"}})
+	if _, err := only384.Verify(context.Background(), testRequest(proof)); !errors.Is(err, ErrInvalidProof) {
+		t.Fatalf("ES256 proof with only ES384 allowed: %v", err)
+	}
+	def := newTestVerifier(t, Config{})
+	if _, err := def.Verify(context.Background(), testRequest(proof)); err != nil {
+		t.Fatalf("ES256 proof with the default list: %v", err)
+	}
+}
+
 func TestVerifyReplay(t *testing.T) {
 	key, other := newECKey(t), newECKey(t)
 	v := newTestVerifier(t, Config{})

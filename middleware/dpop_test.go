@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -222,6 +223,12 @@ func TestDPoPModes(t *testing.T) {
 	if rec.Code != 401 || challengeFor(t, rec, "Bearer") != nil || challengeFor(t, rec, "DPoP")["algs"] != "ES256" {
 		t.Errorf("required, Bearer: %d %q", rec.Code, rec.Header().Get("WWW-Authenticate"))
 	}
+	// A request error in required mode goes in the DPoP challenge, the
+	// only one there is.
+	rec = do(required, "DPoP "+bound, "DPoP "+bound)
+	if rec.Code != 400 || challengeFor(t, rec, "DPoP")["error"] != CodeInvalidRequest {
+		t.Errorf("required, two Authorization headers: %d %q", rec.Code, rec.Header().Get("WWW-Authenticate"))
+	}
 	if rec := dpopRequest(required, dpopURL, "DPoP "+bound, alice.proof(t, "GET", dpopURL, bound)); rec.Code != 200 {
 		t.Errorf("required, DPoP: %d %s", rec.Code, rec.Body)
 	}
@@ -261,6 +268,7 @@ func TestDPoPRequestURL(t *testing.T) {
 		{"allowed host", hosts, dpopURL, dpopURL, false, 200},
 		{"forged host", hosts, "http://evil.example.com/orders/1", "http://evil.example.com/orders/1", false, 401},
 		{"X-Forwarded-* ignored", hosts, "http://evil.example.com/orders/1", dpopURL, true, 401},
+		{"X-Forwarded-Proto does not make http https", hosts, dpopURL, "https://api.example.com/orders/1", true, 401},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -269,7 +277,7 @@ func TestDPoPRequestURL(t *testing.T) {
 			req.Header.Set("DPoP", alice.proof(t, "GET", tt.htu, bound))
 			if tt.forward {
 				req.Header.Set("X-Forwarded-Host", "api.example.com")
-				req.Header.Set("X-Forwarded-Proto", "http")
+				req.Header.Set("X-Forwarded-Proto", "https")
 			}
 			rec := httptest.NewRecorder()
 			tt.h.ServeHTTP(rec, req)
@@ -277,6 +285,43 @@ func TestDPoPRequestURL(t *testing.T) {
 				t.Fatalf("status %d (%s), want %d", rec.Code, rec.Body, tt.want)
 			}
 		})
+	}
+}
+
+// TestDPoPOverTLS: without PublicURL, a TLS request's htu is https.
+func TestDPoPOverTLS(t *testing.T) {
+	is := newTestIssuer(t, "ES256", "k1")
+	alice := newDPoPClient(t)
+	bound := is.mint(t, "", map[string]any{"cnf": map[string]any{"jkt": alice.jkt}})
+	h := newGuard(t, Config{Audience: testAudience, Issuers: []Issuer{is.config()}, DPoP: DPoPConfig{Mode: DPoPAllowed}}).Require()(okHandler)
+	for _, tt := range []struct {
+		htu  string
+		want int
+	}{
+		{"https://api.example.com/orders/1", 200},
+		{"http://api.example.com/orders/1", 401},
+	} {
+		req := httptest.NewRequest(http.MethodGet, "https://api.example.com/orders/1", nil)
+		req.TLS = &tls.ConnectionState{}
+		req.Header.Set("Authorization", "DPoP "+bound)
+		req.Header.Set("DPoP", alice.proof(t, "GET", tt.htu, bound))
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != tt.want {
+			t.Errorf("TLS request, proof for %s: %d, want %d", tt.htu, rec.Code, tt.want)
+		}
+	}
+}
+
+// TestDPoPClockSkewConfig: DPoPConfig.MaxClockSkew reaches the verifier.
+func TestDPoPClockSkewConfig(t *testing.T) {
+	is := newTestIssuer(t, "ES256", "k1")
+	alice := newDPoPClient(t)
+	bound := is.mint(t, "", map[string]any{"cnf": map[string]any{"jkt": alice.jkt}})
+	h := newGuard(t, Config{Audience: testAudience, Issuers: []Issuer{is.config()}, DPoP: DPoPConfig{Mode: DPoPAllowed, MaxClockSkew: time.Minute}}).Require()(okHandler)
+	ahead := alice.proof(t, "GET", dpopURL, bound, func(p *dpop.ProofParams) { p.IssuedAt = time.Now().Add(30 * time.Second) })
+	if rec := dpopRequest(h, dpopURL, "DPoP "+bound, ahead); rec.Code != 200 {
+		t.Fatalf("proof 30 s ahead with a 1 min skew allowed: %d %s", rec.Code, rec.Body)
 	}
 }
 

@@ -22,6 +22,11 @@ func TestParseProof(t *testing.T) {
 		{"private EC", `{"alg":"ES256","jwk":{"kty":"EC","d":"AA"}}`, "", errPrivate},
 		{"private RSA member", `{"alg":"RS256","jwk":{"kty":"RSA","n":"AA","e":"AQAB","qi":"AA"}}`, "", errPrivate},
 		{"symmetric", `{"alg":"ES256","jwk":{"kty":"oct","k":"AA"}}`, "", errPrivate},
+		{"private p", `{"alg":"RS256","jwk":{"kty":"RSA","n":"AA","e":"AQAB","p":"AA"}}`, "", errPrivate},
+		{"private q", `{"alg":"RS256","jwk":{"kty":"RSA","n":"AA","e":"AQAB","q":"AA"}}`, "", errPrivate},
+		{"private dp", `{"alg":"RS256","jwk":{"kty":"RSA","n":"AA","e":"AQAB","dp":"AA"}}`, "", errPrivate},
+		{"private dq", `{"alg":"RS256","jwk":{"kty":"RSA","n":"AA","e":"AQAB","dq":"AA"}}`, "", errPrivate},
+		{"private oth", `{"alg":"RS256","jwk":{"kty":"RSA","n":"AA","e":"AQAB","oth":[]}}`, "", errPrivate},
 		{"private member via escape", `{"alg":"ES256","jwk":{"kty":"EC","\u0064":"AA"}}`, "", errPrivate},
 		{"duplicate jwk member", `{"alg":"ES256","jwk":{"kty":"EC","x":"A","x":"B"}}`, "", errDup},
 		{"too many jwk members", `{"alg":"ES256","jwk":{"a":1,"b":1,"c":1,"d1":1,"e":1,"f":1,"g":1,"h":1,"i":1,"j":1,"k1":1,"l":1,"m":1,"n":1,"o":1,"p1":1,"q1":1}}`, "", errTooMany},
@@ -62,6 +67,8 @@ func TestParseProofClaims(t *testing.T) {
 	}
 	for _, bad := range []string{
 		`{"jti":1}`, `{"htm":["GET"]}`, `{"iat":"1"}`, `{"jti":"a","jti":"b"}`, `{"nonce":{}}`, `[]`, `{"htu":"a"`,
+		`{"htm":"GET","htm":"POST"}`, `{"htu":"https://a/","htu":"https://b/"}`, `{"iat":1,"iat":2}`,
+		`{"ath":"a","ath":"b"}`, `{"nonce":"a","nonce":"b"}`,
 	} {
 		var c ProofClaims
 		if err := ParseProofClaims([]byte(bad), &c); !errors.Is(err, ErrMalformed) {
