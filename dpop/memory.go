@@ -62,7 +62,10 @@ func (s *MemoryReplayStore) Use(_ context.Context, id ReplayID, expires time.Tim
 	if now >= sh.nextSweep {
 		sh.sweep(now)
 	}
-	if exp, ok := sh.m[id]; ok && exp > now {
+	// A record is live up to and including its expiry instant: the
+	// verifier accepts a proof at exactly iat+MaxAge, so must we refuse
+	// its replay then.
+	if exp, ok := sh.m[id]; ok && exp >= now {
 		return ErrReplay
 	}
 	if len(sh.m) >= s.perShard {
@@ -79,7 +82,7 @@ func (s *MemoryReplayStore) Use(_ context.Context, id ReplayID, expires time.Tim
 // sweep drops expired entries. The caller holds sh.mu.
 func (sh *memoryShard) sweep(now int64) {
 	for id, exp := range sh.m {
-		if exp <= now {
+		if exp < now {
 			delete(sh.m, id)
 		}
 	}

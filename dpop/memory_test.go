@@ -40,8 +40,13 @@ func TestMemoryReplayStore(t *testing.T) {
 	if err := s.Use(ctx, a, now.Add(time.Minute)); !errors.Is(err, ErrReplay) {
 		t.Fatalf("a was evicted: %v", err)
 	}
-	// Once a expires its slot is reclaimed and a may be used again.
+	// At its expiry instant a is still live (the verifier still accepts
+	// its proof then); just after, its slot is reclaimed.
 	now = now.Add(time.Minute)
+	if err := s.Use(ctx, a, now.Add(time.Minute)); !errors.Is(err, ErrReplay) {
+		t.Fatalf("a at its expiry instant = %v, want ErrReplay", err)
+	}
+	now = now.Add(time.Nanosecond)
 	if err := s.Use(ctx, same, now.Add(time.Minute)); err != nil {
 		t.Fatalf("use after expiry freed the shard: %v", err)
 	}

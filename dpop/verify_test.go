@@ -129,6 +129,8 @@ func TestVerify(t *testing.T) {
 		{"no typ", signES256(t, key, with(hdr, "typ", nil), validClaims("c2")), nil, ErrInvalidProof},
 		{"typ JWT", signES256(t, key, with(hdr, "typ", "JWT"), validClaims("c3")), nil, ErrInvalidProof},
 		{"typ at+jwt", signES256(t, key, with(hdr, "typ", "at+jwt"), validClaims("c4")), nil, ErrInvalidProof},
+		{"typ with a prefix", signES256(t, key, with(hdr, "typ", "x-dpop+jwt"), validClaims("c4a")), nil, ErrInvalidProof},
+		{"typ with another media type prefix", signES256(t, key, with(hdr, "typ", "foo/dpop+jwt"), validClaims("c4b")), nil, ErrInvalidProof},
 		{"alg ES512 not allowed", signES256(t, key, with(hdr, "alg", "ES512"), validClaims("c5")), nil, ErrInvalidProof},
 		{"alg none", signES256(t, key, with(hdr, "alg", "none"), validClaims("c6")), nil, ErrInvalidProof},
 		{"alg HS256", signES256(t, key, with(hdr, "alg", "HS256"), validClaims("c7")), nil, ErrInvalidProof},
@@ -242,6 +244,21 @@ func TestVerifyReplay(t *testing.T) {
 	theirs := signES256(t, other, proofHeader(t, other), validClaims("once"))
 	if _, err := v.Verify(ctx, testRequest(theirs)); err != nil {
 		t.Fatalf("other key, same jti: %v", err)
+	}
+}
+
+// TestVerifyReplayAtTheEdgeOfTheWindow: at exactly iat+MaxAge the proof is
+// still acceptable, so its replay must still be caught.
+func TestVerifyReplayAtTheEdgeOfTheWindow(t *testing.T) {
+	key := newECKey(t)
+	edge := testNow.Add(DefaultMaxAge)
+	v := newTestVerifier(t, Config{Now: func() time.Time { return edge }})
+	proof := signES256(t, key, proofHeader(t, key), validClaims("edge"))
+	if _, err := v.Verify(context.Background(), testRequest(proof)); err != nil {
+		t.Fatalf("first use at iat+MaxAge: %v", err)
+	}
+	if _, err := v.Verify(context.Background(), testRequest(proof)); !errors.Is(err, ErrReplay) {
+		t.Fatalf("second use at iat+MaxAge = %v, want ErrReplay", err)
 	}
 }
 
