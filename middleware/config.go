@@ -94,8 +94,18 @@ type Config struct {
 	// Audience.
 	Realm string
 
-	// ResourceMetadataURL, when set, is sent as resource_metadata= in every
-	// 401 challenge (RFC 9728 §5.1). Empty means the parameter is omitted.
+	// Resource is this API's resource identifier for RFC 9728 protected
+	// resource metadata: an absolute https URL (http only to loopback or
+	// with InsecureAllowHTTP), such as "https://api.example.com" or, for
+	// an MCP server, "https://example.com/mcp". Empty means Audience when
+	// Audience is such a URL; otherwise the guard publishes no metadata.
+	Resource string
+
+	// ResourceMetadataURL is sent as resource_metadata= in every 401
+	// challenge (RFC 9728 §5.1). Empty means the metadata URL derived
+	// from the resource identifier (RFC 9728 §3.1), where
+	// Guard.MetadataHandler should be mounted; with no resource
+	// identifier, the parameter is omitted.
 	ResourceMetadataURL string
 
 	// HTTPClient fetches JWKS documents. nil means a client with a 10 s
@@ -365,6 +375,11 @@ func (c *Config) validate() error {
 	if c.ResourceMetadataURL != "" {
 		if err := checkURL(c.ResourceMetadataURL, c.InsecureAllowHTTP); err != nil {
 			bad("ResourceMetadataURL", "%v", err)
+		}
+	}
+	if c.Resource != "" {
+		if err := checkPublicURL(c.Resource, c.InsecureAllowHTTP); err != nil {
+			bad("Resource", "%v", err)
 		}
 	}
 	if c.Realm == "" {

@@ -60,12 +60,19 @@
 //
 // # What is not checked (yet)
 //
-// Token introspection (RFC 7662), issuer discovery (RFC 8414), protected
-// resource metadata (RFC 9728) and step-up (RFC 9470) are not implemented
-// in this version; New rejects a
+// Token introspection (RFC 7662), issuer discovery (RFC 8414) and step-up
+// (RFC 9470) are not implemented in this version; New rejects a
 // configuration that asks for them instead of ignoring it. "acr",
 // "auth_time" and other claims are not inspected; read them with
 // Principal.Claims.
+//
+// # Protected resource metadata (RFC 9728)
+//
+// Guard.MetadataHandler serves the guard's protected resource metadata
+// (resource identifier, authorization servers, the scopes its routes
+// require, DPoP algorithms) at Guard.MetadataPath, and every 401
+// challenge carries resource_metadata= pointing there, which is how MCP
+// clients and other modern OAuth clients find the authorization server.
 //
 // # Keys and performance
 //

@@ -33,6 +33,8 @@ type Guard struct {
 	algsParam string // the challenge's algs= value
 	publicURL string // Config.PublicURL without a trailing "/"; "" when unset
 
+	meta resourceMeta // RFC 9728
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -80,6 +82,7 @@ func New(ctx context.Context, cfg Config) (*Guard, error) {
 		g.algs[a] = true
 	}
 	g.publicURL = strings.TrimSuffix(cfg.PublicURL, "/")
+	g.setUpResourceMetadata()
 	if cfg.DPoP.Mode != DPoPDisabled {
 		if err := g.setUpDPoP(); err != nil {
 			return nil, err
@@ -114,6 +117,24 @@ func New(ctx context.Context, cfg Config) (*Guard, error) {
 	}
 	g.waitReady(ctx, cfg.StartupWait)
 	return g, nil
+}
+
+// setUpResourceMetadata picks the RFC 9728 resource identifier
+// (Config.Resource, else Audience when it is a URL) and, unless the caller
+// chose one, the resource_metadata URL sent in challenges.
+func (g *Guard) setUpResourceMetadata() {
+	res := g.cfg.Resource
+	if res == "" && checkPublicURL(g.cfg.Audience, g.cfg.InsecureAllowHTTP) == nil {
+		res = g.cfg.Audience
+	}
+	if res == "" {
+		return
+	}
+	g.meta.resource = res
+	g.meta.url, g.meta.path = metadataURL(res)
+	if g.cfg.ResourceMetadataURL == "" {
+		g.cfg.ResourceMetadataURL = g.meta.url
+	}
 }
 
 // setUpDPoP builds the proof verifier from g.cfg.DPoP.
@@ -225,6 +246,7 @@ func (g *Guard) Close() error {
 // interfaces such as http.Flusher and http.Hijacker survive.
 func (g *Guard) Require(scopes ...string) func(http.Handler) http.Handler {
 	scopes = slices.Clone(scopes)
+	g.meta.addScopes(scopes)
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()

@@ -413,6 +413,8 @@ func TestNewValidation(t *testing.T) {
 		{"public url relative", Config{Audience: "a", Issuers: []Issuer{good}, PublicURL: "/api"}, []string{"PublicURL: must be an absolute URL"}},
 		{"public url http", Config{Audience: "a", Issuers: []Issuer{good}, PublicURL: "http://api.example.com"}, []string{"PublicURL: must use https"}},
 		{"public url query", Config{Audience: "a", Issuers: []Issuer{good}, PublicURL: "https://api.example.com/?x=1"}, []string{"PublicURL: must not contain a query"}},
+		{"resource not a URL", Config{Audience: "a", Issuers: []Issuer{good}, Resource: "orders-api"}, []string{"Resource: must be an absolute URL"}},
+		{"resource http", Config{Audience: "a", Issuers: []Issuer{good}, Resource: "http://api.example.com"}, []string{"Resource: must use https"}},
 		{"alg none", Config{Audience: "a", Issuers: []Issuer{good}, Algorithms: []string{"none"}}, []string{`Algorithms: "none" is not`}},
 		{"alg HS256", Config{Audience: "a", Issuers: []Issuer{good}, Algorithms: []string{"HS256"}}, []string{`"HS256" is not`}},
 		{"empty algs", Config{Audience: "a", Issuers: []Issuer{good}, Algorithms: []string{}}, []string{"Algorithms: empty"}},

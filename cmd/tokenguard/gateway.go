@@ -303,6 +303,13 @@ func newProxyHandler(cfg *config, guard *middleware.Guard, proxy http.Handler, l
 			return nil, fmt.Errorf("tokenguard: config %s: line %d: %s: %w", cfg.File, r.Line, r.Key, err)
 		}
 	}
+	// RFC 9728 protected resource metadata, unguarded, where every 401
+	// challenge's resource_metadata= points.
+	if p := guard.MetadataPath(); p != "" {
+		if err := tryHandle(mux, "GET "+p, guard.MetadataHandler()); err != nil {
+			return nil, fmt.Errorf("tokenguard: config %s: a route conflicts with the protected resource metadata path %s: %w", cfg.File, p, err)
+		}
+	}
 	notFound := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusNotFound, "not_found")
 	})
@@ -411,6 +418,11 @@ func (c *config) guardConfig(log *slog.Logger, reg prometheus.Registerer) middle
 		mc.DPoP.Mode = middleware.DPoPRequired
 	default:
 		mc.DPoP.Mode = middleware.DPoPDisabled
+	}
+	// RFC 9728: the audience is the resource identifier when it is a URL;
+	// otherwise the public URL is.
+	if u, err := url.Parse(c.Audience); err != nil || !u.IsAbs() || u.Host == "" {
+		mc.Resource = c.publicURL()
 	}
 	mc.DPoP.Nonce = c.DPoPNonce
 	mc.DPoP.NonceSecrets = slices.Clone(c.NonceSecrets)
