@@ -19,11 +19,11 @@ func (g *Guard) challenge(e *denial, scopes []string) string {
 		return ""
 	}
 	cs := make([]httpauth.Challenge, 0, 2)
-	if g.cfg.DPoP.Mode != DPoPRequired {
+	if g.cfg.DPoP.Mode != DPoPRequired && !e.dpopOnly {
 		cs = append(cs, httpauth.Challenge{Scheme: "Bearer", Params: g.challengeParams(e, !e.dpop, scopes)})
 	}
 	if g.cfg.DPoP.Mode != DPoPDisabled {
-		params := g.challengeParams(e, e.dpop || g.cfg.DPoP.Mode == DPoPRequired, scopes)
+		params := g.challengeParams(e, e.dpop || e.dpopOnly || g.cfg.DPoP.Mode == DPoPRequired, scopes)
 		params = append(params, httpauth.Param{Name: "algs", Value: g.algsParam})
 		cs = append(cs, httpauth.Challenge{Scheme: "DPoP", Params: params})
 	}
@@ -42,6 +42,12 @@ func (g *Guard) challengeParams(e *denial, withError bool, scopes []string) []ht
 		}
 		if e.Code == CodeInsufficientScope && len(scopes) > 0 {
 			params = append(params, httpauth.Param{Name: "scope", Value: strings.Join(scopes, " ")})
+		}
+		if e.acrValues != "" {
+			params = append(params, httpauth.Param{Name: "acr_values", Value: e.acrValues})
+		}
+		if e.maxAge != "" {
+			params = append(params, httpauth.Param{Name: "max_age", Value: e.maxAge})
 		}
 	}
 	if g.cfg.ResourceMetadataURL != "" {

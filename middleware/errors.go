@@ -36,6 +36,11 @@ type denial struct {
 	// DPoP-Nonce.
 	dpop  bool
 	nonce string
+
+	// dpopOnly: the route takes only DPoP, so no Bearer challenge.
+	dpopOnly bool
+	// acrValues and maxAge are RFC 9470 step-up challenge parameters.
+	acrValues, maxAge string
 }
 
 // Error describes the denial for logs: the reason, the description and the
@@ -87,6 +92,10 @@ const (
 	ReasonReplay                 Reason = "dpop_replay"
 	ReasonReplayStoreFull        Reason = "replay_store_full"
 	ReasonReplayStoreUnavailable Reason = "replay_store_unavailable"
+
+	ReasonDPoPRequired Reason = "dpop_required"
+	ReasonTokenTooOld  Reason = "token_too_old"
+	ReasonStepUp       Reason = "insufficient_user_authentication"
 )
 
 // allReasons lists every Reason, so metrics can be pre-created.
@@ -98,6 +107,7 @@ var allReasons = []Reason{
 	ReasonInsufficientScope, ReasonKeysUnavailable,
 	ReasonInvalidProof, ReasonNotBound, ReasonKeyBinding, ReasonNonceRequired,
 	ReasonReplay, ReasonReplayStoreFull, ReasonReplayStoreUnavailable,
+	ReasonDPoPRequired, ReasonTokenTooOld, ReasonStepUp,
 }
 
 // errKeysUnavailable is the cause of a 503 when an issuer's keys never

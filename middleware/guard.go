@@ -241,40 +241,15 @@ func (g *Guard) Close() error {
 // PrincipalFrom. Denied requests get 400, 401, 403 or 503 with an RFC 6750
 // WWW-Authenticate challenge and never reach the handler.
 //
+// Scopes must be non-empty and free of spaces and quotes; Require panics
+// otherwise, as RequirePolicy does. For any-of scope sets, DPoP-only
+// routes, a maximum token age or RFC 9470 step-up, use RequirePolicy.
+//
 // The handler receives a shallow copy of the request (with the Principal in
 // its context) and the caller's ResponseWriter unchanged, so optional
 // interfaces such as http.Flusher and http.Hijacker survive.
 func (g *Guard) Require(scopes ...string) func(http.Handler) http.Handler {
-	scopes = slices.Clone(scopes)
-	g.meta.addScopes(scopes)
-	return func(next http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			start := time.Now()
-			p, nonce, e := g.authenticate(r)
-			if e == nil {
-				for _, s := range scopes {
-					if !p.HasScope(s) {
-						e = deny(http.StatusForbidden, CodeInsufficientScope, ReasonInsufficientScope,
-							"token lacks a required scope", nil)
-						e.iss, e.dpop = p.Issuer, p.JKT != ""
-						break
-					}
-				}
-			}
-			g.metrics.verify.Observe(time.Since(start).Seconds())
-			if e != nil {
-				g.metrics.count(e.Reason)
-				g.logDenial(r, e)
-				g.writeError(w, e, scopes)
-				return
-			}
-			g.metrics.count(ReasonOK)
-			if nonce != "" {
-				w.Header().Set("DPoP-Nonce", nonce)
-			}
-			next.ServeHTTP(w, r.WithContext(withPrincipal(r.Context(), p)))
-		})
-	}
+	return g.RequirePolicy(Policy{Scopes: scopes})
 }
 
 // logDenial records why a request was refused: reason, issuer and kid when

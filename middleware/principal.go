@@ -36,6 +36,11 @@ type Principal struct {
 	ExpiresAt time.Time
 	// IssuedAt is the token's "iat"; the zero time if absent.
 	IssuedAt time.Time
+	// ACR is the token's "acr" (RFC 9470), "" if absent.
+	ACR string
+	// AuthTime is the token's "auth_time", when the user authenticated;
+	// the zero time if absent.
+	AuthTime time.Time
 
 	raw   []byte // the verified JSON claims, for Claims
 	bound bool   // the token has a "cnf" claim: it is sender-constrained

@@ -324,6 +324,10 @@ func (g *Guard) verifyJWT(r *http.Request, tok string, now time.Time) (*Principa
 	if cl.IssuedAt.Valid {
 		p.IssuedAt = cl.IssuedAt.Time()
 	}
+	p.ACR = cl.ACR
+	if cl.AuthTime.Valid {
+		p.AuthTime = cl.AuthTime.Time()
+	}
 	if g.cache == nil {
 		return p, nil, nil
 	}

@@ -1,0 +1,212 @@
+package middleware
+
+import (
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// CodeInsufficientUserAuthentication is the RFC 9470 §3 error code of a
+// step-up challenge.
+const CodeInsufficientUserAuthentication = "insufficient_user_authentication"
+
+// Policy is what a route demands of a verified token beyond its validity.
+// Guard.Require(scopes...) is RequirePolicy(Policy{Scopes: scopes}).
+type Policy struct {
+	// Scopes must all be granted.
+	Scopes []string
+
+	// AnyOf, when not empty, also requires that every scope of at least
+	// one of these sets be granted: {{"orders:read"}, {"orders:admin"}}
+	// admits a token with either scope.
+	AnyOf [][]string
+
+	// RequireDPoP admits only DPoP-bound tokens presented with a proof on
+	// this route, even where the guard also takes Bearer tokens (a
+	// sensitive route under DPoPAllowed). The guard's DPoP mode must not
+	// be DPoPDisabled.
+	RequireDPoP bool
+
+	// MaxTokenAge, when positive, refuses tokens issued ("iat") longer
+	// ago than this, or without "iat": 401 invalid_token. It bounds how
+	// long a stolen or revoked token stays useful on this route.
+	MaxTokenAge time.Duration
+
+	// ACRValues, when not empty, requires the token's "acr" (RFC 9470) to
+	// be one of these; otherwise the answer is an RFC 9470 step-up
+	// challenge: 401 error="insufficient_user_authentication" with
+	// acr_values="…", telling the client to get a token with a stronger
+	// authentication.
+	ACRValues []string
+
+	// MaxAuthAge, when positive, requires the user to have authenticated
+	// ("auth_time") at most this long ago; otherwise the answer is a
+	// step-up challenge with max_age=<seconds>.
+	MaxAuthAge time.Duration
+}
+
+// policy is a checked, private copy of a Policy.
+type policy struct {
+	Policy
+	acrParam string // ACRValues joined for the challenge
+}
+
+// Fixed descriptions for policy denials.
+const (
+	descDPoPRequired = "this resource requires a DPoP-bound token"
+	descTokenTooOld  = "token issued too long ago for this resource"
+	descStepUp       = "a stronger or more recent authentication is required"
+)
+
+// RequirePolicy is Require for routes that need more than a list of
+// scopes. A Policy that cannot be enforced (RequireDPoP on a guard with
+// DPoP disabled, a negative duration, an empty scope set in AnyOf, scope
+// or acr values with spaces) is a programming error and panics, as
+// http.ServeMux does for a bad pattern, so it is found when routes are
+// set up rather than when requests arrive.
+func (g *Guard) RequirePolicy(p Policy) func(http.Handler) http.Handler {
+	pol, err := g.checkPolicy(p)
+	if err != nil {
+		panic(err)
+	}
+	g.meta.addScopes(pol.Scopes)
+	for _, set := range pol.AnyOf {
+		g.meta.addScopes(set)
+	}
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			start := time.Now()
+			p, nonce, e := g.authenticate(r)
+			if e == nil {
+				e = g.enforce(pol, p)
+			}
+			g.metrics.verify.Observe(time.Since(start).Seconds())
+			if e != nil {
+				g.metrics.count(e.Reason)
+				g.logDenial(r, e)
+				g.writeError(w, e, pol.challengeScopes())
+				return
+			}
+			g.metrics.count(ReasonOK)
+			if nonce != "" {
+				w.Header().Set("DPoP-Nonce", nonce)
+			}
+			next.ServeHTTP(w, r.WithContext(withPrincipal(r.Context(), p)))
+		})
+	}
+}
+
+// CheckPolicy reports whether RequirePolicy would accept p on this guard,
+// for callers (such as a configuration loader) that want an error rather
+// than a panic.
+func (g *Guard) CheckPolicy(p Policy) error {
+	_, err := g.checkPolicy(p)
+	return err
+}
+
+func (g *Guard) checkPolicy(p Policy) (*policy, error) {
+	bad := func(format string, args ...any) (*policy, error) {
+		return nil, fmt.Errorf("middleware: policy: "+format, args...)
+	}
+	if p.RequireDPoP && g.cfg.DPoP.Mode == DPoPDisabled {
+		return bad("RequireDPoP on a guard whose DPoP mode is disabled")
+	}
+	if p.MaxTokenAge < 0 || p.MaxAuthAge < 0 {
+		return bad("durations must not be negative")
+	}
+	tokenOK := func(s string) bool { return s != "" && !strings.ContainsAny(s, " \t\"\\") }
+	for _, s := range p.Scopes {
+		if !tokenOK(s) {
+			return bad("scope %q is empty or has spaces or quotes", s)
+		}
+	}
+	for i, set := range p.AnyOf {
+		if len(set) == 0 {
+			return bad("AnyOf[%d] is empty", i)
+		}
+		for _, s := range set {
+			if !tokenOK(s) {
+				return bad("AnyOf[%d]: scope %q is empty or has spaces or quotes", i, s)
+			}
+		}
+	}
+	for _, a := range p.ACRValues {
+		if !tokenOK(a) {
+			return bad("acr value %q is empty or has spaces or quotes", a)
+		}
+	}
+	pol := &policy{Policy: Policy{
+		Scopes:      slices.Clone(p.Scopes),
+		RequireDPoP: p.RequireDPoP,
+		MaxTokenAge: p.MaxTokenAge,
+		ACRValues:   slices.Clone(p.ACRValues),
+		MaxAuthAge:  p.MaxAuthAge,
+	}}
+	for _, set := range p.AnyOf {
+		pol.AnyOf = append(pol.AnyOf, slices.Clone(set))
+	}
+	pol.acrParam = strings.Join(pol.ACRValues, " ")
+	return pol, nil
+}
+
+// enforce applies pol to a verified token, in order: DPoP, token age,
+// step-up, scopes.
+func (g *Guard) enforce(pol *policy, p *Principal) *denial {
+	mark := func(e *denial) *denial {
+		e.iss, e.dpop = p.Issuer, p.JKT != ""
+		return e
+	}
+	if pol.RequireDPoP && p.JKT == "" {
+		e := mark(invalidToken(ReasonDPoPRequired, descDPoPRequired, nil))
+		e.dpop, e.dpopOnly = true, true
+		return e
+	}
+	now := g.cfg.now()
+	if pol.MaxTokenAge > 0 && (p.IssuedAt.IsZero() || now.Sub(p.IssuedAt) > pol.MaxTokenAge+g.cfg.Leeway) {
+		return mark(invalidToken(ReasonTokenTooOld, descTokenTooOld, nil))
+	}
+	var stepUp *denial
+	if len(pol.ACRValues) > 0 && !slices.Contains(pol.ACRValues, p.ACR) {
+		stepUp = deny(http.StatusUnauthorized, CodeInsufficientUserAuthentication, ReasonStepUp, descStepUp, nil)
+		stepUp.acrValues = pol.acrParam
+	}
+	if pol.MaxAuthAge > 0 && (p.AuthTime.IsZero() || now.Sub(p.AuthTime) > pol.MaxAuthAge+g.cfg.Leeway) {
+		if stepUp == nil {
+			stepUp = deny(http.StatusUnauthorized, CodeInsufficientUserAuthentication, ReasonStepUp, descStepUp, nil)
+		}
+		stepUp.maxAge = strconv.FormatInt(int64(pol.MaxAuthAge/time.Second), 10)
+		stepUp.acrValues = pol.acrParam // RFC 9470 §3: repeat both requirements
+	}
+	if stepUp != nil {
+		return mark(stepUp)
+	}
+	for _, s := range pol.Scopes {
+		if !p.HasScope(s) {
+			return mark(deny(http.StatusForbidden, CodeInsufficientScope, ReasonInsufficientScope, "token lacks a required scope", nil))
+		}
+	}
+	if len(pol.AnyOf) > 0 && !slices.ContainsFunc(pol.AnyOf, func(set []string) bool {
+		return !slices.ContainsFunc(set, func(s string) bool { return !p.HasScope(s) })
+	}) {
+		return mark(deny(http.StatusForbidden, CodeInsufficientScope, ReasonInsufficientScope, "token lacks a required scope", nil))
+	}
+	return nil
+}
+
+// challengeScopes is the scope= of an insufficient_scope challenge: the
+// scopes always needed plus the first acceptable set.
+func (pol *policy) challengeScopes() []string {
+	if len(pol.AnyOf) == 0 {
+		return pol.Scopes
+	}
+	out := slices.Clone(pol.Scopes)
+	for _, s := range pol.AnyOf[0] {
+		if !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
