@@ -44,6 +44,9 @@
 //     headers are never believed.
 //   - Guard.Require's scopes: every one must be granted by "scope" (or
 //     "scp", with Issuer.ScpClaim), else 403 insufficient_scope.
+//     Guard.RequirePolicy adds any-of scope sets, DPoP-only routes, a
+//     maximum token age and RFC 9470 step-up ("acr", "auth_time": 401
+//     insufficient_user_authentication with acr_values and max_age).
 //
 // Responses follow RFC 6750 §3 and RFC 9449 §7.1: 401 with
 // error="invalid_token" for a bad token, error="invalid_dpop_proof" for a
@@ -60,8 +63,8 @@
 //
 // # What is not checked (yet)
 //
-// Token introspection (RFC 7662), issuer discovery (RFC 8414) and step-up
-// (RFC 9470) are not implemented in this version; New rejects a
+// Token introspection (RFC 7662) and issuer discovery (RFC 8414) are not
+// implemented in this version; New rejects a
 // configuration that asks for them instead of ignoring it. "acr",
 // "auth_time" and other claims are not inspected; read them with
 // Principal.Claims.

@@ -68,8 +68,13 @@ type fileDPoP struct {
 }
 
 type fileRoute struct {
-	Pattern string   `yaml:"pattern"`
-	Scopes  []string `yaml:"scopes"`
+	Pattern     string     `yaml:"pattern"`
+	Scopes      []string   `yaml:"scopes"`
+	AnyScopes   [][]string `yaml:"any_scopes"`
+	RequireDPoP bool       `yaml:"require_dpop"`
+	MaxTokenAge string     `yaml:"max_token_age"`
+	ACRValues   []string   `yaml:"acr_values"`
+	MaxAuthAge  string     `yaml:"max_auth_age"`
 }
 
 // config is a validated gateway configuration. It deliberately does not
@@ -120,6 +125,13 @@ type routeConfig struct {
 	Scopes  []string // empty: any valid token
 	Key     string   // "routes[i].pattern", for messages
 	Line    int
+
+	// The route's policy beyond Scopes (middleware.Policy).
+	AnyScopes   [][]string
+	RequireDPoP bool
+	MaxTokenAge time.Duration
+	ACRValues   []string
+	MaxAuthAge  time.Duration
 }
 
 // keyPos is a YAML key and the line it is on (or, when absent, the line of
@@ -665,12 +677,49 @@ func (fc *fileConfig) validate(doc *yaml.Node) (*config, []*fieldError) {
 			bad(p, "required (a ServeMux pattern such as \"GET /orders/\")")
 			continue
 		}
+		validToken := func(v string) bool { return v != "" && !strings.ContainsAny(v, " \t\"\\") && isPrintableASCII(v) }
 		for j, s := range r.Scopes {
-			if s == "" || strings.ContainsAny(s, " \t\"\\") || !isPrintableASCII(s) {
+			if !validToken(s) {
 				bad(pos.at("routes", i, "scopes", j), "%q is not a valid scope (RFC 6749 §3.3)", s)
 			}
 		}
-		c.Routes = append(c.Routes, routeConfig{Pattern: r.Pattern, Scopes: slices.Clone(r.Scopes), Key: p.Key, Line: p.Line})
+		for j, set := range r.AnyScopes {
+			if len(set) == 0 {
+				bad(pos.at("routes", i, "any_scopes", j), "an empty scope set would admit any token; list at least one scope")
+			}
+			for k, s := range set {
+				if !validToken(s) {
+					bad(pos.at("routes", i, "any_scopes", j, k), "%q is not a valid scope (RFC 6749 §3.3)", s)
+				}
+			}
+		}
+		for j, a := range r.ACRValues {
+			if !validToken(a) {
+				bad(pos.at("routes", i, "acr_values", j), "%q is not a valid acr value", a)
+			}
+		}
+		if r.RequireDPoP && !dpopOn {
+			bad(pos.at("routes", i, "require_dpop"), "needs dpop.mode allowed or required")
+		}
+		routeDur := func(key, v string) time.Duration {
+			if v == "" {
+				return 0
+			}
+			d, err := time.ParseDuration(v)
+			switch {
+			case err != nil:
+				bad(pos.at("routes", i, key), "%q is not a duration (write it like 30s, 5m or 1h30m)", v)
+			case d <= 0:
+				bad(pos.at("routes", i, key), "must be more than zero (omit the key for no limit)")
+			}
+			return d
+		}
+		c.Routes = append(c.Routes, routeConfig{
+			Pattern: r.Pattern, Scopes: slices.Clone(r.Scopes), Key: p.Key, Line: p.Line,
+			AnyScopes: r.AnyScopes, RequireDPoP: r.RequireDPoP, ACRValues: slices.Clone(r.ACRValues),
+			MaxTokenAge: routeDur("max_token_age", r.MaxTokenAge),
+			MaxAuthAge:  routeDur("max_auth_age", r.MaxAuthAge),
+		})
 	}
 	errs = append(errs, checkRoutes(c.Routes)...)
 	return c, errs

@@ -298,7 +298,15 @@ func newProxyHandler(cfg *config, guard *middleware.Guard, proxy http.Handler, l
 	mux := http.NewServeMux()
 	upstream := requirePrincipal(proxy, log)
 	for _, r := range cfg.Routes {
-		if err := tryHandle(mux, r.Pattern, guard.Require(r.Scopes...)(upstream)); err != nil {
+		pol := middleware.Policy{
+			Scopes: r.Scopes, AnyOf: r.AnyScopes, RequireDPoP: r.RequireDPoP,
+			MaxTokenAge: r.MaxTokenAge, ACRValues: r.ACRValues, MaxAuthAge: r.MaxAuthAge,
+		}
+		if err := guard.CheckPolicy(pol); err != nil {
+			// Not expected: validate checked the same rules.
+			return nil, fmt.Errorf("tokenguard: config %s: line %d: %s: %w", cfg.File, r.Line, r.Key, err)
+		}
+		if err := tryHandle(mux, r.Pattern, guard.RequirePolicy(pol)(upstream)); err != nil {
 			// Not expected: validate registered these on a scratch mux.
 			return nil, fmt.Errorf("tokenguard: config %s: line %d: %s: %w", cfg.File, r.Line, r.Key, err)
 		}

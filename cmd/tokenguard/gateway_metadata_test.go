@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestGatewayResourceMetadata: the gateway serves RFC 9728 metadata on
@@ -43,5 +44,47 @@ func TestGatewayResourceMetadata(t *testing.T) {
 	want := `resource_metadata="` + testAudience + `/.well-known/oauth-protected-resource"`
 	if ch := strings.Join(resp.Header.Values("WWW-Authenticate"), ", "); resp.StatusCode != 401 || !strings.Contains(ch, want) {
 		t.Errorf("401 challenge %q lacks %s", ch, want)
+	}
+}
+
+// TestGatewayRoutePolicy: route entries carry policies beyond scopes.
+func TestGatewayRoutePolicy(t *testing.T) {
+	is := startIssuer(t)
+	up := startUpstream(t)
+	yaml := strings.Replace(gatewayYAML(is.URL(), is.URL()+"/jwks", up.URL, ""),
+		"  - pattern: \"GET /slow\"\n    scopes: [orders:read]\n",
+		"  - pattern: \"GET /admin/\"\n    any_scopes: [[admin], [orders:read, orders:audit]]\n"+
+			"  - pattern: \"DELETE /orders/\"\n    scopes: [orders:write]\n    acr_values: [urn:example:gold]\n    max_auth_age: 10m\n", 1)
+	g := runGateway(t, yaml)
+	mint := func(scope string, extra map[string]any) string {
+		tok, err := is.Mint(scope, time.Hour, extra)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	recent := time.Now().Add(-time.Minute).Unix()
+	tests := []struct {
+		name, method, path, token string
+		want                      int
+		challenge                 string // substring of WWW-Authenticate
+	}{
+		{"any-of: first set", "GET", "/admin/x", mint("admin", nil), 200, ""},
+		{"any-of: second set", "GET", "/admin/x", mint("orders:read orders:audit", nil), 200, ""},
+		{"any-of: neither", "GET", "/admin/x", mint("orders:read", nil), 403, `error="insufficient_scope"`},
+		{"step-up: gold and recent", "DELETE", "/orders/1", mint("orders:write", map[string]any{"acr": "urn:example:gold", "auth_time": recent}), 200, ""},
+		{"step-up: silver", "DELETE", "/orders/1", mint("orders:write", map[string]any{"acr": "urn:example:silver", "auth_time": recent}), 401, `acr_values="urn:example:gold"`},
+		{"step-up: stale login", "DELETE", "/orders/1", mint("orders:write", map[string]any{"acr": "urn:example:gold", "auth_time": time.Now().Add(-time.Hour).Unix()}), 401, `max_age="600"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, body := do(t, tt.method, g.proxy+tt.path, tt.token, nil)
+			if resp.StatusCode != tt.want {
+				t.Fatalf("status %d (%s), want %d", resp.StatusCode, body, tt.want)
+			}
+			if ch := strings.Join(resp.Header.Values("WWW-Authenticate"), ", "); !strings.Contains(ch, tt.challenge) {
+				t.Errorf("WWW-Authenticate %q lacks %s", ch, tt.challenge)
+			}
+		})
 	}
 }
