@@ -152,9 +152,13 @@ type Issuer struct {
 	// identifier). Required; compared byte for byte.
 	Issuer string
 
-	// JWKSURI is where the issuer's signing keys are published. Required
-	// for now: discovery from the issuer's metadata is not implemented
-	// yet.
+	// JWKSURI is where the issuer's signing keys are published. Empty
+	// means discovered: New fetches the issuer's RFC 8414 metadata
+	// (/.well-known/oauth-authorization-server, then OpenID Connect's
+	// /.well-known/openid-configuration), requires its "issuer" to equal
+	// Issuer exactly, and uses its "jwks_uri" from then on. Until that
+	// succeeds (retried in the background with backoff) the issuer's
+	// tokens get 503 and Ready reports false.
 	JWKSURI string
 
 	// IntrospectionEndpoint, ClientID and ClientSecret configure RFC 7662
@@ -289,10 +293,10 @@ func (c *Config) validate() error {
 			}
 			seen[is.Issuer] = i
 		}
-		if is.JWKSURI == "" {
-			bad(name+".JWKSURI", "required (discovery from issuer metadata is not implemented yet)")
-		} else if err := checkURL(is.JWKSURI, c.InsecureAllowHTTP); err != nil {
-			bad(name+".JWKSURI", "%v", err)
+		if is.JWKSURI != "" {
+			if err := checkURL(is.JWKSURI, c.InsecureAllowHTTP); err != nil {
+				bad(name+".JWKSURI", "%v", err)
+			}
 		}
 		if is.IntrospectionEndpoint != "" || is.ClientID != "" || is.ClientSecret != "" {
 			bad(name+".IntrospectionEndpoint", "token introspection is not implemented yet")

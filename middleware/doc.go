@@ -63,9 +63,8 @@
 //
 // # What is not checked (yet)
 //
-// Token introspection (RFC 7662) and issuer discovery (RFC 8414) are not
-// implemented in this version; New rejects a configuration that asks for
-// them instead of ignoring it. Claims other than those above (and "acr"
+// Token introspection (RFC 7662) is not implemented in this version; New
+// rejects a configuration that asks for it instead of ignoring it. Claims other than those above (and "acr"
 // and "auth_time" where a Policy asks) are not inspected; read them with
 // Principal.Claims.
 //

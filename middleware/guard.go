@@ -9,9 +9,11 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tokenguard/tokenguard/dpop"
+	"github.com/tokenguard/tokenguard/internal/discovery"
 	"github.com/tokenguard/tokenguard/internal/tokencache"
 	"github.com/tokenguard/tokenguard/jwks"
 )
@@ -42,7 +44,53 @@ type Guard struct {
 // issuer is one configured authorization server and its key set.
 type issuer struct {
 	cfg  Issuer
-	keys *jwks.Set
+	keys atomic.Pointer[jwks.Set] // nil until the JWKS URI is known (discovery)
+
+	// For a discovered JWKS URI: stops the discovery loop and waits for it.
+	stopDiscovery context.CancelFunc
+	discovered    chan struct{}
+}
+
+// ready reports whether the issuer's keys have loaded.
+func (is *issuer) ready() bool {
+	set := is.keys.Load()
+	return set != nil && set.Ready()
+}
+
+// discoveryBackoff bounds the wait between failed metadata fetches.
+const (
+	discoveryMinBackoff = 500 * time.Millisecond
+	discoveryMaxBackoff = 30 * time.Second
+)
+
+// discover finds the issuer's jwks_uri in its metadata, retrying with
+// backoff until it succeeds or ctx ends, then starts its key set.
+func (is *issuer) discover(ctx context.Context, dc discovery.Config, start func(jwksURI string) (*jwks.Set, error), log *slog.Logger) {
+	defer close(is.discovered)
+	backoff := discoveryMinBackoff
+	for {
+		md, err := discovery.Fetch(ctx, dc)
+		if err == nil {
+			set, err := start(md.JWKSURI)
+			if err != nil {
+				log.Error("discovered jwks_uri refused; this issuer's tokens get 503", "iss", is.cfg.Issuer, "err", err)
+				return
+			}
+			is.keys.Store(set)
+			log.Info("issuer metadata discovered", "iss", is.cfg.Issuer, "jwks_uri", md.JWKSURI, "source", md.Source)
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		log.Warn("issuer metadata discovery failed; retrying", "iss", is.cfg.Issuer, "err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, discoveryMaxBackoff)
+	}
 }
 
 // cachedToken is a verified token: valid until expires, and only while the
@@ -95,25 +143,41 @@ func New(ctx context.Context, cfg Config) (*Guard, error) {
 	}
 	onRefresh := func(result string) { m.jwksRefresh.WithLabelValues(result).Inc() }
 	for i, ic := range cfg.Issuers {
-		set, err := jwks.New(ctx, jwks.Config{
-			URL:                ic.JWKSURI,
-			HTTPClient:         cfg.HTTPClient,
-			Algorithms:         cfg.Algorithms,
-			MinRefreshInterval: cfg.JWKSMinRefreshInterval,
-			MaxRefreshInterval: cfg.JWKSMaxRefreshInterval,
-			RefreshRateLimit:   cfg.JWKSRefreshRateLimit,
-			InitialWait:        -1, // New waits for all issuers at once below
-			InsecureAllowHTTP:  cfg.InsecureAllowHTTP,
-			Logger:             cfg.Logger.With("iss", ic.Issuer),
-			OnRefresh:          onRefresh,
-		})
-		if err != nil {
-			g.Close()
-			return nil, fmt.Errorf("middleware: Issuers[%d]: %w", i, err)
+		start := func(jwksURI string) (*jwks.Set, error) {
+			// The context only bounds jwks.New's initial wait, which
+			// is off: New waits for all issuers at once below.
+			return jwks.New(context.Background(), jwks.Config{
+				URL:                jwksURI,
+				HTTPClient:         cfg.HTTPClient,
+				Algorithms:         cfg.Algorithms,
+				MinRefreshInterval: cfg.JWKSMinRefreshInterval,
+				MaxRefreshInterval: cfg.JWKSMaxRefreshInterval,
+				RefreshRateLimit:   cfg.JWKSRefreshRateLimit,
+				InitialWait:        -1,
+				InsecureAllowHTTP:  cfg.InsecureAllowHTTP,
+				Logger:             cfg.Logger.With("iss", ic.Issuer),
+				OnRefresh:          onRefresh,
+			})
 		}
-		is := &issuer{cfg: ic, keys: set}
+		is := &issuer{cfg: ic}
 		g.issuers[ic.Issuer] = is
 		g.order = append(g.order, is)
+		if ic.JWKSURI != "" {
+			set, err := start(ic.JWKSURI)
+			if err != nil {
+				g.Close()
+				return nil, fmt.Errorf("middleware: Issuers[%d]: %w", i, err)
+			}
+			is.keys.Store(set)
+			continue
+		}
+		dctx, stop := context.WithCancel(context.Background())
+		is.stopDiscovery, is.discovered = stop, make(chan struct{})
+		go is.discover(dctx, discovery.Config{
+			Issuer:            ic.Issuer,
+			HTTPClient:        cfg.HTTPClient,
+			InsecureAllowHTTP: cfg.InsecureAllowHTTP,
+		}, start, cfg.Logger)
 	}
 	g.waitReady(ctx, cfg.StartupWait)
 	return g, nil
@@ -192,7 +256,7 @@ func (g *Guard) waitReady(ctx context.Context, d time.Duration) {
 			return
 		case <-deadline.C:
 			for _, is := range g.order {
-				if !is.keys.Ready() {
+				if !is.ready() {
 					g.log.Warn("issuer keys not loaded yet; answering 503 for its tokens until they are",
 						"iss", is.cfg.Issuer, "jwks_uri", is.cfg.JWKSURI)
 				}
@@ -208,7 +272,7 @@ func (g *Guard) waitReady(ctx context.Context, d time.Duration) {
 // probes.
 func (g *Guard) Ready() bool {
 	for _, is := range g.order {
-		if !is.keys.Ready() {
+		if !is.ready() {
 			return false
 		}
 	}
@@ -222,8 +286,14 @@ func (g *Guard) Close() error {
 	g.closeOnce.Do(func() {
 		var errs []error
 		for _, is := range g.order {
-			if err := is.keys.Close(); err != nil {
-				errs = append(errs, err)
+			if is.stopDiscovery != nil {
+				is.stopDiscovery()
+				<-is.discovered
+			}
+			if set := is.keys.Load(); set != nil {
+				if err := set.Close(); err != nil {
+					errs = append(errs, err)
+				}
 			}
 		}
 		g.closeErr = errors.Join(errs...)

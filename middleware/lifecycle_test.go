@@ -399,7 +399,6 @@ func TestNewValidation(t *testing.T) {
 		{"relative issuer", Config{Audience: "a", Issuers: []Issuer{{Issuer: "as.example.com", JWKSURI: good.JWKSURI}}}, []string{"Issuers[0].Issuer: must be an absolute URL"}},
 		{"http issuer", Config{Audience: "a", Issuers: []Issuer{{Issuer: "http://as.example.com", JWKSURI: good.JWKSURI}}}, []string{"Issuers[0].Issuer: must use https"}},
 		{"http jwks", Config{Audience: "a", Issuers: []Issuer{{Issuer: good.Issuer, JWKSURI: "http://as.example.com/jwks"}}}, []string{"Issuers[0].JWKSURI: must use https"}},
-		{"no jwks", Config{Audience: "a", Issuers: []Issuer{{Issuer: good.Issuer}}}, []string{"Issuers[0].JWKSURI: required"}},
 		{"duplicate issuer", Config{Audience: "a", Issuers: []Issuer{good, good}}, []string{"Issuers[1].Issuer: duplicates Issuers[0]"}},
 		{"introspection", Config{Audience: "a", Issuers: []Issuer{{Issuer: good.Issuer, JWKSURI: good.JWKSURI, IntrospectionEndpoint: "https://as.example.com/i"}}}, []string{"not implemented yet"}},
 		{"dpop mode unknown", Config{Audience: "a", Issuers: []Issuer{good}, DPoP: DPoPConfig{Mode: 7}}, []string{"DPoP.Mode: unknown mode 7"}},

@@ -90,8 +90,10 @@ func (g *Guard) verifyToken(r *http.Request, tok string) (*Principal, *denial) {
 	if g.cache != nil {
 		key = sha256.Sum256([]byte(tok))
 		if c, ok := g.cache.Get(key, now); ok {
-			if snap := c.iss.keys.Snapshot(); snap != nil && snap.Key(c.kid) == c.key {
-				return c.p, nil
+			if set := c.iss.keys.Load(); set != nil {
+				if snap := set.Snapshot(); snap != nil && snap.Key(c.kid) == c.key {
+					return c.p, nil
+				}
 			}
 			// The key that verified it has left the JWKS: forget the
 			// token and verify it afresh (it will most likely fail).
@@ -268,7 +270,12 @@ func (g *Guard) verifyJWT(r *http.Request, tok string, now time.Time) (*Principa
 	if !typeOK(t.Header.Typ, is.cfg.AllowLegacyTyp) {
 		return nil, nil, annotate(invalidToken(ReasonInvalidType, descType, nil))
 	}
-	key, err := is.keys.Lookup(r.Context(), kid)
+	set := is.keys.Load()
+	if set == nil {
+		// The issuer's metadata has not been discovered yet.
+		return nil, nil, annotate(deny(http.StatusServiceUnavailable, "", ReasonKeysUnavailable, descKeysUnavailable, errKeysUnavailable))
+	}
+	key, err := set.Lookup(r.Context(), kid)
 	switch {
 	case errors.Is(err, jwks.ErrUnknownKID):
 		return nil, nil, annotate(invalidToken(ReasonUnknownKey, descUnknownKey, err))

@@ -88,3 +88,22 @@ func TestGatewayRoutePolicy(t *testing.T) {
 		})
 	}
 }
+
+// TestGatewayDiscoversJWKS: an issuer without jwks_uri is discovered from
+// its RFC 8414 metadata.
+func TestGatewayDiscoversJWKS(t *testing.T) {
+	is := startIssuer(t)
+	up := startUpstream(t)
+	yaml := strings.Replace(gatewayYAML(is.URL(), is.URL()+"/jwks", up.URL, ""), "    jwks_uri: "+is.URL()+"/jwks\n", "", 1)
+	if strings.Contains(yaml, "jwks_uri") {
+		t.Fatal("jwks_uri still in the configuration")
+	}
+	g := runGateway(t, yaml)
+	tok, err := is.Mint("orders:read", time.Hour, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp, body := do(t, "GET", g.proxy+"/orders/", tok, nil); resp.StatusCode != 200 {
+		t.Fatalf("token of a discovered issuer: %d %s", resp.StatusCode, body)
+	}
+}

@@ -80,11 +80,6 @@ func TestCLIGuardErrorsNameTheLine(t *testing.T) {
 			[]string{"line 6: issuers[0].issuer:", "insecure_allow_http"},
 		},
 		{
-			"jwks_uri absent (discovery not implemented yet)",
-			strings.Replace(base, "    jwks_uri: "+is.URL()+"/jwks\n", "", 1),
-			[]string{"line 6: issuers[0].jwks_uri:", "not implemented yet"},
-		},
-		{
 			"introspection (not implemented yet)",
 			strings.Replace(base, "/jwks\n", "/jwks\n    introspection_endpoint: "+is.URL()+"/introspect\n    client_id: rs\n    client_secret: s3cret-value\n", 1),
 			[]string{"line 8: issuers[0].introspection_endpoint:", "not implemented yet"},
