@@ -162,11 +162,21 @@ type Issuer struct {
 	JWKSURI string
 
 	// IntrospectionEndpoint, ClientID and ClientSecret configure RFC 7662
-	// introspection for opaque tokens. Not implemented yet: New rejects a
-	// non-empty IntrospectionEndpoint rather than silently ignoring it.
+	// introspection for this issuer's opaque tokens: a token that is not
+	// a compact JWS is POSTed there (client_secret_basic) and accepted
+	// only if the answer is active, from this issuer, for Audience and
+	// unexpired. At most one issuer may have an endpoint: an opaque token
+	// names no issuer, and it must never be sent to another one. A JWT
+	// that fails verification is a 401 and is never introspected.
 	IntrospectionEndpoint string
 	ClientID              string
 	ClientSecret          string
+
+	// IntrospectionCacheMaxAge is how long an active introspection answer
+	// is reused (never past the token's "exp"): the longest a revoked
+	// token can still be accepted. Zero means 60 s; inactive answers are
+	// reused for 5 s.
+	IntrospectionCacheMaxAge time.Duration
 
 	// AllowLegacyTyp accepts tokens whose JOSE "typ" is "JWT" or absent,
 	// as some identity providers still issue, instead of requiring
@@ -279,6 +289,7 @@ func (c *Config) validate() error {
 		bad("Issuers", "at least one issuer is required")
 	}
 	seen := make(map[string]int, len(c.Issuers))
+	introspecting := "" // the issuer with an IntrospectionEndpoint
 	for i, is := range c.Issuers {
 		name := fmt.Sprintf("Issuers[%d]", i)
 		switch {
@@ -298,8 +309,22 @@ func (c *Config) validate() error {
 				bad(name+".JWKSURI", "%v", err)
 			}
 		}
-		if is.IntrospectionEndpoint != "" || is.ClientID != "" || is.ClientSecret != "" {
-			bad(name+".IntrospectionEndpoint", "token introspection is not implemented yet")
+		if is.IntrospectionEndpoint != "" {
+			if introspecting != "" {
+				bad(name+".IntrospectionEndpoint", "only one issuer may introspect opaque tokens (%s already does): an opaque token names no issuer", introspecting)
+			}
+			introspecting = is.Issuer
+			if err := checkURL(is.IntrospectionEndpoint, c.InsecureAllowHTTP); err != nil {
+				bad(name+".IntrospectionEndpoint", "%v", err)
+			}
+			if is.ClientID == "" {
+				bad(name+".ClientID", "required with IntrospectionEndpoint")
+			}
+		} else if is.ClientID != "" || is.ClientSecret != "" {
+			bad(name+".ClientID", "set only with IntrospectionEndpoint")
+		}
+		if is.IntrospectionCacheMaxAge < 0 {
+			bad(name+".IntrospectionCacheMaxAge", "must not be negative")
 		}
 	}
 

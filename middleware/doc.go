@@ -61,11 +61,17 @@
 // descriptions are fixed phrases and never contain token bytes or claim
 // values; the detail goes to Config.Logger.
 //
-// # What is not checked (yet)
+// # Opaque tokens (RFC 7662)
 //
-// Token introspection (RFC 7662) is not implemented in this version; New
-// rejects a configuration that asks for it instead of ignoring it. Claims other than those above (and "acr"
-// and "auth_time" where a Policy asks) are not inspected; read them with
+// When one issuer has an IntrospectionEndpoint, a token that is not a
+// compact JWS is POSTed there and accepted only if the answer is active,
+// from that issuer, for Config.Audience and unexpired; answers are cached
+// (active until min(exp, Issuer.IntrospectionCacheMaxAge), inactive for
+// 5 s) and concurrent misses share one request. A JWT is never
+// introspected unless its route's Policy.Introspect asks (for
+// revocation-sensitive routes). An endpoint that is down, slow or answers
+// nonsense gives 503. Claims other than those above (and "acr" and
+// "auth_time" where a Policy asks) are not inspected; read them with
 // Principal.Claims.
 //
 // # Protected resource metadata (RFC 9728)

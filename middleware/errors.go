@@ -96,6 +96,9 @@ const (
 	ReasonDPoPRequired Reason = "dpop_required"
 	ReasonTokenTooOld  Reason = "token_too_old"
 	ReasonStepUp       Reason = "insufficient_user_authentication"
+
+	ReasonInactive                 Reason = "token_inactive"
+	ReasonIntrospectionUnavailable Reason = "introspection_unavailable"
 )
 
 // allReasons lists every Reason, so metrics can be pre-created.
@@ -108,6 +111,7 @@ var allReasons = []Reason{
 	ReasonInvalidProof, ReasonNotBound, ReasonKeyBinding, ReasonNonceRequired,
 	ReasonReplay, ReasonReplayStoreFull, ReasonReplayStoreUnavailable,
 	ReasonDPoPRequired, ReasonTokenTooOld, ReasonStepUp,
+	ReasonInactive, ReasonIntrospectionUnavailable,
 }
 
 // errKeysUnavailable is the cause of a 503 when an issuer's keys never

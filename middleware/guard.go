@@ -15,6 +15,7 @@ import (
 	"github.com/tokenguard/tokenguard/dpop"
 	"github.com/tokenguard/tokenguard/internal/discovery"
 	"github.com/tokenguard/tokenguard/internal/tokencache"
+	"github.com/tokenguard/tokenguard/introspect"
 	"github.com/tokenguard/tokenguard/jwks"
 )
 
@@ -36,6 +37,10 @@ type Guard struct {
 	publicURL string // Config.PublicURL without a trailing "/"; "" when unset
 
 	meta resourceMeta // RFC 9728
+
+	// Opaque tokens: the one issuer that introspects them, or nil.
+	introspector *introspect.Client
+	introIss     *issuer
 
 	closeOnce sync.Once
 	closeErr  error
@@ -179,6 +184,29 @@ func New(ctx context.Context, cfg Config) (*Guard, error) {
 			InsecureAllowHTTP: cfg.InsecureAllowHTTP,
 		}, start, cfg.Logger)
 	}
+	for i, is := range g.order {
+		if is.cfg.IntrospectionEndpoint == "" {
+			continue
+		}
+		c, err := introspect.New(introspect.Config{
+			Endpoint:          is.cfg.IntrospectionEndpoint,
+			Issuer:            is.cfg.Issuer,
+			Audience:          cfg.Audience,
+			ClientID:          is.cfg.ClientID,
+			ClientSecret:      is.cfg.ClientSecret,
+			HTTPClient:        cfg.HTTPClient,
+			MaxCacheAge:       is.cfg.IntrospectionCacheMaxAge,
+			Leeway:            cfg.Leeway,
+			InsecureAllowHTTP: cfg.InsecureAllowHTTP,
+			OnRequest:         func(result string) { m.introspection.WithLabelValues(result).Inc() },
+			Now:               cfg.now,
+		})
+		if err != nil {
+			g.Close()
+			return nil, fmt.Errorf("middleware: Issuers[%d]: %w", i, err)
+		}
+		g.introspector, g.introIss = c, is
+	}
 	g.waitReady(ctx, cfg.StartupWait)
 	return g, nil
 }
@@ -295,6 +323,9 @@ func (g *Guard) Close() error {
 					errs = append(errs, err)
 				}
 			}
+		}
+		if g.introspector != nil {
+			g.introspector.Close()
 		}
 		g.closeErr = errors.Join(errs...)
 	})

@@ -400,7 +400,7 @@ func TestNewValidation(t *testing.T) {
 		{"http issuer", Config{Audience: "a", Issuers: []Issuer{{Issuer: "http://as.example.com", JWKSURI: good.JWKSURI}}}, []string{"Issuers[0].Issuer: must use https"}},
 		{"http jwks", Config{Audience: "a", Issuers: []Issuer{{Issuer: good.Issuer, JWKSURI: "http://as.example.com/jwks"}}}, []string{"Issuers[0].JWKSURI: must use https"}},
 		{"duplicate issuer", Config{Audience: "a", Issuers: []Issuer{good, good}}, []string{"Issuers[1].Issuer: duplicates Issuers[0]"}},
-		{"introspection", Config{Audience: "a", Issuers: []Issuer{{Issuer: good.Issuer, JWKSURI: good.JWKSURI, IntrospectionEndpoint: "https://as.example.com/i"}}}, []string{"not implemented yet"}},
+		{"introspection without client", Config{Audience: "a", Issuers: []Issuer{{Issuer: good.Issuer, JWKSURI: good.JWKSURI, IntrospectionEndpoint: "https://as.example.com/i"}}}, []string{"Issuers[0].ClientID: required with IntrospectionEndpoint"}},
 		{"dpop mode unknown", Config{Audience: "a", Issuers: []Issuer{good}, DPoP: DPoPConfig{Mode: 7}}, []string{"DPoP.Mode: unknown mode 7"}},
 		{"dpop alg HS256", Config{Audience: "a", Issuers: []Issuer{good}, DPoP: DPoPConfig{Mode: DPoPAllowed, Algorithms: []string{"HS256"}}}, []string{`dpop: Algorithms: "HS256" is not`}},
 		{"dpop empty algs", Config{Audience: "a", Issuers: []Issuer{good}, DPoP: DPoPConfig{Mode: DPoPAllowed, Algorithms: []string{}}}, []string{"Algorithms: empty"}},

@@ -67,7 +67,7 @@ func resultFor(r Reason) string {
 	switch r {
 	case ReasonOK:
 		return resultAllowed
-	case ReasonKeysUnavailable, ReasonReplayStoreFull, ReasonReplayStoreUnavailable:
+	case ReasonKeysUnavailable, ReasonReplayStoreFull, ReasonReplayStoreUnavailable, ReasonIntrospectionUnavailable:
 		return resultUnavailable
 	}
 	return resultDenied

@@ -1,12 +1,15 @@
 package middleware
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tokenguard/tokenguard/introspect"
 )
 
 // CodeInsufficientUserAuthentication is the RFC 9470 §3 error code of a
@@ -29,6 +32,13 @@ type Policy struct {
 	// sensitive route under DPoPAllowed). The guard's DPoP mode must not
 	// be DPoPDisabled.
 	RequireDPoP bool
+
+	// Introspect asks the issuer's introspection endpoint about JWTs too,
+	// so a revoked token is refused within the introspection cache's max
+	// age (Issuer.IntrospectionCacheMaxAge) rather than at its "exp": for
+	// revocation-sensitive routes. Needs an issuer with an
+	// IntrospectionEndpoint; the JWT must come from that issuer.
+	Introspect bool
 
 	// MaxTokenAge, when positive, refuses tokens issued ("iat") longer
 	// ago than this, or without "iat": 401 invalid_token. It bounds how
@@ -79,9 +89,9 @@ func (g *Guard) RequirePolicy(p Policy) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
-			p, nonce, e := g.authenticate(r)
+			p, tok, nonce, e := g.authenticate(r)
 			if e == nil {
-				e = g.enforce(pol, p)
+				e = g.enforce(r, pol, p, tok)
 			}
 			g.metrics.verify.Observe(time.Since(start).Seconds())
 			if e != nil {
@@ -114,6 +124,9 @@ func (g *Guard) checkPolicy(p Policy) (*policy, error) {
 	if p.RequireDPoP && g.cfg.DPoP.Mode == DPoPDisabled {
 		return bad("RequireDPoP on a guard whose DPoP mode is disabled")
 	}
+	if p.Introspect && g.introspector == nil {
+		return bad("Introspect on a guard with no issuer IntrospectionEndpoint")
+	}
 	if p.MaxTokenAge < 0 || p.MaxAuthAge < 0 {
 		return bad("durations must not be negative")
 	}
@@ -141,6 +154,7 @@ func (g *Guard) checkPolicy(p Policy) (*policy, error) {
 	pol := &policy{Policy: Policy{
 		Scopes:      slices.Clone(p.Scopes),
 		RequireDPoP: p.RequireDPoP,
+		Introspect:  p.Introspect,
 		MaxTokenAge: p.MaxTokenAge,
 		ACRValues:   slices.Clone(p.ACRValues),
 		MaxAuthAge:  p.MaxAuthAge,
@@ -152,9 +166,9 @@ func (g *Guard) checkPolicy(p Policy) (*policy, error) {
 	return pol, nil
 }
 
-// enforce applies pol to a verified token, in order: DPoP, token age,
-// step-up, scopes.
-func (g *Guard) enforce(pol *policy, p *Principal) *denial {
+// enforce applies pol to a verified token, in order: DPoP, introspection,
+// token age, step-up, scopes.
+func (g *Guard) enforce(r *http.Request, pol *policy, p *Principal, tok string) *denial {
 	mark := func(e *denial) *denial {
 		e.iss, e.dpop = p.Issuer, p.JKT != ""
 		return e
@@ -163,6 +177,21 @@ func (g *Guard) enforce(pol *policy, p *Principal) *denial {
 		e := mark(invalidToken(ReasonDPoPRequired, descDPoPRequired, nil))
 		e.dpop, e.dpopOnly = true, true
 		return e
+	}
+	if pol.Introspect && !p.introspected {
+		// A revocation-sensitive route: the issuer must confirm the JWT
+		// is still active. Only the introspecting issuer's own tokens
+		// are ever sent to it.
+		if p.Issuer != g.introIss.cfg.Issuer {
+			return mark(invalidToken(ReasonInactive, descInactive, errors.New("middleware: the token's issuer has no introspection endpoint")))
+		}
+		if _, err := g.introspector.Introspect(r.Context(), tok); err != nil {
+			if errors.Is(err, introspect.ErrInactive) {
+				return mark(invalidToken(ReasonInactive, descInactive, err))
+			}
+			e := mark(deny(http.StatusServiceUnavailable, "", ReasonIntrospectionUnavailable, descIntrospectionUnavailable, err))
+			return e
+		}
 	}
 	now := g.cfg.now()
 	if pol.MaxTokenAge > 0 && (p.IssuedAt.IsZero() || now.Sub(p.IssuedAt) > pol.MaxTokenAge+g.cfg.Leeway) {

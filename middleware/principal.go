@@ -42,14 +42,16 @@ type Principal struct {
 	// the zero time if absent.
 	AuthTime time.Time
 
-	raw   []byte // the verified JSON claims, for Claims
-	bound bool   // the token has a "cnf" claim: it is sender-constrained
+	raw          []byte // the verified JSON claims, for Claims
+	bound        bool   // the token has a "cnf" claim: it is sender-constrained
+	introspected bool   // the token was judged by RFC 7662 introspection
 }
 
 // HasScope reports whether the token grants scope s.
 func (p *Principal) HasScope(s string) bool { return slices.Contains(p.Scopes, s) }
 
-// Claims decodes the token's verified claims (the JWT payload) into v, as
+// Claims decodes the token's verified claims (the JWT payload, or the
+// introspection response for an opaque token) into v, as
 // json.Unmarshal does. Use it for claims Principal has no field for:
 //
 //	var c struct {

@@ -1,7 +1,9 @@
 package middleware
 
 import (
+	"bytes"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"strings"
@@ -11,6 +13,7 @@ import (
 	"github.com/tokenguard/tokenguard/internal/httpauth"
 	"github.com/tokenguard/tokenguard/internal/jose"
 	"github.com/tokenguard/tokenguard/internal/tokencache"
+	"github.com/tokenguard/tokenguard/introspect"
 	"github.com/tokenguard/tokenguard/jwks"
 )
 
@@ -42,15 +45,18 @@ const (
 	descReplay           = "DPoP proof already used"
 	descNonce            = "DPoP nonce required"
 	descStoreUnavailable = "DPoP replay check unavailable"
+
+	descInactive                 = "token is not active"
+	descIntrospectionUnavailable = "token introspection unavailable"
 )
 
 // authenticate extracts and verifies the request's access token and, for
-// the DPoP scheme, its proof. It returns the Principal and a DPoP-Nonce to
-// send with the response (usually ""), or the denial to send.
-func (g *Guard) authenticate(r *http.Request) (*Principal, string, *denial) {
+// the DPoP scheme, its proof. It returns the Principal, the token, and a
+// DPoP-Nonce to send with the response (usually ""), or the denial to send.
+func (g *Guard) authenticate(r *http.Request) (*Principal, string, string, *denial) {
 	isDPoP, tok, e := g.extract(r)
 	if e != nil {
-		return nil, "", e
+		return nil, "", "", e
 	}
 	p, e := g.verifyToken(r, tok)
 	if e == nil {
@@ -69,22 +75,29 @@ func (g *Guard) authenticate(r *http.Request) (*Principal, string, *denial) {
 	}
 	if e != nil {
 		e.dpop = isDPoP
-		return nil, "", e
+		return nil, "", "", e
 	}
 	if !isDPoP {
-		return p, "", nil
+		return p, tok, "", nil
 	}
 	nonce, e := g.verifyProof(r, tok, p)
 	if e != nil {
 		e.dpop, e.iss = true, p.Issuer
-		return nil, "", e
+		return nil, "", "", e
 	}
-	return p, nonce, nil
+	return p, tok, nonce, nil
 }
 
 // verifyToken verifies an access token, through the verified-token cache
 // when it is on.
 func (g *Guard) verifyToken(r *http.Request, tok string) (*Principal, *denial) {
+	if g.introspector != nil {
+		// RFC 7662 for what is not a compact JWS; a JWS is a JWT and
+		// is judged as one, never retried through introspection.
+		if _, err := jose.Parse(tok); err != nil {
+			return g.introspectToken(r, tok)
+		}
+	}
 	now := g.cfg.now()
 	var key tokencache.Key
 	if g.cache != nil {
@@ -108,6 +121,50 @@ func (g *Guard) verifyToken(r *http.Request, tok string) (*Principal, *denial) {
 		g.cache.Add(key, c, c.expires, now)
 	}
 	return p, nil
+}
+
+// introspectToken asks the introspecting issuer about an opaque token.
+func (g *Guard) introspectToken(r *http.Request, tok string) (*Principal, *denial) {
+	res, err := g.introspector.Introspect(r.Context(), tok)
+	if err != nil {
+		e := invalidToken(ReasonInactive, descInactive, err)
+		if !errors.Is(err, introspect.ErrInactive) {
+			// Down, slow, 5xx, a redirect or nonsense: we cannot
+			// decide, so fail closed.
+			e = deny(http.StatusServiceUnavailable, "", ReasonIntrospectionUnavailable, descIntrospectionUnavailable, err)
+		}
+		e.iss = g.introIss.cfg.Issuer
+		return nil, e
+	}
+	p := &Principal{
+		Issuer:       g.introIss.cfg.Issuer,
+		Subject:      res.Subject,
+		ClientID:     res.ClientID,
+		Scopes:       scopesOf(&jose.Claims{Scope: res.Scope}, false),
+		Audience:     res.Audience,
+		JKT:          res.JKT,
+		ExpiresAt:    res.ExpiresAt,
+		IssuedAt:     res.IssuedAt,
+		raw:          res.Raw,
+		bound:        res.JKT != "" || hasCNF(res.Raw),
+		introspected: true,
+	}
+	return p, nil
+}
+
+// hasCNF reports whether an introspection response has a non-null "cnf"
+// member: a token bound some way other than DPoP (such as mTLS) is still
+// not a bearer token.
+func hasCNF(raw []byte) bool {
+	if !bytes.Contains(raw, []byte(`"cnf"`)) {
+		return false
+	}
+	var v struct {
+		CNF json.RawMessage `json:"cnf"`
+	}
+	// A response the introspect package accepted is valid JSON; on any
+	// doubt, treat the token as bound (refusing it as Bearer).
+	return json.Unmarshal(raw, &v) != nil || (len(v.CNF) > 0 && string(v.CNF) != "null")
 }
 
 // verifyProof checks the request's DPoP proof against the request, the

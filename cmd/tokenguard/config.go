@@ -72,6 +72,7 @@ type fileRoute struct {
 	Scopes      []string   `yaml:"scopes"`
 	AnyScopes   [][]string `yaml:"any_scopes"`
 	RequireDPoP bool       `yaml:"require_dpop"`
+	Introspect  bool       `yaml:"introspect"`
 	MaxTokenAge string     `yaml:"max_token_age"`
 	ACRValues   []string   `yaml:"acr_values"`
 	MaxAuthAge  string     `yaml:"max_auth_age"`
@@ -129,6 +130,7 @@ type routeConfig struct {
 	// The route's policy beyond Scopes (middleware.Policy).
 	AnyScopes   [][]string
 	RequireDPoP bool
+	Introspect  bool
 	MaxTokenAge time.Duration
 	ACRValues   []string
 	MaxAuthAge  time.Duration
@@ -701,6 +703,9 @@ func (fc *fileConfig) validate(doc *yaml.Node) (*config, []*fieldError) {
 		if r.RequireDPoP && !dpopOn {
 			bad(pos.at("routes", i, "require_dpop"), "needs dpop.mode allowed or required")
 		}
+		if r.Introspect && !slices.ContainsFunc(fc.Issuers, func(is fileIssue) bool { return is.IntrospectionEndpoint != "" }) {
+			bad(pos.at("routes", i, "introspect"), "needs an issuer with introspection_endpoint")
+		}
 		routeDur := func(key, v string) time.Duration {
 			if v == "" {
 				return 0
@@ -716,7 +721,7 @@ func (fc *fileConfig) validate(doc *yaml.Node) (*config, []*fieldError) {
 		}
 		c.Routes = append(c.Routes, routeConfig{
 			Pattern: r.Pattern, Scopes: slices.Clone(r.Scopes), Key: p.Key, Line: p.Line,
-			AnyScopes: r.AnyScopes, RequireDPoP: r.RequireDPoP, ACRValues: slices.Clone(r.ACRValues),
+			AnyScopes: r.AnyScopes, RequireDPoP: r.RequireDPoP, Introspect: r.Introspect, ACRValues: slices.Clone(r.ACRValues),
 			MaxTokenAge: routeDur("max_token_age", r.MaxTokenAge),
 			MaxAuthAge:  routeDur("max_auth_age", r.MaxAuthAge),
 		})

@@ -299,7 +299,7 @@ func newProxyHandler(cfg *config, guard *middleware.Guard, proxy http.Handler, l
 	upstream := requirePrincipal(proxy, log)
 	for _, r := range cfg.Routes {
 		pol := middleware.Policy{
-			Scopes: r.Scopes, AnyOf: r.AnyScopes, RequireDPoP: r.RequireDPoP,
+			Scopes: r.Scopes, AnyOf: r.AnyScopes, RequireDPoP: r.RequireDPoP, Introspect: r.Introspect,
 			MaxTokenAge: r.MaxTokenAge, ACRValues: r.ACRValues, MaxAuthAge: r.MaxAuthAge,
 		}
 		if err := guard.CheckPolicy(pol); err != nil {

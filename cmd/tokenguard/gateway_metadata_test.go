@@ -2,9 +2,12 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -105,5 +108,66 @@ func TestGatewayDiscoversJWKS(t *testing.T) {
 	}
 	if resp, body := do(t, "GET", g.proxy+"/orders/", tok, nil); resp.StatusCode != 200 {
 		t.Fatalf("token of a discovered issuer: %d %s", resp.StatusCode, body)
+	}
+}
+
+// TestGatewayIntrospection: opaque tokens are introspected, JWTs on an
+// introspect: true route too, and the endpoint failing is a 503.
+func TestGatewayIntrospection(t *testing.T) {
+	is := startIssuer(t)
+	up := startUpstream(t)
+	var mu sync.Mutex
+	active := map[string]bool{}
+	down := false
+	as := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if id, secret, ok := r.BasicAuth(); !ok || id != "rs" || secret != "s3cret" {
+			http.Error(w, "invalid_client", http.StatusUnauthorized)
+			return
+		}
+		mu.Lock()
+		ok, failing := active[r.PostFormValue("token")], down
+		mu.Unlock()
+		if failing {
+			http.Error(w, "down", http.StatusBadGateway)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		if !ok {
+			_, _ = w.Write([]byte(`{"active":false}`))
+			return
+		}
+		_, _ = w.Write([]byte(`{"active":true,"scope":"orders:read","client_id":"app","sub":"alice","exp":` + fmt.Sprint(time.Now().Add(time.Hour).Unix()) + `}`))
+	}))
+	t.Cleanup(as.Close)
+	yaml := strings.Replace(gatewayYAML(is.URL(), is.URL()+"/jwks", up.URL, ""),
+		"/jwks\n", "/jwks\n    introspection_endpoint: "+as.URL+"\n    client_id: rs\n    client_secret: s3cret\n", 1)
+	yaml = strings.Replace(yaml, "  - pattern: \"GET /slow\"\n    scopes: [orders:read]\n", "  - pattern: \"GET /slow\"\n    scopes: [orders:read]\n    introspect: true\n", 1)
+	g := runGateway(t, yaml)
+
+	mu.Lock()
+	active["opaque-1"] = true
+	mu.Unlock()
+	jwt, err := is.Mint("orders:read", time.Hour, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name, path, token string
+		want              int
+	}{
+		{"active opaque token", "/orders/", "opaque-1", 200},
+		{"inactive opaque token", "/orders/", "opaque-2", 401},
+		{"JWT, not introspected", "/orders/", jwt, 200},
+		{"JWT on an introspect route, not active there", "/slow", jwt, 401},
+	} {
+		if resp, body := do(t, "GET", g.proxy+tt.path, tt.token, nil); resp.StatusCode != tt.want {
+			t.Errorf("%s: %d (%s), want %d", tt.name, resp.StatusCode, body, tt.want)
+		}
+	}
+	mu.Lock()
+	down = true
+	mu.Unlock()
+	if resp, _ := do(t, "GET", g.proxy+"/orders/", "opaque-3", nil); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("endpoint down: %d, want 503", resp.StatusCode)
 	}
 }

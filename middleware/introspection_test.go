@@ -1,0 +1,215 @@
+package middleware
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// fakeAS is an RFC 7662 endpoint on 127.0.0.1 answering from a table of
+// opaque tokens.
+type fakeAS struct {
+	srv    *httptest.Server
+	hits   atomic.Int64
+	mu     sync.Mutex
+	tokens map[string]map[string]any // token → response
+	status int                       // when non-zero, every answer
+}
+
+func newFakeAS(t *testing.T) *fakeAS {
+	as := &fakeAS{tokens: map[string]map[string]any{}}
+	as.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		as.hits.Add(1)
+		id, secret, ok := r.BasicAuth()
+		if !ok || id != "rs" || secret != "s3cret" {
+			http.Error(w, `{"error":"invalid_client"}`, http.StatusUnauthorized)
+			return
+		}
+		as.mu.Lock()
+		status, resp := as.status, as.tokens[r.PostFormValue("token")]
+		as.mu.Unlock()
+		if status != 0 {
+			http.Error(w, "unavailable", status)
+			return
+		}
+		if resp == nil {
+			resp = map[string]any{"active": false}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(resp)
+	}))
+	t.Cleanup(as.srv.Close)
+	return as
+}
+
+func (as *fakeAS) set(token string, resp map[string]any) {
+	as.mu.Lock()
+	as.tokens[token] = resp
+	as.mu.Unlock()
+}
+
+func TestIntrospection(t *testing.T) {
+	is := newTestIssuer(t, "ES256", "k1")
+	as := newFakeAS(t)
+	alice := newDPoPClient(t)
+	exp := time.Now().Add(time.Hour).Unix()
+	as.set("opaque-active", map[string]any{"active": true, "iss": is.URL(), "aud": testAudience, "exp": exp, "sub": "alice", "client_id": "app", "scope": "orders:read profile"})
+	as.set("opaque-no-sub", map[string]any{"active": true, "exp": exp, "client_id": "svc", "scope": "orders:read"})
+	as.set("opaque-other-aud", map[string]any{"active": true, "aud": "https://other.example.com", "exp": exp, "scope": "orders:read"})
+	as.set("opaque-bound", map[string]any{"active": true, "exp": exp, "client_id": "app", "scope": "orders:read", "cnf": map[string]any{"jkt": alice.jkt}})
+	as.set("opaque-mtls", map[string]any{"active": true, "exp": exp, "client_id": "app", "scope": "orders:read", "cnf": map[string]any{"x5t#S256": "abc"}})
+	as.set("opaque-read-only", map[string]any{"active": true, "exp": exp, "client_id": "app", "scope": "profile"})
+
+	cfg := Config{
+		Audience: testAudience,
+		Issuers:  []Issuer{{Issuer: is.URL(), JWKSURI: is.jwksURI(), IntrospectionEndpoint: as.srv.URL, ClientID: "rs", ClientSecret: "s3cret"}},
+		DPoP:     DPoPConfig{Mode: DPoPAllowed},
+	}
+	g := newGuard(t, cfg)
+	var seen *Principal
+	h := g.Require("orders:read")(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen, _ = PrincipalFrom(r.Context())
+	}))
+
+	tests := []struct {
+		name   string
+		auth   string
+		proof  string
+		want   int
+		reason string // substring of the challenge
+	}{
+		{"active opaque token", "Bearer opaque-active", "", 200, ""},
+		{"client-credentials token without sub", "Bearer opaque-no-sub", "", 200, ""},
+		{"inactive", "Bearer opaque-unknown", "", 401, `error="invalid_token"`},
+		{"another audience", "Bearer opaque-other-aud", "", 401, `error="invalid_token"`},
+		{"scope missing", "Bearer opaque-read-only", "", 403, `error="insufficient_scope"`},
+		{"DPoP-bound opaque token as Bearer", "Bearer opaque-bound", "", 401, `error="invalid_token"`},
+		{"mTLS-bound opaque token as Bearer", "Bearer opaque-mtls", "", 401, `error="invalid_token"`},
+		{"DPoP-bound opaque token with its proof", "DPoP opaque-bound", alice.proof(t, "GET", dpopURL, "opaque-bound"), 200, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			seen = nil
+			var proofs []string
+			if tt.proof != "" {
+				proofs = append(proofs, tt.proof)
+			}
+			rec := dpopRequest(h, dpopURL, tt.auth, proofs...)
+			if rec.Code != tt.want {
+				t.Fatalf("status %d (%s), want %d", rec.Code, rec.Body, tt.want)
+			}
+			if !strings.Contains(rec.Header().Get("WWW-Authenticate"), tt.reason) {
+				t.Errorf("WWW-Authenticate %q lacks %s", rec.Header().Get("WWW-Authenticate"), tt.reason)
+			}
+		})
+	}
+
+	// The Principal carries what the server said.
+	dpopRequest(h, dpopURL, "Bearer opaque-active")
+	if seen == nil || seen.Issuer != is.URL() || seen.Subject != "alice" || seen.ClientID != "app" || !seen.HasScope("profile") {
+		t.Fatalf("principal = %+v", seen)
+	}
+	var extra struct{ Sub string }
+	if err := seen.Claims(&extra); err != nil || extra.Sub != "alice" {
+		t.Errorf("Claims = %+v, %v", extra, err)
+	}
+	dpopRequest(h, dpopURL, "Bearer opaque-no-sub")
+	if seen == nil || seen.Subject != "" || seen.ClientID != "svc" {
+		t.Errorf("client-credentials principal = %+v", seen)
+	}
+
+	// A JWT is verified, never introspected, even when it fails.
+	before := as.hits.Load()
+	if rec := dpopRequest(h, dpopURL, "Bearer "+is.mint(t, "orders:read", nil)); rec.Code != 200 {
+		t.Fatalf("JWT: %d", rec.Code)
+	}
+	if rec := dpopRequest(h, dpopURL, "Bearer "+tamper(t, is.mint(t, "orders:read", nil))); rec.Code != 401 {
+		t.Fatalf("bad JWT: %d", rec.Code)
+	}
+	if d := as.hits.Load() - before; d != 0 {
+		t.Errorf("JWTs caused %d introspection calls", d)
+	}
+
+	// Cached: a repeated opaque token is not asked about again.
+	before = as.hits.Load()
+	for range 5 {
+		dpopRequest(h, dpopURL, "Bearer opaque-active")
+	}
+	if d := as.hits.Load() - before; d != 0 {
+		t.Errorf("cached token caused %d calls", d)
+	}
+	if n := testutil.ToFloat64(g.metrics.introspection.WithLabelValues("active")); n < 1 {
+		t.Errorf("introspection metric active = %v", n)
+	}
+
+	// The endpoint failing: 503, never a 2xx, for tokens it must judge.
+	as.mu.Lock()
+	as.status = http.StatusInternalServerError
+	as.mu.Unlock()
+	rec := dpopRequest(h, dpopURL, "Bearer opaque-never-seen")
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("WWW-Authenticate") != "" {
+		t.Errorf("endpoint down: %d %q, want 503 without a challenge", rec.Code, rec.Header().Get("WWW-Authenticate"))
+	}
+}
+
+func TestIntrospectPolicy(t *testing.T) {
+	is := newTestIssuer(t, "ES256", "k1")
+	other := newTestIssuer(t, "ES256", "k2")
+	as := newFakeAS(t)
+	g := newGuard(t, Config{
+		Audience: testAudience,
+		Issuers: []Issuer{
+			{Issuer: is.URL(), JWKSURI: is.jwksURI(), IntrospectionEndpoint: as.srv.URL, ClientID: "rs", ClientSecret: "s3cret"},
+			other.config(),
+		},
+	})
+	strict := g.RequirePolicy(Policy{Introspect: true})(okHandler)
+	live, revoked := is.mint(t, "", nil), is.mint(t, "", nil)
+	as.set(live, map[string]any{"active": true})
+	if rec := do(strict, "Bearer "+live); rec.Code != 200 {
+		t.Fatalf("active JWT on an introspecting route: %d %s", rec.Code, rec.Body)
+	}
+	if rec := do(strict, "Bearer "+revoked); rec.Code != 401 {
+		t.Fatalf("revoked JWT on an introspecting route: %d", rec.Code)
+	}
+	before := as.hits.Load()
+	if rec := do(strict, "Bearer "+other.mint(t, "", nil)); rec.Code != 401 {
+		t.Fatalf("another issuer's JWT on an introspecting route: %d", rec.Code)
+	}
+	if as.hits.Load() != before {
+		t.Error("another issuer's token was sent to this issuer's introspection endpoint")
+	}
+	// Without an introspecting issuer the policy cannot be enforced.
+	plain := newGuard(t, Config{Audience: testAudience, Issuers: []Issuer{other.config()}})
+	if plain.CheckPolicy(Policy{Introspect: true}) == nil {
+		t.Error("Introspect accepted on a guard without an introspection endpoint")
+	}
+}
+
+func TestIntrospectionConfig(t *testing.T) {
+	good := Issuer{Issuer: "https://as.example.com", JWKSURI: "https://as.example.com/jwks"}
+	two := []Issuer{
+		{Issuer: "https://a.example.com", JWKSURI: "https://a.example.com/jwks", IntrospectionEndpoint: "https://a.example.com/i", ClientID: "rs"},
+		{Issuer: "https://b.example.com", JWKSURI: "https://b.example.com/jwks", IntrospectionEndpoint: "https://b.example.com/i", ClientID: "rs"},
+	}
+	for name, tt := range map[string]struct {
+		cfg  Config
+		want string
+	}{
+		"two introspecting issuers": {Config{Audience: "a", Issuers: two}, "only one issuer may introspect"},
+		"no client id":              {Config{Audience: "a", Issuers: []Issuer{{Issuer: good.Issuer, JWKSURI: good.JWKSURI, IntrospectionEndpoint: "https://as.example.com/i"}}}, "ClientID: required"},
+		"http endpoint":             {Config{Audience: "a", Issuers: []Issuer{{Issuer: good.Issuer, JWKSURI: good.JWKSURI, IntrospectionEndpoint: "http://as.example.com/i", ClientID: "rs"}}}, "must use https"},
+		"secret without endpoint":   {Config{Audience: "a", Issuers: []Issuer{{Issuer: good.Issuer, JWKSURI: good.JWKSURI, ClientSecret: "x"}}}, "only with IntrospectionEndpoint"},
+	} {
+		if _, err := New(t.Context(), tt.cfg); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: %v, want %q", name, err, tt.want)
+		}
+	}
+}
