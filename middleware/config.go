@@ -163,7 +163,7 @@ type Issuer struct {
 
 	// IntrospectionEndpoint, ClientID and ClientSecret configure RFC 7662
 	// introspection for this issuer's opaque tokens: a token that is not
-	// a compact JWS is POSTed there (client_secret_basic) and accepted
+	// three dot-separated segments (a compact JWS) is POSTed there (client_secret_basic) and accepted
 	// only if the answer is active, from this issuer, for Audience and
 	// unexpired. At most one issuer may have an endpoint: an opaque token
 	// names no issuer, and it must never be sent to another one. A JWT

@@ -63,8 +63,8 @@
 //
 // # Opaque tokens (RFC 7662)
 //
-// When one issuer has an IntrospectionEndpoint, a token that is not a
-// compact JWS is POSTed there and accepted only if the answer is active,
+// When one issuer has an IntrospectionEndpoint, a token that is not
+// three dot-separated segments (a compact JWS) is POSTed there and accepted only if the answer is active,
 // from that issuer, for Config.Audience and unexpired; answers are cached
 // (active until min(exp, Issuer.IntrospectionCacheMaxAge), inactive for
 // 5 s) and concurrent misses share one request. A JWT is never
