@@ -1,6 +1,7 @@
 package middleware
 
 import (
+	"crypto"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -172,6 +173,14 @@ type Issuer struct {
 	ClientID              string
 	ClientSecret          string
 
+	// IntrospectionAuthMethod is how the guard authenticates to the
+	// introspection endpoint: "client_secret_basic" (the default, ""),
+	// "client_secret_post", or "private_key_jwt" (RFC 7523; signed with
+	// IntrospectionKey, whose kid is IntrospectionKeyID if set).
+	IntrospectionAuthMethod string
+	IntrospectionKey        crypto.Signer
+	IntrospectionKeyID      string
+
 	// IntrospectionCacheMaxAge is how long an active introspection answer
 	// is reused (never past the token's "exp"): the longest a revoked
 	// token can still be accepted. Zero means 60 s; inactive answers are
@@ -322,6 +331,14 @@ func (c *Config) validate() error {
 			}
 		} else if is.ClientID != "" || is.ClientSecret != "" {
 			bad(name+".ClientID", "set only with IntrospectionEndpoint")
+		}
+		switch is.IntrospectionAuthMethod {
+		case "", "client_secret_basic", "client_secret_post", "private_key_jwt":
+		default:
+			bad(name+".IntrospectionAuthMethod", "%q is not client_secret_basic, client_secret_post or private_key_jwt", is.IntrospectionAuthMethod)
+		}
+		if (is.IntrospectionAuthMethod == "private_key_jwt") != (is.IntrospectionKey != nil) {
+			bad(name+".IntrospectionKey", "required with private_key_jwt, and only with it")
 		}
 		if is.IntrospectionCacheMaxAge < 0 {
 			bad(name+".IntrospectionCacheMaxAge", "must not be negative")

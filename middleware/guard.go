@@ -188,12 +188,21 @@ func New(ctx context.Context, cfg Config) (*Guard, error) {
 		if is.cfg.IntrospectionEndpoint == "" {
 			continue
 		}
+		method := map[string]introspect.AuthMethod{
+			"":                    introspect.ClientSecretBasic,
+			"client_secret_basic": introspect.ClientSecretBasic,
+			"client_secret_post":  introspect.ClientSecretPost,
+			"private_key_jwt":     introspect.PrivateKeyJWT,
+		}[is.cfg.IntrospectionAuthMethod]
 		c, err := introspect.New(introspect.Config{
 			Endpoint:          is.cfg.IntrospectionEndpoint,
 			Issuer:            is.cfg.Issuer,
 			Audience:          cfg.Audience,
 			ClientID:          is.cfg.ClientID,
 			ClientSecret:      is.cfg.ClientSecret,
+			AuthMethod:        method,
+			PrivateKey:        is.cfg.IntrospectionKey,
+			KeyID:             is.cfg.IntrospectionKeyID,
 			HTTPClient:        cfg.HTTPClient,
 			MaxCacheAge:       is.cfg.IntrospectionCacheMaxAge,
 			Leeway:            cfg.Leeway,

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lestrrat-go/jwx/v3/jwa"
+	"github.com/lestrrat-go/jwx/v3/jws"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
@@ -210,6 +212,68 @@ func TestIntrospectionConfig(t *testing.T) {
 	} {
 		if _, err := New(t.Context(), tt.cfg); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: %v, want %q", name, err, tt.want)
+		}
+	}
+}
+
+func TestIntrospectionAuthMethods(t *testing.T) {
+	is := newTestIssuer(t, "ES256", "k1")
+	clientKey := mustKey(t, "ES256", "client-1")
+	pub, err := clientKey.PublicJWK()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		method string
+		check  func(r *http.Request) bool
+	}{
+		{"client_secret_basic", func(r *http.Request) bool {
+			id, secret, ok := r.BasicAuth()
+			return ok && id == "rs" && secret == "s3cret" && r.PostFormValue("client_secret") == ""
+		}},
+		{"client_secret_post", func(r *http.Request) bool {
+			_, _, basic := r.BasicAuth()
+			return !basic && r.PostFormValue("client_id") == "rs" && r.PostFormValue("client_secret") == "s3cret"
+		}},
+		{"private_key_jwt", func(r *http.Request) bool {
+			a := r.PostFormValue("client_assertion")
+			if r.PostFormValue("client_assertion_type") != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" || a == "" {
+				return false
+			}
+			_, err := jws.Verify([]byte(a), jws.WithKey(jwa.ES256(), pub))
+			return err == nil
+		}},
+	} {
+		t.Run(tt.method, func(t *testing.T) {
+			var authed atomic.Bool
+			as := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if !tt.check(r) {
+					http.Error(w, `{"error":"invalid_client"}`, http.StatusUnauthorized)
+					return
+				}
+				authed.Store(true)
+				_, _ = w.Write([]byte(`{"active":true,"scope":"a"}`))
+			}))
+			t.Cleanup(as.Close)
+			iss := Issuer{Issuer: is.URL(), JWKSURI: is.jwksURI(), IntrospectionEndpoint: as.URL, ClientID: "rs", IntrospectionAuthMethod: tt.method}
+			if tt.method == "private_key_jwt" {
+				iss.IntrospectionKey, iss.IntrospectionKeyID = clientKey.Private, "client-1"
+			} else {
+				iss.ClientSecret = "s3cret"
+			}
+			g := newGuard(t, Config{Audience: testAudience, Issuers: []Issuer{iss}})
+			if rec := do(g.Require("a")(okHandler), "Bearer opaque"); rec.Code != 200 || !authed.Load() {
+				t.Fatalf("status %d, authenticated %v", rec.Code, authed.Load())
+			}
+		})
+	}
+	for name, iss := range map[string]Issuer{
+		"unknown method":              {Issuer: is.URL(), JWKSURI: is.jwksURI(), IntrospectionEndpoint: "https://as.example.com/i", ClientID: "rs", IntrospectionAuthMethod: "tls_client_auth"},
+		"private_key_jwt, no key":     {Issuer: is.URL(), JWKSURI: is.jwksURI(), IntrospectionEndpoint: "https://as.example.com/i", ClientID: "rs", IntrospectionAuthMethod: "private_key_jwt"},
+		"key without private_key_jwt": {Issuer: is.URL(), JWKSURI: is.jwksURI(), IntrospectionEndpoint: "https://as.example.com/i", ClientID: "rs", ClientSecret: "x", IntrospectionKey: clientKey.Private},
+	} {
+		if _, err := New(t.Context(), Config{Audience: testAudience, Issuers: []Issuer{iss}}); err == nil {
+			t.Errorf("%s: New succeeded", name)
 		}
 	}
 }

@@ -59,6 +59,9 @@ type fileIssue struct {
 	ClientSecret          string `yaml:"client_secret"`
 	AllowLegacyTyp        bool   `yaml:"allow_legacy_typ"`
 	ScpClaim              bool   `yaml:"scp_claim"`
+	ClientAuthMethod      string `yaml:"client_auth_method"` // client_secret_basic (default), client_secret_post, private_key_jwt
+	ClientKeyFile         string `yaml:"client_key_file"`    // PKCS#8 PEM key for private_key_jwt
+	ClientKeyID           string `yaml:"client_key_id"`
 }
 
 type fileDPoP struct {
@@ -119,6 +122,7 @@ type config struct {
 type issuerConfig struct {
 	Issuer, JWKSURI, IntrospectionEndpoint, ClientID, ClientSecret string
 	AllowLegacyTyp, ScpClaim                                       bool
+	ClientAuthMethod, ClientKeyFile, ClientKeyID                   string
 }
 
 type routeConfig struct {
@@ -583,6 +587,8 @@ func (fc *fileConfig) validate(doc *yaml.Node) (*config, []*fieldError) {
 		c.keys[prefix+"IntrospectionEndpoint"] = pos.at("issuers", i, "introspection_endpoint")
 		c.keys[prefix+"ClientID"] = pos.at("issuers", i, "client_id")
 		c.keys[prefix+"ClientSecret"] = pos.at("issuers", i, "client_secret")
+		c.keys[prefix+"IntrospectionAuthMethod"] = pos.at("issuers", i, "client_auth_method")
+		c.keys[prefix+"IntrospectionKey"] = pos.at("issuers", i, "client_key_file")
 		c.keys[fmt.Sprintf("Issuers[%d]", i)] = pos.at("issuers", i)
 		if is.Issuer == "" {
 			bad(pos.at("issuers", i, "issuer"), "required (the exact iss value of the tokens)")

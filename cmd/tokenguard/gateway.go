@@ -135,6 +135,17 @@ func startGateway(ctx context.Context, cfg *config, log *slog.Logger, lns listen
 
 	cfg.logDPoPNotes(log)
 	mc := cfg.guardConfig(log, g.reg)
+	for i, is := range cfg.Issuers {
+		if is.ClientKeyFile == "" {
+			continue
+		}
+		key, err := readPrivateKey(is.ClientKeyFile)
+		if err != nil {
+			p, _ := cfg.keyFor(fmt.Sprintf("Issuers[%d].IntrospectionKey", i))
+			return nil, &configError{File: cfg.File, Err: err, Fields: []*fieldError{{Line: p.Line, Key: p.Key, Msg: err.Error()}}}
+		}
+		mc.Issuers[i].IntrospectionKey = key
+	}
 	if cfg.ReplayStore != "" {
 		// No I/O here: an unreachable Redis is not a config error; DPoP
 		// requests get 503 until it answers (and, in required mode,
@@ -445,6 +456,9 @@ func (c *config) guardConfig(log *slog.Logger, reg prometheus.Registerer) middle
 			ClientSecret:          is.ClientSecret,
 			AllowLegacyTyp:        is.AllowLegacyTyp,
 			ScpClaim:              is.ScpClaim,
+			// IntrospectionKey is read from ClientKeyFile by startGateway.
+			IntrospectionAuthMethod: is.ClientAuthMethod,
+			IntrospectionKeyID:      is.ClientKeyID,
 		})
 	}
 	return mc

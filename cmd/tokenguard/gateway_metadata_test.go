@@ -1,15 +1,24 @@
 package main
 
 import (
+	"context"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/lestrrat-go/jwx/v3/jwa"
+	"github.com/lestrrat-go/jwx/v3/jws"
 )
 
 // TestGatewayResourceMetadata: the gateway serves RFC 9728 metadata on
@@ -169,5 +178,51 @@ func TestGatewayIntrospection(t *testing.T) {
 	mu.Unlock()
 	if resp, _ := do(t, "GET", g.proxy+"/orders/", "opaque-3", nil); resp.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("endpoint down: %d, want 503", resp.StatusCode)
+	}
+}
+
+// TestGatewayIntrospectionPrivateKeyJWT: client_auth_method private_key_jwt
+// signs client assertions with the key in client_key_file.
+func TestGatewayIntrospectionPrivateKeyJWT(t *testing.T) {
+	is := startIssuer(t)
+	up := startUpstream(t)
+	key, err := generateKey("ES256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(t.TempDir(), "client.pem")
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	as := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := jws.Verify([]byte(r.PostFormValue("client_assertion")), jws.WithKey(jwa.ES256(), key.Public())); err != nil {
+			http.Error(w, `{"error":"invalid_client"}`, http.StatusUnauthorized)
+			return
+		}
+		_, _ = w.Write([]byte(`{"active":true,"scope":"orders:read"}`))
+	}))
+	t.Cleanup(as.Close)
+	issuerBlock := "/jwks\n    introspection_endpoint: " + as.URL + "\n    client_id: rs\n    client_auth_method: private_key_jwt\n    client_key_file: "
+	g := runGateway(t, strings.Replace(gatewayYAML(is.URL(), is.URL()+"/jwks", up.URL, ""), "/jwks\n", issuerBlock+keyFile+"\n", 1))
+	if resp, body := do(t, "GET", g.proxy+"/orders/", "opaque-1", nil); resp.StatusCode != 200 {
+		t.Fatalf("opaque token with private_key_jwt: %d %s", resp.StatusCode, body)
+	}
+
+	// A key file that cannot be read is an error naming its line.
+	var stderr lockedBuffer
+	c := &cli{stdout: io.Discard, stderr: &stderr}
+	cfgFile := filepath.Join(t.TempDir(), "gw.yaml")
+	bad := strings.Replace(gatewayYAML(is.URL(), is.URL()+"/jwks", up.URL, ""), "/jwks\n", issuerBlock+"/nonexistent/key.pem\n", 1)
+	if err := os.WriteFile(cfgFile, []byte(bad), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if code := c.run(ctx, []string{"-config", cfgFile}); code != 1 || !strings.Contains(stderr.String(), "issuers[0].client_key_file") {
+		t.Errorf("unreadable client_key_file: exit %d, stderr %q", code, stderr.String())
 	}
 }
