@@ -34,6 +34,7 @@ func TestIntrospectActive(t *testing.T) {
 		IssuedAt:  t0.Add(-time.Minute),
 		NotBefore: t0.Add(-time.Minute),
 		JKT:       "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I",
+		Bound:     true,
 	}
 	if diff := cmp.Diff(want, got, cmp.FilterPath(func(p cmp.Path) bool {
 		return p.String() == "Raw" || p.String() == "hasIssuer"

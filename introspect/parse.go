@@ -59,6 +59,15 @@ type Result struct {
 	// token is bound to; "" for an unbound token. Comparing it with the
 	// proof's key is the caller's job.
 	JKT string
+	// Bound is true when the response has a "cnf" object (RFC 7800), by
+	// any confirmation method: the token is sender-constrained and must
+	// not be accepted as a bearer token, even when JKT is "".
+	Bound bool
+	// ACR and AuthTime are "acr" and "auth_time" (RFC 9470); JTI is
+	// "jti".
+	ACR      string
+	AuthTime time.Time
+	JTI      string
 	// Raw is the response body, for members this type does not carry;
 	// decode it with encoding/json.
 	Raw json.RawMessage
@@ -140,7 +149,14 @@ func parseResponse(body []byte) (*Result, error) {
 		case "nbf":
 			return d.date(&r.NotBefore)
 		case "cnf":
+			r.Bound = true
 			return d.cnf(&r.JKT)
+		case "acr":
+			return d.typedStr(&r.ACR)
+		case "auth_time":
+			return d.date(&r.AuthTime)
+		case "jti":
+			return d.typedStr(&r.JTI)
 		}
 		return d.skip()
 	})
@@ -183,6 +199,12 @@ func memberBit(name string) uint16 {
 		return 1 << 10
 	case "cnf":
 		return 1 << 11
+	case "acr":
+		return 1 << 12
+	case "auth_time":
+		return 1 << 13
+	case "jti":
+		return 1 << 14
 	}
 	return 0
 }

@@ -164,11 +164,16 @@ type Issuer struct {
 
 	// IntrospectionEndpoint, ClientID and ClientSecret configure RFC 7662
 	// introspection for this issuer's opaque tokens: a token that is not
-	// three dot-separated segments (a compact JWS) is POSTed there (client_secret_basic) and accepted
-	// only if the answer is active, from this issuer, for Audience and
-	// unexpired. At most one issuer may have an endpoint: an opaque token
-	// names no issuer, and it must never be sent to another one. A JWT
-	// that fails verification is a 401 and is never introspected.
+	// three dot-separated segments (a compact JWS) is POSTed there and
+	// accepted only if the answer is active and, for each of "iss",
+	// "aud", "exp" and "nbf" that the answer includes, names this issuer,
+	// includes Audience and is in date. An authorization server that
+	// serves several APIs and omits "aud" vouches for tokens meant for
+	// any of them: prefer one that sends it. At most one issuer may have
+	// an endpoint: an opaque token names no issuer, and it must never be
+	// sent to another one. A JWT that fails verification is a 401 and is
+	// never introspected; so are tokens of exactly three segments that
+	// are not JWTs (some opaque formats): they fail as malformed JWTs.
 	IntrospectionEndpoint string
 	ClientID              string
 	ClientSecret          string

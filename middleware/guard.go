@@ -194,6 +194,15 @@ func New(ctx context.Context, cfg Config) (*Guard, error) {
 			"client_secret_post":  introspect.ClientSecretPost,
 			"private_key_jwt":     introspect.PrivateKeyJWT,
 		}[is.cfg.IntrospectionAuthMethod]
+		// Introspection must never follow a redirect: a redirected POST
+		// would carry the token and the client credentials elsewhere,
+		// and the answer would come from whoever it was sent to.
+		hc := cfg.HTTPClient
+		if hc != nil {
+			c := *hc
+			c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+			hc = &c
+		}
 		c, err := introspect.New(introspect.Config{
 			Endpoint:          is.cfg.IntrospectionEndpoint,
 			Issuer:            is.cfg.Issuer,
@@ -203,7 +212,7 @@ func New(ctx context.Context, cfg Config) (*Guard, error) {
 			AuthMethod:        method,
 			PrivateKey:        is.cfg.IntrospectionKey,
 			KeyID:             is.cfg.IntrospectionKeyID,
-			HTTPClient:        cfg.HTTPClient,
+			HTTPClient:        hc,
 			MaxCacheAge:       is.cfg.IntrospectionCacheMaxAge,
 			Leeway:            cfg.Leeway,
 			InsecureAllowHTTP: cfg.InsecureAllowHTTP,

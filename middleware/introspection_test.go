@@ -277,3 +277,58 @@ func TestIntrospectionAuthMethods(t *testing.T) {
 		}
 	}
 }
+
+// TestIntrospectionHardening: redirects are never followed even with a
+// caller's HTTP client; any cnf, or token_type DPoP, makes an opaque
+// token unusable as Bearer; acr and auth_time reach step-up policies.
+func TestIntrospectionHardening(t *testing.T) {
+	is := newTestIssuer(t, "ES256", "k1")
+	var thief atomic.Int64
+	elsewhere := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		thief.Add(1)
+		_, _ = w.Write([]byte(`{"active":true,"sub":"mallory","scope":"a"}`))
+	}))
+	t.Cleanup(elsewhere.Close)
+	redirector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, elsewhere.URL, http.StatusTemporaryRedirect)
+	}))
+	t.Cleanup(redirector.Close)
+	g := newGuard(t, Config{
+		Audience:   testAudience,
+		HTTPClient: &http.Client{Timeout: 5 * time.Second}, // follows redirects by default
+		Issuers: []Issuer{{Issuer: is.URL(), JWKSURI: is.jwksURI(), IntrospectionEndpoint: redirector.URL,
+			ClientID: "rs", ClientSecret: "s3cret", IntrospectionAuthMethod: "client_secret_post"}},
+	})
+	if rec := do(g.Require("a")(okHandler), "Bearer opaque"); rec.Code != http.StatusServiceUnavailable || thief.Load() != 0 {
+		t.Fatalf("redirected introspection: %d, %d requests elsewhere; want 503 and none", rec.Code, thief.Load())
+	}
+
+	as := newFakeAS(t)
+	now := time.Now()
+	as.set("escaped-cnf", map[string]any{"active": true, "scope": "a"})
+	as.set("dpop-type", map[string]any{"active": true, "scope": "a", "token_type": "DPoP"})
+	as.set("mfa", map[string]any{"active": true, "scope": "a", "acr": "mfa", "auth_time": now.Add(-time.Minute).Unix()})
+	raw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.PostFormValue("token") == "escaped-cnf" {
+			_, _ = w.Write([]byte(`{"active":true,"scope":"a","\u0063nf":{"x5t#S256":"abc"}}`))
+			return
+		}
+		as.srv.Config.Handler.ServeHTTP(w, r)
+	}))
+	t.Cleanup(raw.Close)
+	g2 := newGuard(t, Config{Audience: testAudience, DPoP: DPoPConfig{Mode: DPoPAllowed},
+		Issuers: []Issuer{{Issuer: is.URL(), JWKSURI: is.jwksURI(), IntrospectionEndpoint: raw.URL, ClientID: "rs", ClientSecret: "s3cret"}}})
+	bearer := g2.Require("a")(okHandler)
+	for _, tok := range []string{"escaped-cnf", "dpop-type"} {
+		if rec := do(bearer, "Bearer "+tok); rec.Code != 401 {
+			t.Errorf("%s as Bearer: %d, want 401", tok, rec.Code)
+		}
+	}
+	stepUp := g2.RequirePolicy(Policy{Scopes: []string{"a"}, ACRValues: []string{"mfa"}, MaxAuthAge: time.Hour})(okHandler)
+	if rec := do(stepUp, "Bearer mfa"); rec.Code != 200 {
+		t.Errorf("opaque token with acr and auth_time on a step-up route: %d %s", rec.Code, rec.Body)
+	}
+	if g2.CheckPolicy(Policy{MaxAuthAge: 1500 * time.Millisecond}) == nil {
+		t.Error("sub-second MaxAuthAge accepted")
+	}
+}

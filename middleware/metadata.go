@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"strings"
 	"sync"
 )
 
@@ -32,7 +31,14 @@ func metadataURL(resource string) (string, string) {
 	if err != nil {
 		return "", ""
 	}
-	path := WellKnownResourceMetadata + strings.TrimSuffix(u.EscapedPath(), "/")
+	// RFC 9728 §3.1: the well-known path goes between the host and the
+	// resource's path; a lone "/" after the host is dropped, any other
+	// path is kept as it is.
+	p := u.EscapedPath()
+	if p == "/" {
+		p = ""
+	}
+	path := WellKnownResourceMetadata + p
 	return u.Scheme + "://" + u.Host + path, path
 }
 

@@ -32,8 +32,14 @@ func TestResourceMetadata(t *testing.T) {
 			name:     "mcp_dpop_required",
 			cfg:      Config{Audience: "mcp-server", Resource: "https://example.com/mcp/", Issuers: []Issuer{is.config()}, DPoP: DPoPConfig{Mode: DPoPRequired, Algorithms: []string{"ES256", "EdDSA"}}},
 			scopes:   [][]string{{"tools:call"}},
-			wantPath: "/.well-known/oauth-protected-resource/mcp",
-			wantURL:  "https://example.com/.well-known/oauth-protected-resource/mcp",
+			wantPath: "/.well-known/oauth-protected-resource/mcp/",
+			wantURL:  "https://example.com/.well-known/oauth-protected-resource/mcp/",
+		},
+		{
+			name:     "root_with_slash",
+			cfg:      Config{Audience: "https://api.example.com/", Issuers: []Issuer{is.config()}},
+			wantPath: "/.well-known/oauth-protected-resource",
+			wantURL:  "https://api.example.com/.well-known/oauth-protected-resource",
 		},
 		{
 			name:    "explicit_metadata_url",

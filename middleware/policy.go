@@ -130,6 +130,9 @@ func (g *Guard) checkPolicy(p Policy) (*policy, error) {
 	if p.MaxTokenAge < 0 || p.MaxAuthAge < 0 {
 		return bad("durations must not be negative")
 	}
+	if p.MaxAuthAge > 0 && p.MaxAuthAge%time.Second != 0 {
+		return bad("MaxAuthAge must be whole seconds (it is sent as max_age)")
+	}
 	tokenOK := func(s string) bool { return s != "" && !strings.ContainsAny(s, " \t\"\\") }
 	for _, s := range p.Scopes {
 		if !tokenOK(s) {

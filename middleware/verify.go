@@ -1,9 +1,7 @@
 package middleware
 
 import (
-	"bytes"
 	"crypto/sha256"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"strings"
@@ -136,34 +134,24 @@ func (g *Guard) introspectToken(r *http.Request, tok string) (*Principal, *denia
 		return nil, e
 	}
 	p := &Principal{
-		Issuer:       g.introIss.cfg.Issuer,
-		Subject:      res.Subject,
-		ClientID:     res.ClientID,
-		Scopes:       scopesOf(&jose.Claims{Scope: res.Scope}, false),
-		Audience:     res.Audience,
-		JKT:          res.JKT,
-		ExpiresAt:    res.ExpiresAt,
-		IssuedAt:     res.IssuedAt,
-		raw:          res.Raw,
-		bound:        res.JKT != "" || hasCNF(res.Raw),
+		Issuer:    g.introIss.cfg.Issuer,
+		Subject:   res.Subject,
+		ClientID:  res.ClientID,
+		Scopes:    scopesOf(&jose.Claims{Scope: res.Scope}, false),
+		Audience:  res.Audience,
+		JKT:       res.JKT,
+		TokenID:   res.JTI,
+		ExpiresAt: res.ExpiresAt,
+		IssuedAt:  res.IssuedAt,
+		ACR:       res.ACR,
+		AuthTime:  res.AuthTime,
+		raw:       res.Raw,
+		// Sender-constrained by any cnf method, or declared a DPoP
+		// token: never acceptable as a bearer token.
+		bound:        res.Bound || strings.EqualFold(res.TokenType, "DPoP"),
 		introspected: true,
 	}
 	return p, nil
-}
-
-// hasCNF reports whether an introspection response has a non-null "cnf"
-// member: a token bound some way other than DPoP (such as mTLS) is still
-// not a bearer token.
-func hasCNF(raw []byte) bool {
-	if !bytes.Contains(raw, []byte(`"cnf"`)) {
-		return false
-	}
-	var v struct {
-		CNF json.RawMessage `json:"cnf"`
-	}
-	// A response the introspect package accepted is valid JSON; on any
-	// doubt, treat the token as bound (refusing it as Bearer).
-	return json.Unmarshal(raw, &v) != nil || (len(v.CNF) > 0 && string(v.CNF) != "null")
 }
 
 // verifyProof checks the request's DPoP proof against the request, the

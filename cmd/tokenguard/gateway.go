@@ -23,6 +23,7 @@ import (
 
 	"github.com/tokenguard/tokenguard/dpop"
 	"github.com/tokenguard/tokenguard/dpop/redisstore"
+	"github.com/tokenguard/tokenguard/internal/netutil"
 	"github.com/tokenguard/tokenguard/middleware"
 )
 
@@ -438,9 +439,10 @@ func (c *config) guardConfig(log *slog.Logger, reg prometheus.Registerer) middle
 	default:
 		mc.DPoP.Mode = middleware.DPoPDisabled
 	}
-	// RFC 9728: the audience is the resource identifier when it is a URL;
-	// otherwise the public URL is.
-	if u, err := url.Parse(c.Audience); err != nil || !u.IsAbs() || u.Host == "" {
+	// RFC 9728: the audience is the resource identifier when the
+	// middleware would take it as one (https, or http to loopback or with
+	// insecure_allow_http; no query); otherwise the public URL is.
+	if !resourceURL(c.Audience, c.InsecureAllowHTTP) {
 		mc.Resource = c.publicURL()
 	}
 	mc.DPoP.Nonce = c.DPoPNonce
@@ -462,6 +464,16 @@ func (c *config) guardConfig(log *slog.Logger, reg prometheus.Registerer) middle
 		})
 	}
 	return mc
+}
+
+// resourceURL reports whether s is a URL middleware.Config accepts as a
+// resource identifier.
+func resourceURL(s string, insecure bool) bool {
+	u, err := checkURL(s, false)
+	if err != nil {
+		return false
+	}
+	return u.Scheme == "https" || insecure || netutil.IsLoopbackHost(u.Hostname())
 }
 
 // replayStoreError reports a replay_store URL the Redis client refuses,
