@@ -25,6 +25,7 @@ type Client struct {
 	tr     *http.Transport // our own transport when cfg.HTTPClient is nil; closed by Close
 	cache  *tokencache.Cache[*Result]
 	flight flightGroup
+	slots  chan struct{} // MaxConcurrent requests in flight
 
 	closeOnce sync.Once
 }
@@ -42,7 +43,7 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("introspect: CacheSize: %w", err)
 	}
-	c := &Client{cfg: cfg, alg: alg, cache: cache, client: cfg.HTTPClient}
+	c := &Client{cfg: cfg, alg: alg, cache: cache, client: cfg.HTTPClient, slots: make(chan struct{}, cfg.MaxConcurrent)}
 	if c.client == nil {
 		c.client, c.tr = defaultClient()
 		c.client.Timeout = cfg.Timeout
@@ -106,6 +107,15 @@ var inactive = &Result{}
 func (c *Client) lookup(ctx context.Context, key tokencache.Key, token string) (*Result, error) {
 	if r, ok := c.cache.Get(key, c.cfg.Now()); ok {
 		return r, nil
+	}
+	select {
+	case c.slots <- struct{}{}:
+		defer func() { <-c.slots }()
+	default:
+		if c.cfg.OnRequest != nil {
+			c.cfg.OnRequest(ResultError)
+		}
+		return nil, fmt.Errorf("%w: %d introspection requests already in flight", ErrUnavailable, c.cfg.MaxConcurrent)
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()

@@ -19,6 +19,7 @@ import (
 const (
 	defaultTimeout          = 5 * time.Second
 	defaultMaxResponseSize  = 64 << 10
+	defaultMaxConcurrent    = 64
 	defaultCacheSize        = 10_000
 	defaultMaxCacheAge      = 60 * time.Second
 	defaultNegativeCacheAge = 5 * time.Second
@@ -132,6 +133,13 @@ type Config struct {
 	// ErrUnavailable. 0 means 64 KiB.
 	MaxResponseSize int64
 
+	// MaxConcurrent bounds introspection requests in flight at once (each
+	// distinct uncached token is one). Past it, Introspect fails at once
+	// with ErrUnavailable rather than queue: a client spraying random
+	// tokens must not turn the guard into a flood against the
+	// authorization server. 0 means 64.
+	MaxConcurrent int
+
 	// CacheSize bounds the number of cached answers. 0 means 10,000.
 	// Caching cannot be turned off, only shortened with MaxCacheAge.
 	CacheSize int
@@ -234,6 +242,12 @@ func (c Config) withDefaults() (Config, jwa.SignatureAlgorithm, error) {
 		bad("MaxResponseSize", "must not be negative (0 means %d)", defaultMaxResponseSize)
 	case c.MaxResponseSize == 0:
 		c.MaxResponseSize = defaultMaxResponseSize
+	}
+	switch {
+	case c.MaxConcurrent < 0:
+		bad("MaxConcurrent", "must not be negative (0 means %d)", defaultMaxConcurrent)
+	case c.MaxConcurrent == 0:
+		c.MaxConcurrent = defaultMaxConcurrent
 	}
 	switch {
 	case c.CacheSize < 0:
