@@ -163,7 +163,9 @@ type Issuer struct {
 	JWKSURI string
 
 	// IntrospectionEndpoint, ClientID and ClientSecret configure RFC 7662
-	// introspection for this issuer's opaque tokens: a token that is not
+	// introspection for this issuer's opaque tokens (with a ClientID but
+	// no IntrospectionEndpoint, the endpoint is discovered from the
+	// issuer's metadata like JWKSURI; opaque tokens get 503 until then): a token that is not
 	// three dot-separated segments (a compact JWS) is POSTed there and
 	// accepted only if the answer is active and, for each of "iss",
 	// "aud", "exp" and "nbf" that the answer includes, names this issuer,
@@ -323,19 +325,21 @@ func (c *Config) validate() error {
 				bad(name+".JWKSURI", "%v", err)
 			}
 		}
-		if is.IntrospectionEndpoint != "" {
+		if is.IntrospectionEndpoint != "" || is.ClientID != "" {
 			if introspecting != "" {
 				bad(name+".IntrospectionEndpoint", "only one issuer may introspect opaque tokens (%s already does): an opaque token names no issuer", introspecting)
 			}
 			introspecting = is.Issuer
-			if err := checkURL(is.IntrospectionEndpoint, c.InsecureAllowHTTP); err != nil {
-				bad(name+".IntrospectionEndpoint", "%v", err)
+			if is.IntrospectionEndpoint != "" {
+				if err := checkURL(is.IntrospectionEndpoint, c.InsecureAllowHTTP); err != nil {
+					bad(name+".IntrospectionEndpoint", "%v", err)
+				}
 			}
 			if is.ClientID == "" {
 				bad(name+".ClientID", "required with IntrospectionEndpoint")
 			}
-		} else if is.ClientID != "" || is.ClientSecret != "" {
-			bad(name+".ClientID", "set only with IntrospectionEndpoint")
+		} else if is.ClientSecret != "" {
+			bad(name+".ClientSecret", "set only with ClientID (for introspection)")
 		}
 		switch is.IntrospectionAuthMethod {
 		case "", "client_secret_basic", "client_secret_post", "private_key_jwt":

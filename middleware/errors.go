@@ -118,6 +118,10 @@ var allReasons = []Reason{
 // loaded.
 var errKeysUnavailable = errors.New("middleware: signing keys not loaded")
 
+// errIntrospectionNotDiscovered is the cause of a 503 for an opaque token
+// while the issuer's introspection endpoint is still being discovered.
+var errIntrospectionNotDiscovered = errors.New("middleware: introspection endpoint not discovered (yet)")
+
 func deny(status int, code string, reason Reason, desc string, cause error) *denial {
 	return &denial{Status: status, Code: code, Description: desc, Reason: reason, Err: cause}
 }

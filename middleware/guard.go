@@ -39,8 +39,8 @@ type Guard struct {
 	meta resourceMeta // RFC 9728
 
 	// Opaque tokens: the one issuer that introspects them, or nil.
-	introspector *introspect.Client
-	introIss     *issuer
+	introspector atomic.Pointer[introspect.Client] // nil until configured or discovered
+	introIss     *issuer                           // the issuer that introspects, or nil
 
 	closeOnce sync.Once
 	closeErr  error
@@ -68,21 +68,17 @@ const (
 	discoveryMaxBackoff = 30 * time.Second
 )
 
-// discover finds the issuer's jwks_uri in its metadata, retrying with
-// backoff until it succeeds or ctx ends, then starts its key set.
-func (is *issuer) discover(ctx context.Context, dc discovery.Config, start func(jwksURI string) (*jwks.Set, error), log *slog.Logger) {
+// discover fetches the issuer's metadata, retrying with backoff until it
+// succeeds or ctx ends, and hands it to found once.
+func (is *issuer) discover(ctx context.Context, dc discovery.Config, found func(*discovery.Metadata), log *slog.Logger) {
 	defer close(is.discovered)
 	backoff := discoveryMinBackoff
 	for {
 		md, err := discovery.Fetch(ctx, dc)
 		if err == nil {
-			set, err := start(md.JWKSURI)
-			if err != nil {
-				log.Error("discovered jwks_uri refused; this issuer's tokens get 503", "iss", is.cfg.Issuer, "err", err)
-				return
-			}
-			is.keys.Store(set)
-			log.Info("issuer metadata discovered", "iss", is.cfg.Issuer, "jwks_uri", md.JWKSURI, "source", md.Source)
+			log.Info("issuer metadata discovered", "iss", is.cfg.Issuer, "jwks_uri", md.JWKSURI,
+				"introspection_endpoint", md.IntrospectionEndpoint, "source", md.Source)
+			found(md)
 			return
 		}
 		if ctx.Err() != nil {
@@ -167,6 +163,10 @@ func New(ctx context.Context, cfg Config) (*Guard, error) {
 		is := &issuer{cfg: ic}
 		g.issuers[ic.Issuer] = is
 		g.order = append(g.order, is)
+		introspects := ic.IntrospectionEndpoint != "" || ic.ClientID != ""
+		if introspects {
+			g.introIss = is
+		}
 		if ic.JWKSURI != "" {
 			set, err := start(ic.JWKSURI)
 			if err != nil {
@@ -174,7 +174,40 @@ func New(ctx context.Context, cfg Config) (*Guard, error) {
 				return nil, fmt.Errorf("middleware: Issuers[%d]: %w", i, err)
 			}
 			is.keys.Store(set)
-			continue
+		}
+		if ic.IntrospectionEndpoint != "" {
+			c, err := g.newIntrospector(ic, ic.IntrospectionEndpoint, m)
+			if err != nil {
+				g.Close()
+				return nil, fmt.Errorf("middleware: Issuers[%d]: %w", i, err)
+			}
+			g.introspector.Store(c)
+		}
+		if ic.JWKSURI != "" && (ic.IntrospectionEndpoint != "" || !introspects) {
+			continue // nothing to discover
+		}
+		log := cfg.Logger
+		found := func(md *discovery.Metadata) {
+			if is.keys.Load() == nil {
+				set, err := start(md.JWKSURI)
+				if err != nil {
+					log.Error("discovered jwks_uri refused; this issuer's tokens get 503", "iss", ic.Issuer, "err", err)
+				} else {
+					is.keys.Store(set)
+				}
+			}
+			if introspects && g.introspector.Load() == nil {
+				if md.IntrospectionEndpoint == "" {
+					log.Error("issuer metadata has no introspection_endpoint; opaque tokens get 503", "iss", ic.Issuer)
+					return
+				}
+				c, err := g.newIntrospector(ic, md.IntrospectionEndpoint, m)
+				if err != nil {
+					log.Error("discovered introspection_endpoint refused; opaque tokens get 503", "iss", ic.Issuer, "err", err)
+					return
+				}
+				g.introspector.Store(c)
+			}
 		}
 		dctx, stop := context.WithCancel(context.Background())
 		is.stopDiscovery, is.discovered = stop, make(chan struct{})
@@ -182,51 +215,45 @@ func New(ctx context.Context, cfg Config) (*Guard, error) {
 			Issuer:            ic.Issuer,
 			HTTPClient:        cfg.HTTPClient,
 			InsecureAllowHTTP: cfg.InsecureAllowHTTP,
-		}, start, cfg.Logger)
-	}
-	for i, is := range g.order {
-		if is.cfg.IntrospectionEndpoint == "" {
-			continue
-		}
-		method := map[string]introspect.AuthMethod{
-			"":                    introspect.ClientSecretBasic,
-			"client_secret_basic": introspect.ClientSecretBasic,
-			"client_secret_post":  introspect.ClientSecretPost,
-			"private_key_jwt":     introspect.PrivateKeyJWT,
-		}[is.cfg.IntrospectionAuthMethod]
-		// Introspection must never follow a redirect: a redirected POST
-		// would carry the token and the client credentials elsewhere,
-		// and the answer would come from whoever it was sent to.
-		hc := cfg.HTTPClient
-		if hc != nil {
-			c := *hc
-			c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-			hc = &c
-		}
-		c, err := introspect.New(introspect.Config{
-			Endpoint:          is.cfg.IntrospectionEndpoint,
-			Issuer:            is.cfg.Issuer,
-			Audience:          cfg.Audience,
-			ClientID:          is.cfg.ClientID,
-			ClientSecret:      is.cfg.ClientSecret,
-			AuthMethod:        method,
-			PrivateKey:        is.cfg.IntrospectionKey,
-			KeyID:             is.cfg.IntrospectionKeyID,
-			HTTPClient:        hc,
-			MaxCacheAge:       is.cfg.IntrospectionCacheMaxAge,
-			Leeway:            cfg.Leeway,
-			InsecureAllowHTTP: cfg.InsecureAllowHTTP,
-			OnRequest:         func(result string) { m.introspection.WithLabelValues(result).Inc() },
-			Now:               cfg.now,
-		})
-		if err != nil {
-			g.Close()
-			return nil, fmt.Errorf("middleware: Issuers[%d]: %w", i, err)
-		}
-		g.introspector, g.introIss = c, is
+		}, found, cfg.Logger)
 	}
 	g.waitReady(ctx, cfg.StartupWait)
 	return g, nil
+}
+
+// newIntrospector makes the RFC 7662 client for issuer ic's endpoint.
+func (g *Guard) newIntrospector(ic Issuer, endpoint string, m *metrics) (*introspect.Client, error) {
+	method := map[string]introspect.AuthMethod{
+		"":                    introspect.ClientSecretBasic,
+		"client_secret_basic": introspect.ClientSecretBasic,
+		"client_secret_post":  introspect.ClientSecretPost,
+		"private_key_jwt":     introspect.PrivateKeyJWT,
+	}[ic.IntrospectionAuthMethod]
+	// Introspection must never follow a redirect: a redirected POST
+	// would carry the token and the client credentials elsewhere, and
+	// the answer would come from whoever it was sent to.
+	hc := g.cfg.HTTPClient
+	if hc != nil {
+		c := *hc
+		c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+		hc = &c
+	}
+	return introspect.New(introspect.Config{
+		Endpoint:          endpoint,
+		Issuer:            ic.Issuer,
+		Audience:          g.cfg.Audience,
+		ClientID:          ic.ClientID,
+		ClientSecret:      ic.ClientSecret,
+		AuthMethod:        method,
+		PrivateKey:        ic.IntrospectionKey,
+		KeyID:             ic.IntrospectionKeyID,
+		HTTPClient:        hc,
+		MaxCacheAge:       ic.IntrospectionCacheMaxAge,
+		Leeway:            g.cfg.Leeway,
+		InsecureAllowHTTP: g.cfg.InsecureAllowHTTP,
+		OnRequest:         func(result string) { m.introspection.WithLabelValues(result).Inc() },
+		Now:               g.cfg.now,
+	})
 }
 
 // setUpResourceMetadata picks the RFC 9728 resource identifier
@@ -342,8 +369,8 @@ func (g *Guard) Close() error {
 				}
 			}
 		}
-		if g.introspector != nil {
-			g.introspector.Close()
+		if c := g.introspector.Load(); c != nil {
+			c.Close()
 		}
 		g.closeErr = errors.Join(errs...)
 	})

@@ -208,7 +208,7 @@ func TestIntrospectionConfig(t *testing.T) {
 		"two introspecting issuers": {Config{Audience: "a", Issuers: two}, "only one issuer may introspect"},
 		"no client id":              {Config{Audience: "a", Issuers: []Issuer{{Issuer: good.Issuer, JWKSURI: good.JWKSURI, IntrospectionEndpoint: "https://as.example.com/i"}}}, "ClientID: required"},
 		"http endpoint":             {Config{Audience: "a", Issuers: []Issuer{{Issuer: good.Issuer, JWKSURI: good.JWKSURI, IntrospectionEndpoint: "http://as.example.com/i", ClientID: "rs"}}}, "must use https"},
-		"secret without endpoint":   {Config{Audience: "a", Issuers: []Issuer{{Issuer: good.Issuer, JWKSURI: good.JWKSURI, ClientSecret: "x"}}}, "only with IntrospectionEndpoint"},
+		"secret without client id":  {Config{Audience: "a", Issuers: []Issuer{{Issuer: good.Issuer, JWKSURI: good.JWKSURI, ClientSecret: "x"}}}, "ClientSecret: set only with ClientID"},
 	} {
 		if _, err := New(t.Context(), tt.cfg); err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s: %v, want %q", name, err, tt.want)
@@ -330,5 +330,45 @@ func TestIntrospectionHardening(t *testing.T) {
 	}
 	if g2.CheckPolicy(Policy{MaxAuthAge: 1500 * time.Millisecond}) == nil {
 		t.Error("sub-second MaxAuthAge accepted")
+	}
+}
+
+// TestDiscoveredIntrospectionEndpoint: with a ClientID and no endpoint,
+// the endpoint comes from the issuer's metadata; without one there,
+// opaque tokens get 503.
+func TestDiscoveredIntrospectionEndpoint(t *testing.T) {
+	is := newTestIssuer(t, "ES256", "k1")
+	as := newFakeAS(t)
+	as.set("opaque-1", map[string]any{"active": true, "scope": "a"})
+	for _, tt := range []struct {
+		name     string
+		endpoint string // in the metadata; "" none
+		want     int
+	}{
+		{"endpoint in metadata", as.srv.URL, 200},
+		{"no endpoint in metadata", "", http.StatusServiceUnavailable},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var meta *httptest.Server
+			meta = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				doc := map[string]string{"issuer": meta.URL, "jwks_uri": is.jwksURI()}
+				if tt.endpoint != "" {
+					doc["introspection_endpoint"] = tt.endpoint
+				}
+				_ = json.NewEncoder(w).Encode(doc)
+			}))
+			t.Cleanup(meta.Close)
+			g := newGuard(t, Config{Audience: testAudience, Issuers: []Issuer{{Issuer: meta.URL, ClientID: "rs", ClientSecret: "s3cret"}}})
+			h := g.Require("a")(okHandler)
+			deadline := time.Now().Add(5 * time.Second)
+			rec := do(h, "Bearer opaque-1")
+			for rec.Code != tt.want && time.Now().Before(deadline) {
+				time.Sleep(20 * time.Millisecond)
+				rec = do(h, "Bearer opaque-1")
+			}
+			if rec.Code != tt.want {
+				t.Fatalf("opaque token: %d %s, want %d", rec.Code, rec.Body, tt.want)
+			}
+		})
 	}
 }

@@ -124,7 +124,7 @@ func (g *Guard) checkPolicy(p Policy) (*policy, error) {
 	if p.RequireDPoP && g.cfg.DPoP.Mode == DPoPDisabled {
 		return bad("RequireDPoP on a guard whose DPoP mode is disabled")
 	}
-	if p.Introspect && g.introspector == nil {
+	if p.Introspect && g.introIss == nil {
 		return bad("Introspect on a guard with no issuer IntrospectionEndpoint")
 	}
 	if p.MaxTokenAge < 0 || p.MaxAuthAge < 0 {
@@ -188,7 +188,11 @@ func (g *Guard) enforce(r *http.Request, pol *policy, p *Principal, tok string) 
 		if p.Issuer != g.introIss.cfg.Issuer {
 			return mark(invalidToken(ReasonInactive, descInactive, errors.New("middleware: the token's issuer has no introspection endpoint")))
 		}
-		if _, err := g.introspector.Introspect(r.Context(), tok); err != nil {
+		c := g.introspector.Load()
+		if c == nil {
+			return mark(deny(http.StatusServiceUnavailable, "", ReasonIntrospectionUnavailable, descIntrospectionUnavailable, errIntrospectionNotDiscovered))
+		}
+		if _, err := c.Introspect(r.Context(), tok); err != nil {
 			if errors.Is(err, introspect.ErrInactive) {
 				return mark(invalidToken(ReasonInactive, descInactive, err))
 			}

@@ -89,7 +89,7 @@ func (g *Guard) authenticate(r *http.Request) (*Principal, string, string, *deni
 // verifyToken verifies an access token, through the verified-token cache
 // when it is on.
 func (g *Guard) verifyToken(r *http.Request, tok string) (*Principal, *denial) {
-	if g.introspector != nil && strings.Count(tok, ".") != 2 {
+	if g.introIss != nil && strings.Count(tok, ".") != 2 {
 		// RFC 7662 for what is not three-segment compact JWS; a JWS is
 		// a JWT and is judged as one, never retried through
 		// introspection.
@@ -122,7 +122,13 @@ func (g *Guard) verifyToken(r *http.Request, tok string) (*Principal, *denial) {
 
 // introspectToken asks the introspecting issuer about an opaque token.
 func (g *Guard) introspectToken(r *http.Request, tok string) (*Principal, *denial) {
-	res, err := g.introspector.Introspect(r.Context(), tok)
+	c := g.introspector.Load()
+	if c == nil {
+		e := deny(http.StatusServiceUnavailable, "", ReasonIntrospectionUnavailable, descIntrospectionUnavailable, errIntrospectionNotDiscovered)
+		e.iss = g.introIss.cfg.Issuer
+		return nil, e
+	}
+	res, err := c.Introspect(r.Context(), tok)
 	if err != nil {
 		e := invalidToken(ReasonInactive, descInactive, err)
 		if !errors.Is(err, introspect.ErrInactive) {

@@ -80,9 +80,9 @@ func TestCLIGuardErrorsNameTheLine(t *testing.T) {
 			[]string{"line 6: issuers[0].issuer:", "insecure_allow_http"},
 		},
 		{
-			"client credentials without an introspection endpoint",
-			strings.Replace(base, "/jwks\n", "/jwks\n    client_id: rs\n    client_secret: s3cret-value\n", 1),
-			[]string{"line 8: issuers[0].client_id:", "only with IntrospectionEndpoint"},
+			"client secret without a client id",
+			strings.Replace(base, "/jwks\n", "/jwks\n    client_secret: s3cret-value\n", 1),
+			[]string{"line 8: issuers[0].client_secret:", "set only with ClientID"},
 		},
 		{
 			"public_url plain http beyond loopback",
