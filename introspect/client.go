@@ -72,20 +72,35 @@ func (c *Client) Close() {
 // want the same token at once. ctx bounds only this caller's wait. An
 // empty token is ErrInactive without a request.
 func (c *Client) Introspect(ctx context.Context, token string) (*Result, error) {
+	return c.IntrospectWithin(ctx, token, 0)
+}
+
+// IntrospectWithin is Introspect for callers that need a fresher answer
+// than the cache's MaxCacheAge: a cached active answer older than maxAge
+// is not reused, the server is asked again (for revocation-sensitive
+// uses). An inactive answer is always reused while cached. maxAge <= 0
+// means any cached answer will do.
+func (c *Client) IntrospectWithin(ctx context.Context, token string, maxAge time.Duration) (*Result, error) {
 	if token == "" {
 		return nil, fmt.Errorf("%w: empty token", ErrInactive)
 	}
 	key := tokencache.Key(sha256.Sum256([]byte(token)))
-	if r, ok := c.cache.Get(key, c.cfg.Now()); ok {
+	if r, ok := c.cache.Get(key, c.cfg.Now()); ok && c.fresh(r, maxAge) {
 		return answer(r)
 	}
 	r, err := c.flight.do(ctx, key, func(ctx context.Context) (*Result, error) {
-		return c.lookup(ctx, key, token)
+		return c.lookup(ctx, key, token, maxAge)
 	})
 	if err != nil {
 		return nil, err
 	}
 	return answer(r)
+}
+
+// fresh reports whether a cached verdict may answer a caller that wants
+// one no older than maxAge.
+func (c *Client) fresh(r *Result, maxAge time.Duration) bool {
+	return maxAge <= 0 || r == inactive || c.cfg.Now().Sub(r.fetched) <= maxAge
 }
 
 // answer turns a verdict (a cached or fresh Result) into Introspect's
@@ -104,8 +119,8 @@ var inactive = &Result{}
 // that ended just before this one started may have filled it), asks the
 // server, reports the attempt, and caches a verdict. It returns a Result,
 // inactive, or an ErrUnavailable / ErrInvalidResponse error.
-func (c *Client) lookup(ctx context.Context, key tokencache.Key, token string) (*Result, error) {
-	if r, ok := c.cache.Get(key, c.cfg.Now()); ok {
+func (c *Client) lookup(ctx context.Context, key tokencache.Key, token string, maxAge time.Duration) (*Result, error) {
+	if r, ok := c.cache.Get(key, c.cfg.Now()); ok && c.fresh(r, maxAge) {
 		return r, nil
 	}
 	select {
@@ -132,6 +147,7 @@ func (c *Client) lookup(ctx context.Context, key tokencache.Key, token string) (
 		c.cache.Add(key, inactive, now.Add(c.cfg.NegativeCacheAge), now)
 		return inactive, nil
 	}
+	r.fetched = now
 	expires := now.Add(c.cfg.MaxCacheAge)
 	if !r.ExpiresAt.IsZero() && r.ExpiresAt.Before(expires) {
 		expires = r.ExpiresAt

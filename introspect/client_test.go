@@ -37,7 +37,7 @@ func TestIntrospectActive(t *testing.T) {
 		Bound:     true,
 	}
 	if diff := cmp.Diff(want, got, cmp.FilterPath(func(p cmp.Path) bool {
-		return p.String() == "Raw" || p.String() == "hasIssuer"
+		return p.String() == "Raw" || p.String() == "hasIssuer" || p.String() == "fetched"
 	}, cmp.Ignore())); diff != "" {
 		t.Errorf("Result mismatch (-want +got):\n%s", diff)
 	}

@@ -53,3 +53,35 @@ func TestMaxConcurrent(t *testing.T) {
 		t.Error("negative MaxConcurrent accepted")
 	}
 }
+
+// TestIntrospectWithin: a cached active answer older than maxAge is not
+// reused; a younger one is; plain Introspect reuses it up to MaxCacheAge.
+func TestIntrospectWithin(t *testing.T) {
+	s := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte(`{"active":true}`))
+	})
+	clk := newClock()
+	c := mustNew(t, baseConfig(s, clk))
+	ctx := bounded(t, 10*time.Second)
+	if _, err := c.Introspect(ctx, "tok"); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(5 * time.Second)
+	for _, tt := range []struct {
+		name     string
+		maxAge   time.Duration
+		wantHits int64
+	}{
+		{"plain, within MaxCacheAge", 0, 1},
+		{"answer younger than maxAge", 10 * time.Second, 1},
+		{"answer older than maxAge", 2 * time.Second, 2},
+		{"the refreshed answer is young again", 2 * time.Second, 2},
+	} {
+		if _, err := c.IntrospectWithin(ctx, "tok", tt.maxAge); err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		if got := s.hits.Load(); got != tt.wantHits {
+			t.Errorf("%s: %d server hits, want %d", tt.name, got, tt.wantHits)
+		}
+	}
+}

@@ -72,7 +72,8 @@ type Result struct {
 	// decode it with encoding/json.
 	Raw json.RawMessage
 
-	hasIssuer bool // "iss" was present, possibly as ""
+	hasIssuer bool      // "iss" was present, possibly as ""
+	fetched   time.Time // when the server gave this answer (set before caching)
 }
 
 // Claims decodes the raw response into v, which is what json.Unmarshal

@@ -372,3 +372,38 @@ func TestDiscoveredIntrospectionEndpoint(t *testing.T) {
 		})
 	}
 }
+
+// TestIntrospectionMaxAgePerRoute: a route's IntrospectionMaxAge makes a
+// cached answer older than it be asked again; other routes reuse it up to
+// the issuer's cache age.
+func TestIntrospectionMaxAgePerRoute(t *testing.T) {
+	is := newTestIssuer(t, "ES256", "k1")
+	as := newFakeAS(t)
+	as.set("opaque-1", map[string]any{"active": true, "scope": "a"})
+	clock := &fakeClock{t: time.Now()}
+	cfg := Config{Audience: testAudience, Issuers: []Issuer{{Issuer: is.URL(), JWKSURI: is.jwksURI(), IntrospectionEndpoint: as.srv.URL, ClientID: "rs", ClientSecret: "s3cret"}}}
+	cfg.now = clock.Now
+	g := newGuard(t, cfg)
+	relaxed := g.Require("a")(okHandler)
+	strict := g.RequirePolicy(Policy{Scopes: []string{"a"}, IntrospectionMaxAge: 2 * time.Second})(okHandler)
+	if rec := do(relaxed, "Bearer opaque-1"); rec.Code != 200 {
+		t.Fatal(rec.Code)
+	}
+	clock.Add(5 * time.Second)
+	hits := as.hits.Load()
+	if rec := do(relaxed, "Bearer opaque-1"); rec.Code != 200 || as.hits.Load() != hits {
+		t.Fatalf("relaxed route: %d, %d new calls; want 200 from the cache", rec.Code, as.hits.Load()-hits)
+	}
+	if rec := do(strict, "Bearer opaque-1"); rec.Code != 200 || as.hits.Load() != hits+1 {
+		t.Fatalf("strict route: %d, %d new calls; want 200 after one fresh call", rec.Code, as.hits.Load()-hits)
+	}
+	// Revoked meanwhile: the strict route sees it once its answer is old.
+	as.set("opaque-1", map[string]any{"active": false})
+	clock.Add(3 * time.Second)
+	if rec := do(strict, "Bearer opaque-1"); rec.Code != 401 {
+		t.Fatalf("revoked token on the strict route: %d, want 401", rec.Code)
+	}
+	if g.CheckPolicy(Policy{IntrospectionMaxAge: -time.Second}) == nil {
+		t.Error("negative IntrospectionMaxAge accepted")
+	}
+}

@@ -40,6 +40,13 @@ type Policy struct {
 	// IntrospectionEndpoint; the JWT must come from that issuer.
 	Introspect bool
 
+	// IntrospectionMaxAge, when positive, bounds this route's revocation
+	// latency: an introspection answer (for an opaque token, or a JWT
+	// under Introspect) older than this is not reused from the cache; the
+	// issuer is asked again. Without it the latency is the issuer's
+	// IntrospectionCacheMaxAge (60 s by default).
+	IntrospectionMaxAge time.Duration
+
 	// MaxTokenAge, when positive, refuses tokens issued ("iat") longer
 	// ago than this, or without "iat": 401 invalid_token. It bounds how
 	// long a stolen or revoked token stays useful on this route.
@@ -124,8 +131,11 @@ func (g *Guard) checkPolicy(p Policy) (*policy, error) {
 	if p.RequireDPoP && g.cfg.DPoP.Mode == DPoPDisabled {
 		return bad("RequireDPoP on a guard whose DPoP mode is disabled")
 	}
-	if p.Introspect && g.introIss == nil {
-		return bad("Introspect on a guard with no issuer IntrospectionEndpoint")
+	if (p.Introspect || p.IntrospectionMaxAge != 0) && g.introIss == nil {
+		return bad("Introspect or IntrospectionMaxAge on a guard with no introspecting issuer")
+	}
+	if p.IntrospectionMaxAge < 0 {
+		return bad("durations must not be negative")
 	}
 	if p.MaxTokenAge < 0 || p.MaxAuthAge < 0 {
 		return bad("durations must not be negative")
@@ -155,12 +165,13 @@ func (g *Guard) checkPolicy(p Policy) (*policy, error) {
 		}
 	}
 	pol := &policy{Policy: Policy{
-		Scopes:      slices.Clone(p.Scopes),
-		RequireDPoP: p.RequireDPoP,
-		Introspect:  p.Introspect,
-		MaxTokenAge: p.MaxTokenAge,
-		ACRValues:   slices.Clone(p.ACRValues),
-		MaxAuthAge:  p.MaxAuthAge,
+		Scopes:              slices.Clone(p.Scopes),
+		RequireDPoP:         p.RequireDPoP,
+		Introspect:          p.Introspect,
+		IntrospectionMaxAge: p.IntrospectionMaxAge,
+		MaxTokenAge:         p.MaxTokenAge,
+		ACRValues:           slices.Clone(p.ACRValues),
+		MaxAuthAge:          p.MaxAuthAge,
 	}}
 	for _, set := range p.AnyOf {
 		pol.AnyOf = append(pol.AnyOf, slices.Clone(set))
@@ -181,10 +192,12 @@ func (g *Guard) enforce(r *http.Request, pol *policy, p *Principal, tok string) 
 		e.dpop, e.dpopOnly = true, true
 		return e
 	}
-	if pol.Introspect && !p.introspected {
-		// A revocation-sensitive route: the issuer must confirm the JWT
-		// is still active. Only the introspecting issuer's own tokens
-		// are ever sent to it.
+	if pol.Introspect || (pol.IntrospectionMaxAge > 0 && p.introspected) {
+		// A revocation-sensitive route: the issuer must confirm the
+		// token is still active, with an answer no older than
+		// IntrospectionMaxAge (an opaque token was introspected already:
+		// IntrospectWithin reuses that answer if it is fresh enough).
+		// Only the introspecting issuer's own tokens are ever sent to it.
 		if p.Issuer != g.introIss.cfg.Issuer {
 			return mark(invalidToken(ReasonInactive, descInactive, errors.New("middleware: the token's issuer has no introspection endpoint")))
 		}
@@ -192,7 +205,7 @@ func (g *Guard) enforce(r *http.Request, pol *policy, p *Principal, tok string) 
 		if c == nil {
 			return mark(deny(http.StatusServiceUnavailable, "", ReasonIntrospectionUnavailable, descIntrospectionUnavailable, errIntrospectionNotDiscovered))
 		}
-		if _, err := c.Introspect(r.Context(), tok); err != nil {
+		if _, err := c.IntrospectWithin(r.Context(), tok, pol.IntrospectionMaxAge); err != nil {
 			if errors.Is(err, introspect.ErrInactive) {
 				return mark(invalidToken(ReasonInactive, descInactive, err))
 			}

@@ -76,9 +76,11 @@ type fileRoute struct {
 	AnyScopes   [][]string `yaml:"any_scopes"`
 	RequireDPoP bool       `yaml:"require_dpop"`
 	Introspect  bool       `yaml:"introspect"`
-	MaxTokenAge string     `yaml:"max_token_age"`
-	ACRValues   []string   `yaml:"acr_values"`
-	MaxAuthAge  string     `yaml:"max_auth_age"`
+	// IntrospectionMaxAge bounds this route's revocation latency.
+	IntrospectionMaxAge string   `yaml:"introspection_max_age"`
+	MaxTokenAge         string   `yaml:"max_token_age"`
+	ACRValues           []string `yaml:"acr_values"`
+	MaxAuthAge          string   `yaml:"max_auth_age"`
 }
 
 // config is a validated gateway configuration. It deliberately does not
@@ -132,12 +134,13 @@ type routeConfig struct {
 	Line    int
 
 	// The route's policy beyond Scopes (middleware.Policy).
-	AnyScopes   [][]string
-	RequireDPoP bool
-	Introspect  bool
-	MaxTokenAge time.Duration
-	ACRValues   []string
-	MaxAuthAge  time.Duration
+	AnyScopes           [][]string
+	RequireDPoP         bool
+	Introspect          bool
+	IntrospectionMaxAge time.Duration
+	MaxTokenAge         time.Duration
+	ACRValues           []string
+	MaxAuthAge          time.Duration
 }
 
 // keyPos is a YAML key and the line it is on (or, when absent, the line of
@@ -709,8 +712,12 @@ func (fc *fileConfig) validate(doc *yaml.Node) (*config, []*fieldError) {
 		if r.RequireDPoP && !dpopOn {
 			bad(pos.at("routes", i, "require_dpop"), "needs dpop.mode allowed or required")
 		}
-		if r.Introspect && !slices.ContainsFunc(fc.Issuers, func(is fileIssue) bool { return is.IntrospectionEndpoint != "" }) {
+		introspecting := slices.ContainsFunc(fc.Issuers, func(is fileIssue) bool { return is.IntrospectionEndpoint != "" || is.ClientID != "" })
+		if r.Introspect && !introspecting {
 			bad(pos.at("routes", i, "introspect"), "needs an issuer with introspection_endpoint")
+		}
+		if r.IntrospectionMaxAge != "" && !introspecting {
+			bad(pos.at("routes", i, "introspection_max_age"), "needs an issuer with introspection_endpoint")
 		}
 		routeDur := func(key, v string) time.Duration {
 			if v == "" {
@@ -728,8 +735,9 @@ func (fc *fileConfig) validate(doc *yaml.Node) (*config, []*fieldError) {
 		c.Routes = append(c.Routes, routeConfig{
 			Pattern: r.Pattern, Scopes: slices.Clone(r.Scopes), Key: p.Key, Line: p.Line,
 			AnyScopes: r.AnyScopes, RequireDPoP: r.RequireDPoP, Introspect: r.Introspect, ACRValues: slices.Clone(r.ACRValues),
-			MaxTokenAge: routeDur("max_token_age", r.MaxTokenAge),
-			MaxAuthAge:  routeDur("max_auth_age", r.MaxAuthAge),
+			MaxTokenAge:         routeDur("max_token_age", r.MaxTokenAge),
+			IntrospectionMaxAge: routeDur("introspection_max_age", r.IntrospectionMaxAge),
+			MaxAuthAge:          routeDur("max_auth_age", r.MaxAuthAge),
 		})
 	}
 	errs = append(errs, checkRoutes(c.Routes)...)

@@ -150,6 +150,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"route any_scopes empty set", edit(t, "    scopes: [orders:write]", "    scopes: [orders:write]\n    any_scopes: [[]]"), []want{{18, "routes[1].any_scopes[0]"}}, "empty scope set"},
 		{"route any_scopes bad scope", edit(t, "    scopes: [orders:write]", "    scopes: [orders:write]\n    any_scopes: [[\"a b\"]]"), []want{{18, "routes[1].any_scopes[0][0]"}}, "not a valid scope"},
 		{"route require_dpop with dpop disabled", edit(t, "    scopes: [orders:write]", "    scopes: [orders:write]\n    require_dpop: true"), []want{{18, "routes[1].require_dpop"}}, "needs dpop.mode"},
+		{"route introspection_max_age without an endpoint", edit(t, "    scopes: [orders:write]", "    scopes: [orders:write]\n    introspection_max_age: 5s"), []want{{18, "routes[1].introspection_max_age"}}, "needs an issuer with introspection_endpoint"},
 		{"route introspect without an endpoint", edit(t, "    scopes: [orders:write]", "    scopes: [orders:write]\n    introspect: true"), []want{{18, "routes[1].introspect"}}, "needs an issuer with introspection_endpoint"},
 		{"route max_token_age bad", edit(t, "    scopes: [orders:write]", "    scopes: [orders:write]\n    max_token_age: soon"), []want{{18, "routes[1].max_token_age"}}, "not a duration"},
 		{"route max_auth_age zero", edit(t, "    scopes: [orders:write]", "    scopes: [orders:write]\n    max_auth_age: 0s"), []want{{18, "routes[1].max_auth_age"}}, "more than zero"},

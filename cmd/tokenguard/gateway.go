@@ -312,7 +312,8 @@ func newProxyHandler(cfg *config, guard *middleware.Guard, proxy http.Handler, l
 	for _, r := range cfg.Routes {
 		pol := middleware.Policy{
 			Scopes: r.Scopes, AnyOf: r.AnyScopes, RequireDPoP: r.RequireDPoP, Introspect: r.Introspect,
-			MaxTokenAge: r.MaxTokenAge, ACRValues: r.ACRValues, MaxAuthAge: r.MaxAuthAge,
+			IntrospectionMaxAge: r.IntrospectionMaxAge,
+			MaxTokenAge:         r.MaxTokenAge, ACRValues: r.ACRValues, MaxAuthAge: r.MaxAuthAge,
 		}
 		if err := guard.CheckPolicy(pol); err != nil {
 			// Not expected: validate checked the same rules.
