@@ -145,7 +145,15 @@ type Config struct {
 
 	// now is the clock; tests replace it.
 	now func() time.Time
+	// discoveryRefresh is how often discovered metadata is fetched again;
+	// 0 means DiscoveryRefreshInterval. Tests shorten it.
+	discoveryRefresh time.Duration
 }
+
+// DiscoveryRefreshInterval is how often an issuer's discovered metadata is
+// fetched again, so a changed jwks_uri or introspection_endpoint is
+// followed without a restart.
+const DiscoveryRefreshInterval = time.Hour
 
 // Issuer is one trusted authorization server.
 type Issuer struct {
@@ -435,6 +443,11 @@ func (c *Config) validate() error {
 	if c.Resource != "" {
 		if err := checkPublicURL(c.Resource, c.InsecureAllowHTTP); err != nil {
 			bad("Resource", "%v", err)
+		}
+	}
+	if c.HTTPClient != nil {
+		if tr, ok := c.HTTPClient.Transport.(*http.Transport); ok && tr.TLSClientConfig != nil && tr.TLSClientConfig.InsecureSkipVerify {
+			bad("HTTPClient", "TLS certificate verification must stay on (InsecureSkipVerify is set); add the CA to RootCAs instead")
 		}
 	}
 	if c.Realm == "" {

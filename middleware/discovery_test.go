@@ -81,3 +81,50 @@ func TestDiscoveredJWKS(t *testing.T) {
 		}
 	})
 }
+
+// TestDiscoveryRefresh: a changed jwks_uri in the issuer's metadata is
+// followed without a restart, once the new keys have loaded; a failed
+// refetch keeps the last good metadata.
+func TestDiscoveryRefresh(t *testing.T) {
+	oldKeys := newTestIssuer(t, "ES256", "old")
+	newKeys := newTestIssuer(t, "ES256", "new")
+	var jwksURI atomic.Value
+	jwksURI.Store(oldKeys.jwksURI())
+	var failing atomic.Bool
+	var meta *httptest.Server
+	meta = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if failing.Load() {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		_ = json.NewEncoder(w).Encode(map[string]string{"issuer": meta.URL, "jwks_uri": jwksURI.Load().(string)})
+	}))
+	t.Cleanup(meta.Close)
+	cfg := Config{Audience: testAudience, Issuers: []Issuer{{Issuer: meta.URL}}}
+	cfg.discoveryRefresh = 50 * time.Millisecond
+	g := newGuard(t, cfg)
+	h := g.Require()(okHandler)
+	oldTok := oldKeys.mint(t, "", map[string]any{"iss": meta.URL})
+	newTok := newKeys.mint(t, "", map[string]any{"iss": meta.URL})
+	if rec := do(h, "Bearer "+oldTok); rec.Code != 200 {
+		t.Fatalf("old key before the change: %d", rec.Code)
+	}
+	// A failing refetch keeps the keys.
+	failing.Store(true)
+	time.Sleep(200 * time.Millisecond)
+	if rec := do(h, "Bearer "+oldTok); rec.Code != 200 {
+		t.Fatalf("old key while metadata refetches fail: %d", rec.Code)
+	}
+	failing.Store(false)
+	jwksURI.Store(newKeys.jwksURI())
+	deadline := time.Now().Add(10 * time.Second)
+	for do(h, "Bearer "+newTok).Code != 200 {
+		if time.Now().After(deadline) {
+			t.Fatal("new jwks_uri never followed")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if rec := do(h, "Bearer "+oldTok); rec.Code != 401 {
+		t.Fatalf("old key after the switch: %d, want 401", rec.Code)
+	}
+}

@@ -40,7 +40,14 @@ type Guard struct {
 
 	// Opaque tokens: the one issuer that introspects them, or nil.
 	introspector atomic.Pointer[introspect.Client] // nil until configured or discovered
-	introIss     *issuer                           // the issuer that introspects, or nil
+
+	// Key sets and introspection clients replaced after a metadata
+	// change. Requests may still hold them briefly, so each is closed
+	// only when the next one is retired, or by Close.
+	retiredMu      sync.Mutex
+	retiredSet     *jwks.Set
+	retiredIntrosp *introspect.Client
+	introIss       *issuer // the issuer that introspects, or nil
 
 	closeOnce sync.Once
 	closeErr  error
@@ -51,9 +58,12 @@ type issuer struct {
 	cfg  Issuer
 	keys atomic.Pointer[jwks.Set] // nil until the JWKS URI is known (discovery)
 
-	// For a discovered JWKS URI: stops the discovery loop and waits for it.
+	// For discovered metadata: stops the discovery loop and waits for it.
 	stopDiscovery context.CancelFunc
 	discovered    chan struct{}
+
+	retiredMu  sync.Mutex
+	retiredSet *jwks.Set // replaced after a jwks_uri change; closed by the next retire or Close
 }
 
 // ready reports whether the issuer's keys have loaded.
@@ -64,32 +74,53 @@ func (is *issuer) ready() bool {
 
 // discoveryBackoff bounds the wait between failed metadata fetches.
 const (
-	discoveryMinBackoff = 500 * time.Millisecond
-	discoveryMaxBackoff = 30 * time.Second
+	discoveryMinBackoff        = 500 * time.Millisecond
+	discoveryRefetchMinBackoff = 10 * time.Second
+	discoveryMaxBackoff        = 30 * time.Second
+
+	// setSwitchWait bounds how long a new key set (after jwks_uri
+	// changed) may take to load before the switch is given up.
+	setSwitchWait = 30 * time.Second
 )
 
 // discover fetches the issuer's metadata, retrying with backoff until it
-// succeeds or ctx ends, and hands it to found once.
-func (is *issuer) discover(ctx context.Context, dc discovery.Config, found func(*discovery.Metadata), log *slog.Logger) {
+// succeeds, hands it to found, and then fetches it again every refresh
+// (after a failed refetch: with backoff, never faster than every 10 s or
+// refresh, whichever is shorter),
+// until ctx ends. A failed refetch changes nothing: the last good
+// metadata stays in use.
+func (is *issuer) discover(ctx context.Context, dc discovery.Config, refresh time.Duration, found func(*discovery.Metadata), log *slog.Logger) {
 	defer close(is.discovered)
-	backoff := discoveryMinBackoff
+	backoff, loaded := discoveryMinBackoff, false
+	wait := time.Duration(0)
 	for {
-		md, err := discovery.Fetch(ctx, dc)
-		if err == nil {
-			log.Info("issuer metadata discovered", "iss", is.cfg.Issuer, "jwks_uri", md.JWKSURI,
-				"introspection_endpoint", md.IntrospectionEndpoint, "source", md.Source)
-			found(md)
-			return
+		if wait > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
 		}
+		md, err := discovery.Fetch(ctx, dc)
 		if ctx.Err() != nil {
 			return
 		}
-		log.Warn("issuer metadata discovery failed; retrying", "iss", is.cfg.Issuer, "err", err, "retry_in", backoff)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff):
+		if err == nil {
+			if !loaded {
+				log.Info("issuer metadata discovered", "iss", is.cfg.Issuer, "jwks_uri", md.JWKSURI,
+					"introspection_endpoint", md.IntrospectionEndpoint, "source", md.Source)
+			}
+			found(md)
+			loaded, backoff, wait = true, discoveryMinBackoff, refresh
+			continue
 		}
+		if loaded {
+			backoff = max(backoff, min(discoveryRefetchMinBackoff, refresh))
+			log.Warn("issuer metadata refetch failed; keeping the last good metadata", "iss", is.cfg.Issuer, "err", err, "retry_in", backoff)
+		} else {
+			log.Warn("issuer metadata discovery failed; retrying", "iss", is.cfg.Issuer, "err", err, "retry_in", backoff)
+		}
+		wait = backoff
 		backoff = min(2*backoff, discoveryMaxBackoff)
 	}
 }
@@ -187,38 +218,94 @@ func New(ctx context.Context, cfg Config) (*Guard, error) {
 			continue // nothing to discover
 		}
 		log := cfg.Logger
+		var curJWKS, curIntro string // what found last put in use
 		found := func(md *discovery.Metadata) {
-			if is.keys.Load() == nil {
-				set, err := start(md.JWKSURI)
-				if err != nil {
-					log.Error("discovered jwks_uri refused; this issuer's tokens get 503", "iss", ic.Issuer, "err", err)
-				} else {
-					is.keys.Store(set)
+			if ic.JWKSURI == "" && md.JWKSURI != curJWKS {
+				if is.switchKeys(start, md.JWKSURI, log) {
+					curJWKS = md.JWKSURI
 				}
 			}
-			if introspects && g.introspector.Load() == nil {
+			if introspects && ic.IntrospectionEndpoint == "" && md.IntrospectionEndpoint != curIntro {
 				if md.IntrospectionEndpoint == "" {
-					log.Error("issuer metadata has no introspection_endpoint; opaque tokens get 503", "iss", ic.Issuer)
+					log.Error("issuer metadata has no introspection_endpoint; opaque tokens get 503 (or keep the last one)", "iss", ic.Issuer)
 					return
 				}
 				c, err := g.newIntrospector(ic, md.IntrospectionEndpoint, m)
 				if err != nil {
-					log.Error("discovered introspection_endpoint refused; opaque tokens get 503", "iss", ic.Issuer, "err", err)
+					log.Error("discovered introspection_endpoint refused", "iss", ic.Issuer, "err", err)
 					return
 				}
-				g.introspector.Store(c)
+				g.retireIntrospector(g.introspector.Swap(c))
+				curIntro = md.IntrospectionEndpoint
 			}
 		}
 		dctx, stop := context.WithCancel(context.Background())
 		is.stopDiscovery, is.discovered = stop, make(chan struct{})
+		refresh := cfg.discoveryRefresh
+		if refresh <= 0 {
+			refresh = DiscoveryRefreshInterval
+		}
 		go is.discover(dctx, discovery.Config{
 			Issuer:            ic.Issuer,
 			HTTPClient:        cfg.HTTPClient,
 			InsecureAllowHTTP: cfg.InsecureAllowHTTP,
-		}, found, cfg.Logger)
+		}, refresh, found, cfg.Logger)
 	}
 	g.waitReady(ctx, cfg.StartupWait)
 	return g, nil
+}
+
+// switchKeys starts a key set for jwksURI and puts it in use: at once when
+// the issuer has none yet, else only once it has loaded (so a jwks_uri
+// change never leaves requests without keys), retiring the old one. It
+// reports whether the new set is in use.
+func (is *issuer) switchKeys(start func(string) (*jwks.Set, error), jwksURI string, log *slog.Logger) bool {
+	set, err := start(jwksURI)
+	if err != nil {
+		log.Error("discovered jwks_uri refused", "iss", is.cfg.Issuer, "err", err)
+		return false
+	}
+	if is.keys.Load() == nil {
+		is.keys.Store(set)
+		return true
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), setSwitchWait)
+	defer cancel()
+	for !set.Ready() {
+		select {
+		case <-ctx.Done():
+			log.Warn("new jwks_uri did not load; keeping the old keys", "iss", is.cfg.Issuer, "jwks_uri", jwksURI)
+			set.Close()
+			return false
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	is.retire(is.keys.Swap(set))
+	log.Info("switched to the new jwks_uri", "iss", is.cfg.Issuer, "jwks_uri", jwksURI)
+	return true
+}
+
+// retire keeps a replaced key set until the next replacement, then closes it.
+func (is *issuer) retire(old *jwks.Set) {
+	is.retiredMu.Lock()
+	prev := is.retiredSet
+	is.retiredSet = old
+	is.retiredMu.Unlock()
+	if prev != nil {
+		prev.Close()
+	}
+}
+
+// retireIntrospector keeps a replaced introspection client until the next
+// replacement, then closes it.
+func (g *Guard) retireIntrospector(old *introspect.Client) {
+	g.retiredMu.Lock()
+	prev := g.retiredIntrosp
+	g.retiredIntrosp = old
+	g.retiredMu.Unlock()
+	if prev != nil {
+		prev.Close()
+	}
 }
 
 // newIntrospector makes the RFC 7662 client for issuer ic's endpoint.
@@ -368,10 +455,12 @@ func (g *Guard) Close() error {
 					errs = append(errs, err)
 				}
 			}
+			is.retire(nil)
 		}
 		if c := g.introspector.Load(); c != nil {
 			c.Close()
 		}
+		g.retireIntrospector(nil)
 		g.closeErr = errors.Join(errs...)
 	})
 	return g.closeErr

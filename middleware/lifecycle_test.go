@@ -2,6 +2,7 @@ package middleware
 
 import (
 	"context"
+	"crypto/tls"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -417,6 +418,7 @@ func TestNewValidation(t *testing.T) {
 		{"alg none", Config{Audience: "a", Issuers: []Issuer{good}, Algorithms: []string{"none"}}, []string{`Algorithms: "none" is not`}},
 		{"alg HS256", Config{Audience: "a", Issuers: []Issuer{good}, Algorithms: []string{"HS256"}}, []string{`"HS256" is not`}},
 		{"empty algs", Config{Audience: "a", Issuers: []Issuer{good}, Algorithms: []string{}}, []string{"Algorithms: empty"}},
+		{"TLS verification off", Config{Audience: "a", Issuers: []Issuer{good}, HTTPClient: &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}}, []string{"HTTPClient: TLS certificate verification must stay on"}},
 		{"negative leeway", Config{Audience: "a", Issuers: []Issuer{good}, Leeway: -time.Second}, []string{"Leeway"}},
 		{"negative cache", Config{Audience: "a", Issuers: []Issuer{good}, TokenCacheSize: -1}, []string{"TokenCacheSize"}},
 		{"bad token size", Config{Audience: "a", Issuers: []Issuer{good}, MaxTokenSize: -5}, []string{"MaxTokenSize"}},
