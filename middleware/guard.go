@@ -218,10 +218,11 @@ func New(ctx context.Context, cfg Config) (*Guard, error) {
 			continue // nothing to discover
 		}
 		log := cfg.Logger
+		dctx, stop := context.WithCancel(context.Background())
 		var curJWKS, curIntro string // what found last put in use
 		found := func(md *discovery.Metadata) {
 			if ic.JWKSURI == "" && md.JWKSURI != curJWKS {
-				if is.switchKeys(start, md.JWKSURI, log) {
+				if is.switchKeys(dctx, start, md.JWKSURI, log) {
 					curJWKS = md.JWKSURI
 				}
 			}
@@ -239,7 +240,6 @@ func New(ctx context.Context, cfg Config) (*Guard, error) {
 				curIntro = md.IntrospectionEndpoint
 			}
 		}
-		dctx, stop := context.WithCancel(context.Background())
 		is.stopDiscovery, is.discovered = stop, make(chan struct{})
 		refresh := cfg.discoveryRefresh
 		if refresh <= 0 {
@@ -258,8 +258,9 @@ func New(ctx context.Context, cfg Config) (*Guard, error) {
 // switchKeys starts a key set for jwksURI and puts it in use: at once when
 // the issuer has none yet, else only once it has loaded (so a jwks_uri
 // change never leaves requests without keys), retiring the old one. It
+// gives up when ctx ends (the guard closing) or after setSwitchWait, and
 // reports whether the new set is in use.
-func (is *issuer) switchKeys(start func(string) (*jwks.Set, error), jwksURI string, log *slog.Logger) bool {
+func (is *issuer) switchKeys(ctx context.Context, start func(string) (*jwks.Set, error), jwksURI string, log *slog.Logger) bool {
 	set, err := start(jwksURI)
 	if err != nil {
 		log.Error("discovered jwks_uri refused", "iss", is.cfg.Issuer, "err", err)
@@ -269,7 +270,7 @@ func (is *issuer) switchKeys(start func(string) (*jwks.Set, error), jwksURI stri
 		is.keys.Store(set)
 		return true
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), setSwitchWait)
+	ctx, cancel := context.WithTimeout(ctx, setSwitchWait) // also ends when the guard closes
 	defer cancel()
 	for !set.Ready() {
 		select {
