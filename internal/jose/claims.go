@@ -81,12 +81,12 @@ const (
 // about; null counts as absent. The strings in c share payload's memory,
 // so payload must not be modified while c is in use.
 func ParseClaims(payload []byte, c *Claims) error {
-	d := scanner{s: readOnlyString(payload)}
+	d := newScanner(readOnlyString(payload))
 	var seen uint
-	str := func(bit uint, dst *string) error { return member(&d, &seen, bit, dst, d.str) }
+	str := func(bit uint, dst *string) error { return member(&d, &seen, bit, dst, d.Str) }
 	date := func(bit uint, dst *NumericDate) error { return member(&d, &seen, bit, dst, d.numericDate) }
 	list := func(bit uint, dst *[]string) error { return member(&d, &seen, bit, dst, d.strings) }
-	err := d.object(func(name string) error {
+	err := d.Object(func(name string) error {
 		switch name {
 		case "iss":
 			return str(cIss, &c.Issuer)
@@ -105,7 +105,7 @@ func ParseClaims(payload []byte, c *Claims) error {
 		case "client_id":
 			return str(cClientID, &c.ClientID)
 		case "scope":
-			if d.peek() == '[' {
+			if d.Peek() == '[' {
 				return list(cScope, &c.ScopeList)
 			}
 			return str(cScope, &c.Scope)
@@ -118,10 +118,10 @@ func ParseClaims(payload []byte, c *Claims) error {
 		case "cnf":
 			return member(&d, &seen, cCnf, &c.CNF, d.confirmation)
 		}
-		return d.skip()
+		return d.Skip()
 	})
 	if err == nil {
-		err = d.end()
+		err = d.End()
 	}
 	if err != nil {
 		return malformed("claims", err)
@@ -136,7 +136,7 @@ func member[T any](d *scanner, seen *uint, bit uint, dst *T, read func() (T, err
 		return errDup
 	}
 	*seen |= bit
-	if d.null() {
+	if d.Null() {
 		return nil
 	}
 	v, err := read()
@@ -146,16 +146,16 @@ func member[T any](d *scanner, seen *uint, bit uint, dst *T, read func() (T, err
 
 // confirmation reads a "cnf" object (RFC 7800 §3.1).
 func (d *scanner) confirmation() (*Confirmation, error) {
-	if d.peek() != '{' {
+	if d.Peek() != '{' {
 		return nil, errType
 	}
 	cnf := new(Confirmation)
 	var seen uint
-	err := d.object(func(name string) error {
+	err := d.Object(func(name string) error {
 		if name != "jkt" {
-			return d.skip()
+			return d.Skip()
 		}
-		return member(d, &seen, 1, &cnf.JKT, d.str)
+		return member(d, &seen, 1, &cnf.JKT, d.Str)
 	})
 	return cnf, err
 }
@@ -174,10 +174,10 @@ type ProofClaims struct {
 // ParseProofClaims reads a DPoP proof's claims into c, with the rules of
 // ParseClaims: wrong types and duplicates are errors, null is absent.
 func ParseProofClaims(payload []byte, c *ProofClaims) error {
-	d := scanner{s: readOnlyString(payload)}
+	d := newScanner(readOnlyString(payload))
 	var seen uint
-	str := func(bit uint, dst *string) error { return member(&d, &seen, bit, dst, d.str) }
-	err := d.object(func(name string) error {
+	str := func(bit uint, dst *string) error { return member(&d, &seen, bit, dst, d.Str) }
+	err := d.Object(func(name string) error {
 		switch name {
 		case "jti":
 			return str(1<<0, &c.JTI)
@@ -192,10 +192,10 @@ func ParseProofClaims(payload []byte, c *ProofClaims) error {
 		case "nonce":
 			return str(1<<5, &c.Nonce)
 		}
-		return d.skip()
+		return d.Skip()
 	})
 	if err == nil {
-		err = d.end()
+		err = d.End()
 	}
 	if err != nil {
 		return malformed("proof claims", err)

@@ -70,8 +70,8 @@ func TestParseClaims(t *testing.T) {
 		{"duplicate jkt", `{"cnf":{"jkt":"a","jkt":"b"}}`, Claims{}, errDup},
 		{"too deep", `{"x":` + strings.Repeat("[", 32) + strings.Repeat("]", 32) + `}`, Claims{}, errTooDeep},
 		{"not an object", `[]`, Claims{}, errSyntax},
-		{"trailing data", `{} {}`, Claims{}, errSyntax},
-		{"invalid UTF-8", "{\"sub\":\"\xfe\"}", Claims{}, errSyntax},
+		{"trailing data", `{} {}`, Claims{}, errTrailing},
+		{"invalid UTF-8", "{\"sub\":\"\xfe\"}", Claims{}, errUTF8},
 		{"truncated", `{"sub":"a"`, Claims{}, errSyntax},
 	}
 	for _, tt := range tests {

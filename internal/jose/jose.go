@@ -24,6 +24,8 @@ import (
 	"fmt"
 	"strings"
 	"unsafe"
+
+	"github.com/tokenguard/tokenguard/internal/jsonscan"
 )
 
 // Errors returned by this package. Each error it returns wraps exactly one
@@ -42,9 +44,11 @@ var (
 
 // Details wrapped in ErrMalformed.
 var (
-	errSyntax   = errors.New("invalid JSON")
-	errType     = errors.New("wrong JSON type")
-	errTooDeep  = errors.New("JSON nested too deeply")
+	errSyntax   = jsonscan.ErrSyntax
+	errType     = jsonscan.ErrType
+	errTooDeep  = jsonscan.ErrTooDeep
+	errUTF8     = jsonscan.ErrUTF8
+	errTrailing = jsonscan.ErrTrailing
 	errRange    = errors.New("NumericDate out of range")
 	errDup      = errors.New("duplicate member")
 	errNoAlg    = errors.New(`no "alg"`)
@@ -176,13 +180,13 @@ const maxJWKMembers = 16
 // publicJWK consumes a "jwk" object and returns its JSON text, refusing
 // duplicate members and private or symmetric key material.
 func (d *scanner) publicJWK() (string, error) {
-	if d.peek() != '{' {
+	if d.Peek() != '{' {
 		return "", errType
 	}
-	start := d.i
+	start := d.Pos()
 	var names [maxJWKMembers]string
 	n := 0
-	err := d.object(func(name string) error {
+	err := d.Object(func(name string) error {
 		switch name {
 		case "d", "p", "q", "dp", "dq", "qi", "oth", "k":
 			return errPrivate
@@ -197,9 +201,9 @@ func (d *scanner) publicJWK() (string, error) {
 		}
 		names[n] = name
 		n++
-		return d.skip()
+		return d.Skip()
 	})
-	return d.s[start:d.i], err
+	return d.Since(start), err
 }
 
 // parseHeader reads a JOSE header (RFC 7515 §4) from its JSON text. When
@@ -208,7 +212,7 @@ func (d *scanner) publicJWK() (string, error) {
 func parseHeader(js string, jwk *string) (Header, error) {
 	var h Header
 	var seen uint
-	d := scanner{s: js}
+	d := newScanner(js)
 	once := func(bit uint) error {
 		if seen&bit != 0 {
 			return errDup
@@ -216,20 +220,20 @@ func parseHeader(js string, jwk *string) (Header, error) {
 		seen |= bit
 		return nil
 	}
-	err := d.object(func(name string) (err error) {
+	err := d.Object(func(name string) (err error) {
 		switch name {
 		case "alg":
 			if err = once(hAlg); err == nil {
-				h.Alg, err = d.str()
+				h.Alg, err = d.Str()
 				h.Alg = internAlg(h.Alg)
 			}
 		case "kid":
 			if err = once(hKid); err == nil {
-				h.Kid, err = d.str()
+				h.Kid, err = d.Str()
 			}
 		case "typ":
 			if err = once(hTyp); err == nil {
-				h.Typ, err = d.str()
+				h.Typ, err = d.Str()
 			}
 		case "cty", "x5t", "x5t#S256":
 			// Not acted on, but they must have their registered
@@ -242,13 +246,13 @@ func parseHeader(js string, jwk *string) (Header, error) {
 				bit = hX5tS256
 			}
 			if err = once(bit); err == nil {
-				_, err = d.str()
+				_, err = d.Str()
 			}
 		case "b64":
 			// RFC 7797: only the default, true, is accepted.
 			var b bool
 			if err = once(hB64); err == nil {
-				if b, err = d.boolean(); err == nil && !b {
+				if b, err = d.Boolean(); err == nil && !b {
 					err = errB64
 				}
 			}
@@ -268,12 +272,12 @@ func parseHeader(js string, jwk *string) (Header, error) {
 			// issuer we should not trust with our defaults.
 			err = errKeyParam
 		default:
-			err = d.skip()
+			err = d.Skip()
 		}
 		return err
 	})
 	if err == nil {
-		err = d.end()
+		err = d.End()
 	}
 	if err == nil && seen&hAlg == 0 {
 		err = errNoAlg
