@@ -281,15 +281,10 @@ func checkURL(raw string, insecure bool) error {
 	if u.Fragment != "" {
 		return errors.New("must not contain a fragment")
 	}
-	switch u.Scheme {
-	case "https":
-		return nil
-	case "http":
-		if insecure || netutil.IsLoopbackHost(u.Hostname()) {
-			return nil
-		}
+	if !netutil.AllowedScheme(u, insecure) {
+		return errors.New("must be https (http only to a loopback host, or with InsecureAllowHTTP)")
 	}
-	return errors.New("must be https (http only to a loopback host, or with InsecureAllowHTTP)")
+	return nil
 }
 
 // assertionAlg resolves and checks the client assertion algorithm for a

@@ -192,22 +192,10 @@ func checkURL(raw string, insecure bool) error {
 	if u.User != nil {
 		return errors.New("must not contain user info")
 	}
-	if !allowedScheme(u, insecure) {
+	if !netutil.AllowedScheme(u, insecure) {
 		return errors.New("must be https (http only to a loopback host, or with InsecureAllowHTTP)")
 	}
 	return nil
-}
-
-// allowedScheme is the scheme half of the URL policy, shared with the
-// default client's redirect check.
-func allowedScheme(u *url.URL, insecure bool) bool {
-	switch u.Scheme {
-	case "https":
-		return true
-	case "http":
-		return insecure || netutil.IsLoopbackHost(u.Hostname())
-	}
-	return false
 }
 
 // maxRedirects bounds the default client's redirect chain.
@@ -224,7 +212,7 @@ func defaultClient(insecure bool) (*http.Client, *http.Transport) {
 			if len(via) >= maxRedirects {
 				return errors.New("jwks: too many redirects")
 			}
-			if !allowedScheme(req.URL, insecure) || (via[0].URL.Scheme == "https" && req.URL.Scheme != "https") {
+			if !netutil.AllowedScheme(req.URL, insecure) || (via[0].URL.Scheme == "https" && req.URL.Scheme != "https") {
 				return errors.New("jwks: refusing redirect to a non-https URL")
 			}
 			return nil

@@ -487,13 +487,10 @@ func checkURL(s string, insecure bool) error {
 	if u.Fragment != "" {
 		return errors.New("must not contain a fragment")
 	}
-	switch u.Scheme {
-	case "https":
+	switch {
+	case netutil.AllowedScheme(u, insecure):
 		return nil
-	case "http":
-		if insecure || netutil.IsLoopbackHost(u.Hostname()) {
-			return nil
-		}
+	case u.Scheme == "http":
 		return errors.New("must use https (plain http is allowed only to loopback, or with InsecureAllowHTTP)")
 	}
 	return fmt.Errorf("unsupported scheme %q", u.Scheme)

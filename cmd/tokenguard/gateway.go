@@ -474,7 +474,7 @@ func resourceURL(s string, insecure bool) bool {
 	if err != nil {
 		return false
 	}
-	return u.Scheme == "https" || insecure || netutil.IsLoopbackHost(u.Hostname())
+	return netutil.AllowedScheme(u, insecure)
 }
 
 // replayStoreError reports a replay_store URL the Redis client refuses,

@@ -113,22 +113,10 @@ func checkURL(raw string, insecure bool) error {
 	if u.Fragment != "" || strings.Contains(raw, "#") {
 		return errors.New("must not have a fragment")
 	}
-	if !allowedScheme(u, insecure) {
+	if !netutil.AllowedScheme(u, insecure) {
 		return errors.New("must be https (http only to a loopback host, or with InsecureAllowHTTP)")
 	}
 	return nil
-}
-
-// allowedScheme is the scheme half of the URL policy, shared with the
-// default client's redirect check.
-func allowedScheme(u *url.URL, insecure bool) bool {
-	switch u.Scheme {
-	case "https":
-		return true
-	case "http":
-		return insecure || netutil.IsLoopbackHost(u.Hostname())
-	}
-	return false
 }
 
 // errRedirect is the reason the default client refuses a redirect.
@@ -148,7 +136,7 @@ func defaultClient(base *http.Transport, insecure bool) (*http.Client, *http.Tra
 			if len(via) >= maxRedirects {
 				return errors.New("discovery: too many redirects")
 			}
-			if !allowedScheme(req.URL, insecure) {
+			if !netutil.AllowedScheme(req.URL, insecure) {
 				return errRedirect
 			}
 			for _, prev := range via { // no downgrade once on https

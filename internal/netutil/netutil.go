@@ -4,8 +4,23 @@ package netutil
 
 import (
 	"net/netip"
+	"net/url"
 	"strings"
 )
+
+// AllowedScheme is tokenguard's scheme policy for every URL it fetches
+// from or posts to (issuers, JWKS, metadata, introspection, and redirects
+// on the way): https, or http to a loopback host, or http anywhere when
+// insecure is set.
+func AllowedScheme(u *url.URL, insecure bool) bool {
+	switch u.Scheme {
+	case "https":
+		return true
+	case "http":
+		return insecure || IsLoopbackHost(u.Hostname())
+	}
+	return false
+}
 
 // IsLoopbackHost reports whether host (a URL's Hostname(), without port or
 // brackets) names the local machine: "localhost", an address in 127.0.0.0/8,
