@@ -8,8 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/tokenguard/tokenguard/introspect"
 )
 
 // CodeInsufficientUserAuthentication is the RFC 9470 §3 error code of a
@@ -201,16 +199,8 @@ func (g *Guard) enforce(r *http.Request, pol *policy, p *Principal, tok string) 
 		if p.Issuer != g.introIss.cfg.Issuer {
 			return mark(invalidToken(ReasonInactive, descInactive, errors.New("middleware: the token's issuer has no introspection endpoint")))
 		}
-		c := g.introspector.Load()
-		if c == nil {
-			return mark(deny(http.StatusServiceUnavailable, "", ReasonIntrospectionUnavailable, descIntrospectionUnavailable, errIntrospectionNotDiscovered))
-		}
-		if _, err := c.IntrospectWithin(r.Context(), tok, pol.IntrospectionMaxAge); err != nil {
-			if errors.Is(err, introspect.ErrInactive) {
-				return mark(invalidToken(ReasonInactive, descInactive, err))
-			}
-			e := mark(deny(http.StatusServiceUnavailable, "", ReasonIntrospectionUnavailable, descIntrospectionUnavailable, err))
-			return e
+		if _, e := g.introspect(r, tok, pol.IntrospectionMaxAge); e != nil {
+			return mark(e)
 		}
 	}
 	now := g.cfg.now()

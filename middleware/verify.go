@@ -120,22 +120,29 @@ func (g *Guard) verifyToken(r *http.Request, tok string) (*Principal, *denial) {
 	return p, nil
 }
 
-// introspectToken asks the introspecting issuer about an opaque token.
-func (g *Guard) introspectToken(r *http.Request, tok string) (*Principal, *denial) {
+// introspect asks the introspecting issuer about tok, accepting a cached
+// answer no older than maxAge (0: any), and turns a refusal into the
+// denial to send: 401 for an inactive token, 503 when no verdict could be
+// had (endpoint not discovered, down, slow, 5xx, a redirect, nonsense).
+func (g *Guard) introspect(r *http.Request, tok string, maxAge time.Duration) (*introspect.Result, *denial) {
 	c := g.introspector.Load()
 	if c == nil {
-		e := deny(http.StatusServiceUnavailable, "", ReasonIntrospectionUnavailable, descIntrospectionUnavailable, errIntrospectionNotDiscovered)
-		e.iss = g.introIss.cfg.Issuer
-		return nil, e
+		return nil, deny(http.StatusServiceUnavailable, "", ReasonIntrospectionUnavailable, descIntrospectionUnavailable, errIntrospectionNotDiscovered)
 	}
-	res, err := c.Introspect(r.Context(), tok)
-	if err != nil {
-		e := invalidToken(ReasonInactive, descInactive, err)
-		if !errors.Is(err, introspect.ErrInactive) {
-			// Down, slow, 5xx, a redirect or nonsense: we cannot
-			// decide, so fail closed.
-			e = deny(http.StatusServiceUnavailable, "", ReasonIntrospectionUnavailable, descIntrospectionUnavailable, err)
-		}
+	res, err := c.IntrospectWithin(r.Context(), tok, maxAge)
+	switch {
+	case err == nil:
+		return res, nil
+	case errors.Is(err, introspect.ErrInactive):
+		return nil, invalidToken(ReasonInactive, descInactive, err)
+	}
+	return nil, deny(http.StatusServiceUnavailable, "", ReasonIntrospectionUnavailable, descIntrospectionUnavailable, err)
+}
+
+// introspectToken asks the introspecting issuer about an opaque token.
+func (g *Guard) introspectToken(r *http.Request, tok string) (*Principal, *denial) {
+	res, e := g.introspect(r, tok, 0)
+	if e != nil {
 		e.iss = g.introIss.cfg.Issuer
 		return nil, e
 	}
