@@ -122,6 +122,12 @@ type Config struct {
 	// process never collide.
 	Registerer prometheus.Registerer
 
+	// OnDecision, when set, is told the outcome of every request a
+	// Require or RequirePolicy handler decides (ReasonOK or the denial's
+	// reason), for access logs; see DecisionFunc. nil means no call and no
+	// cost.
+	OnDecision DecisionFunc
+
 	// JWKSMinRefreshInterval and JWKSMaxRefreshInterval bound the refresh
 	// interval taken from the JWKS response's Cache-Control/Expires. Zero
 	// means 5 minutes and 24 hours.

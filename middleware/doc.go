@@ -93,6 +93,14 @@
 // "exp", and dropped as soon as their signing key leaves the JWKS, so a
 // repeated token costs about a microsecond.
 //
+// # Observing decisions
+//
+// Config.OnDecision (a DecisionFunc) is called once per guarded request
+// with ReasonOK or the denial's Reason, before the response is written,
+// so an access log can record why a request was refused without parsing
+// responses. It sees the request, never the token. When it is nil the
+// guard adds no work and no allocation.
+//
 // # Concurrency and lifecycle
 //
 // A Guard is safe for concurrent use. New starts one background refresher

@@ -101,11 +101,13 @@ func (g *Guard) RequirePolicy(p Policy) func(http.Handler) http.Handler {
 			g.metrics.verify.Observe(time.Since(start).Seconds())
 			if e != nil {
 				g.metrics.count(e.Reason)
+				g.decided(r, e.Reason)
 				g.logDenial(r, e)
 				g.writeError(w, e, pol.challengeScopes())
 				return
 			}
 			g.metrics.count(ReasonOK)
+			g.decided(r, ReasonOK)
 			if nonce != "" {
 				w.Header().Set("DPoP-Nonce", nonce)
 			}
