@@ -24,8 +24,22 @@ import (
 
 // Defaults for optional configuration keys.
 const (
-	defaultShutdownTimeout = 30 * time.Second
-	maxConfigSize          = 1 << 20 // a config file is small; refuse anything silly
+	defaultShutdownTimeout     = 30 * time.Second
+	defaultUpstreamTimeout     = 30 * time.Second
+	defaultUpstreamDialTimeout = 5 * time.Second
+	defaultTLSReloadInterval   = time.Minute
+	// defaultMaxConcurrentRequests bounds in-flight proxied requests. Each
+	// costs a goroutine, the proxy's 32 KiB copy buffer and a few KiB of
+	// connection buffers on both sides, so 4096 is roughly 200-250 MiB at
+	// worst: it fits a modest container, and is far more than one instance
+	// needs for short API calls (a long stream holds a slot for its whole
+	// life, so raise it for SSE/WebSocket-heavy APIs).
+	defaultMaxConcurrentRequests = 4096
+	// minRefreshSetting is the smallest JWKS refresh interval or rate
+	// limit accepted: lower would let tokens with random kids turn the
+	// gateway into a load generator against the issuer.
+	minRefreshSetting = time.Second
+	maxConfigSize     = 1 << 20 // a config file is small; refuse anything silly
 )
 
 // fileConfig is the YAML document exactly as written. Durations are strings
@@ -48,7 +62,23 @@ type fileConfig struct {
 	LogFormat       string      `yaml:"log_format"`
 	LogLevel        string      `yaml:"log_level"`
 
+	JWKSMinRefreshInterval string `yaml:"jwks_min_refresh_interval"`
+	JWKSMaxRefreshInterval string `yaml:"jwks_max_refresh_interval"`
+	JWKSRefreshRateLimit   string `yaml:"jwks_refresh_rate_limit"`
+
+	UpstreamTimeout       string  `yaml:"upstream_timeout"`
+	UpstreamDialTimeout   string  `yaml:"upstream_dial_timeout"`
+	MaxConcurrentRequests int     `yaml:"max_concurrent_requests"`
+	DrainDelay            string  `yaml:"drain_delay"`
+	TLS                   fileTLS `yaml:"tls"`
+
 	InsecureAllowHTTP bool `yaml:"insecure_allow_http"`
+}
+
+type fileTLS struct {
+	CertFile       string `yaml:"cert_file"`
+	KeyFile        string `yaml:"key_file"`
+	ReloadInterval string `yaml:"reload_interval"`
 }
 
 type fileIssue struct {
@@ -62,6 +92,8 @@ type fileIssue struct {
 	ClientAuthMethod      string `yaml:"client_auth_method"` // client_secret_basic (default), client_secret_post, private_key_jwt
 	ClientKeyFile         string `yaml:"client_key_file"`    // PKCS#8 PEM key for private_key_jwt
 	ClientKeyID           string `yaml:"client_key_id"`
+	// IntrospectionCacheMaxAge bounds how long an active answer is reused.
+	IntrospectionCacheMaxAge string `yaml:"introspection_cache_max_age"`
 }
 
 type fileDPoP struct {
@@ -107,6 +139,19 @@ type config struct {
 	LogLevel        string // "debug", "info", "warn" or "error"
 	Routes          []routeConfig
 
+	// JWKS refresh bounds (middleware.Config); 0 means the middleware default.
+	JWKSMinRefreshInterval, JWKSMaxRefreshInterval, JWKSRefreshRateLimit time.Duration
+
+	UpstreamTimeout     time.Duration // response-header timeout; a timeout is a 504
+	UpstreamDialTimeout time.Duration
+	// MaxConcurrentRequests bounds in-flight requests on the proxy; excess
+	// ones get 503 at once. Negative means no limit.
+	MaxConcurrentRequests int
+	// DrainDelay is how long shutdown keeps serving, with /readyz at 503,
+	// before it closes the listener, so a load balancer stops sending first.
+	DrainDelay time.Duration
+	TLS        *tlsConfig // nil: plain HTTP on listen
+
 	// InsecureAllowHTTP permits plain http issuer and JWKS URLs beyond
 	// loopback (middleware.Config.InsecureAllowHTTP).
 	InsecureAllowHTTP bool
@@ -115,6 +160,11 @@ type config struct {
 	// (nonceSecretsEnv), set by applyEnv; never from the file, so the file
 	// can be shared and committed. Empty means a random key per process.
 	NonceSecrets [][]byte
+
+	// FromEnv maps the key ("issuers[0].client_secret") of every value
+	// that used an environment variable to the value as written
+	// ("${SECRET}"). Such values are never printed.
+	FromEnv map[string]string
 
 	// keys maps a middleware.Config field path ("Issuers[0].JWKSURI") to
 	// where its YAML counterpart is, so New's errors can name the line.
@@ -125,6 +175,17 @@ type issuerConfig struct {
 	Issuer, JWKSURI, IntrospectionEndpoint, ClientID, ClientSecret string
 	AllowLegacyTyp, ScpClaim                                       bool
 	ClientAuthMethod, ClientKeyFile, ClientKeyID                   string
+	IntrospectionCacheMaxAge                                       time.Duration // 0: the middleware default
+}
+
+// tlsConfig is the tls block: the certificate and key files, checked to
+// load when the configuration is read, and how often they are polled for
+// changes.
+type tlsConfig struct {
+	CertFile, KeyFile string
+	ReloadInterval    time.Duration
+	Key               string // "tls", for messages
+	Line              int
 }
 
 type routeConfig struct {
@@ -270,8 +331,9 @@ func decodeBase64(s string) ([]byte, bool) {
 	return b, err == nil
 }
 
-// loadConfig reads and validates the configuration file at path.
-func loadConfig(path string) (*config, error) {
+// loadConfig reads the configuration file at path, expands environment
+// variables in its values with getenv (see expandEnv) and validates it.
+func loadConfig(path string, getenv func(string) string) (*config, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("tokenguard: %w", err)
@@ -284,12 +346,21 @@ func loadConfig(path string) (*config, error) {
 	if len(data) > maxConfigSize {
 		return nil, fmt.Errorf("tokenguard: config %s: larger than %d bytes", path, maxConfigSize)
 	}
-	return parseConfig(path, data)
+	return parseConfigEnv(path, data, getenv)
 }
 
-// parseConfig decodes data strictly and validates it. name is used in
-// error messages only.
+// noEnv is an empty environment.
+func noEnv(string) string { return "" }
+
+// parseConfig is parseConfigEnv with an empty environment.
 func parseConfig(name string, data []byte) (*config, error) {
+	return parseConfigEnv(name, data, noEnv)
+}
+
+// parseConfigEnv decodes data strictly, expands ${NAME} in its string
+// values with getenv, and validates it. name is used in error messages
+// only.
+func parseConfigEnv(name string, data []byte, getenv func(string) string) (*config, error) {
 	fail := func(errs []*fieldError) error {
 		slices.SortStableFunc(errs, func(a, b *fieldError) int { return a.Line - b.Line })
 		return &configError{File: name, Fields: errs}
@@ -298,11 +369,16 @@ func parseConfig(name string, data []byte) (*config, error) {
 	// Pass 1: the node tree, for syntax errors, unknown and duplicate keys
 	// (named by their full path) and, later, line numbers.
 	var root yaml.Node
-	if err := yaml.NewDecoder(bytes.NewReader(data)).Decode(&root); err != nil {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&root); err != nil {
 		if errors.Is(err, io.EOF) {
 			return nil, fail([]*fieldError{{Line: 1, Msg: "the file is empty"}})
 		}
 		return nil, fail(yamlErrors(err))
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		return nil, fail([]*fieldError{{Line: extra.Line, Msg: "more than one YAML document; the config is a single document"}})
 	}
 	doc := &root
 	if doc.Kind == yaml.DocumentNode && len(doc.Content) == 1 {
@@ -315,24 +391,27 @@ func parseConfig(name string, data []byte) (*config, error) {
 		return nil, fail(errs)
 	}
 
-	// Pass 2: the typed struct, strictly (KnownFields also guards against
-	// anything checkKeys missed).
-	var fc fileConfig
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&fc); err != nil {
-		return nil, fail(yamlErrors(err))
+	// Pass 2: environment variables, in the parsed values only, so that a
+	// variable can never change the document's structure.
+	x := newExpander(getenv)
+	if errs := x.expand(doc, reflect.TypeFor[fileConfig](), ""); len(errs) > 0 {
+		return nil, fail(errs)
 	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); err == nil {
-		return nil, fail([]*fieldError{{Line: extra.Line, Msg: "more than one YAML document; the config is a single document"}})
+
+	// Pass 3: the typed struct, from the expanded tree (checkKeys has
+	// already refused unknown keys, which KnownFields would).
+	var fc fileConfig
+	if err := doc.Decode(&fc); err != nil {
+		return nil, fail(yamlErrors(err))
 	}
 
 	c, errs := fc.validate(doc)
 	if len(errs) > 0 {
+		x.scrub(errs)
 		return nil, fail(errs)
 	}
 	c.File = name
+	c.FromEnv = x.fromEnv
 	return c, nil
 }
 
@@ -592,6 +671,7 @@ func (fc *fileConfig) validate(doc *yaml.Node) (*config, []*fieldError) {
 		c.keys[prefix+"ClientSecret"] = pos.at("issuers", i, "client_secret")
 		c.keys[prefix+"IntrospectionAuthMethod"] = pos.at("issuers", i, "client_auth_method")
 		c.keys[prefix+"IntrospectionKey"] = pos.at("issuers", i, "client_key_file")
+		c.keys[prefix+"IntrospectionCacheMaxAge"] = pos.at("issuers", i, "introspection_cache_max_age")
 		c.keys[fmt.Sprintf("Issuers[%d]", i)] = pos.at("issuers", i)
 		if is.Issuer == "" {
 			bad(pos.at("issuers", i, "issuer"), "required (the exact iss value of the tokens)")
@@ -607,7 +687,25 @@ func (fc *fileConfig) validate(doc *yaml.Node) (*config, []*fieldError) {
 				bad(pos.at("issuers", i, u.key), "%v", err)
 			}
 		}
-		c.Issuers = append(c.Issuers, issuerConfig(is))
+		ic := issuerConfig{
+			Issuer: is.Issuer, JWKSURI: is.JWKSURI, IntrospectionEndpoint: is.IntrospectionEndpoint,
+			ClientID: is.ClientID, ClientSecret: is.ClientSecret, AllowLegacyTyp: is.AllowLegacyTyp, ScpClaim: is.ScpClaim,
+			ClientAuthMethod: is.ClientAuthMethod, ClientKeyFile: is.ClientKeyFile, ClientKeyID: is.ClientKeyID,
+		}
+		if v := is.IntrospectionCacheMaxAge; v != "" {
+			p := pos.at("issuers", i, "introspection_cache_max_age")
+			d, err := time.ParseDuration(v)
+			switch {
+			case err != nil:
+				bad(p, "%q is not a duration (write it like 30s, 5m or 1h30m)", v)
+			case d <= 0:
+				bad(p, "must be more than zero (omit the key for the default, 60s)")
+			case is.IntrospectionEndpoint == "" && is.ClientID == "":
+				bad(p, "needs introspection_endpoint or client_id on this issuer")
+			}
+			ic.IntrospectionCacheMaxAge = d
+		}
+		c.Issuers = append(c.Issuers, ic)
 	}
 
 	// DPoP.
@@ -640,18 +738,25 @@ func (fc *fileConfig) validate(doc *yaml.Node) (*config, []*fieldError) {
 	}
 
 	// Durations and sizes.
+	// dur parses a duration key; a dotted key ("tls.reload_interval")
+	// names a nested one.
 	dur := func(key, v string, def time.Duration, allowZero bool) time.Duration {
 		if v == "" {
 			return def
 		}
+		var path []any
+		for el := range strings.SplitSeq(key, ".") {
+			path = append(path, el)
+		}
+		at := func(...any) keyPos { return pos.at(path...) }
 		d, err := time.ParseDuration(v)
 		switch {
 		case err != nil:
-			bad(pos.at(key), "%q is not a duration (write it like 30s, 5m or 1h30m)", v)
+			bad(at(), "%q is not a duration (write it like 30s, 5m or 1h30m)", v)
 		case d < 0:
-			bad(pos.at(key), "must not be negative")
+			bad(at(), "must not be negative")
 		case d == 0 && !allowZero:
-			bad(pos.at(key), "must be more than zero (omit the key for the default)")
+			bad(at(), "must be more than zero (omit the key for the default)")
 		}
 		return d
 	}
@@ -665,6 +770,36 @@ func (fc *fileConfig) validate(doc *yaml.Node) (*config, []*fieldError) {
 	if fc.MaxTokenSize < 0 {
 		bad(pos.at("max_token_size"), "must be a positive number of bytes")
 	}
+	c.keys["JWKSMinRefreshInterval"] = pos.at("jwks_min_refresh_interval")
+	c.keys["JWKSMaxRefreshInterval"] = pos.at("jwks_max_refresh_interval")
+	c.keys["JWKSRefreshRateLimit"] = pos.at("jwks_refresh_rate_limit")
+	atLeast := func(key, v string, floor time.Duration) time.Duration {
+		d := dur(key, v, 0, false)
+		if d > 0 && d < floor {
+			bad(pos.at(key), "must be at least %v", floor)
+		}
+		return d
+	}
+	c.JWKSMinRefreshInterval = atLeast("jwks_min_refresh_interval", fc.JWKSMinRefreshInterval, minRefreshSetting)
+	c.JWKSMaxRefreshInterval = atLeast("jwks_max_refresh_interval", fc.JWKSMaxRefreshInterval, minRefreshSetting)
+	c.JWKSRefreshRateLimit = atLeast("jwks_refresh_rate_limit", fc.JWKSRefreshRateLimit, minRefreshSetting)
+	if c.JWKSMinRefreshInterval > 0 && c.JWKSMaxRefreshInterval > 0 && c.JWKSMinRefreshInterval > c.JWKSMaxRefreshInterval {
+		bad(pos.at("jwks_min_refresh_interval"), "%v exceeds jwks_max_refresh_interval (%v)", c.JWKSMinRefreshInterval, c.JWKSMaxRefreshInterval)
+	}
+
+	// Upstream and server limits.
+	c.UpstreamTimeout = dur("upstream_timeout", fc.UpstreamTimeout, defaultUpstreamTimeout, false)
+	c.UpstreamDialTimeout = dur("upstream_dial_timeout", fc.UpstreamDialTimeout, defaultUpstreamDialTimeout, false)
+	c.DrainDelay = dur("drain_delay", fc.DrainDelay, 0, true)
+	switch n := fc.MaxConcurrentRequests; {
+	case n == 0:
+		c.MaxConcurrentRequests = defaultMaxConcurrentRequests
+	case n == -1 || n > 0:
+		c.MaxConcurrentRequests = n
+	default:
+		bad(pos.at("max_concurrent_requests"), "must be a positive number (0 or absent: %d; -1: no limit)", defaultMaxConcurrentRequests)
+	}
+	c.TLS = fc.TLS.validate(pos, bad, dur)
 
 	// Logging.
 	switch c.LogFormat = cmpOr(fc.LogFormat, "text"); c.LogFormat {
@@ -742,6 +877,36 @@ func (fc *fileConfig) validate(doc *yaml.Node) (*config, []*fieldError) {
 	}
 	errs = append(errs, checkRoutes(c.Routes)...)
 	return c, errs
+}
+
+// validate checks the tls block: both files or neither, and they must
+// load as a matching certificate and key now, so a typo fails at start
+// (and in "tokenguard check") rather than on the first handshake.
+func (ft fileTLS) validate(pos positions, bad func(keyPos, string, ...any), dur func(key, v string, def time.Duration, allowZero bool) time.Duration) *tlsConfig {
+	if ft == (fileTLS{}) {
+		return nil
+	}
+	switch {
+	case ft.CertFile == "" && ft.KeyFile == "":
+		bad(pos.at("tls"), "cert_file and key_file are required in a tls block")
+		return nil
+	case ft.CertFile == "":
+		bad(pos.at("tls", "cert_file"), "required with key_file")
+		return nil
+	case ft.KeyFile == "":
+		bad(pos.at("tls", "key_file"), "required with cert_file")
+		return nil
+	}
+	p := pos.at("tls")
+	tc := &tlsConfig{CertFile: ft.CertFile, KeyFile: ft.KeyFile, Key: p.Key, Line: p.Line}
+	tc.ReloadInterval = dur("tls.reload_interval", ft.ReloadInterval, defaultTLSReloadInterval, false)
+	if tc.ReloadInterval > 0 && tc.ReloadInterval < time.Second {
+		bad(pos.at("tls", "reload_interval"), "must be at least 1s (polling two files is cheap, but not free)")
+	}
+	if _, err := loadKeyPair(tc.CertFile, tc.KeyFile); err != nil {
+		bad(pos.at("tls", "cert_file"), "%v", err)
+	}
+	return tc
 }
 
 func cmpOr(v, def string) string {

@@ -216,21 +216,21 @@ func TestLoadConfigFile(t *testing.T) {
 	if err := os.WriteFile(path, []byte(validYAML), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c, err := loadConfig(path)
+	c, err := loadConfig(path, noEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.File != path {
 		t.Errorf("File = %q, want %q", c.File, path)
 	}
-	if _, err := loadConfig(filepath.Join(dir, "missing.yaml")); !errors.Is(err, os.ErrNotExist) {
+	if _, err := loadConfig(filepath.Join(dir, "missing.yaml"), noEnv); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("missing file: err = %v, want os.ErrNotExist", err)
 	}
 	big := filepath.Join(dir, "big.yaml")
 	if err := os.WriteFile(big, []byte(strings.Repeat("#", maxConfigSize+1)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := loadConfig(big); err == nil || !strings.Contains(err.Error(), "larger than") {
+	if _, err := loadConfig(big, noEnv); err == nil || !strings.Contains(err.Error(), "larger than") {
 		t.Errorf("oversized file: err = %v", err)
 	}
 }
@@ -247,7 +247,7 @@ func TestConfigSecretNotInErrors(t *testing.T) {
 // parse. (middleware.New may still refuse settings it does not implement
 // yet, such as introspection; that is TestCLIGuardErrorsNameTheLine.)
 func TestDesignExample(t *testing.T) {
-	c, err := loadConfig(filepath.Join("testdata", "design-example.yaml"))
+	c, err := loadConfig(filepath.Join("testdata", "design-example.yaml"), noEnv)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
-	"net/url"
 	"regexp"
 	"slices"
 	"strings"
@@ -44,6 +43,10 @@ const (
 const (
 	readHeaderTimeout = 10 * time.Second
 	idleTimeout       = 2 * time.Minute
+	// maxConcurrentStreams bounds HTTP/2 streams per connection (the
+	// standard library's default, made explicit): one client connection
+	// cannot take more than this share of max_concurrent_requests.
+	maxConcurrentStreams = 250
 	// headerHeadroom is what other request headers may use beyond the
 	// Authorization (and, with DPoP, the proof) header.
 	headerHeadroom = 64 << 10
@@ -68,7 +71,10 @@ type gateway struct {
 	// mode a shared Redis outage must not take every replica, and with
 	// them all Bearer traffic, out of the load balancer.
 	replayGates bool
-	draining    atomic.Bool // set when shutdown starts: /readyz answers 503
+	draining    atomic.Bool        // set when shutdown starts: /readyz answers 503
+	certs       *certReloader      // nil without tls
+	upstream    *http.Transport    // the connection pool to the upstream; written once by startGateway
+	stopWatch   context.CancelFunc // stops the certificate poller; nil without tls
 
 	proxyLn, metricsLn   net.Listener // metricsLn is nil without metrics_listen
 	proxySrv, metricsSrv *http.Server
@@ -136,16 +142,8 @@ func startGateway(ctx context.Context, cfg *config, log *slog.Logger, lns listen
 
 	cfg.logDPoPNotes(log)
 	mc := cfg.guardConfig(log, g.reg)
-	for i, is := range cfg.Issuers {
-		if is.ClientKeyFile == "" {
-			continue
-		}
-		key, err := readPrivateKey(is.ClientKeyFile)
-		if err != nil {
-			p, _ := cfg.keyFor(fmt.Sprintf("Issuers[%d].IntrospectionKey", i))
-			return nil, &configError{File: cfg.File, Err: err, Fields: []*fieldError{{Line: p.Line, Key: p.Key, Msg: err.Error()}}}
-		}
-		mc.Issuers[i].IntrospectionKey = key
+	if err := cfg.loadIssuerKeys(&mc); err != nil {
+		return nil, err
 	}
 	if cfg.ReplayStore != "" {
 		// No I/O here: an unreachable Redis is not a config error; DPoP
@@ -165,21 +163,38 @@ func startGateway(ctx context.Context, cfg *config, log *slog.Logger, lns listen
 	}
 	g.guard.Store(guard)
 
-	h, err := newProxyHandler(cfg, guard, newProxy(cfg.Upstream, log), log)
+	proxy := newProxy(cfg, log)
+	g.upstream = proxy.Transport.(*http.Transport)
+	h, err := newProxyHandler(cfg, guard, proxy, log)
 	if err != nil {
 		guard.Close()
 		return nil, err
 	}
 	g.proxySrv = &http.Server{
-		Handler:           h,
+		Handler:           accessLog(limitConcurrency(h, cfg.MaxConcurrentRequests), log),
 		ReadHeaderTimeout: readHeaderTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes(cfg.MaxTokenSize),
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		// HTTP/2 (over TLS) takes its header-list limit from
+		// MaxHeaderBytes too.
+		HTTP2:    &http.HTTP2Config{MaxConcurrentStreams: maxConcurrentStreams},
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	go g.serve("proxy", g.proxySrv, g.proxyLn)
+	if cfg.TLS != nil {
+		if g.certs, err = newCertReloader(cfg.TLS.CertFile, cfg.TLS.KeyFile, log); err != nil {
+			guard.Close()
+			return nil, &configError{File: cfg.File, Err: err, Fields: []*fieldError{{Line: cfg.TLS.Line, Key: "tls.cert_file", Msg: err.Error()}}}
+		}
+		g.proxySrv.TLSConfig = g.certs.serverTLSConfig()
+		var watchCtx context.Context
+		watchCtx, g.stopWatch = context.WithCancel(context.Background())
+		go g.certs.watch(watchCtx, cfg.TLS.ReloadInterval)
+		go g.serveTLS(g.proxySrv, g.proxyLn)
+	} else {
+		go g.serve("proxy", g.proxySrv, g.proxyLn)
+	}
 
-	attrs := []any{"listen", g.proxyLn.Addr().String(), "upstream", cfg.Upstream.String(), "routes", len(cfg.Routes), "ready", guard.Ready()}
+	attrs := []any{"listen", g.proxyLn.Addr().String(), "tls", cfg.TLS != nil, "upstream", cfg.Upstream.String(), "routes", len(cfg.Routes), "ready", guard.Ready()}
 	if g.metricsLn != nil {
 		attrs = append(attrs, "metrics_listen", g.metricsLn.Addr().String())
 	}
@@ -201,6 +216,24 @@ func (g *gateway) serve(name string, srv *http.Server, ln net.Listener) {
 	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 		g.serveErr <- fmt.Errorf("tokenguard: %s server: %w", name, err)
 	}
+}
+
+// serveTLS is serve for the TLS proxy listener; the certificate comes
+// from g.certs through TLSConfig.GetCertificate, and HTTP/2 is offered
+// by ALPN.
+func (g *gateway) serveTLS(srv *http.Server, ln net.Listener) {
+	if err := srv.ServeTLS(ln, "", ""); !errors.Is(err, http.ErrServerClosed) {
+		g.serveErr <- fmt.Errorf("tokenguard: proxy server: %w", err)
+	}
+}
+
+// reloadCertificate loads the TLS certificate and key files again (what
+// SIGHUP does). On failure the current certificate stays in use.
+func (g *gateway) reloadCertificate() error {
+	if g.certs == nil {
+		return errNoTLS
+	}
+	return g.certs.reload()
 }
 
 // proxyAddr and metricsAddr are the bound addresses (useful with port 0).
@@ -232,12 +265,24 @@ func (g *gateway) run(ctx context.Context) error {
 func (g *gateway) shutdown(timeout time.Duration) error {
 	g.shutdownOnce.Do(func() {
 		g.draining.Store(true)
+		if d := g.cfg.DrainDelay; d > 0 {
+			// Keep serving while /readyz says 503, so load balancers take
+			// this instance out before its listener closes.
+			g.log.Info("draining: readiness is 503; still serving until drain_delay passes", "drain_delay", d.String())
+			time.Sleep(d)
+		}
+		if g.stopWatch != nil {
+			g.stopWatch()
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
 		var errs []error
 		if err := g.proxySrv.Shutdown(ctx); err != nil {
 			g.log.Warn("shutdown timeout reached; closing remaining connections", "err", err)
 			errs = append(errs, g.proxySrv.Close())
+		}
+		if g.upstream != nil {
+			g.upstream.CloseIdleConnections() // in-flight ones are done or cut off by now
 		}
 		if g.metricsSrv != nil {
 			// Kept up while the proxy drains, so /readyz reports 503 and
@@ -359,26 +404,87 @@ func requirePrincipal(next http.Handler, log *slog.Logger) http.Handler {
 	})
 }
 
-// newProxy returns the reverse proxy to upstream. It uses Rewrite, so the
-// inbound Forwarded and X-Forwarded-* headers are dropped before it runs
-// and only the ones SetXForwarded adds reach the upstream.
-func newProxy(upstream *url.URL, log *slog.Logger) *httputil.ReverseProxy {
+// newProxy returns the reverse proxy to the upstream. It uses Rewrite, so
+// the inbound Forwarded and X-Forwarded-* headers are dropped before it
+// runs and only the ones SetXForwarded adds (the TCP peer, the Host the
+// client asked for, and http or https per the listener) reach the
+// upstream; X-Real-Ip is removed too, so no client-supplied address
+// reaches it under any common name. Hop-by-hop headers named in the
+// client's Connection header are removed before Rewrite, so they can
+// never remove the identity headers Rewrite sets.
+//
+// FlushInterval is -1: each chunk read from the upstream is written to the
+// client at once. The gateway adds no buffering delay to streamed
+// responses (SSE, long polls, chunked downloads), and the copy buffer is
+// 32 KiB, so the extra flushes on a large body are cheap. Request bodies
+// are streamed to the upstream as they arrive (ReverseProxy never
+// buffers them); protocol upgrades (WebSocket) are passed through by
+// ReverseProxy once the route's guard has allowed the request.
+func newProxy(cfg *config, log *slog.Logger) *httputil.ReverseProxy {
+	upstream := cfg.Upstream
 	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(upstream)
 			pr.SetXForwarded()
+			pr.Out.Header.Del("X-Real-Ip")
 			setIdentityHeaders(pr.Out.Header, pr.In)
+			if rec := recordFrom(pr.In.Context()); rec != nil {
+				pr.Out.Header.Set(headerRequestID, rec.id)
+			}
+		},
+		Transport:     upstreamTransport(cfg),
+		FlushInterval: -1,
+		ModifyResponse: func(res *http.Response) error {
+			if rec := recordFrom(res.Request.Context()); rec != nil {
+				rec.upstreamStatus = res.StatusCode
+			}
+			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			level := slog.LevelWarn
-			if errors.Is(err, context.Canceled) {
-				level = slog.LevelDebug // the client went away
+			status, kind := classifyUpstreamError(err)
+			if rec := recordFrom(r.Context()); rec != nil {
+				rec.upstreamError = kind
 			}
-			log.Log(r.Context(), level, "upstream request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+			level := slog.LevelWarn
+			if kind == "client_gone" {
+				level = slog.LevelDebug // the client went away: not the upstream's fault, not news
+			}
+			log.Log(r.Context(), level, "upstream request failed", "method", r.Method, "path", r.URL.Path, "upstream_error", kind, "err", err)
 			// The error names the upstream's address; it stays in the log.
-			writeJSONError(w, http.StatusBadGateway, "bad_gateway")
+			code := "bad_gateway"
+			if status == http.StatusGatewayTimeout {
+				code = "gateway_timeout"
+			}
+			writeJSONError(w, status, code)
 		},
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
+
+// upstreamTransport is the connection pool to the upstream: the standard
+// library's DefaultTransport settings, except
+//   - no Proxy: HTTP_PROXY/HTTPS_PROXY in the gateway's environment must
+//     not silently route verified requests, with their identity headers,
+//     through another host;
+//   - many idle connections per host, because a gateway talks to one
+//     upstream (DefaultTransport keeps 2);
+//   - a dial timeout (upstream_dial_timeout) and a response-header timeout
+//     (upstream_timeout), both answered with 504. There is no overall
+//     timeout: bodies stream for as long as they need.
+func upstreamTransport(cfg *config) *http.Transport {
+	return &http.Transport{
+		Proxy: nil,
+		DialContext: (&net.Dialer{
+			Timeout:   cfg.UpstreamDialTimeout,
+			KeepAlive: 30 * time.Second,
+		}).DialContext,
+		ForceAttemptHTTP2:     true, // for https upstreams; plain http stays HTTP/1.1
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ResponseHeaderTimeout: cfg.UpstreamTimeout,
+		ExpectContinueTimeout: time.Second,
 	}
 }
 
@@ -431,6 +537,11 @@ func (c *config) guardConfig(log *slog.Logger, reg prometheus.Registerer) middle
 		InsecureAllowHTTP: c.InsecureAllowHTTP,
 		Logger:            log,
 		Registerer:        reg,
+		OnDecision:        onDecision,
+
+		JWKSMinRefreshInterval: c.JWKSMinRefreshInterval,
+		JWKSMaxRefreshInterval: c.JWKSMaxRefreshInterval,
+		JWKSRefreshRateLimit:   c.JWKSRefreshRateLimit,
 	}
 	switch c.DPoPMode {
 	case "allowed":
@@ -460,8 +571,9 @@ func (c *config) guardConfig(log *slog.Logger, reg prometheus.Registerer) middle
 			AllowLegacyTyp:        is.AllowLegacyTyp,
 			ScpClaim:              is.ScpClaim,
 			// IntrospectionKey is read from ClientKeyFile by startGateway.
-			IntrospectionAuthMethod: is.ClientAuthMethod,
-			IntrospectionKeyID:      is.ClientKeyID,
+			IntrospectionAuthMethod:  is.ClientAuthMethod,
+			IntrospectionKeyID:       is.ClientKeyID,
+			IntrospectionCacheMaxAge: is.IntrospectionCacheMaxAge,
 		})
 	}
 	return mc

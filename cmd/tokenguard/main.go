@@ -7,6 +7,8 @@
 //
 //	tokenguard -config FILE          run the gateway
 //	tokenguard serve -config FILE    the same
+//	tokenguard check -config FILE    validate FILE (no network I/O) and print the effective
+//	                                 configuration, secrets redacted; exit 0 valid, 1 invalid, 2 usage
 //	tokenguard demo [flags]          try it: a development issuer, an example API and the gateway on 127.0.0.1
 //	tokenguard keygen [-alg A] [-out FILE]
 //	                                 make a DPoP key (PKCS#8 PEM) and print its thumbprint (jkt)
@@ -25,9 +27,29 @@
 //	log_format: text             # text | json (to stderr)
 //	log_level: info              # debug | info | warn | error
 //	insecure_allow_http: false   # allow plain http issuer/JWKS URLs beyond loopback
+//	drain_delay: 0s              # on SIGTERM, keep serving this long with /readyz at 503 before closing the listener
+//	upstream_timeout: 30s        # how long to wait for the upstream's response headers; then 504
+//	upstream_dial_timeout: 5s    # how long to wait for a connection to the upstream; then 504
+//	max_concurrent_requests: 4096  # in-flight requests; beyond: 503 + Retry-After: 1 at once (0: default, -1: no limit)
+//	jwks_min_refresh_interval: 5m  # bounds on the JWKS refresh interval from Cache-Control (at least 1s)
+//	jwks_max_refresh_interval: 24h
+//	jwks_refresh_rate_limit: 10s # least gap between refreshes for unknown kids, per issuer (at least 1s)
+//	tls:                         # serve HTTPS (HTTP/2 and HTTP/1.1, TLS 1.2+) on listen
+//	  cert_file: /etc/tokenguard/tls.crt   # PEM chain; both files or neither; must load at start
+//	  key_file: /etc/tokenguard/tls.key
+//	  reload_interval: 1m        # poll the files (mtime, size) and reload on change; SIGHUP reloads at once
 //	issuers:
 //	  - allow_legacy_typ: false  # accept typ "JWT" (or none) as well as "at+jwt"
 //	    scp_claim: false         # also read scopes from an "scp" claim
+//	    introspection_cache_max_age: 60s  # longest reuse of an active introspection answer
+//
+// Any string value may use ${NAME} for the environment variable NAME
+// (expanded after parsing, so a value can never change the file's
+// structure); an unset or empty variable is an error, $${ is a literal ${,
+// and a value from the environment is never printed (check shows it as
+// written). Use it for secrets: client_secret: ${INTROSPECTION_SECRET},
+// replay_store: redis://:${REDIS_PASSWORD}@redis:6379/0. Example
+// configurations for each deployment shape are in examples/.
 //
 // DPoP (RFC 9449) is configured by the dpop block: mode (disabled, allowed
 // or required), nonce (require server-issued nonces) and replay_store
@@ -45,8 +67,29 @@
 // that matches no route gets 404. GET /metrics (Prometheus), /healthz and
 // /readyz are served only on metrics_listen.
 //
-// On SIGINT or SIGTERM the gateway stops accepting connections, lets
-// in-flight requests finish for up to shutdown_timeout, and exits.
+// The gateway forwards to the upstream through its own connection pool
+// (HTTP_PROXY and friends are ignored), streams request and response
+// bodies as they come (SSE, uploads, WebSocket upgrades), and answers 502
+// {"error":"bad_gateway"} when the upstream fails or 504
+// {"error":"gateway_timeout"} when it is too slow, never naming it. The
+// upstream sees X-Forwarded-For (the TCP peer), X-Forwarded-Host and
+// X-Forwarded-Proto set by the gateway only: any Forwarded, X-Forwarded-*
+// or X-Real-Ip header from the client is dropped. Every response carries
+// X-Request-Id (the client's, if it is at most 128 characters of
+// [A-Za-z0-9._:-], else a new random one), which is forwarded too.
+//
+// Each proxied request logs one "access" line at Info (JSON with
+// log_format: json): request_id, method, path (never the query), status,
+// decision (allow, deny, not_found, reject, none), reason (the guard's
+// reason, such as expired or insufficient_scope; "ok" when allowed),
+// duration_ms, bytes, remote, proto, and upstream_status or
+// upstream_error. Tokens, proofs and header values are never logged.
+//
+// SIGHUP reloads the TLS certificate and key (a failed reload keeps the
+// current ones). On SIGINT or SIGTERM the gateway reports 503 on /readyz,
+// keeps serving for drain_delay, stops accepting connections, lets
+// in-flight requests finish for up to shutdown_timeout, closes what is
+// left, and exits.
 package main
 
 import (
@@ -66,6 +109,8 @@ const usage = `tokenguard guards an HTTP API with OAuth 2.0 access tokens.
 Usage:
   tokenguard -config FILE          run the gateway configured by FILE (YAML)
   tokenguard serve -config FILE    the same
+  tokenguard check -config FILE    validate FILE without network I/O and print the
+                                   effective configuration (secrets redacted)
   tokenguard demo [flags]          run a development issuer, an example API and the
                                    gateway on 127.0.0.1, and print curl commands to try
   tokenguard keygen [-alg A] [-out FILE]
@@ -84,7 +129,12 @@ func main() {
 		<-ctx.Done()
 		stop() // a second Ctrl-C kills the process at once
 	}()
-	c := &cli{stdout: os.Stdout, stderr: os.Stderr}
+	// SIGHUP reloads the TLS certificate; without this it would kill the
+	// process. Registered first so that one arriving during start-up is
+	// not fatal either.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	c := &cli{stdout: os.Stdout, stderr: os.Stderr, reload: hup}
 	os.Exit(c.run(ctx, os.Args[1:]))
 }
 
@@ -93,6 +143,10 @@ func main() {
 type cli struct {
 	stdout, stderr io.Writer
 	getenv         func(string) string // nil means os.Getenv
+
+	// reload delivers SIGHUP: reload the TLS certificate. nil in tests,
+	// which call gateway.reloadCertificate directly.
+	reload <-chan os.Signal
 
 	onGateway func(*gateway) // called once the gateway serves
 	onDemo    func(*demo)    // called once the demo serves
@@ -123,6 +177,8 @@ func (c *cli) run(ctx context.Context, args []string) int {
 	switch args[0] {
 	case "serve":
 		return c.serve(ctx, args[1:])
+	case "check":
+		return c.check(args[1:])
 	case "demo":
 		return c.demo(ctx, args[1:])
 	case "keygen":
@@ -165,10 +221,7 @@ func (c *cli) serve(ctx context.Context, args []string) int {
 		return exitUsage
 	}
 
-	cfg, err := loadConfig(*path)
-	if err == nil {
-		err = cfg.applyEnv(c.env)
-	}
+	cfg, err := c.load(*path)
 	if err != nil {
 		fmt.Fprintln(c.stderr, err)
 		return exitError
@@ -181,6 +234,22 @@ func (c *cli) serve(ctx context.Context, args []string) int {
 	}
 	if c.onGateway != nil {
 		c.onGateway(g)
+	}
+	if c.reload != nil {
+		stopReload := make(chan struct{})
+		defer close(stopReload)
+		go func() {
+			for {
+				select {
+				case <-stopReload:
+					return
+				case <-c.reload:
+					if err := g.reloadCertificate(); errors.Is(err, errNoTLS) {
+						log.Info("SIGHUP: " + err.Error())
+					} // reloadCertificate logs the outcome itself
+				}
+			}
+		}()
 	}
 	if err := g.run(ctx); err != nil {
 		log.Error("tokenguard stopped with an error", "err", err)

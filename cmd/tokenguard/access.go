@@ -1,0 +1,238 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/tokenguard/tokenguard/middleware"
+)
+
+// headerRequestID carries the request id: accepted from the client when
+// it is safe (see validRequestID), forwarded to the upstream and returned
+// on every response, so a client's report, the access log and the
+// upstream's logs can be joined.
+const headerRequestID = "X-Request-Id"
+
+// maxRequestIDLen bounds an inbound request id.
+const maxRequestIDLen = 128
+
+// validRequestID accepts 1 to 128 characters of [A-Za-z0-9._:-]: enough
+// for UUIDs, ULIDs and trace ids, and nothing that could forge a log line
+// or a header.
+func validRequestID(s string) bool {
+	if s == "" || len(s) > maxRequestIDLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '.', c == '_', c == ':', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// newRequestID returns 16 random bytes in hex. crypto/rand never fails on
+// supported platforms (Go 1.24+) and costs well under a microsecond.
+func newRequestID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// accessRecord is what one request's access-log line says. The handler
+// chain fills it in; it travels in the request context so the guard's
+// decision hook and the proxy's callbacks can reach it. It is only
+// touched by the goroutine serving the request.
+type accessRecord struct {
+	id             string
+	decided        bool
+	reason         middleware.Reason
+	upstreamStatus int    // 0: no upstream response
+	upstreamError  string // "timeout", "unreachable", "client_gone"; "" if none
+	overloaded     bool
+}
+
+type accessKey struct{}
+
+func recordFrom(ctx context.Context) *accessRecord {
+	rec, _ := ctx.Value(accessKey{}).(*accessRecord)
+	return rec
+}
+
+// onDecision is the guard's middleware.Config.OnDecision.
+func onDecision(r *http.Request, reason middleware.Reason) {
+	if rec := recordFrom(r.Context()); rec != nil {
+		rec.decided, rec.reason = true, reason
+	}
+}
+
+// accessLog assigns the request id, serves the request through next and
+// writes one "access" line at Info level. The line never holds the query
+// string (it may carry access_token=), a header value, a token or a
+// proof: only the method, the path, outcomes, sizes, the id and the TCP
+// peer.
+func accessLog(next http.Handler, log *slog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &accessRecord{id: r.Header.Get(headerRequestID)}
+		if !validRequestID(rec.id) || len(r.Header.Values(headerRequestID)) != 1 {
+			rec.id = newRequestID()
+		}
+		rw := &recordingWriter{ResponseWriter: w, id: rec.id}
+		r = r.WithContext(context.WithValue(r.Context(), accessKey{}, rec))
+		defer func() {
+			// ReverseProxy aborts a response whose body copy failed by
+			// panicking with http.ErrAbortHandler: log it, then let the
+			// server abort the connection as intended.
+			v := recover()
+			status := rw.status
+			if status == 0 {
+				status = http.StatusOK // nothing written: net/http sends 200
+				if v != nil {
+					status = 0
+				}
+			}
+			decision, reason := "none", ""
+			switch {
+			case rec.decided && rec.reason == middleware.ReasonOK:
+				decision, reason = "allow", string(rec.reason)
+			case rec.decided:
+				decision, reason = "deny", string(rec.reason)
+			case rec.overloaded:
+				decision, reason = "reject", "overloaded"
+			case status == http.StatusNotFound:
+				decision = "not_found"
+			}
+			attrs := []slog.Attr{
+				slog.String("request_id", rec.id),
+				slog.String("method", r.Method),
+				slog.String("path", r.URL.Path),
+				slog.Int("status", status),
+				slog.String("decision", decision),
+			}
+			if reason != "" {
+				attrs = append(attrs, slog.String("reason", reason))
+			}
+			attrs = append(attrs,
+				slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
+				slog.Int64("bytes", rw.bytes),
+				slog.String("remote", r.RemoteAddr),
+				slog.String("proto", r.Proto),
+			)
+			if rec.upstreamStatus != 0 {
+				attrs = append(attrs, slog.Int("upstream_status", rec.upstreamStatus))
+			}
+			if rec.upstreamError != "" {
+				attrs = append(attrs, slog.String("upstream_error", rec.upstreamError))
+			}
+			if v != nil {
+				attrs = append(attrs, slog.Bool("aborted", true))
+			}
+			log.LogAttrs(r.Context(), slog.LevelInfo, "access", attrs...)
+			if v != nil {
+				panic(v)
+			}
+		}()
+		next.ServeHTTP(rw, r)
+	})
+}
+
+// recordingWriter counts the status and body bytes for the access log
+// and stamps the request id on the response. Unwrap lets
+// http.ResponseController (which ReverseProxy uses to flush) reach the
+// server's writer; Hijack is implemented directly so that an upgraded
+// connection is logged as 101.
+type recordingWriter struct {
+	http.ResponseWriter
+	id     string
+	status int
+	bytes  int64
+}
+
+func (w *recordingWriter) WriteHeader(code int) {
+	if w.status == 0 || w.status < 200 { // informational responses come before the final one
+		w.status = code
+		if code >= 200 || code == http.StatusSwitchingProtocols {
+			// Set last, so an upstream's own X-Request-Id cannot replace it.
+			w.ResponseWriter.Header().Set(headerRequestID, w.id)
+		}
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *recordingWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	n, err := w.ResponseWriter.Write(p)
+	w.bytes += int64(n)
+	return n, err
+}
+
+func (w *recordingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// Flush is here (not only through Unwrap) for handlers that type-assert
+// http.Flusher.
+func (w *recordingWriter) Flush() {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	_ = http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+func (w *recordingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	w.ResponseWriter.Header().Set(headerRequestID, w.id) // ReverseProxy sends these headers with the 101
+	c, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err == nil && w.status == 0 {
+		w.status = http.StatusSwitchingProtocols
+	}
+	return c, brw, err
+}
+
+// limitConcurrency lets at most n requests through next at once; the rest
+// get 503 with Retry-After at once, never a queue. A buffered channel
+// costs one uncontended channel operation per request and no lock shared
+// across requests beyond it. n < 0 means no limit.
+func limitConcurrency(next http.Handler, n int) http.Handler {
+	if n < 0 {
+		return next
+	}
+	sem := make(chan struct{}, n)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case sem <- struct{}{}:
+		default:
+			if rec := recordFrom(r.Context()); rec != nil {
+				rec.overloaded = true
+			}
+			w.Header().Set("Retry-After", "1")
+			writeJSONError(w, http.StatusServiceUnavailable, "overloaded")
+			return
+		}
+		defer func() { <-sem }()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// classifyUpstreamError maps a ReverseProxy error to the status the client
+// gets and the access log's upstream_error: a timeout (dial, TLS
+// handshake, or waiting for response headers) is 504, anything else 502.
+func classifyUpstreamError(err error) (status int, kind string) {
+	var ne net.Error
+	switch {
+	case errors.Is(err, context.Canceled):
+		return http.StatusBadGateway, "client_gone"
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return http.StatusGatewayTimeout, "timeout"
+	}
+	return http.StatusBadGateway, "unreachable"
+}

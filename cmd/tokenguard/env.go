@@ -1,0 +1,177 @@
+package main
+
+import (
+	"fmt"
+	"reflect"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Environment expansion. ${NAME} in a string value of the YAML file is
+// replaced by the environment variable NAME, so secrets such as a Redis
+// password or an introspection client secret need not be written in the
+// file:
+//
+//	replay_store: redis://:${REDIS_PASSWORD}@redis:6379/0
+//
+// The rules, chosen so that a file means one thing and a variable can only
+// ever become part of one value:
+//   - Expansion happens after the YAML is parsed, on string values only:
+//     keys are never expanded, and a variable's value can never add keys,
+//     items or documents, whatever characters it holds.
+//   - NAME matches [A-Za-z_][A-Za-z0-9_]*; anything else after "${" is an
+//     error, as is a "${" without its "}".
+//   - An unset or empty variable is an error naming the variable, the key
+//     and the line: a missing secret must stop the gateway, not become "".
+//   - "$${" is a literal "${". A "$" not followed by "{" is literal.
+//   - A value that comes from the environment is never printed: not in
+//     errors, and "tokenguard check" shows it as written (${NAME}).
+//   - Only keys whose value is a string (or a list of strings) are
+//     expanded; "${...}" in a number or boolean key is an error.
+
+// expandEnv expands s. It returns the names it used; an error never
+// includes a variable's value.
+func expandEnv(s string, getenv func(string) string) (string, []string, error) {
+	if !strings.Contains(s, "$") {
+		return s, nil, nil
+	}
+	var b strings.Builder
+	var names []string
+	for i := 0; i < len(s); {
+		c := s[i]
+		switch {
+		case c != '$':
+			b.WriteByte(c)
+			i++
+		case strings.HasPrefix(s[i:], "$${"):
+			b.WriteString("${")
+			i += 3
+		case strings.HasPrefix(s[i:], "${"):
+			end := strings.IndexByte(s[i+2:], '}')
+			if end < 0 {
+				return "", nil, fmt.Errorf("%q has no closing }", "${")
+			}
+			name := s[i+2 : i+2+end]
+			if !validEnvName(name) {
+				return "", nil, fmt.Errorf("${%s} is not a valid variable reference (a name is letters, digits and _, not starting with a digit; write $${ for a literal ${)", quoteName(name))
+			}
+			v := getenv(name)
+			if v == "" {
+				return "", nil, fmt.Errorf("environment variable %s is not set (or is empty)", name)
+			}
+			b.WriteString(v)
+			names = append(names, name)
+			i += 2 + end + 1
+		default: // a lone "$"
+			b.WriteByte(c)
+			i++
+		}
+	}
+	return b.String(), names, nil
+}
+
+func validEnvName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '_', 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z':
+		case '0' <= c && c <= '9' && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// quoteName shows an invalid name safely: it came from the file, not the
+// environment, but may hold control characters.
+func quoteName(s string) string {
+	q := fmt.Sprintf("%q", s)
+	if len(q) > 66 {
+		q = q[:60] + "…" + q[len(q)-1:]
+	}
+	return q[1 : len(q)-1]
+}
+
+// expander expands every string value of a document in place.
+type expander struct {
+	getenv func(string) string
+	// fromEnv maps the display key ("issuers[0].client_secret") of each
+	// value that used a variable to the value as written, so it can be
+	// shown without its secret.
+	fromEnv map[string]string
+	// value is the expanded value for each key of fromEnv, so that
+	// messages about it can show the value as written instead.
+	value map[string]string
+	// written is the value as written of each expanded node; an alias
+	// reaches the same node again under another key.
+	written map[*yaml.Node]string
+	seen    map[*yaml.Node]bool // guards against alias cycles
+}
+
+func newExpander(getenv func(string) string) *expander {
+	return &expander{getenv: getenv, fromEnv: map[string]string{}, value: map[string]string{}, written: map[*yaml.Node]string{}, seen: map[*yaml.Node]bool{}}
+}
+
+// expand walks n, which decodes into type t, at key path path. It
+// returns an error for each reference that could not be expanded.
+func (x *expander) expand(n *yaml.Node, t reflect.Type, path string) []*fieldError {
+	n = resolve(n)
+	if x.seen[n] {
+		if w, ok := x.written[n]; ok {
+			x.fromEnv[path], x.value[path] = w, n.Value
+		}
+		return nil
+	}
+	x.seen[n] = true
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	var errs []*fieldError
+	switch {
+	case t.Kind() == reflect.Struct && n.Kind == yaml.MappingNode:
+		fields := yamlFields(t)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			if k.Value == "<<" {
+				errs = append(errs, x.expand(v, t, path)...)
+				continue
+			}
+			if ft, ok := fields[k.Value]; ok {
+				errs = append(errs, x.expand(v, ft, joinKey(path, k.Value))...)
+			}
+		}
+	case t.Kind() == reflect.Slice && n.Kind == yaml.SequenceNode:
+		for i, e := range n.Content {
+			errs = append(errs, x.expand(e, t.Elem(), fmt.Sprintf("%s[%d]", path, i))...)
+		}
+	case n.Kind == yaml.ScalarNode && strings.Contains(n.Value, "${"):
+		if t.Kind() != reflect.String || n.ShortTag() != "!!str" {
+			return []*fieldError{{Line: n.Line, Key: path, Msg: "environment variables (${...}) are expanded only in string values"}}
+		}
+		v, names, err := expandEnv(n.Value, x.getenv)
+		if err != nil {
+			return []*fieldError{{Line: n.Line, Key: path, Msg: err.Error()}}
+		}
+		if len(names) > 0 {
+			x.fromEnv[path], x.value[path] = n.Value, v
+			x.written[n] = n.Value
+		}
+		n.Value = v
+	}
+	return errs
+}
+
+// scrub rewrites messages about values that came from the environment to
+// show them as written ("${UPSTREAM}") rather than as expanded.
+func (x *expander) scrub(errs []*fieldError) {
+	for _, e := range errs {
+		if v, ok := x.value[e.Key]; ok && v != "" {
+			e.Msg = strings.ReplaceAll(e.Msg, v, x.fromEnv[e.Key])
+		}
+	}
+}
