@@ -5,19 +5,14 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/asn1"
-	"encoding/base64"
-	"math/big"
 	"net/http"
-	"net/http/httptest"
 	"slices"
-	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/tokenguard/tokenguard/dpop"
-	"github.com/tokenguard/tokenguard/internal/devissuer"
+	"github.com/tokenguard/tokenguard/dpop/redisstore"
 	"github.com/tokenguard/tokenguard/middleware"
 )
 
@@ -29,19 +24,14 @@ type dpopFixture struct {
 	token   string
 	key     *ecdsa.PrivateKey
 	handler http.Handler
-	close   func()
 	proofs  []string // unused proofs, each with a fresh jti
 }
 
-func newDPoPFixture(tb testing.TB) *dpopFixture {
+// newDPoPFixture makes the fixture with store as the replay store (nil:
+// the default in-memory store).
+func newDPoPFixture(tb testing.TB, store dpop.ReplayStore) *dpopFixture {
 	tb.Helper()
-	key, err := devissuer.GenerateKey("ES256", "k1")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var iss *devissuer.Issuer
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { iss.Handler().ServeHTTP(w, r) }))
-	iss = devissuer.New(srv.URL, audience, key)
+	env := newEnv(tb, "ES256")
 	client, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		tb.Fatal(err)
@@ -50,68 +40,51 @@ func newDPoPFixture(tb testing.TB) *dpopFixture {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	tok, err := iss.Mint("orders:read", 24*time.Hour, map[string]any{"cnf": map[string]any{"jkt": jkt}})
+	tok, err := env.iss.Mint(scope, 24*time.Hour, map[string]any{"cnf": map[string]any{"jkt": jkt}})
 	if err != nil {
 		tb.Fatal(err)
 	}
 	guard, err := middleware.New(context.Background(), middleware.Config{
 		Audience:  audience,
-		Issuers:   []middleware.Issuer{{Issuer: iss.URL(), JWKSURI: srv.URL + "/jwks"}},
+		Issuers:   []middleware.Issuer{{Issuer: env.iss.URL(), JWKSURI: env.jwksURL}},
 		PublicURL: "https://api.example.com",
-		DPoP:      middleware.DPoPConfig{Mode: middleware.DPoPAllowed},
+		DPoP:      middleware.DPoPConfig{Mode: middleware.DPoPAllowed, ReplayStore: store},
 	})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return &dpopFixture{
-		token:   tok,
-		key:     client,
-		handler: guard.Require("orders:read")(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})),
-		close:   func() { guard.Close(); srv.Close() },
-	}
+	tb.Cleanup(func() { guard.Close() })
+	f := &dpopFixture{token: tok, key: client, handler: guard.Require(scope)(noop)}
+	// One request before the timer: it caches the token, so what is
+	// measured is the proof and the replay check.
+	warm(tb, f.handler, dpopRequest(tok, f.makeProofs(tb, 1)[0]))
+	return f
 }
 
-// refill makes n fresh proofs.
-func (f *dpopFixture) refill(tb testing.TB, n int) {
-	f.proofs = f.proofs[:0]
+// makeProofs makes n fresh proofs.
+func (f *dpopFixture) makeProofs(tb testing.TB, n int) []string {
+	tb.Helper()
+	out := make([]string, 0, n)
 	for range n {
 		p, err := dpop.NewProof(f.key, dpop.ProofParams{Method: http.MethodGet, URL: dpopTarget, AccessToken: f.token})
 		if err != nil {
 			tb.Fatal(err)
 		}
-		f.proofs = append(f.proofs, p)
+		out = append(out, p)
 	}
+	return out
 }
 
 // next returns an unused proof, refilling (off the clock) when needed.
 func (f *dpopFixture) next(b *testing.B) string {
 	if len(f.proofs) == 0 {
 		b.StopTimer()
-		f.refill(b, 2000)
+		f.proofs = f.makeProofs(b, 2000)
 		b.StartTimer()
 	}
 	p := f.proofs[len(f.proofs)-1]
 	f.proofs = f.proofs[:len(f.proofs)-1]
 	return p
-}
-
-// proofFloor is one bare ES256 verification of a proof: the least any
-// DPoP check must do.
-func proofFloor(tb testing.TB, proof string, pub *ecdsa.PublicKey) func() bool {
-	i := strings.LastIndexByte(proof, '.')
-	input := []byte(proof[:i])
-	sig, err := base64.RawURLEncoding.DecodeString(proof[i+1:])
-	if err != nil {
-		tb.Fatal(err)
-	}
-	der, err := asn1.Marshal(struct{ R, S *big.Int }{new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:])})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return func() bool {
-		h := sha256.Sum256(input)
-		return ecdsa.VerifyASN1(pub, h[:], der)
-	}
 }
 
 func dpopRequest(tok, proof string) *http.Request {
@@ -121,51 +94,85 @@ func dpopRequest(tok, proof string) *http.Request {
 	return req
 }
 
-// BenchmarkDPoP is a DPoP request with a cached token: proof verification
-// and the in-memory replay check, next to its floor.
-func BenchmarkDPoP(b *testing.B) {
-	b.Run("floor", func(b *testing.B) {
-		f := newDPoPFixture(b)
-		defer f.close()
-		f.refill(b, 1)
-		floor := proofFloor(b, f.proofs[0], &f.key.PublicKey)
+// dpopCase measures DPoP requests with a cached token and a fresh proof
+// each: proof verification and the replay check in store (nil: memory).
+// newStore, when set, makes the store and may skip the benchmark.
+func dpopCase(newStore func(testing.TB) dpop.ReplayStore, parallel bool) func(*testing.B) {
+	return func(b *testing.B) {
+		var store dpop.ReplayStore
+		if newStore != nil {
+			store = newStore(b)
+		}
+		f := newDPoPFixture(b, store)
+		w := newDiscard()
 		b.ReportAllocs()
-		for b.Loop() {
-			if !floor() {
-				b.Fatal("floor rejected the proof")
+		if !parallel {
+			for b.Loop() {
+				f.handler.ServeHTTP(w, dpopRequest(f.token, f.next(b)))
 			}
+			return
 		}
-	})
-	b.Run("guard", func(b *testing.B) {
-		f := newDPoPFixture(b)
-		defer f.close()
-		f.refill(b, 2000)
-		w := &discard{h: http.Header{}}
-		f.handler.ServeHTTP(w, dpopRequest(f.token, f.next(b))) // caches the token
-		b.ReportAllocs()
-		for b.Loop() {
-			f.handler.ServeHTTP(w, dpopRequest(f.token, f.next(b)))
-		}
-	})
+		// Every proof is made before the timer starts: b.N of them, taken
+		// in turn by the parallel goroutines.
+		proofs := f.makeProofs(b, b.N)
+		var i atomic.Int64
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			w := newDiscard()
+			for pb.Next() {
+				f.handler.ServeHTTP(w, dpopRequest(f.token, proofs[i.Add(1)-1]))
+			}
+		})
+	}
+}
+
+// dpopFloorCase is one bare ES256 verification of a proof: the least any
+// DPoP check must do.
+func dpopFloorCase(parallel bool) func(*testing.B) {
+	return func(b *testing.B) {
+		f := newDPoPFixture(b, nil)
+		benchFunc(b, f.proofFloor(b), parallel)
+	}
+}
+
+func (f *dpopFixture) proofFloor(tb testing.TB) func() bool {
+	return floorFor(tb, "ES256", &f.key.PublicKey, f.makeProofs(tb, 1)[0])
+}
+
+// newRedisStore is a Redis replay store on this process's redis-server.
+func newRedisStore(tb testing.TB) dpop.ReplayStore {
+	addr := redisAddr(tb)
+	s, err := redisstore.NewFromURL("redis://"+addr+"/0", redisstore.Options{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { s.Close() })
+	return s
+}
+
+// BenchmarkDPoP is a DPoP request with a cached token: proof verification
+// and the replay check, in memory and in a local Redis, next to its
+// floor.
+func BenchmarkDPoP(b *testing.B) {
+	b.Run("floor", dpopFloorCase(false))
+	b.Run("floor/parallel", dpopFloorCase(true))
+	b.Run("memory", dpopCase(nil, false))
+	b.Run("memory/parallel", dpopCase(nil, true))
+	b.Run("redis", dpopCase(newRedisStore, false))
+	b.Run("redis/parallel", dpopCase(newRedisStore, true))
 }
 
 // dpopRatio measures the DPoP request against its floor, as TestRatios
 // does for bearer tokens.
 func dpopRatio(t *testing.T, rounds int) {
-	f := newDPoPFixture(t)
-	defer f.close()
-	f.refill(t, 1)
-	floor := proofFloor(t, f.proofs[0], &f.key.PublicKey)
+	f := newDPoPFixture(t, nil)
+	floor := f.proofFloor(t)
 	var rs, floorNs, guardNs []float64
 	var allocs int64
 	for range rounds {
-		fl := testing.Benchmark(func(b *testing.B) {
-			for b.Loop() {
-				floor()
-			}
-		})
+		fl := testing.Benchmark(func(b *testing.B) { benchFunc(b, floor, false) })
 		g := testing.Benchmark(func(b *testing.B) {
-			w := &discard{h: http.Header{}}
+			w := newDiscard()
 			b.ReportAllocs()
 			for b.Loop() {
 				f.handler.ServeHTTP(w, dpopRequest(f.token, f.next(b)))

@@ -8,64 +8,59 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokenguard/tokenguard/internal/devissuer"
 	"github.com/tokenguard/tokenguard/middleware"
 )
 
-// introspectFixture is a guard whose issuer introspects opaque tokens at a
-// local httptest server.
-func introspectFixture(tb testing.TB) (http.Handler, *httptest.Server, func()) {
+// opaqueToken is not a compact JWS, so the guard introspects it.
+const opaqueToken = "opaque-token-0123456789"
+
+// newIntrospectingGuard is a guard whose issuer introspects opaque tokens
+// at a local httptest server that calls every token active.
+func newIntrospectingGuard(tb testing.TB) http.Handler {
 	tb.Helper()
-	key, err := devissuer.GenerateKey("ES256", "k1")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var iss *devissuer.Issuer
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { iss.Handler().ServeHTTP(w, r) }))
-	iss = devissuer.New(srv.URL, audience, key)
+	env := newEnv(tb, "ES256")
 	exp := time.Now().Add(24 * time.Hour).Unix()
 	as := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprintf(w, `{"active":true,"scope":"orders:read","client_id":"app","sub":"alice","exp":%d,"token":%q}`, exp, r.PostFormValue("token"))
+		fmt.Fprintf(w, `{"active":true,"scope":%q,"client_id":"app","sub":"alice","exp":%d}`, scope, exp)
 	}))
+	tb.Cleanup(as.Close)
 	guard, err := middleware.New(context.Background(), middleware.Config{
 		Audience: audience,
-		Issuers: []middleware.Issuer{{Issuer: iss.URL(), JWKSURI: srv.URL + "/jwks",
+		Issuers: []middleware.Issuer{{Issuer: env.iss.URL(), JWKSURI: env.jwksURL,
 			IntrospectionEndpoint: as.URL, ClientID: "rs", ClientSecret: "secret"}},
 	})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	h := guard.Require("orders:read")(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
-	return h, as, func() { guard.Close(); srv.Close(); as.Close() }
+	tb.Cleanup(func() { guard.Close() })
+	return guard.Require(scope)(noop)
+}
+
+// introspectWarmCase measures an opaque token whose introspection answer
+// is cached (the warm-up request fills the cache).
+func introspectWarmCase(parallel bool) func(*testing.B) {
+	return func(b *testing.B) {
+		h := newIntrospectingGuard(b)
+		if parallel {
+			benchServeParallel(b, h, opaqueToken)
+		} else {
+			benchServe(b, h, opaqueToken)
+		}
+	}
 }
 
 // BenchmarkIntrospected: an opaque token with a warm introspection cache,
-// next to the same no-op handler without any guard, and a cache miss (a
-// new token each time) against a local httptest server.
+// next to the same no-op handler without any guard (the baseline), and a
+// cache miss (a new token each time) against a local httptest server.
 func BenchmarkIntrospected(b *testing.B) {
-	noop := http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})
-	b.Run("baseline", func(b *testing.B) {
-		req, w := request("opaque-token-0123456789"), &discard{h: http.Header{}}
-		b.ReportAllocs()
-		for b.Loop() {
-			noop.ServeHTTP(w, req)
-		}
-	})
-	b.Run("warm", func(b *testing.B) {
-		h, _, done := introspectFixture(b)
-		defer done()
-		req, w := request("opaque-token-0123456789"), &discard{h: http.Header{}}
-		h.ServeHTTP(w, req)
-		b.ReportAllocs()
-		for b.Loop() {
-			h.ServeHTTP(w, req)
-		}
-	})
+	b.Run("baseline", func(b *testing.B) { benchServe(b, noop, opaqueToken) })
+	b.Run("baseline/parallel", func(b *testing.B) { benchServeParallel(b, noop, opaqueToken) })
+	b.Run("warm", introspectWarmCase(false))
+	b.Run("warm/parallel", introspectWarmCase(true))
 	b.Run("miss", func(b *testing.B) {
-		h, _, done := introspectFixture(b)
-		defer done()
-		w := &discard{h: http.Header{}}
+		h := newIntrospectingGuard(b)
+		w := newDiscard()
 		i := 0
 		b.ReportAllocs()
 		for b.Loop() {
