@@ -139,6 +139,19 @@ func TestIntrospection(t *testing.T) {
 		t.Errorf("JWTs caused %d introspection calls", d)
 	}
 
+	// A token outside the b64token alphabet (RFC 6750 §2.1) is refused
+	// before anyone is asked about it: it never reaches the endpoint.
+	before = as.hits.Load()
+	for _, auth := range []string{"Bearer op!aque", "Bearer op,aque=", "Bearer opa=que", `DPoP op"aque`} {
+		rec := dpopRequest(h, dpopURL, auth)
+		if rec.Code != 401 || !strings.Contains(rec.Header().Get("WWW-Authenticate"), `error="invalid_token"`) {
+			t.Errorf("%s: %d %q, want 401 invalid_token", auth, rec.Code, rec.Header().Get("WWW-Authenticate"))
+		}
+	}
+	if d := as.hits.Load() - before; d != 0 {
+		t.Errorf("malformed tokens caused %d introspection calls", d)
+	}
+
 	// Cached: a repeated opaque token is not asked about again.
 	before = as.hits.Load()
 	for range 5 {

@@ -205,7 +205,12 @@ func (g *Guard) enforce(r *http.Request, pol *policy, p *Principal, tok string) 
 			return mark(e)
 		}
 	}
-	now := g.cfg.now()
+	// The clock is read only for the policies that need it: on this VM
+	// class a clock read is a measurable share of a cached request.
+	var now time.Time
+	if pol.MaxTokenAge > 0 || pol.MaxAuthAge > 0 {
+		now = g.cfg.now()
+	}
 	if pol.MaxTokenAge > 0 && (p.IssuedAt.IsZero() || now.Sub(p.IssuedAt) > pol.MaxTokenAge+g.cfg.Leeway) {
 		return mark(invalidToken(ReasonTokenTooOld, descTokenTooOld, nil))
 	}

@@ -199,3 +199,22 @@ func dropControls(s string) string {
 	}
 	return b.String()
 }
+
+// TestB64TokenAlphabet pins the b64token table to RFC 6750 §2.1's grammar,
+// byte by byte: ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/", and "="
+// only as trailing padding.
+func TestB64TokenAlphabet(t *testing.T) {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/"
+	for c := 0; c < 256; c++ {
+		want := strings.IndexByte(alphabet, byte(c)) >= 0
+		if got := IsB64Token(string([]byte{byte(c)})); got != want {
+			t.Errorf("IsB64Token(%q) = %v, want %v", byte(c), got, want)
+		}
+		if got := IsB64Token("a" + string([]byte{byte(c)}) + "b"); got != want {
+			t.Errorf("IsB64Token(\"a%cb\") = %v, want %v", byte(c), got, want)
+		}
+	}
+	if !IsB64Token("ab==") || IsB64Token("a=b") || IsB64Token("==") {
+		t.Error("padding: only trailing = after at least one character")
+	}
+}

@@ -13,13 +13,23 @@
 package tokencache
 
 import (
+	"crypto/sha256"
 	"errors"
 	"sync"
 	"time"
+	"unsafe"
 )
 
 // Key is the SHA-256 digest an entry is stored under.
 type Key = [32]byte
+
+// KeyOf returns the Key of a token: the SHA-256 of its exact bytes. It
+// hashes the string in place: []byte(tok) would copy the whole token to
+// the heap on every request (it escapes into the hash), and crypto/sha256
+// only reads its input.
+func KeyOf(tok string) Key {
+	return sha256.Sum256(unsafe.Slice(unsafe.StringData(tok), len(tok)))
+}
 
 // numShards spreads lock contention; a power of two so the shard index is a
 // mask of the key's first byte.

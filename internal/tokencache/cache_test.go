@@ -3,6 +3,7 @@ package tokencache
 import (
 	"crypto/sha256"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -130,5 +131,18 @@ func BenchmarkGetHit(b *testing.B) {
 		if _, ok := c.Get(k, t0); !ok {
 			b.Fatal("miss")
 		}
+	}
+}
+
+// TestKeyOf pins KeyOf to the SHA-256 of the token's bytes, so a cached
+// entry can only ever be found with the exact token that was verified.
+func TestKeyOf(t *testing.T) {
+	for _, tok := range []string{"", "a", "eyJhbGciOiJFUzI1NiJ9.e30.sig", strings.Repeat("x", 9000)} {
+		if got, want := KeyOf(tok), sha256.Sum256([]byte(tok)); got != want {
+			t.Errorf("KeyOf(%.20q) = %x, want %x", tok, got, want)
+		}
+	}
+	if KeyOf("abc") == KeyOf("abd") {
+		t.Error("different tokens share a key")
 	}
 }

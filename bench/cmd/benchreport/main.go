@@ -112,6 +112,7 @@ func roundNumber(path string) int {
 // sample is one benchmark line.
 type sample struct {
 	round  int // -1: not part of a round (memory)
+	seq    int // position among all lines read, to pair a result with the floor run just before it
 	ns     float64
 	bytes  float64
 	allocs float64
@@ -120,6 +121,7 @@ type sample struct {
 
 type data struct {
 	samples map[string][]sample // by benchmark name without the -GOMAXPROCS suffix
+	seq     int                 // lines read so far
 	rounds  int
 	procs   int // GOMAXPROCS the benchmarks ran with
 }
@@ -147,7 +149,8 @@ func (d *data) readFile(path string, round int) error {
 			name = strings.TrimSuffix(name, m[0])
 			d.procs, _ = strconv.Atoi(m[1])
 		}
-		s := sample{round: round, ns: math.NaN(), bytes: math.NaN(), allocs: math.NaN(), extra: map[string]float64{}}
+		d.seq++
+		s := sample{round: round, seq: d.seq, ns: math.NaN(), bytes: math.NaN(), allocs: math.NaN(), extra: map[string]float64{}}
 		for i := 2; i+1 < len(fields); i += 2 {
 			v, err := strconv.ParseFloat(fields[i], 64)
 			if err != nil {
@@ -196,16 +199,31 @@ func (d *data) stat(name string) stat {
 }
 
 // ratio is the median over rounds of name's time divided by base's time
-// in the same round; NaN when either is missing.
+// measured next to it: run.sh runs the floor in the same invocation just
+// before each contestant, so each ratio compares two measurements seconds
+// apart rather than minutes. The base sample used is the last one of the
+// same round read before the sample (else the first one after it). NaN
+// when either is missing.
 func (d *data) ratio(name, base string) float64 {
-	byRound := map[int]float64{}
-	for _, s := range d.samples[base] {
-		byRound[s.round] = s.ns
-	}
 	var rs []float64
 	for _, s := range d.samples[name] {
-		if b, ok := byRound[s.round]; ok && b > 0 {
-			rs = append(rs, s.ns/b)
+		var b *sample
+		for i := range d.samples[base] {
+			c := &d.samples[base][i]
+			if c.round != s.round || !(c.ns > 0) {
+				continue
+			}
+			switch {
+			case b == nil:
+				b = c
+			case c.seq < s.seq && (b.seq > s.seq || c.seq > b.seq):
+				b = c // a later floor run before the sample
+			case c.seq > s.seq && b.seq > s.seq && c.seq < b.seq:
+				b = c // none before it yet: the nearest after it
+			}
+		}
+		if b != nil {
+			rs = append(rs, s.ns/b.ns)
 		}
 	}
 	return median(rs)
