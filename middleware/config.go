@@ -149,8 +149,10 @@ type Config struct {
 	// allowed for tests, demos and sidecars.
 	InsecureAllowHTTP bool
 
-	// now is the clock; tests replace it.
-	now func() time.Time
+	// now is the clock; tests replace it. realClock reports that it is
+	// time.Now, so a reading already taken for the request can be reused.
+	now       func() time.Time
+	realClock bool
 	// discoveryRefresh is how often discovered metadata is fetched again;
 	// 0 means DiscoveryRefreshInterval. Tests shorten it.
 	discoveryRefresh time.Duration
@@ -464,6 +466,7 @@ func (c *Config) validate() error {
 	}
 	if c.now == nil {
 		c.now = time.Now
+		c.realClock = true
 	}
 	return errors.Join(errs...)
 }
