@@ -2,7 +2,6 @@ package introspect
 
 import (
 	"context"
-	"crypto/sha256"
 	"fmt"
 	"io"
 	"net/http"
@@ -84,7 +83,7 @@ func (c *Client) IntrospectWithin(ctx context.Context, token string, maxAge time
 	if token == "" {
 		return nil, fmt.Errorf("%w: empty token", ErrInactive)
 	}
-	key := tokencache.Key(sha256.Sum256([]byte(token)))
+	key := tokencache.KeyOf(token)
 	if r, ok := c.cache.Get(key, c.cfg.Now()); ok && c.fresh(r, maxAge) {
 		return answer(r)
 	}
