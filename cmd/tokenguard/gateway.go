@@ -408,8 +408,10 @@ func requirePrincipal(next http.Handler, log *slog.Logger) http.Handler {
 // the inbound Forwarded and X-Forwarded-* headers are dropped before it
 // runs and only the ones SetXForwarded adds (the TCP peer, the Host the
 // client asked for, and http or https per the listener) reach the
-// upstream; X-Real-Ip is removed too, so no client-supplied address
-// reaches it under any common name. Hop-by-hop headers named in the
+// upstream; every other X-Forwarded-* header and the client-address and
+// URL/method-override headers frameworks read (dropClientForwarding) are
+// removed too, so no client-supplied address, scheme, port, prefix,
+// original URL or method reaches it under any common name. Hop-by-hop headers named in the
 // client's Connection header are removed before Rewrite, so they can
 // never remove the identity headers Rewrite sets.
 //
@@ -425,8 +427,8 @@ func newProxy(cfg *config, log *slog.Logger) *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(upstream)
+			dropClientForwarding(pr.Out.Header)
 			pr.SetXForwarded()
-			pr.Out.Header.Del("X-Real-Ip")
 			setIdentityHeaders(pr.Out.Header, pr.In)
 			if rec := recordFrom(pr.In.Context()); rec != nil {
 				pr.Out.Header.Set(headerRequestID, rec.id)
@@ -435,6 +437,10 @@ func newProxy(cfg *config, log *slog.Logger) *httputil.ReverseProxy {
 		Transport:     upstreamTransport(cfg),
 		FlushInterval: -1,
 		ModifyResponse: func(res *http.Response) error {
+			// The gateway's own id goes on every response; an upstream's
+			// copy would make a second value on a 101, which is sent
+			// with the headers as they are at Hijack.
+			res.Header.Del(headerRequestID)
 			if rec := recordFrom(res.Request.Context()); rec != nil {
 				rec.upstreamStatus = res.StatusCode
 			}
@@ -485,6 +491,38 @@ func upstreamTransport(cfg *config) *http.Transport {
 		TLSHandshakeTimeout:   10 * time.Second,
 		ResponseHeaderTimeout: cfg.UpstreamTimeout,
 		ExpectContinueTimeout: time.Second,
+	}
+}
+
+// clientOverrideHeaders are request headers, other than Forwarded and
+// X-Forwarded-*, that common frameworks and proxies read as the client's
+// address or the original URL. Coming from a client they are claims
+// nobody checked, so none reaches the upstream.
+var clientOverrideHeaders = []string{
+	"X-Real-Ip", "True-Client-Ip", "X-Client-Ip", "Cf-Connecting-Ip", "Fastly-Client-Ip",
+	"X-Cluster-Client-Ip", "X-Original-Forwarded-For", "X-Original-Url", "X-Rewrite-Url",
+	"X-Original-Host", "X-Host", "X-Http-Method-Override", "X-Method-Override", "X-Http-Method",
+}
+
+// dropClientForwarding removes what a client could use to lie to the
+// upstream about where a request came from or what it asked for: every
+// X-Forwarded-* header (Prefix, Port, Ssl, Scheme, ... as well as the For,
+// Host and Proto that SetXForwarded then sets afresh), Forwarded, and
+// clientOverrideHeaders, in any letter case. Method-override headers are
+// among them: the guard authorised the request's real method.
+func dropClientForwarding(h http.Header) {
+	const xf = "X-Forwarded-"
+	for k := range h {
+		if len(k) >= len(xf) && strings.EqualFold(k[:len(xf)], xf) || strings.EqualFold(k, "Forwarded") {
+			delete(h, k)
+			continue
+		}
+		for _, name := range clientOverrideHeaders {
+			if strings.EqualFold(k, name) {
+				delete(h, k)
+				break
+			}
+		}
 	}
 }
 

@@ -37,7 +37,7 @@
 //	tls:                         # serve HTTPS (HTTP/2 and HTTP/1.1, TLS 1.2+) on listen
 //	  cert_file: /etc/tokenguard/tls.crt   # PEM chain; both files or neither; must load at start
 //	  key_file: /etc/tokenguard/tls.key
-//	  reload_interval: 1m        # poll the files (mtime, size) and reload on change; SIGHUP reloads at once
+//	  reload_interval: 1m        # poll the files (contents) and reload on change; SIGHUP reloads at once
 //	issuers:
 //	  - allow_legacy_typ: false  # accept typ "JWT" (or none) as well as "at+jwt"
 //	    scp_claim: false         # also read scopes from an "scp" claim
@@ -73,8 +73,10 @@
 // {"error":"bad_gateway"} when the upstream fails or 504
 // {"error":"gateway_timeout"} when it is too slow, never naming it. The
 // upstream sees X-Forwarded-For (the TCP peer), X-Forwarded-Host and
-// X-Forwarded-Proto set by the gateway only: any Forwarded, X-Forwarded-*
-// or X-Real-Ip header from the client is dropped. Every response carries
+// X-Forwarded-Proto set by the gateway only: any Forwarded or
+// X-Forwarded-* header from the client is dropped, as are client-address
+// and URL/method-override headers such as X-Real-Ip, True-Client-IP,
+// X-Original-URL and X-HTTP-Method-Override. Every response carries
 // X-Request-Id (the client's, if it is at most 128 characters of
 // [A-Za-z0-9._:-], else a new random one), which is forwarded too.
 //
@@ -129,12 +131,7 @@ func main() {
 		<-ctx.Done()
 		stop() // a second Ctrl-C kills the process at once
 	}()
-	// SIGHUP reloads the TLS certificate; without this it would kill the
-	// process. Registered first so that one arriving during start-up is
-	// not fatal either.
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	c := &cli{stdout: os.Stdout, stderr: os.Stderr, reload: hup}
+	c := &cli{stdout: os.Stdout, stderr: os.Stderr, handleHUP: true}
 	os.Exit(c.run(ctx, os.Args[1:]))
 }
 
@@ -144,9 +141,12 @@ type cli struct {
 	stdout, stderr io.Writer
 	getenv         func(string) string // nil means os.Getenv
 
-	// reload delivers SIGHUP: reload the TLS certificate. nil in tests,
-	// which call gateway.reloadCertificate directly.
-	reload <-chan os.Signal
+	// handleHUP makes serve take over SIGHUP (reload the TLS certificate)
+	// instead of letting it end the process; only serve does, so demo,
+	// check and the other commands still end when their terminal closes.
+	// false in tests, which call gateway.reloadCertificate directly.
+	handleHUP bool
+	reload    <-chan os.Signal // SIGHUPs while serve runs
 
 	onGateway func(*gateway) // called once the gateway serves
 	onDemo    func(*demo)    // called once the demo serves
@@ -198,6 +198,13 @@ func (c *cli) run(ctx context.Context, args []string) int {
 
 // serve implements "tokenguard [serve] -config FILE".
 func (c *cli) serve(ctx context.Context, args []string) int {
+	if c.handleHUP {
+		// First, so that a SIGHUP during start-up is not fatal either.
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		c.reload = hup
+	}
 	fs := flag.NewFlagSet("tokenguard serve", flag.ContinueOnError)
 	fs.SetOutput(c.stderr)
 	path := fs.String("config", "", "the gateway's YAML configuration `file`")
