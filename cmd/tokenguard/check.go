@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -339,8 +340,10 @@ func (c *config) effectiveYAML() ([]byte, error) {
 	// a note; the expanded value (perhaps a secret) never is.
 	for key, written := range c.FromEnv {
 		n := findNode(&doc, key)
-		if n == nil {
-			continue
+		if n == nil || n.Kind != yaml.ScalarNode {
+			// Not expected; but showing the document without knowing
+			// where the expanded value is could print it.
+			return nil, fmt.Errorf("tokenguard check: cannot show %s without its value from the environment", key)
 		}
 		if key == "dpop.replay_store" {
 			written = redactUserinfo(written)
@@ -395,11 +398,20 @@ func findNode(doc *yaml.Node, key string) *yaml.Node {
 		n = n.Content[0]
 	}
 	for part := range strings.SplitSeq(key, ".") {
-		name, idx := part, -1
-		if i := strings.IndexByte(part, '['); i >= 0 && strings.HasSuffix(part, "]") {
+		// "name" or "name[i]" or "name[i][j]"...
+		name, idxs := part, []int(nil)
+		if i := strings.IndexByte(part, '['); i >= 0 {
 			name = part[:i]
-			if _, err := fmt.Sscanf(part[i:], "[%d]", &idx); err != nil {
-				return nil
+			for rest := part[i:]; rest != ""; {
+				end := strings.IndexByte(rest, ']')
+				if rest[0] != '[' || end < 0 {
+					return nil
+				}
+				idx, err := strconv.Atoi(rest[1:end])
+				if err != nil || idx < 0 {
+					return nil
+				}
+				idxs, rest = append(idxs, idx), rest[end+1:]
 			}
 		}
 		var next *yaml.Node
@@ -414,7 +426,7 @@ func findNode(doc *yaml.Node, key string) *yaml.Node {
 			return nil
 		}
 		n = next
-		if idx >= 0 {
+		for _, idx := range idxs {
 			if n.Kind != yaml.SequenceNode || idx >= len(n.Content) {
 				return nil
 			}

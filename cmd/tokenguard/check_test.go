@@ -226,3 +226,54 @@ func TestCheckShowsEnvValuesAsWritten(t *testing.T) {
 		}
 	}
 }
+
+// TestEnvValuesNeverPrinted covers the ways a value from the environment
+// could still reach check's output or an error: quoted (%q) in a message,
+// an alias into a non-string key, a mapping shared by an alias or merge
+// key, and a value nested in a list of lists.
+func TestEnvValuesNeverPrinted(t *testing.T) {
+	const secret = "SECRETPART"
+	issuers := "issuers:\n  - issuer: https://as.example.com\n    jwks_uri: http://127.0.0.1:7000/jwks\n"
+	tests := []struct {
+		name   string
+		edit   func(string) string
+		env    string // the value of $V
+		wantOK bool
+	}{
+		{"quoted in an error", func(y string) string {
+			return strings.Replace(y, "upstream: http://127.0.0.1:9000", "upstream: ${V}", 1)
+		}, `http://x"` + secret + ` y`, false},
+		{"alias into a number", func(y string) string {
+			return y + "realm: &s ${V}\nmax_token_size: *s\n"
+		}, secret, false},
+		{"shared mapping (merge key)", func(y string) string {
+			return strings.Replace(y, issuers, "issuers:\n  - &is\n    issuer: https://as.example.com\n    jwks_uri: \"http://127.0.0.1:7000/jwks?k=${V}\"\n  - <<: *is\n    issuer: https://other.example.com\n", 1)
+		}, secret, true},
+		{"list of lists", func(y string) string {
+			return strings.Replace(y, "    scopes: [orders:read]", "    any_scopes: [[admin], [a, \"orders:${V}\"]]", 1)
+		}, secret, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "t.yaml")
+			if err := os.WriteFile(path, []byte(tt.edit(validYAML)), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			code, stdout, stderr := runCheck(t, map[string]string{"V": tt.env}, "-config", path)
+			if ok := code == exitOK; ok != tt.wantOK {
+				t.Fatalf("exit %d, want ok=%v\n%s%s", code, tt.wantOK, stdout, stderr)
+			}
+			if strings.Contains(stdout+stderr, secret) {
+				t.Errorf("the value from the environment was printed:\n%s%s", stdout, stderr)
+			}
+			if tt.wantOK {
+				// The output is a configuration check accepts again.
+				again := filepath.Join(t.TempDir(), "again.yaml")
+				os.WriteFile(again, []byte(stdout), 0o600)
+				if code, _, stderr := runCheck(t, map[string]string{"V": tt.env}, "-config", again); code != exitOK {
+					t.Errorf("output does not check again: %s\n%s", stderr, stdout)
+				}
+			}
+		})
+	}
+}

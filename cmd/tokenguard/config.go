@@ -402,7 +402,9 @@ func parseConfigEnv(name string, data []byte, getenv func(string) string) (*conf
 	// already refused unknown keys, which KnownFields would).
 	var fc fileConfig
 	if err := doc.Decode(&fc); err != nil {
-		return nil, fail(yamlErrors(err))
+		errs := yamlErrors(err)
+		x.scrub(errs) // the decoder quotes the values it cannot convert
+		return nil, fail(errs)
 	}
 
 	c, errs := fc.validate(doc)

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"reflect"
+	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -121,15 +122,29 @@ func newExpander(getenv func(string) string) *expander {
 // returns an error for each reference that could not be expanded.
 func (x *expander) expand(n *yaml.Node, t reflect.Type, path string) []*fieldError {
 	n = resolve(n)
-	if x.seen[n] {
-		if w, ok := x.written[n]; ok {
-			x.fromEnv[path], x.value[path] = w, n.Value
-		}
-		return nil
-	}
-	x.seen[n] = true
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
+	}
+	if w, ok := x.written[n]; ok {
+		// An expanded scalar reached again through an alias: it is
+		// from the environment under this key too, and must be a
+		// string here as well.
+		if t.Kind() != reflect.String {
+			return []*fieldError{{Line: n.Line, Key: path, Msg: "environment variables (${...}) are expanded only in string values"}}
+		}
+		x.fromEnv[path], x.value[path] = w, n.Value
+		return nil
+	}
+	if n.Kind != yaml.ScalarNode {
+		// Mappings and sequences shared through aliases or merge keys
+		// are walked under every key that uses them (so each key's
+		// values are known to be from the environment); seen only
+		// guards against a node that contains itself.
+		if x.seen[n] {
+			return nil
+		}
+		x.seen[n] = true
+		defer delete(x.seen, n)
 	}
 	var errs []*fieldError
 	switch {
@@ -166,12 +181,21 @@ func (x *expander) expand(n *yaml.Node, t reflect.Type, path string) []*fieldErr
 	return errs
 }
 
-// scrub rewrites messages about values that came from the environment to
-// show them as written ("${UPSTREAM}") rather than as expanded.
+// scrub rewrites every message to show values that came from the
+// environment as written ("${UPSTREAM}") rather than as expanded,
+// whichever key the message is about, in raw and in quoted (%q) form, so
+// that no error can print an expanded value.
 func (x *expander) scrub(errs []*fieldError) {
 	for _, e := range errs {
-		if v, ok := x.value[e.Key]; ok && v != "" {
-			e.Msg = strings.ReplaceAll(e.Msg, v, x.fromEnv[e.Key])
+		for key, v := range x.value {
+			if v == "" {
+				continue
+			}
+			w := x.fromEnv[key]
+			e.Msg = strings.ReplaceAll(e.Msg, v, w)
+			if q := strconv.Quote(v); q[1:len(q)-1] != v {
+				e.Msg = strings.ReplaceAll(e.Msg, q[1:len(q)-1], w)
+			}
 		}
 	}
 }
