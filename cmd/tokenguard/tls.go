@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -52,23 +53,25 @@ func readBounded(name string) ([]byte, error) {
 	return b, nil
 }
 
-// fileStamp identifies a version of the certificate and key files without
-// reading them.
+// fileStamp identifies a version of the certificate and key files by
+// their contents. Modification time and size are not enough: "cp -p" or a
+// coarse-mtime filesystem can replace a certificate with one of the same
+// size and time. The files are small (readBounded caps them), so hashing
+// them once per poll costs next to nothing.
 type fileStamp struct {
-	certMod, keyMod   time.Time
-	certSize, keySize int64
+	cert, key [sha256.Size]byte
 }
 
 func stampOf(certFile, keyFile string) (fileStamp, error) {
-	ci, err := os.Stat(certFile)
+	c, err := readBounded(certFile)
 	if err != nil {
 		return fileStamp{}, err
 	}
-	ki, err := os.Stat(keyFile)
+	k, err := readBounded(keyFile)
 	if err != nil {
 		return fileStamp{}, err
 	}
-	return fileStamp{ci.ModTime(), ki.ModTime(), ci.Size(), ki.Size()}, nil
+	return fileStamp{sha256.Sum256(c), sha256.Sum256(k)}, nil
 }
 
 // certReloader serves the certificate in its files and swaps in a new one
@@ -110,7 +113,7 @@ func (r *certReloader) reload() error {
 	return r.loadLocked("reload requested")
 }
 
-// poll reloads if the files' modification time or size changed since the
+// poll reloads if the files' contents changed since the
 // last attempt. A failed attempt is not retried until they change again,
 // so a broken file is logged once, not every interval.
 func (r *certReloader) poll() {

@@ -184,6 +184,25 @@ func TestGatewayTLS(t *testing.T) {
 	}
 	three.write(t, certFile, keyFile)
 	waitFor(t, func() bool { _, _, s := servedSerial(t, c, url, tok); return s == "3" }, "recovery after broken files")
+
+	// A replacement with the same sizes and modification times (cp -p,
+	// coarse-mtime filesystems) is still noticed: the contents differ.
+	ci, _ := os.Stat(certFile)
+	ki, _ := os.Stat(keyFile)
+	var four *testCert
+	for range 200 { // ECDSA signatures vary in DER length: draw until one fits
+		if four = newTestCert(t, 4); int64(len(four.certPEM)) == ci.Size() && int64(len(four.keyPEM)) == ki.Size() {
+			break
+		}
+	}
+	if int64(len(four.certPEM)) != ci.Size() || int64(len(four.keyPEM)) != ki.Size() {
+		t.Fatalf("test setup: certificate 4 is not the same size as 3 (%d/%d vs %d/%d)", len(four.certPEM), len(four.keyPEM), ci.Size(), ki.Size())
+	}
+	four.write(t, certFile, keyFile)
+	os.Chtimes(certFile, ci.ModTime(), ci.ModTime())
+	os.Chtimes(keyFile, ki.ModTime(), ki.ModTime())
+	c4 := tlsClient(three, four)
+	waitFor(t, func() bool { _, _, s := servedSerial(t, c4, url, tok); return s == "4" }, "a same-size, same-mtime replacement to be served")
 }
 
 // TestGatewayTLSReloadOnRequest checks the SIGHUP path: with polling too
