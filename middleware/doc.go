@@ -98,7 +98,8 @@
 // Config.OnDecision (a DecisionFunc) is called once per guarded request
 // with ReasonOK or the denial's Reason, before the response is written,
 // so an access log can record why a request was refused without parsing
-// responses. It sees the request, never the token. When it is nil the
+// responses. The token is not passed to it, but the request it sees still
+// carries the Authorization and DPoP headers, so it must not log them. When it is nil the
 // guard adds no work and no allocation.
 //
 // # Concurrency and lifecycle

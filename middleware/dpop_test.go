@@ -151,6 +151,9 @@ func TestDPoP(t *testing.T) {
 		{"proof without ath", "DPoP " + bound, []string{alice.proof(t, "GET", dpopURL, "")}, "", 401, "DPoP", CodeInvalidDPoPProof, ReasonInvalidProof},
 		{"proof for another token", "DPoP " + bound, []string{alice.proof(t, "GET", dpopURL, plain)}, "", 401, "DPoP", CodeInvalidDPoPProof, ReasonInvalidProof},
 		{"stale proof", "DPoP " + bound, []string{alice.proof(t, "GET", dpopURL, bound, func(p *dpop.ProofParams) { p.IssuedAt = time.Now().Add(-time.Hour) })}, "", 401, "DPoP", CodeInvalidDPoPProof, ReasonInvalidProof},
+		{"malformed token with DPoP", "DPoP " + bound + "!", []string{alice.proof(t, "GET", dpopURL, bound)}, "", 401, "DPoP", CodeInvalidToken, ReasonMalformedToken},
+		{"oversized token with DPoP", "DPoP " + strings.Repeat("a", DefaultMaxTokenSize+1), nil, "", 401, "DPoP", CodeInvalidToken, ReasonTokenTooLarge},
+		{"oversized token as Bearer", "Bearer " + strings.Repeat("a", DefaultMaxTokenSize+1), nil, "", 401, "Bearer", CodeInvalidToken, ReasonTokenTooLarge},
 		{"invalid token with DPoP", "DPoP " + bound[:len(bound)-4] + "AAAA", []string{alice.proof(t, "GET", dpopURL, bound)}, "", 401, "DPoP", CodeInvalidToken, ReasonInvalidSignature},
 	}
 	for _, tt := range tests {

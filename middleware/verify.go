@@ -53,6 +53,9 @@ const (
 func (g *Guard) authenticate(r *http.Request, start time.Time) (*Principal, string, string, *denial) {
 	isDPoP, tok, e := g.extract(r)
 	if e != nil {
+		// A refusal of DPoP credentials (too large) is stated in the DPoP
+		// challenge, like every later refusal (RFC 9449 §7.1).
+		e.dpop = isDPoP
 		return nil, "", "", e
 	}
 	p, e := g.verifyToken(r, tok, start)
@@ -263,8 +266,9 @@ const (
 
 // extract implements RFC 6750 §2.1 and RFC 9449 §7.1: exactly one
 // Authorization header with the Bearer or, when DPoP is enabled, the DPoP
-// scheme (case-insensitive) and a b64token. It reports whether the scheme
-// is DPoP. Tokens in the query string (§2.3) are refused; tokens in a form
+// scheme (case-insensitive) and credentials, whose b64token syntax
+// verifyToken checks (after the cache lookup). It reports whether the
+// scheme is DPoP. Tokens in the query string (§2.3) are refused; tokens in a form
 // body (§2.2) are not looked for, so such a request is simply
 // unauthenticated.
 func (g *Guard) extract(r *http.Request) (bool, string, *denial) {
