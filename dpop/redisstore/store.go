@@ -131,6 +131,13 @@ func NewFromURL(rawURL string, opts Options) (*Store, error) {
 		}
 		return nil, fmt.Errorf("redisstore: bad Redis URL: %w", err)
 	}
+	if copts.TLSConfig != nil && copts.TLSConfig.InsecureSkipVerify {
+		// rediss://...?skip_verify=true: whoever sits between us and Redis
+		// could answer "not seen before" to every replayed proof. The
+		// guard refuses an HTTPClient without TLS verification for the
+		// same reason.
+		return nil, errors.New("redisstore: skip_verify turns off TLS certificate verification; refused (use a CA the system trusts)")
+	}
 	for _, d := range []*time.Duration{&copts.DialTimeout, &copts.ReadTimeout, &copts.WriteTimeout, &copts.PoolTimeout} {
 		if *d == 0 {
 			*d = urlClientTimeout

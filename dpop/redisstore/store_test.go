@@ -453,6 +453,7 @@ func TestNewFromURL(t *testing.T) {
 			"redis://127.0.0.1:6379?no_such_option=1",
 			"redis://user:hunter2@127.0.0.1:port/0",
 			"redis://user:hunter2@[::1/0",
+			"rediss://user:hunter2@redis.invalid:6380/0?skip_verify=true", // no TLS verification
 		} {
 			s, err := NewFromURL(raw, Options{})
 			if err == nil {
