@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -22,32 +21,14 @@ import (
 // files, the guard's own checks), with no network I/O, then the effective
 // configuration on stdout with secrets redacted.
 func (c *cli) check(args []string) int {
-	fs := flag.NewFlagSet("tokenguard check", flag.ContinueOnError)
-	fs.SetOutput(c.stderr)
-	path := fs.String("config", "", "the gateway's YAML configuration `file`")
-	fs.Usage = func() {
-		fmt.Fprint(c.stderr, "Usage: tokenguard check -config FILE\n\n"+
-			"Validates FILE as serve would, without any network I/O, and prints the\n"+
-			"effective configuration (defaults filled in, secrets redacted).\n"+
-			"Exit status: 0 valid, 1 invalid, 2 usage error.\n\n")
-		fs.PrintDefaults()
+	path, code, ok := c.configFlag("tokenguard check", "Usage: tokenguard check -config FILE\n\n"+
+		"Validates FILE as serve would, without any network I/O, and prints the\n"+
+		"effective configuration (defaults filled in, secrets redacted).\n"+
+		"Exit status: 0 valid, 1 invalid, 2 usage error.\n\n", args)
+	if !ok {
+		return code
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage
-	}
-	if *path == "" || fs.NArg() > 0 {
-		if fs.NArg() > 0 {
-			fmt.Fprintf(c.stderr, "tokenguard: unexpected argument %q\n", fs.Arg(0))
-		} else {
-			fmt.Fprintln(c.stderr, "tokenguard: -config FILE is required")
-		}
-		fs.Usage()
-		return exitUsage
-	}
-	cfg, err := c.load(*path)
+	cfg, err := c.load(path)
 	if err == nil {
 		err = cfg.checkOffline()
 	}

@@ -205,30 +205,12 @@ func (c *cli) serve(ctx context.Context, args []string) int {
 		defer signal.Stop(hup)
 		c.reload = hup
 	}
-	fs := flag.NewFlagSet("tokenguard serve", flag.ContinueOnError)
-	fs.SetOutput(c.stderr)
-	path := fs.String("config", "", "the gateway's YAML configuration `file`")
-	fs.Usage = func() {
-		fmt.Fprint(c.stderr, "Usage: tokenguard [serve] -config FILE\n\n")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage
-	}
-	if *path == "" || fs.NArg() > 0 {
-		if fs.NArg() > 0 {
-			fmt.Fprintf(c.stderr, "tokenguard: unexpected argument %q\n", fs.Arg(0))
-		} else {
-			fmt.Fprintln(c.stderr, "tokenguard: -config FILE is required")
-		}
-		fs.Usage()
-		return exitUsage
+	path, code, ok := c.configFlag("tokenguard serve", "Usage: tokenguard [serve] -config FILE\n\n", args)
+	if !ok {
+		return code
 	}
 
-	cfg, err := c.load(*path)
+	cfg, err := c.load(path)
 	if err != nil {
 		fmt.Fprintln(c.stderr, err)
 		return exitError
@@ -263,6 +245,36 @@ func (c *cli) serve(ctx context.Context, args []string) int {
 		return exitError
 	}
 	return exitOK
+}
+
+// configFlag parses the "-config FILE" flag that serve and check take,
+// and nothing else. head is the usage text printed before the flag list.
+// When ok is false the command is done and exits with code (help shown,
+// or a usage error reported).
+func (c *cli) configFlag(name, head string, args []string) (path string, code int, ok bool) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(c.stderr)
+	p := fs.String("config", "", "the gateway's YAML configuration `file`")
+	fs.Usage = func() {
+		fmt.Fprint(c.stderr, head)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return "", exitOK, false
+		}
+		return "", exitUsage, false
+	}
+	if *p == "" || fs.NArg() > 0 {
+		if fs.NArg() > 0 {
+			fmt.Fprintf(c.stderr, "tokenguard: unexpected argument %q\n", fs.Arg(0))
+		} else {
+			fmt.Fprintln(c.stderr, "tokenguard: -config FILE is required")
+		}
+		fs.Usage()
+		return "", exitUsage, false
+	}
+	return *p, 0, true
 }
 
 // newLogger returns a slog logger writing text or JSON to w. format and
