@@ -55,7 +55,7 @@ func TestRedisKillRestartUnderLoad(t *testing.T) {
 	g := startGateway(t, gwConfig{
 		Issuers:     []gwIssuer{{Issuer: ks.is.URL(), JWKSURI: ks.JWKSURI()}},
 		DPoPMode:    "allowed",
-		ReplayStore: rs.URL(),
+		ReplayStore: rs.URL(0),
 	}, up.URL)
 	g.waitReady(t, 15*time.Second)
 	fx := newFixture(t, ks.is, g.URL)
@@ -82,7 +82,7 @@ func TestRedisKillRestartUnderLoad(t *testing.T) {
 			}
 			tl.set(storeTransit)
 			restarted := time.Now()
-			if err := rs.start(); err != nil { // same port and directory: the AOF is replayed
+			if err := rs.Restart(); err != nil { // same port and directory: the AOF is replayed
 				t.Errorf("redis-server did not restart: %v", err)
 				return
 			}

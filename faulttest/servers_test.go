@@ -1,21 +1,16 @@
 package faulttest
 
 import (
-	"bufio"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
-	"fmt"
+	"errors"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,6 +19,7 @@ import (
 
 	"github.com/tokenguard/tokenguard/dpop"
 	"github.com/tokenguard/tokenguard/internal/devissuer"
+	"github.com/tokenguard/tokenguard/internal/redistest"
 )
 
 // flakyServer is an HTTP server on a fixed 127.0.0.1 port that can be
@@ -393,109 +389,33 @@ func (s *introServer) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// redisServer is a redis-server child process on 127.0.0.1 (the approach
-// of dpop/redisstore's tests): killed with SIGKILL like a crash and
-// restarted on the same port.
+// redisServer is a redis-server child process on 127.0.0.1
+// (internal/redistest, shared with dpop/redisstore's tests): killed with
+// SIGKILL like a crash and restarted on the same port.
 type redisServer struct {
-	t    *testing.T
-	bin  string
-	dir  string
-	port int
-	args []string
-
-	cmd  *exec.Cmd
-	done chan struct{}
+	*redistest.Server
+	t *testing.T
 }
 
 // startRedis starts redis-server with extra arguments; it skips the test
 // when redis-server is not installed.
 func startRedis(t *testing.T, extra ...string) *redisServer {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Skip("redis-server not found in PATH; install it (apt-get install redis-server) to run the Redis fault test")
+	srv, err := redistest.Start(t.TempDir(), extra...)
+	if errors.Is(err, redistest.ErrNotInstalled) {
+		t.Skip(err.Error() + " to run the Redis fault test")
 	}
-	s := &redisServer{t: t, bin: bin, dir: t.TempDir(), args: extra}
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &redisServer{Server: srv, t: t}
 	t.Cleanup(s.kill)
-	for attempt := 1; ; attempt++ {
-		s.port = freePort(t)
-		err := s.start()
-		if err == nil {
-			return s
-		}
-		if attempt == 3 {
-			t.Fatalf("redis-server did not start: %v\n%s", err, s.log())
-		}
-	}
-}
-
-func (s *redisServer) addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
-func (s *redisServer) URL() string  { return fmt.Sprintf("redis://%s/0", s.addr()) }
-
-func (s *redisServer) log() string {
-	b, _ := os.ReadFile(filepath.Join(s.dir, "redis.log"))
-	return string(b)
-}
-
-func (s *redisServer) start() error {
-	args := append([]string{
-		"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
-		"--save", "", "--daemonize", "no", "--dir", s.dir,
-		"--logfile", filepath.Join(s.dir, "redis.log"),
-	}, s.args...)
-	cmd := exec.Command(s.bin, args...)
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	s.cmd, s.done = cmd, done
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if err := redisPing(s.addr()); err == nil {
-			return nil
-		} else if time.Now().After(deadline) {
-			s.kill()
-			return fmt.Errorf("no answer on %s within 5s: %w", s.addr(), err)
-		}
-		select {
-		case <-done:
-			return fmt.Errorf("exited: %v", cmd.ProcessState)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
-
-func redisPing(addr string) error {
-	c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(200 * time.Millisecond))
-	if _, err := io.WriteString(c, "PING\r\n"); err != nil {
-		return err
-	}
-	line, err := bufio.NewReader(c).ReadString('\n')
-	if err != nil {
-		return err
-	}
-	if line != "+PONG\r\n" {
-		return fmt.Errorf("PING answered %q", line)
-	}
-	return nil
+	return s
 }
 
 // kill sends SIGKILL (a crash) and waits for the process to exit.
 func (s *redisServer) kill() {
-	if s.cmd == nil {
-		return
+	if err := s.Kill(); err != nil {
+		s.t.Error(err)
 	}
-	s.cmd.Process.Kill()
-	select {
-	case <-s.done:
-	case <-time.After(5 * time.Second):
-		s.t.Errorf("redis-server (pid %d) did not exit within 5s of SIGKILL", s.cmd.Process.Pid)
-	}
-	s.cmd = nil
 }
