@@ -1,7 +1,9 @@
 package bench
 
 import (
+	"context"
 	"flag"
+	"net/http"
 	"slices"
 	"testing"
 )
@@ -12,6 +14,7 @@ import (
 //	BenchmarkFloor/<alg>[/parallel]                     bare signature check
 //	BenchmarkGuard/<alg>/cache=off|cache=on[/parallel]  tokenguard
 //	BenchmarkPeer/<peer>/<alg>[/parallel]                the peers
+//	BenchmarkControl/context[/parallel]                 no guard: the scaling control
 //	BenchmarkDPoP/..., BenchmarkIntrospected/...         see their files
 
 // floorCase measures the bare signature check of the env's token.
@@ -76,6 +79,27 @@ func BenchmarkPeer(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkControl measures no guard at all: a handler that only hands a
+// value on to the next handler in the request context, which every
+// middleware that passes a principal on must do (r.WithContext copies the
+// request). Its serial-to-parallel gain is the ceiling, on the machine at
+// hand, for any such net/http middleware's cached path: it shows whether a
+// shortfall is ours or the runtime's.
+func BenchmarkControl(b *testing.B) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") == "" {
+			panic("no credentials")
+		}
+		noop.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), controlKey{}, controlValue)))
+	})
+	b.Run("context", func(b *testing.B) { benchServe(b, h, "control") })
+	b.Run("context/parallel", func(b *testing.B) { benchServeParallel(b, h, "control") })
+}
+
+type controlKey struct{}
+
+var controlValue = &struct{ subject string }{"control"}
 
 var ratios = flag.Bool("ratios", false, "run TestRatios: median guard/floor cost ratios measured in one run")
 

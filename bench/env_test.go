@@ -200,9 +200,11 @@ func benchServe(b *testing.B, h http.Handler, tok string) {
 	req, w := request(tok), newDiscard()
 	warm(b, h, req)
 	b.ReportAllocs()
+	cpu := startCPU()
 	for b.Loop() {
 		h.ServeHTTP(w, req)
 	}
+	cpu.report(b)
 }
 
 // benchServeParallel measures h serving tok from GOMAXPROCS goroutines
@@ -210,6 +212,7 @@ func benchServe(b *testing.B, h http.Handler, tok string) {
 func benchServeParallel(b *testing.B, h http.Handler, tok string) {
 	warm(b, h, request(tok))
 	b.ReportAllocs()
+	cpu := startCPU()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		req, w := request(tok), newDiscard()
@@ -217,6 +220,31 @@ func benchServeParallel(b *testing.B, h http.Handler, tok string) {
 			h.ServeHTTP(w, req)
 		}
 	})
+	cpu.report(b)
+}
+
+// cpuClock measures the process's CPU time across a benchmark's loop.
+type cpuClock struct {
+	start time.Duration
+	ok    bool
+}
+
+func startCPU() cpuClock {
+	t, ok := processCPU()
+	return cpuClock{t, ok}
+}
+
+// report adds cpu-ns/op: process CPU time (all threads) per operation.
+// Next to ns/op (wall time) it shows how many cores an operation really
+// kept busy: a serial loop whose garbage is collected on the idle core
+// uses more than one, and a parallel run whose work per operation grows
+// when both cores are busy shows it here.
+func (c cpuClock) report(b *testing.B) {
+	end, ok := processCPU()
+	if !c.ok || !ok || b.N == 0 {
+		return
+	}
+	b.ReportMetric(float64(end-c.start)/float64(b.N), "cpu-ns/op")
 }
 
 // benchFunc measures f serially or in parallel; f must report success.
@@ -225,10 +253,12 @@ func benchFunc(b *testing.B, f func() bool, parallel bool) {
 	if !f() {
 		b.Fatal("floor rejected the token")
 	}
+	cpu := startCPU()
 	if !parallel {
 		for b.Loop() {
 			f()
 		}
+		cpu.report(b)
 		return
 	}
 	b.ResetTimer()
@@ -237,4 +267,5 @@ func benchFunc(b *testing.B, f func() bool, parallel bool) {
 			f()
 		}
 	})
+	cpu.report(b)
 }
