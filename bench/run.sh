@@ -11,9 +11,10 @@
 #    runs every contestant's benchmarks once, starting at a different
 #    contestant each round, so a noisy neighbour hits all of them alike.
 # 3. Measures memory per entry (once), records mutex/block profiles of the
-#    cached parallel path, runs the gateway load generator (bench/load) if
-#    present, and writes results/results.md, results/ratios.svg and the
-#    results section of ../BENCHMARKS.md (cmd/benchreport).
+#    cached parallel path, counts instructions per request with valgrind
+#    if it is installed (instructions.sh), runs the gateway load generator
+#    (bench/load), and writes results/results.md, results/ratios.svg and
+#    the results section of ../BENCHMARKS.md (cmd/benchreport).
 #
 # Environment: ROUNDS (default 5), BENCHTIME (go test -benchtime, default
 # 1s), LOAD_DURATION (default 10s). Needs Go; redis-server for the Redis
@@ -48,7 +49,7 @@ BIN=$TMP/bench.test
 # carry their own baselines; the cached path is judged in absolute time.
 CONTESTANTS=(
 	'^BenchmarkFloor$;^BenchmarkGuard$/./^cache=off$'
-	'^BenchmarkGuard$/./^cache=on$'
+	'^BenchmarkGuard$/./^cache=on$;^BenchmarkControl$'
 	'^BenchmarkFloor$;^BenchmarkPeer$/^auth0$'
 	'^BenchmarkFloor$;^BenchmarkPeer$/^keyfunc$'
 	'^BenchmarkFloor$;^BenchmarkPeer$/^go-oidc$'
@@ -102,6 +103,14 @@ echo "== mutex and block profiles of the cached parallel path"
 	go tool pprof -top -nodecount 20 "$BIN" "$TMP/block.out" 2>&1 || true
 } >"$OUT/contention.txt"
 
+rm -f "$OUT/instructions.txt"
+if command -v valgrind >/dev/null; then
+	echo "== instructions per request (callgrind; ./instructions.sh)"
+	INSTR_OUT="$OUT/instructions.txt" ./instructions.sh
+else
+	echo "== no valgrind: instruction counts left out (apt-get install valgrind)"
+fi
+
 rm -f "$OUT/load.md"
 if [ -d load ]; then
 	echo "== gateway load generator (bench/load), $LOAD_DURATION"
@@ -113,5 +122,5 @@ fi
 
 echo "== report"
 go run ./cmd/benchreport -raw "$RAW" -out "$OUT" -benchmarks ../BENCHMARKS.md -go "$(go version)" \
-	-benchtime "$BENCHTIME" -load "$OUT/load.md"
+	-benchtime "$BENCHTIME" -load "$OUT/load.md" -instructions "$OUT/instructions.txt"
 echo "== done in $(($(date +%s) - started)) s: $OUT/results.md, $OUT/ratios.svg, ../BENCHMARKS.md"

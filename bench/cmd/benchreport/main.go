@@ -38,14 +38,15 @@ func main() {
 	goVersion := flag.String("go", runtime.Version(), "Go version line to record")
 	load := flag.String("load", "", "load generator report (markdown) to include in BENCHMARKS.md, if it exists")
 	benchtime := flag.String("benchtime", "", "the -benchtime the rounds ran with, recorded in the report")
+	instructions := flag.String("instructions", "", "instructions.sh output to include, if it exists")
 	flag.Parse()
-	if err := run(*raw, *out, *bm, *goVersion, *load, *benchtime); err != nil {
+	if err := run(*raw, *out, *bm, *goVersion, *load, *benchtime, *instructions); err != nil {
 		fmt.Fprintln(os.Stderr, "benchreport:", err)
 		os.Exit(1)
 	}
 }
 
-func run(rawDir, outDir, benchmarksPath, goVersion, loadPath, benchtime string) error {
+func run(rawDir, outDir, benchmarksPath, goVersion, loadPath, benchtime, instrPath string) error {
 	rounds, err := filepath.Glob(filepath.Join(rawDir, "round-*.txt"))
 	if err != nil {
 		return err
@@ -65,6 +66,11 @@ func run(rawDir, outDir, benchmarksPath, goVersion, loadPath, benchtime string) 
 	}
 	if len(d.samples) == 0 {
 		return fmt.Errorf("no benchmark lines in %s", rawDir)
+	}
+	if instrPath != "" {
+		if err := d.readInstructions(instrPath); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
 	}
 	m := machine(goVersion, d.procs)
 	m.benchtime = benchtime
@@ -121,6 +127,8 @@ type sample struct {
 
 type data struct {
 	samples map[string][]sample // by benchmark name without the -GOMAXPROCS suffix
+	instr   map[string]float64  // instructions per operation by "what/alg" (instructions.sh); nil if not run
+	instrOf string              // instructions.sh's first line: tool, Go version, date
 	seq     int                 // lines read so far
 	rounds  int
 	procs   int // GOMAXPROCS the benchmarks ran with
@@ -172,10 +180,39 @@ func (d *data) readFile(path string, round int) error {
 	return sc.Err()
 }
 
+// readInstructions reads instructions.sh's output: a comment line naming
+// the run (up to its ": "), then "what alg count(N1) count(N2) per-op" lines.
+func (d *data) readInstructions(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	d.instr = map[string]float64{}
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if strings.HasPrefix(line, "#") {
+			if d.instrOf == "" {
+				d.instrOf, _, _ = strings.Cut(strings.TrimSpace(strings.TrimPrefix(line, "# ")), ": ")
+			}
+			continue
+		}
+		f := strings.Fields(line)
+		if len(f) != 5 {
+			return fmt.Errorf("%s: bad line %q", path, line)
+		}
+		v, err := strconv.ParseFloat(f[4], 64)
+		if err != nil || v <= 0 {
+			return fmt.Errorf("%s: bad count in %q", path, line)
+		}
+		d.instr[f[0]+"/"+f[1]] = v
+	}
+	return nil
+}
+
 // stat is a benchmark's medians over the rounds.
 type stat struct {
 	ok                bool
 	ns, bytes, allocs float64
+	cpu               float64 // cpu-ns/op: process CPU time per operation; NaN if not reported
 }
 
 func (d *data) stat(name string) stat {
@@ -195,6 +232,12 @@ func (d *data) stat(name string) stat {
 		ns:     pick(func(s sample) float64 { return s.ns }),
 		bytes:  pick(func(s sample) float64 { return s.bytes }),
 		allocs: pick(func(s sample) float64 { return s.allocs }),
+		cpu: pick(func(s sample) float64 {
+			if v, ok := s.extra["cpu-ns/op"]; ok {
+				return v
+			}
+			return math.NaN()
+		}),
 	}
 }
 
@@ -380,27 +423,46 @@ func (d *data) report(m machineInfo) report {
 		}
 	}
 
-	// Scaling.
-	fmt.Fprintf(&b, "\n## Scaling: RunParallel throughput over serial\n\n")
-	fmt.Fprintf(&b, "Throughput gain = serial ns/op ÷ parallel ns/op, with GOMAXPROCS %d. A gain well under the core count on the cached path would mean a lock on the hot path; `results/contention.txt` has the mutex and block profiles of the cached parallel run.\n\n", m.procs)
-	fmt.Fprintf(&b, "| path | alg | serial ns/op | parallel ns/op | gain | target |\n| --- | --- | ---: | ---: | ---: | --- |\n")
-	for _, alg := range algs {
-		for _, p := range []struct{ label, name string }{
-			{"tokenguard, cache on", "BenchmarkGuard/" + alg + "/cache=on"},
-			{"tokenguard, cache off", "BenchmarkGuard/" + alg + "/cache=off"},
-			{"floor", "BenchmarkFloor/" + alg},
-		} {
-			s, par := d.stat(p.name), d.stat(p.name+"/parallel")
-			if !s.ok || !par.ok {
+	// Instructions.
+	if d.instr != nil {
+		fmt.Fprintf(&b, "\n## Instructions per request (callgrind)\n\n")
+		fmt.Fprintf(&b, "Counted by valgrind's callgrind: %s (`cd bench && ./instructions.sh`). Instruction counts do not move with the neighbours' load, so they show what the code does when the timed ratios above are noisy; the targets are judged on the timed ratios. Cache misses and branch mispredictions are not counted, so a time ratio can sit a little above the instruction ratio.\n\n", d.instrOf)
+		fmt.Fprintf(&b, "| alg | floor | tokenguard, cache off | ratio |\n| --- | ---: | ---: | ---: |\n")
+		for _, alg := range algs {
+			fl, g := d.instr["floor/"+alg], d.instr["guard/"+alg]
+			if fl == 0 || g == 0 {
 				continue
 			}
-			gain := s.ns / par.ns
-			target := ""
-			if strings.HasSuffix(p.name, "cache=on") {
-				target = "≥ 1.8×: " + t.check(gain >= 1.8, fmt.Sprintf("scaling of the cached path %s: %.2f× (≥ 1.8×)", alg, gain))
-			}
-			fmt.Fprintf(&b, "| %s | %s | %s | %s | %.2f× | %s |\n", p.label, alg, fmtNs(s.ns), fmtNs(par.ns), gain, target)
+			fmt.Fprintf(&b, "| %s | %s | %s | %.3f× |\n", alg, fmtInt(fl), fmtInt(g), g/fl)
 		}
+	}
+
+	// Scaling.
+	fmt.Fprintf(&b, "\n## Scaling: RunParallel throughput over serial\n\n")
+	fmt.Fprintf(&b, "Throughput gain = serial ns/op ÷ parallel ns/op, with GOMAXPROCS %d. A gain well under the core count on the cached path would mean a lock on the hot path; `results/contention.txt` has the mutex and block profiles of the cached parallel run. ", m.procs)
+	fmt.Fprintf(&b, "CPU/op is the process's CPU time (all threads) per request: above ns/op in a serial run, it is work (mostly garbage collection) done on the otherwise idle core; a parallel CPU/op above the serial one is work that grows when both cores are busy. ")
+	fmt.Fprintf(&b, "The control is no guard at all: a handler that only hands a value on in the request context, as every middleware that passes a principal on must (`r.WithContext` copies the request); its gain is what net/http and the runtime allow on this machine for a path that small.\n\n")
+	fmt.Fprintf(&b, "| path | alg | serial ns/op | serial CPU/op | parallel ns/op | parallel CPU/op | gain | target |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |\n")
+	type scalingRow struct{ label, alg, name string }
+	var rows []scalingRow
+	for _, alg := range algs {
+		rows = append(rows,
+			scalingRow{"tokenguard, cache on", alg, "BenchmarkGuard/" + alg + "/cache=on"},
+			scalingRow{"tokenguard, cache off", alg, "BenchmarkGuard/" + alg + "/cache=off"},
+			scalingRow{"floor", alg, "BenchmarkFloor/" + alg})
+	}
+	rows = append(rows, scalingRow{"control: no guard, request context only", "–", "BenchmarkControl/context"})
+	for _, p := range rows {
+		s, par := d.stat(p.name), d.stat(p.name+"/parallel")
+		if !s.ok || !par.ok {
+			continue
+		}
+		gain := s.ns / par.ns
+		target := ""
+		if strings.HasSuffix(p.name, "cache=on") {
+			target = "≥ 1.8×: " + t.check(gain >= 1.8, fmt.Sprintf("scaling of the cached path %s: %.2f× (≥ 1.8×)", p.alg, gain))
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %.2f× | %s |\n", p.label, p.alg, fmtNs(s.ns), fmtNs(s.cpu), fmtNs(par.ns), fmtNs(par.cpu), gain, target)
 	}
 
 	// DPoP.
