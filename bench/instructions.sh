@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Instructions per request, counted by valgrind's callgrind: the cost figure
+# a shared, noisy machine cannot move (the same binary and inputs execute the
+# same instructions, however busy the neighbours are). It complements the
+# timed ratios of run.sh, which are what the targets are judged on.
+#
+#   cd bench && ./instructions.sh      # about a minute; writes results/instructions.txt
+#
+# For each algorithm it counts the floor (bare signature check) and
+# tokenguard with its token cache off, each run twice, with N1 and N2
+# operations after identical set-up (fixed keys from testdata/keys, a fixed
+# token); per operation = (count(N2) - count(N1)) / (N2 - N1), so process
+# start, the JWKS fetch and the warm-up cancel out. Needs valgrind.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+N1=${INSTR_N1:-50}
+N2=${INSTR_N2:-550}
+OUT=${INSTR_OUT:-results/instructions.txt}
+if ! [[ "$N1" =~ ^[0-9]+$ && "$N2" =~ ^[0-9]+$ ]] || [ "$N2" -le "$N1" ]; then
+	echo "instructions.sh: INSTR_N1 and INSTR_N2 must be whole numbers with N2 > N1, got '$N1' '$N2'" >&2
+	exit 2
+fi
+if ! command -v valgrind >/dev/null; then
+	echo "instructions.sh: valgrind not found (apt-get install valgrind)" >&2
+	exit 2
+fi
+
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+go test -c -o "$TMP/bench.test" .
+
+# count WHAT ALG N prints the instructions callgrind counted for one run.
+# Go's asynchronous preemption signals upset valgrind; it is turned off.
+count() {
+	if ! GODEBUG=asyncpreemptoff=1 timeout 600 valgrind --tool=callgrind --callgrind-out-file="$TMP/cg.out" \
+		"$TMP/bench.test" -test.run '^TestInstructions$' -test.count 1 \
+		-instr.what "$1" -instr.alg "$2" -instr.n "$3" >"$TMP/out" 2>"$TMP/err"; then
+		echo "instructions.sh: $1 $2 n=$3 failed:" >&2
+		cat "$TMP/out" "$TMP/err" >&2
+		exit 1
+	fi
+	# The test prints this line only after every operation was accepted.
+	if ! grep -q "^instructions: $1 $2 n=$3 done$" "$TMP/out"; then
+		echo "instructions.sh: $1 $2 n=$3 did not run (skipped?):" >&2
+		cat "$TMP/out" >&2
+		exit 1
+	fi
+	sed -n 's/^==[0-9]*== Collected : \([0-9]*\)$/\1/p' "$TMP/err"
+}
+
+{
+	echo "# $(go version | cut -d' ' -f3), $(date -u '+%Y-%m-%d %H:%M UTC'), N1=$N1 N2=$N2: instructions per operation (callgrind)"
+	echo "# what alg count(N1) count(N2) per-op"
+	for alg in ES256 RS256 EdDSA; do
+		for what in floor guard; do
+			a=$(count "$what" "$alg" "$N1")
+			b=$(count "$what" "$alg" "$N2")
+			echo "$what $alg $a $b $(((b - a) / (N2 - N1)))"
+		done
+	done
+} >"$TMP/result"
+mkdir -p "$(dirname "$OUT")"
+mv "$TMP/result" "$OUT"
+cat "$OUT"
