@@ -12,6 +12,8 @@ import (
 	"net/url"
 	"os"
 	"time"
+
+	"github.com/tokenguard/tokenguard/internal/netutil"
 )
 
 // The helper processes: the upstream and the bare reverse proxy run as
@@ -48,28 +50,19 @@ func upstreamHandler() http.Handler {
 }
 
 // bareProxy is the baseline: an httputil.ReverseProxy set up the way the
-// gateway sets up its own (Rewrite with SetURL and SetXForwarded,
-// FlushInterval -1, and a connection pool sized like the gateway's
-// upstreamTransport in cmd/tokenguard), with no authentication. Keep the
-// two in step, or the comparison measures connection churn rather than
-// the guard.
+// gateway sets up its own (Rewrite with SetURL and SetXForwarded, the
+// default FlushInterval, the same upstream connection pool and pooled copy
+// buffers from internal/netutil), with no authentication, so the
+// comparison measures the guard rather than proxy settings.
 func bareProxy(upstream *url.URL) http.Handler {
 	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(upstream)
 			pr.SetXForwarded()
 		},
-		FlushInterval: -1,
-		Transport: &http.Transport{
-			DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			ForceAttemptHTTP2:     true,
-			MaxIdleConns:          1024,
-			MaxIdleConnsPerHost:   256,
-			IdleConnTimeout:       90 * time.Second,
-			TLSHandshakeTimeout:   10 * time.Second,
-			ResponseHeaderTimeout: 30 * time.Second,
-			ExpectContinueTimeout: time.Second,
-		},
+		BufferPool: &netutil.BufferPool{},
+		// The gateway's defaults: upstream_dial_timeout 5s, upstream_timeout 30s.
+		Transport: netutil.UpstreamTransport(5*time.Second, 30*time.Second),
 	}
 }
 

@@ -415,10 +415,15 @@ func requirePrincipal(next http.Handler, log *slog.Logger) http.Handler {
 // client's Connection header are removed before Rewrite, so they can
 // never remove the identity headers Rewrite sets.
 //
-// FlushInterval is -1: each chunk read from the upstream is written to the
-// client at once. The gateway adds no buffering delay to streamed
-// responses (SSE, long polls, chunked downloads), and the copy buffer is
-// 32 KiB, so the extra flushes on a large body are cheap. Request bodies
+// Streamed responses (server-sent events, and any body of unknown length,
+// which arrives chunked: long polls, chunked downloads) are flushed to the
+// client after every chunk read from the upstream: ReverseProxy does that
+// by itself for those, so FlushInterval stays 0. (-1 would flush every
+// other response too, headers first on a timer goroutine, at the cost of
+// an extra write and wake-up per request.) A body of known length goes
+// out as it arrives, through the server's 4 KiB write buffer. Copy
+// buffers are lent from a pool (netutil.BufferPool) rather than allocated
+// and zeroed for every response. Request bodies
 // are streamed to the upstream as they arrive (ReverseProxy never
 // buffers them); protocol upgrades (WebSocket) are passed through by
 // ReverseProxy once the route's guard has allowed the request.
@@ -434,8 +439,8 @@ func newProxy(cfg *config, log *slog.Logger) *httputil.ReverseProxy {
 				pr.Out.Header.Set(headerRequestID, rec.id)
 			}
 		},
-		Transport:     upstreamTransport(cfg),
-		FlushInterval: -1,
+		Transport:  upstreamTransport(cfg),
+		BufferPool: &netutil.BufferPool{},
 		ModifyResponse: func(res *http.Response) error {
 			// The gateway's own id goes on every response; an upstream's
 			// copy would make a second value on a 101, which is sent
@@ -467,8 +472,9 @@ func newProxy(cfg *config, log *slog.Logger) *httputil.ReverseProxy {
 	}
 }
 
-// upstreamTransport is the connection pool to the upstream: the standard
-// library's DefaultTransport settings, except
+// upstreamTransport is the connection pool to the upstream
+// (netutil.UpstreamTransport): the standard library's DefaultTransport
+// settings, except
 //   - no Proxy: HTTP_PROXY/HTTPS_PROXY in the gateway's environment must
 //     not silently route verified requests, with their identity headers,
 //     through another host;
@@ -478,20 +484,7 @@ func newProxy(cfg *config, log *slog.Logger) *httputil.ReverseProxy {
 //     (upstream_timeout), both answered with 504. There is no overall
 //     timeout: bodies stream for as long as they need.
 func upstreamTransport(cfg *config) *http.Transport {
-	return &http.Transport{
-		Proxy: nil,
-		DialContext: (&net.Dialer{
-			Timeout:   cfg.UpstreamDialTimeout,
-			KeepAlive: 30 * time.Second,
-		}).DialContext,
-		ForceAttemptHTTP2:     true, // for https upstreams; plain http stays HTTP/1.1
-		MaxIdleConns:          1024,
-		MaxIdleConnsPerHost:   256,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   10 * time.Second,
-		ResponseHeaderTimeout: cfg.UpstreamTimeout,
-		ExpectContinueTimeout: time.Second,
-	}
+	return netutil.UpstreamTransport(cfg.UpstreamDialTimeout, cfg.UpstreamTimeout)
 }
 
 // clientOverrideHeaders are request headers, other than Forwarded and

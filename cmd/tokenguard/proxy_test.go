@@ -260,11 +260,20 @@ func TestGatewayStreamsRequestBody(t *testing.T) {
 	}
 }
 
-func TestGatewayStreamsSSE(t *testing.T) {
+// TestGatewayStreams: a streamed response (server-sent events, or any
+// body of unknown length, sent chunked) reaches the client piece by
+// piece while the upstream is still writing, not when it finishes.
+func TestGatewayStreams(t *testing.T) {
+	for _, contentType := range []string{"text/event-stream", "application/x-ndjson"} {
+		t.Run(contentType, func(t *testing.T) { testGatewayStreams(t, contentType) })
+	}
+}
+
+func testGatewayStreams(t *testing.T, contentType string) {
 	is := startIssuer(t)
 	next := make(chan struct{})
 	up := startHandler(t, func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/event-stream")
+		w.Header().Set("Content-Type", contentType)
 		w.Header().Set("Content-Length", "1000") // a lying length must not make the gateway buffer either
 		w.Header().Del("Content-Length")
 		for i := range 3 {
