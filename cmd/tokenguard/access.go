@@ -76,7 +76,8 @@ func onDecision(r *http.Request, reason middleware.Reason) {
 }
 
 // accessLog assigns the request id, serves the request through next and
-// writes one "access" line at Info level. The line never holds the query
+// writes one "access" line at Info level (none, and no work building one,
+// when log_level is above info). The line never holds the query
 // string (it may carry access_token=), a header value, a token or a
 // proof: only the method, the path, outcomes, sizes, the id and the TCP
 // peer.
@@ -94,56 +95,64 @@ func accessLog(next http.Handler, log *slog.Logger) http.Handler {
 			// panicking with http.ErrAbortHandler: log it, then let the
 			// server abort the connection as intended.
 			v := recover()
-			status := rw.status
-			if status == 0 {
-				status = http.StatusOK // nothing written: net/http sends 200
-				if v != nil {
-					status = 0
-				}
+			if log.Enabled(r.Context(), slog.LevelInfo) {
+				logAccess(log, r, rec, rw, start, v)
 			}
-			decision, reason := "none", ""
-			switch {
-			case rec.decided && rec.reason == middleware.ReasonOK:
-				decision, reason = "allow", string(rec.reason)
-			case rec.decided:
-				decision, reason = "deny", string(rec.reason)
-			case rec.overloaded:
-				decision, reason = "reject", "overloaded"
-			case status == http.StatusNotFound:
-				decision = "not_found"
-			}
-			attrs := []slog.Attr{
-				slog.String("request_id", rec.id),
-				slog.String("method", r.Method),
-				slog.String("path", r.URL.Path),
-				slog.Int("status", status),
-				slog.String("decision", decision),
-			}
-			if reason != "" {
-				attrs = append(attrs, slog.String("reason", reason))
-			}
-			attrs = append(attrs,
-				slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
-				slog.Int64("bytes", rw.bytes),
-				slog.String("remote", r.RemoteAddr),
-				slog.String("proto", r.Proto),
-			)
-			if rec.upstreamStatus != 0 {
-				attrs = append(attrs, slog.Int("upstream_status", rec.upstreamStatus))
-			}
-			if rec.upstreamError != "" {
-				attrs = append(attrs, slog.String("upstream_error", rec.upstreamError))
-			}
-			if v != nil {
-				attrs = append(attrs, slog.Bool("aborted", true))
-			}
-			log.LogAttrs(r.Context(), slog.LevelInfo, "access", attrs...)
 			if v != nil {
 				panic(v)
 			}
 		}()
 		next.ServeHTTP(rw, r)
 	})
+}
+
+// logAccess writes the access line of r; v is what the handler panicked
+// with, if anything.
+func logAccess(log *slog.Logger, r *http.Request, rec *accessRecord, rw *recordingWriter, start time.Time, v any) {
+	status := rw.status
+	if status == 0 {
+		status = http.StatusOK // nothing written: net/http sends 200
+		if v != nil {
+			status = 0
+		}
+	}
+	decision, reason := "none", ""
+	switch {
+	case rec.decided && rec.reason == middleware.ReasonOK:
+		decision, reason = "allow", string(rec.reason)
+	case rec.decided:
+		decision, reason = "deny", string(rec.reason)
+	case rec.overloaded:
+		decision, reason = "reject", "overloaded"
+	case status == http.StatusNotFound:
+		decision = "not_found"
+	}
+	attrs := []slog.Attr{
+		slog.String("request_id", rec.id),
+		slog.String("method", r.Method),
+		slog.String("path", r.URL.Path),
+		slog.Int("status", status),
+		slog.String("decision", decision),
+	}
+	if reason != "" {
+		attrs = append(attrs, slog.String("reason", reason))
+	}
+	attrs = append(attrs,
+		slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
+		slog.Int64("bytes", rw.bytes),
+		slog.String("remote", r.RemoteAddr),
+		slog.String("proto", r.Proto),
+	)
+	if rec.upstreamStatus != 0 {
+		attrs = append(attrs, slog.Int("upstream_status", rec.upstreamStatus))
+	}
+	if rec.upstreamError != "" {
+		attrs = append(attrs, slog.String("upstream_error", rec.upstreamError))
+	}
+	if v != nil {
+		attrs = append(attrs, slog.Bool("aborted", true))
+	}
+	log.LogAttrs(r.Context(), slog.LevelInfo, "access", attrs...)
 }
 
 // recordingWriter counts the status and body bytes for the access log
