@@ -225,10 +225,10 @@ func measure(ctx context.Context, o options, log io.Writer) (*report, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &runner{client: newClient(o.concurrency), w: w, concurrency: o.concurrency}
+	r := &runner{client: newClient(o.concurrency), w: w, concurrency: o.concurrency, upstreamPid: upstream.cmd.Process.Pid}
 	targets := [2]*target{
-		{name: "bare proxy", kind: kindBare, base: "http://" + bareAddr},
-		{name: "gateway", kind: kindGateway, base: gwURL},
+		{name: "bare proxy", kind: kindBare, base: "http://" + bareAddr, pid: bare.cmd.Process.Pid},
+		{name: "gateway", kind: kindGateway, base: gwURL, pid: gw.cmd.Process.Pid},
 	}
 	alive := func() error {
 		for _, c := range children {

@@ -137,6 +137,8 @@ func (r *report) markdown() string {
 		}
 	}
 
+	r.cpuTable(&b)
+
 	verdict := "no"
 	if r.targetMet() {
 		verdict = "yes"
@@ -236,4 +238,37 @@ func gitDescribe() string {
 		return ""
 	}
 	return ", commit " + strings.TrimSpace(string(out))
+}
+
+// cpuTable writes the CPU each process spent per answered request, by
+// class and target: what the latency ratios cannot show once the closed
+// loop saturates the machine (then p50 tracks the whole system's CPU per
+// request, and this table says whose CPU it is). Left out if any reading
+// failed.
+func (r *report) cpuTable(b *strings.Builder) {
+	for k := range r.cells {
+		for c := range r.cells[k] {
+			if !r.cells[k][c].cpu.ok() || r.cells[k][c].requests() == 0 {
+				return
+			}
+		}
+	}
+	perReq := func(d time.Duration, n uint64) float64 { return float64(d) / float64(n) / 1e3 }
+	b.WriteString("\nCPU per answered request (user + system, every thread; read from /proc around each phase, 10 ms resolution):\n\n")
+	b.WriteString("| class | target | proxy process | upstream | load generator | all three | proxy: gateway − bare |\n")
+	b.WriteString("| --- | --- | ---: | ---: | ---: | ---: | ---: |\n")
+	for c := range numClasses {
+		for _, k := range []targetKind{kindBare, kindGateway} {
+			cell := &r.cells[k][c]
+			n := cell.requests()
+			u := cell.cpu
+			diff := ""
+			if k == kindGateway {
+				bare := &r.cells[kindBare][c]
+				diff = fmt.Sprintf("%+.1f µs", perReq(u.target, n)-perReq(bare.cpu.target, bare.requests()))
+			}
+			fmt.Fprintf(b, "| %s | %s | %.1f µs | %.1f µs | %.1f µs | %.1f µs | %s |\n", c, targetName(k),
+				perReq(u.target, n), perReq(u.upstream, n), perReq(u.client, n), perReq(u.target+u.upstream+u.client, n), diff)
+		}
+	}
 }

@@ -15,6 +15,7 @@ type target struct {
 	name string
 	kind targetKind
 	base string // http://127.0.0.1:port
+	pid  int    // its process, for CPU accounting
 }
 
 // maxSamples bounds the wrong decisions and errors quoted in a report.
@@ -29,6 +30,47 @@ type phaseResult struct {
 	inline    int64               // DPoP proofs made during the phase (the pool ran dry)
 	byVariant [numVariants]uint64 // responses by request shape
 	samples   []string            // the first few wrong decisions and errors
+	cpu       cpuUse              // CPU time the processes used during the phase
+}
+
+// cpuUse is CPU time (user + system) by process, over one or more phases.
+// If any reading failed (or the platform has none) the report leaves the
+// CPU table out rather than print a wrong figure.
+type cpuUse struct {
+	target   time.Duration // the bare proxy or the gateway
+	upstream time.Duration
+	client   time.Duration // this process: load generator and issuer
+	phases   int           // phases summed
+	failed   bool          // some reading failed
+}
+
+func (u cpuUse) ok() bool { return u.phases > 0 && !u.failed }
+
+func (u *cpuUse) add(o cpuUse) {
+	u.target += o.target
+	u.upstream += o.upstream
+	u.client += o.client
+	u.phases += o.phases
+	u.failed = u.failed || o.failed
+}
+
+// cpuSnapshot reads the three processes' CPU time so far.
+func (r *runner) cpuSnapshot(t *target) cpuUse {
+	tg, ok1 := processCPU(t.pid)
+	up, ok2 := processCPU(r.upstreamPid)
+	cl, ok3 := selfCPU()
+	return cpuUse{target: tg, upstream: up, client: cl, phases: 1, failed: !ok1 || !ok2 || !ok3}
+}
+
+// since is the CPU used in one phase: from the snapshot before to u.
+func (u cpuUse) since(before cpuUse) cpuUse {
+	return cpuUse{
+		target:   u.target - before.target,
+		upstream: u.upstream - before.upstream,
+		client:   u.client - before.client,
+		phases:   1,
+		failed:   u.failed || before.failed,
+	}
 }
 
 // requests returns the number of requests answered.
@@ -49,6 +91,7 @@ func (r *phaseResult) add(o *phaseResult) {
 	r.wrong += o.wrong
 	r.errors += o.errors
 	r.inline += o.inline
+	r.cpu.add(o.cpu)
 	for i, n := range o.byVariant {
 		r.byVariant[i] += n
 	}
@@ -64,6 +107,7 @@ type runner struct {
 	client      *http.Client
 	w           *workload
 	concurrency int
+	upstreamPid int // for CPU accounting
 }
 
 // newClient returns the shared keep-alive client: enough idle connections
@@ -89,6 +133,7 @@ func newClient(concurrency int) *http.Client {
 func (r *runner) run(ctx context.Context, t *target, c class, d time.Duration, seed uint64) *phaseResult {
 	results := make([]*phaseResult, r.concurrency)
 	r.w.pool.inline.Store(0)
+	cpuBefore := r.cpuSnapshot(t)
 	start := time.Now()
 	deadline := start.Add(d)
 	var wg sync.WaitGroup
@@ -99,11 +144,14 @@ func (r *runner) run(ctx context.Context, t *target, c class, d time.Duration, s
 		wg.Go(func() { r.worker(ctx, t, c, deadline, rng, res) })
 	}
 	wg.Wait()
+	elapsed := time.Since(start)
+	cpu := r.cpuSnapshot(t).since(cpuBefore)
 	total := &phaseResult{}
 	for _, res := range results {
 		total.add(res)
 	}
-	total.elapsed = time.Since(start)
+	total.elapsed = elapsed
+	total.cpu = cpu
 	if t.kind == kindGateway {
 		total.inline = r.w.pool.inline.Load()
 	}
