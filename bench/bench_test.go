@@ -5,7 +5,9 @@ import (
 	"flag"
 	"net/http"
 	"slices"
+	"sync/atomic"
 	"testing"
+	"unsafe"
 )
 
 // Benchmark names are stable: bench/run.sh selects them, the report
@@ -14,7 +16,7 @@ import (
 //	BenchmarkFloor/<alg>[/parallel]                     bare signature check
 //	BenchmarkGuard/<alg>/cache=off|cache=on[/parallel]  tokenguard
 //	BenchmarkPeer/<peer>/<alg>[/parallel]                the peers
-//	BenchmarkControl/context[/parallel]                 no guard: the scaling control
+//	BenchmarkControl/context|alloc[/parallel]           no guard: the scaling controls
 //	BenchmarkDPoP/..., BenchmarkIntrospected/...         see their files
 
 // floorCase measures the bare signature check of the env's token.
@@ -95,6 +97,30 @@ func BenchmarkControl(b *testing.B) {
 	})
 	b.Run("context", func(b *testing.B) { benchServe(b, h, "control") })
 	b.Run("context/parallel", func(b *testing.B) { benchServeParallel(b, h, "control") })
+	// Not even net/http: one heap allocation the size of a request copy,
+	// holding pointers as a request does. How this scales is the Go
+	// runtime's allocator and garbage collector on the machine at hand.
+	b.Run("alloc", func(b *testing.B) { benchFunc(b, allocOne, false) })
+	b.Run("alloc/parallel", func(b *testing.B) { benchFunc(b, allocOne, true) })
+}
+
+// requestSized is as large as an http.Request and, like it, holds pointers.
+type requestSized struct {
+	p [28]*byte
+	n [4]int64
+}
+
+var allocSink atomic.Pointer[requestSized]
+
+// allocOne allocates one requestSized object; storing it in allocSink
+// (rarely, to keep the store out of the measurement) keeps the
+// allocation from being optimised away.
+func allocOne() bool {
+	r := new(requestSized)
+	if r.n[0]++; r.n[1] == 0 && uintptr(unsafe.Pointer(r))&0xfff == 0 {
+		allocSink.Store(r)
+	}
+	return true
 }
 
 type controlKey struct{}
