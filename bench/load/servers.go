@@ -50,8 +50,8 @@ func upstreamHandler() http.Handler {
 }
 
 // bareProxy is the baseline: an httputil.ReverseProxy set up the way the
-// gateway sets up its own (Rewrite with SetURL and SetXForwarded, the
-// default FlushInterval, the same upstream connection pool and pooled copy
+// gateway sets up its own (Rewrite with SetURL and SetXForwarded, its
+// 100 ms FlushInterval, the same upstream connection pool and pooled copy
 // buffers from internal/netutil), with no authentication, so the
 // comparison measures the guard rather than proxy settings.
 func bareProxy(upstream *url.URL) http.Handler {
@@ -60,7 +60,8 @@ func bareProxy(upstream *url.URL) http.Handler {
 			pr.SetURL(upstream)
 			pr.SetXForwarded()
 		},
-		BufferPool: &netutil.BufferPool{},
+		BufferPool:    &netutil.BufferPool{},
+		FlushInterval: 100 * time.Millisecond,
 		// The gateway's defaults: upstream_dial_timeout 5s, upstream_timeout 30s.
 		Transport: netutil.UpstreamTransport(5*time.Second, 30*time.Second),
 	}

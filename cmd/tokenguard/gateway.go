@@ -418,12 +418,14 @@ func requirePrincipal(next http.Handler, log *slog.Logger) http.Handler {
 // Streamed responses (server-sent events, and any body of unknown length,
 // which arrives chunked: long polls, chunked downloads) are flushed to the
 // client after every chunk read from the upstream: ReverseProxy does that
-// by itself for those, so FlushInterval stays 0. (-1 would flush every
-// other response too, headers first on a timer goroutine, at the cost of
-// an extra write and wake-up per request.) A body of known length goes
-// out as it arrives, through the server's 4 KiB write buffer. Copy
-// buffers are lent from a pool (netutil.BufferPool) rather than allocated
-// and zeroed for every response. Request bodies
+// by itself for those. Every other response is flushed at most
+// proxyFlushInterval after its headers or a write: a slow body of known
+// length (a trickling download) is never held back for long, while a
+// response that completes sooner goes out in one write when it ends. (-1,
+// flush after every write, would also flush the headers of every ordinary
+// response separately, on a timer goroutine: an extra write and wake-up
+// per request.) Copy buffers are lent from a pool (netutil.BufferPool)
+// rather than allocated and zeroed for every response. Request bodies
 // are streamed to the upstream as they arrive (ReverseProxy never
 // buffers them); protocol upgrades (WebSocket) are passed through by
 // ReverseProxy once the route's guard has allowed the request.
@@ -439,8 +441,9 @@ func newProxy(cfg *config, log *slog.Logger) *httputil.ReverseProxy {
 				pr.Out.Header.Set(headerRequestID, rec.id)
 			}
 		},
-		Transport:  upstreamTransport(cfg),
-		BufferPool: &netutil.BufferPool{},
+		Transport:     upstreamTransport(cfg),
+		BufferPool:    &netutil.BufferPool{},
+		FlushInterval: proxyFlushInterval,
 		ModifyResponse: func(res *http.Response) error {
 			// The gateway's own id goes on every response; an upstream's
 			// copy would make a second value on a 101, which is sent
@@ -486,6 +489,10 @@ func newProxy(cfg *config, log *slog.Logger) *httputil.ReverseProxy {
 func upstreamTransport(cfg *config) *http.Transport {
 	return netutil.UpstreamTransport(cfg.UpstreamDialTimeout, cfg.UpstreamTimeout)
 }
+
+// proxyFlushInterval bounds how long a response that is not a stream
+// waits in the gateway's write buffers (see newProxy).
+const proxyFlushInterval = 100 * time.Millisecond
 
 // clientOverrideHeaders are request headers, other than Forwarded and
 // X-Forwarded-*, that common frameworks and proxies read as the client's

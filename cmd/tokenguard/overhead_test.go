@@ -30,8 +30,9 @@ func BenchmarkProxyOverhead(b *testing.B) {
 			pr.SetURL(upURL)
 			pr.SetXForwarded()
 		},
-		BufferPool: &netutil.BufferPool{},
-		Transport:  netutil.UpstreamTransport(5*time.Second, 30*time.Second),
+		BufferPool:    &netutil.BufferPool{},
+		FlushInterval: proxyFlushInterval,
+		Transport:     netutil.UpstreamTransport(5*time.Second, 30*time.Second),
 	})
 	b.Cleanup(bare.Close)
 	g := runGateway(b, rootYAML(is, up.URL, "log_level: warn\n"))

@@ -314,6 +314,53 @@ func testGatewayStreams(t *testing.T, contentType string) {
 	}
 }
 
+// TestGatewayFlushesSlowKnownLengthBody: a body with a Content-Length that
+// the upstream writes slowly still reaches the client as it is written
+// (within the flush interval), not when the upstream finishes.
+func TestGatewayFlushesSlowKnownLengthBody(t *testing.T) {
+	is := startIssuer(t)
+	next := make(chan struct{})
+	up := startHandler(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "11")
+		io.WriteString(w, "hello")
+		w.(http.Flusher).Flush()
+		select {
+		case <-next:
+		case <-r.Context().Done():
+			return
+		}
+		io.WriteString(w, " world")
+	})
+	g := runGateway(t, rootYAML(is, up.URL, ""))
+	req, _ := http.NewRequest("GET", g.proxy+"/download", nil)
+	req.Header.Set("Authorization", "Bearer "+mint(t, is, ""))
+	got := make(chan string, 1)
+	go func() {
+		resp, err := client.Do(req)
+		if err != nil {
+			got <- err.Error()
+			return
+		}
+		defer resp.Body.Close()
+		b := make([]byte, 5)
+		if _, err := io.ReadFull(resp.Body, b); err != nil {
+			got <- err.Error()
+			return
+		}
+		got <- string(b)
+		io.Copy(io.Discard, resp.Body)
+	}()
+	select {
+	case s := <-got:
+		if s != "hello" {
+			t.Fatalf("first bytes: %q", s)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the first half of the body did not arrive while the upstream was still writing")
+	}
+	close(next)
+}
+
 func TestGatewayLargeBodiesUnaltered(t *testing.T) {
 	is := startIssuer(t)
 	var gotHash atomic.Value
@@ -651,5 +698,27 @@ func TestGatewayClientGoneIsQuiet(t *testing.T) {
 	waitFor(t, func() bool { return strings.Contains(g.stderr.String(), `"upstream_error":"client_gone"`) }, "the access line")
 	if strings.Contains(g.stderr.String(), `"level":"WARN"`) || strings.Contains(g.stderr.String(), `"level":"ERROR"`) {
 		t.Errorf("a client hanging up was logged as a problem:\n%s", g.stderr)
+	}
+}
+
+// TestGatewayAccessLogOffAboveInfo: with log_level warn no access line is
+// written, and the request id still reaches the client and the upstream.
+func TestGatewayAccessLogOffAboveInfo(t *testing.T) {
+	is := startIssuer(t)
+	up := startUpstream(t)
+	g := runGateway(t, rootYAML(is, up.URL, "log_level: warn\n"))
+	resp, _ := do(t, "GET", g.proxy+"/orders/1", mint(t, is, ""), nil)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	id := resp.Header.Get("X-Request-Id")
+	if !validRequestID(id) {
+		t.Fatalf("response X-Request-Id %q", id)
+	}
+	if got := up.last(t).Header.Get("X-Request-Id"); got != id {
+		t.Errorf("upstream saw X-Request-Id %q, want %q", got, id)
+	}
+	if lines := accessLines(t, g.stderr.String()); len(lines) != 0 {
+		t.Errorf("access lines at log_level warn: %v", lines)
 	}
 }
