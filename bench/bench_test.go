@@ -5,9 +5,7 @@ import (
 	"flag"
 	"net/http"
 	"slices"
-	"sync/atomic"
 	"testing"
-	"unsafe"
 )
 
 // Benchmark names are stable: bench/run.sh selects them, the report
@@ -110,15 +108,19 @@ type requestSized struct {
 	n [4]int64
 }
 
-var allocSink atomic.Pointer[requestSized]
+// allocKeep is never set: the store it guards makes every allocation
+// escape to the heap (escape analysis cannot know the branch is never
+// taken), without a shared write that would make the two cores contend.
+var (
+	allocKeep bool
+	allocSink *requestSized
+)
 
-// allocOne allocates one requestSized object; storing it in allocSink
-// (rarely, to keep the store out of the measurement) keeps the
-// allocation from being optimised away.
+// allocOne allocates one requestSized object on the heap.
 func allocOne() bool {
 	r := new(requestSized)
-	if r.n[0]++; r.n[1] == 0 && uintptr(unsafe.Pointer(r))&0xfff == 0 {
-		allocSink.Store(r)
+	if allocKeep {
+		allocSink = r
 	}
 	return true
 }

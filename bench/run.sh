@@ -106,7 +106,12 @@ echo "== mutex and block profiles of the cached parallel path"
 rm -f "$OUT/instructions.txt"
 if command -v valgrind >/dev/null; then
 	echo "== instructions per request (callgrind; ./instructions.sh)"
-	INSTR_OUT="$OUT/instructions.txt" ./instructions.sh
+	# A failure here (an instruction valgrind does not know, a timeout)
+	# must not throw away the rounds above: the counts are left out.
+	if ! INSTR_OUT="$OUT/instructions.txt" ./instructions.sh; then
+		echo "run.sh: instructions.sh failed; instruction counts left out" >&2
+		rm -f "$OUT/instructions.txt"
+	fi
 else
 	echo "== no valgrind: instruction counts left out (apt-get install valgrind)"
 fi

@@ -254,7 +254,7 @@ func (r *report) cpuTable(b *strings.Builder) {
 		}
 	}
 	perReq := func(d time.Duration, n uint64) float64 { return float64(d) / float64(n) / 1e3 }
-	b.WriteString("\nCPU per answered request (user + system, every thread; read from /proc around each phase, 10 ms resolution):\n\n")
+	b.WriteString("\nCPU per answered request (user + system, every thread; read around each phase, from /proc for the proxies and the upstream (10 ms resolution) and getrusage for the load generator):\n\n")
 	b.WriteString("| class | target | proxy process | upstream | load generator | all three | proxy: gateway − bare |\n")
 	b.WriteString("| --- | --- | ---: | ---: | ---: | ---: | ---: |\n")
 	for c := range numClasses {

@@ -72,6 +72,11 @@ func run(rawDir, outDir, benchmarksPath, goVersion, loadPath, benchtime, instrPa
 			return err
 		}
 	}
+	if loadPath != "" {
+		if err := d.readLoad(loadPath); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
 	m := machine(goVersion, d.procs)
 	m.benchtime = benchtime
 	r := d.report(m)
@@ -129,6 +134,7 @@ type data struct {
 	samples map[string][]sample // by benchmark name without the -GOMAXPROCS suffix
 	instr   map[string]float64  // instructions per operation by "what/alg" (instructions.sh); nil if not run
 	instrOf string              // instructions.sh's first line: tool, Go version, date
+	load    *loadVerdict        // bench/load's target lines; nil if it did not run
 	seq     int                 // lines read so far
 	rounds  int
 	procs   int // GOMAXPROCS the benchmarks ran with
@@ -205,6 +211,36 @@ func (d *data) readInstructions(path string) error {
 		}
 		d.instr[f[0]+"/"+f[1]] = v
 	}
+	return nil
+}
+
+// loadVerdict is what bench/load's report says of its two targets.
+type loadVerdict struct {
+	ratio, limit string // "1.24×", "1.15"
+	met          bool
+	wrong        int // wrong decisions by the gateway
+}
+
+var (
+	loadTargetRE = regexp.MustCompile(`Target, gateway p50 ≤ ([0-9.]+)× bare for cached Bearer: \*\*(yes|no)\*\* \(([^)]*)\)`)
+	loadWrongRE  = regexp.MustCompile(`Wrong decisions \(gateway\): \*\*([0-9]+)\*\*`)
+)
+
+// readLoad reads bench/load's markdown report for its target lines.
+func (d *data) readLoad(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	t, w := loadTargetRE.FindSubmatch(b), loadWrongRE.FindSubmatch(b)
+	if t == nil || w == nil {
+		return fmt.Errorf("%s: no target or wrong-decision line", path)
+	}
+	n, err := strconv.Atoi(string(w[1]))
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	d.load = &loadVerdict{ratio: string(t[3]), limit: string(t[1]), met: string(t[2]) == "yes", wrong: n}
 	return nil
 }
 
@@ -535,6 +571,13 @@ func (d *data) report(m machineInfo) report {
 			fmt.Fprintf(&b, "| verified-token cache, per cached token | %.0f B | | |\n", te)
 			fmt.Fprintf(&b, "| verified-token cache, per configured slot (preallocated) | %.0f B | %.1f MB at the default 10,000 | |\n", slot, slot*10000/1e6)
 		}
+	}
+
+	if l := d.load; l != nil {
+		fmt.Fprintf(&b, "\n## Gateway under load\n\n")
+		fmt.Fprintf(&b, "From `bench/load` (its report is in `results/load.md` and BENCHMARKS.md): gateway p50 for cached Bearer traffic %s a bare reverse proxy's (≤ %s×): %s; wrong decisions %d (none): %s.\n",
+			l.ratio, l.limit, t.check(l.met, fmt.Sprintf("gateway p50 under load, cached Bearer: %s the bare proxy's (≤ %s×)", l.ratio, l.limit)),
+			l.wrong, t.check(l.wrong == 0, fmt.Sprintf("gateway under load: %d wrong decisions (none)", l.wrong)))
 	}
 
 	fmt.Fprintf(&b, "\n**Targets met: %d of %d.**", t.met, t.total)
