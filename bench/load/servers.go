@@ -49,22 +49,20 @@ func upstreamHandler() http.Handler {
 	})
 }
 
-// bareProxy is the baseline: an httputil.ReverseProxy set up the way the
-// gateway sets up its own (Rewrite with SetURL and SetXForwarded, its
-// 100 ms FlushInterval, the same upstream connection pool and pooled copy
-// buffers from internal/netutil), with no authentication, so the
+// bareProxy is the baseline: an httputil.ReverseProxy with Rewrite doing
+// SetURL and SetXForwarded and the connection pool, copy buffers and
+// flush interval every proxy of ours shares (netutil.ConfigureProxy, with
+// the gateway's default timeouts), and no authentication, so the
 // comparison measures the guard rather than proxy settings.
 func bareProxy(upstream *url.URL) http.Handler {
-	return &httputil.ReverseProxy{
+	p := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(upstream)
 			pr.SetXForwarded()
 		},
-		BufferPool:    &netutil.BufferPool{},
-		FlushInterval: 100 * time.Millisecond,
-		// The gateway's defaults: upstream_dial_timeout 5s, upstream_timeout 30s.
-		Transport: netutil.UpstreamTransport(5*time.Second, 30*time.Second),
 	}
+	netutil.ConfigureProxy(p, 5*time.Second, 30*time.Second)
+	return p
 }
 
 // runHelper implements the hidden "upstream" and "proxy" subcommands.

@@ -415,23 +415,15 @@ func requirePrincipal(next http.Handler, log *slog.Logger) http.Handler {
 // client's Connection header are removed before Rewrite, so they can
 // never remove the identity headers Rewrite sets.
 //
-// Streamed responses (server-sent events, and any body of unknown length,
-// which arrives chunked: long polls, chunked downloads) are flushed to the
-// client after every chunk read from the upstream: ReverseProxy does that
-// by itself for those. Every other response is flushed at most
-// proxyFlushInterval after its headers or a write: a slow body of known
-// length (a trickling download) is never held back for long, while a
-// response that completes sooner goes out in one write when it ends. (-1,
-// flush after every write, would also flush the headers of every ordinary
-// response separately, on a timer goroutine: an extra write and wake-up
-// per request.) Copy buffers are lent from a pool (netutil.BufferPool)
-// rather than allocated and zeroed for every response. Request bodies
+// The connection pool, copy buffers and flush interval are those every
+// proxy of ours shares (netutil.ConfigureProxy): streamed responses are
+// flushed chunk by chunk, any other within 100 ms. Request bodies
 // are streamed to the upstream as they arrive (ReverseProxy never
 // buffers them); protocol upgrades (WebSocket) are passed through by
 // ReverseProxy once the route's guard has allowed the request.
 func newProxy(cfg *config, log *slog.Logger) *httputil.ReverseProxy {
 	upstream := cfg.Upstream
-	return &httputil.ReverseProxy{
+	p := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(upstream)
 			dropClientForwarding(pr.Out.Header)
@@ -441,9 +433,6 @@ func newProxy(cfg *config, log *slog.Logger) *httputil.ReverseProxy {
 				pr.Out.Header.Set(headerRequestID, rec.id)
 			}
 		},
-		Transport:     upstreamTransport(cfg),
-		BufferPool:    &netutil.BufferPool{},
-		FlushInterval: proxyFlushInterval,
 		ModifyResponse: func(res *http.Response) error {
 			// The gateway's own id goes on every response; an upstream's
 			// copy would make a second value on a 101, which is sent
@@ -473,26 +462,9 @@ func newProxy(cfg *config, log *slog.Logger) *httputil.ReverseProxy {
 		},
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	netutil.ConfigureProxy(p, cfg.UpstreamDialTimeout, cfg.UpstreamTimeout)
+	return p
 }
-
-// upstreamTransport is the connection pool to the upstream
-// (netutil.UpstreamTransport): the standard library's DefaultTransport
-// settings, except
-//   - no Proxy: HTTP_PROXY/HTTPS_PROXY in the gateway's environment must
-//     not silently route verified requests, with their identity headers,
-//     through another host;
-//   - many idle connections per host, because a gateway talks to one
-//     upstream (DefaultTransport keeps 2);
-//   - a dial timeout (upstream_dial_timeout) and a response-header timeout
-//     (upstream_timeout), both answered with 504. There is no overall
-//     timeout: bodies stream for as long as they need.
-func upstreamTransport(cfg *config) *http.Transport {
-	return netutil.UpstreamTransport(cfg.UpstreamDialTimeout, cfg.UpstreamTimeout)
-}
-
-// proxyFlushInterval bounds how long a response that is not a stream
-// waits in the gateway's write buffers (see newProxy).
-const proxyFlushInterval = 100 * time.Millisecond
 
 // clientOverrideHeaders are request headers, other than Forwarded and
 // X-Forwarded-*, that common frameworks and proxies read as the client's

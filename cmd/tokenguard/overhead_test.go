@@ -25,15 +25,14 @@ func BenchmarkProxyOverhead(b *testing.B) {
 		io.WriteString(w, `{"ok":true}`)
 	})
 	upURL, _ := url.Parse(up.URL)
-	bare := httptest.NewServer(&httputil.ReverseProxy{
+	bareProxy := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(upURL)
 			pr.SetXForwarded()
 		},
-		BufferPool:    &netutil.BufferPool{},
-		FlushInterval: proxyFlushInterval,
-		Transport:     netutil.UpstreamTransport(5*time.Second, 30*time.Second),
-	})
+	}
+	netutil.ConfigureProxy(bareProxy, 5*time.Second, 30*time.Second)
+	bare := httptest.NewServer(bareProxy)
 	b.Cleanup(bare.Close)
 	g := runGateway(b, rootYAML(is, up.URL, "log_level: warn\n"))
 	tok := mint(b, is, "")

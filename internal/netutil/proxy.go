@@ -3,17 +3,52 @@ package netutil
 import (
 	"net"
 	"net/http"
+	"net/http/httputil"
 	"sync"
 	"time"
 )
 
-// UpstreamTransport is the connection pool a reverse proxy keeps to its
-// upstream: never through an HTTP_PROXY from the environment, plenty of
-// idle keep-alive connections per host (so a burst does not churn
-// connections), bounded dial and response-header waits. The gateway uses
-// it, and so does bench/load's bare proxy, so that the two are compared
-// on equal terms.
-func UpstreamTransport(dialTimeout, responseHeaderTimeout time.Duration) *http.Transport {
+// ConfigureProxy gives p what every reverse proxy of tokenguard's shares:
+// the gateway, and the bare proxies it is measured against (bench/load,
+// cmd/tokenguard's BenchmarkProxyOverhead), which must differ from it only
+// in authentication. It sets:
+//
+//   - the connection pool to the upstream (upstreamTransport), with the
+//     given dial and response-header timeouts;
+//   - copy buffers lent from a BufferPool rather than allocated and zeroed
+//     for every response;
+//   - the flush interval. Streamed responses (server-sent events, and any
+//     body of unknown length, which arrives chunked: long polls, chunked
+//     downloads) are flushed to the client after every chunk read from the
+//     upstream: ReverseProxy does that by itself for those. Every other
+//     response is flushed at most proxyFlushInterval after its headers or
+//     a write: a slow body of known length (a trickling download) is never
+//     held back for long, while a response that completes sooner goes out
+//     in one write when it ends. (-1, flush after every write, would also
+//     flush the headers of every ordinary response separately, on a timer
+//     goroutine: an extra write and wake-up per request.)
+func ConfigureProxy(p *httputil.ReverseProxy, dialTimeout, responseHeaderTimeout time.Duration) {
+	p.Transport = upstreamTransport(dialTimeout, responseHeaderTimeout)
+	p.BufferPool = &BufferPool{}
+	p.FlushInterval = proxyFlushInterval
+}
+
+// proxyFlushInterval bounds how long a response that is not a stream
+// waits in a proxy's write buffers (see ConfigureProxy).
+const proxyFlushInterval = 100 * time.Millisecond
+
+// upstreamTransport is the connection pool to the upstream: the standard
+// library's DefaultTransport settings, except
+//   - no Proxy: HTTP_PROXY/HTTPS_PROXY in the gateway's environment must
+//     not silently route verified requests, with their identity headers,
+//     through another host;
+//   - many idle connections per host, because a gateway talks to one
+//     upstream (DefaultTransport keeps 2), so a burst does not churn
+//     connections;
+//   - a dial timeout (the gateway's upstream_dial_timeout) and a
+//     response-header timeout (upstream_timeout), both answered with 504.
+//     There is no overall timeout: bodies stream for as long as they need.
+func upstreamTransport(dialTimeout, responseHeaderTimeout time.Duration) *http.Transport {
 	return &http.Transport{
 		Proxy: nil,
 		DialContext: (&net.Dialer{
