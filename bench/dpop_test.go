@@ -3,8 +3,6 @@ package bench
 import (
 	"context"
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"net/http"
 	"slices"
 	"sync/atomic"
@@ -13,6 +11,7 @@ import (
 
 	"github.com/tokenguard/tokenguard/dpop"
 	"github.com/tokenguard/tokenguard/dpop/redisstore"
+	"github.com/tokenguard/tokenguard/internal/dpoptest"
 	"github.com/tokenguard/tokenguard/middleware"
 )
 
@@ -32,14 +31,7 @@ type dpopFixture struct {
 func newDPoPFixture(tb testing.TB, store dpop.ReplayStore) *dpopFixture {
 	tb.Helper()
 	env := newEnv(tb, "ES256")
-	client, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	jkt, err := dpop.Thumbprint(client.Public())
-	if err != nil {
-		tb.Fatal(err)
-	}
+	client, jkt := dpoptest.NewKey(tb)
 	tok, err := env.iss.Mint(scope, 24*time.Hour, map[string]any{"cnf": map[string]any{"jkt": jkt}})
 	if err != nil {
 		tb.Fatal(err)

@@ -2,8 +2,6 @@ package faulttest
 
 import (
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -17,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokenguard/tokenguard/dpop"
 	"github.com/tokenguard/tokenguard/internal/devissuer"
+	"github.com/tokenguard/tokenguard/internal/dpoptest"
 	"github.com/tokenguard/tokenguard/internal/redistest"
 )
 
@@ -270,14 +268,7 @@ type dpopClient struct {
 
 func newDPoPClient(t testing.TB) *dpopClient {
 	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	jkt, err := dpop.Thumbprint(k.Public())
-	if err != nil {
-		t.Fatal(err)
-	}
+	k, jkt := dpoptest.NewKey(t)
 	return &dpopClient{priv: k, jkt: jkt}
 }
 

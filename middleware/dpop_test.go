@@ -3,8 +3,6 @@ package middleware
 import (
 	"context"
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"errors"
 	"log/slog"
@@ -17,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/tokenguard/tokenguard/dpop"
+	"github.com/tokenguard/tokenguard/internal/dpoptest"
 	"github.com/tokenguard/tokenguard/internal/httpauth"
 )
 
@@ -30,14 +29,7 @@ type dpopClient struct {
 
 func newDPoPClient(t testing.TB) *dpopClient {
 	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	jkt, err := dpop.Thumbprint(k.Public())
-	if err != nil {
-		t.Fatal(err)
-	}
+	k, jkt := dpoptest.NewKey(t)
 	return &dpopClient{key: k, jkt: jkt}
 }
 

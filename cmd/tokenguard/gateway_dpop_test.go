@@ -4,9 +4,6 @@ import (
 	"bufio"
 	"context"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"encoding/base64"
 	"fmt"
 	"net"
@@ -20,6 +17,7 @@ import (
 
 	"github.com/tokenguard/tokenguard/dpop"
 	"github.com/tokenguard/tokenguard/internal/devissuer"
+	"github.com/tokenguard/tokenguard/internal/dpoptest"
 	"github.com/tokenguard/tokenguard/middleware"
 )
 
@@ -52,14 +50,7 @@ type dpopKey struct {
 
 func newDPoPKey(t testing.TB) *dpopKey {
 	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	jkt, err := dpop.Thumbprint(k.Public())
-	if err != nil {
-		t.Fatal(err)
-	}
+	k, jkt := dpoptest.NewKey(t)
 	return &dpopKey{priv: k, jkt: jkt}
 }
 
