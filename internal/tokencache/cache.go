@@ -8,14 +8,23 @@
 // which for tokens, which mostly arrive once and then repeat for a while, is
 // as good as LRU without the per-hit bookkeeping.
 //
-// The core type, fifo, is not safe for concurrent use; Cache shards the key
-// space over independently locked fifos.
+// A hit writes nothing shared: Get takes no lock and only loads atomic
+// pointers to immutable entries, so concurrent requests carrying the same
+// token (the common case) do not pass a cache line back and forth between
+// cores. Writers (Add, Remove, reclaiming an expired entry) are serialised
+// per shard by a mutex. A Get that races a writer may miss an entry that
+// is being moved (the caller then verifies the token afresh); it can never
+// return another key's value.
 package tokencache
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
+	"math/bits"
+	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 )
@@ -31,19 +40,44 @@ func KeyOf(tok string) Key {
 	return sha256.Sum256(unsafe.Slice(unsafe.StringData(tok), len(tok)))
 }
 
-// numShards spreads lock contention; a power of two so the shard index is a
-// mask of the key's first byte.
-const numShards = 16
+// numShards spreads writers over independent locks.
+const (
+	shardBits = 4
+	numShards = 1 << shardBits
+)
 
 // Cache is a sharded, size-bounded, expiring cache. It is safe for
 // concurrent use. The zero value is not usable; call New.
 type Cache[V any] struct {
+	// mix is a random odd multiplier: keys are placed by (first eight
+	// bytes × mix), so a caller who can choose keys (the introspection
+	// cache also holds "inactive" verdicts for tokens anyone can send)
+	// cannot aim them at one shard or one run of slots without knowing
+	// it.
+	mix    uint64
 	shards [numShards]shard[V]
 }
 
+// shard is an open-addressed table (linear probing, never more than half
+// full) of pointers to immutable entries, plus the ring of insertion order
+// that FIFO eviction walks.
 type shard[V any] struct {
-	mu sync.Mutex // guards f
-	f  fifo[V]
+	slots []atomic.Pointer[entry[V]] // len a power of two ≥ 2 × len(ring); read without a lock
+	mix   uint64                     // the Cache's mix
+	shift uint                       // 64 - log2(len(slots))
+
+	mu   sync.Mutex  // serialises writers; guards ring, next, n and every Store to slots
+	ring []*entry[V] // insertion order; ring[next] is the oldest once full
+	next int
+	n    int // entries in slots
+
+	_ [64]byte // keeps one shard's writes off its neighbour's read-mostly fields
+}
+
+type entry[V any] struct {
+	key     Key
+	val     V
+	expires int64 // unix nanoseconds
 }
 
 // New returns a cache that holds at most size entries (rounded up to a
@@ -53,22 +87,46 @@ func New[V any](size int) (*Cache[V], error) {
 		return nil, errors.New("tokencache: size must be positive")
 	}
 	per := (size + numShards - 1) / numShards
-	c := &Cache[V]{}
+	n := 1 << bits.Len(uint(2*per-1)) // the power of two ≥ 2 × per
+	c := &Cache[V]{mix: rand.Uint64() | 1}
 	for i := range c.shards {
-		c.shards[i].f = newFIFO[V](per)
+		s := &c.shards[i]
+		s.slots = make([]atomic.Pointer[entry[V]], n)
+		s.mix = c.mix
+		s.shift = uint(64 - bits.TrailingZeros(uint(n)))
+		s.ring = make([]*entry[V], per)
 	}
 	return c, nil
 }
 
-func (c *Cache[V]) shard(k *Key) *shard[V] { return &c.shards[k[0]&(numShards-1)] }
+// place returns k's shard and its home slot there: the top bits of the
+// mixed key pick the shard, the bits below them the slot.
+func (c *Cache[V]) place(k *Key) (*shard[V], int) {
+	s := &c.shards[(binary.LittleEndian.Uint64(k[:8])*c.mix)>>(64-shardBits)]
+	return s, s.home(k)
+}
+
+// home returns the slot where k's probe sequence starts.
+func (s *shard[V]) home(k *Key) int {
+	return int(((binary.LittleEndian.Uint64(k[:8]) * s.mix) << shardBits) >> s.shift)
+}
 
 // Get returns the value stored under k if it has not expired at now.
 func (c *Cache[V]) Get(k Key, now time.Time) (V, bool) {
-	s := c.shard(&k)
-	s.mu.Lock()
-	v, ok := s.f.get(k, now.UnixNano())
-	s.mu.Unlock()
-	return v, ok
+	s, home := c.place(&k)
+	if e := s.find(&k, home); e != nil {
+		if now.UnixNano() < e.expires {
+			return e.val, true
+		}
+		// Expired: reclaim it now rather than when FIFO reaches it.
+		s.mu.Lock()
+		if i := s.index(&k, home); i >= 0 && s.slots[i].Load() == e {
+			s.delete(i)
+		}
+		s.mu.Unlock()
+	}
+	var zero V
+	return zero, false
 }
 
 // Add stores v under k until expires. An entry whose deadline has passed is
@@ -77,17 +135,42 @@ func (c *Cache[V]) Add(k Key, v V, expires time.Time, now time.Time) {
 	if !expires.After(now) {
 		return
 	}
-	s := c.shard(&k)
+	s, home := c.place(&k)
+	e := &entry[V]{key: k, val: v, expires: expires.UnixNano()}
 	s.mu.Lock()
-	s.f.add(k, v, expires.UnixNano())
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	// Evict whatever the ring slot we are about to reuse recorded, unless
+	// that entry has since been replaced or removed.
+	if old := s.ring[s.next]; old != nil {
+		if i := s.index(&old.key, s.home(&old.key)); i >= 0 && s.slots[i].Load() == old {
+			s.delete(i)
+		}
+	}
+	s.ring[s.next] = e
+	s.next = (s.next + 1) % len(s.ring)
+	if i := s.index(&k, home); i >= 0 {
+		s.slots[i].Store(e)
+		return
+	}
+	// The table is never more than half full, so an empty slot is near;
+	// the bound only keeps a broken invariant from becoming a hang.
+	mask := len(s.slots) - 1
+	for i, n := home, 0; n < len(s.slots); i, n = (i+1)&mask, n+1 {
+		if s.slots[i].Load() == nil {
+			s.slots[i].Store(e)
+			s.n++
+			return
+		}
+	}
 }
 
 // Remove deletes the entry stored under k, if any.
 func (c *Cache[V]) Remove(k Key) {
-	s := c.shard(&k)
+	s, home := c.place(&k)
 	s.mu.Lock()
-	s.f.remove(k)
+	if i := s.index(&k, home); i >= 0 {
+		s.delete(i)
+	}
 	s.mu.Unlock()
 }
 
@@ -98,62 +181,65 @@ func (c *Cache[V]) Len() int {
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.mu.Lock()
-		n += len(s.f.m)
+		n += s.n
 		s.mu.Unlock()
 	}
 	return n
 }
 
-// fifo is a map plus a ring of insertion order. Not safe for concurrent use.
-type fifo[V any] struct {
-	m    map[Key]entry[V]
-	ring []slot // insertion order; ring[next] is the oldest once full
-	next int
-	seq  uint64
-}
-
-type entry[V any] struct {
-	val     V
-	expires int64 // unix nanoseconds
-	seq     uint64
-}
-
-type slot struct {
-	key Key
-	seq uint64 // 0: empty
-}
-
-func newFIFO[V any](capacity int) fifo[V] {
-	return fifo[V]{m: make(map[Key]entry[V], capacity), ring: make([]slot, capacity)}
-}
-
-func (f *fifo[V]) get(k Key, now int64) (V, bool) {
-	e, ok := f.m[k]
-	if !ok {
-		var zero V
-		return zero, false
-	}
-	if now >= e.expires {
-		delete(f.m, k)
-		var zero V
-		return zero, false
-	}
-	return e.val, true
-}
-
-func (f *fifo[V]) add(k Key, v V, expires int64) {
-	f.seq++
-	// Evict whatever occupies the slot we are about to reuse, unless the
-	// map entry has since been replaced by a newer insertion.
-	old := f.ring[f.next]
-	if old.seq != 0 {
-		if e, ok := f.m[old.key]; ok && e.seq == old.seq {
-			delete(f.m, old.key)
+// find returns the entry stored under k, probing from its home slot to the
+// first empty one. It takes no lock: with a writer moving entries it may
+// miss, never mistake.
+func (s *shard[V]) find(k *Key, home int) *entry[V] {
+	mask := len(s.slots) - 1
+	for i, n := home, 0; n < len(s.slots); i, n = (i+1)&mask, n+1 {
+		e := s.slots[i].Load()
+		if e == nil {
+			return nil
+		}
+		if e.key == *k {
+			return e
 		}
 	}
-	f.ring[f.next] = slot{key: k, seq: f.seq}
-	f.next = (f.next + 1) % len(f.ring)
-	f.m[k] = entry[V]{val: v, expires: expires, seq: f.seq}
+	return nil
 }
 
-func (f *fifo[V]) remove(k Key) { delete(f.m, k) }
+// index returns the slot holding k, or -1. The caller holds mu, so the
+// table does not change under it.
+func (s *shard[V]) index(k *Key, home int) int {
+	mask := len(s.slots) - 1
+	for i, n := home, 0; n < len(s.slots); i, n = (i+1)&mask, n+1 {
+		e := s.slots[i].Load()
+		if e == nil {
+			return -1
+		}
+		if e.key == *k {
+			return i
+		}
+	}
+	return -1
+}
+
+// delete empties slot i and shifts back the entries after it that would
+// otherwise be cut off from their home slot (Knuth's algorithm R), so no
+// tombstones build up. The caller holds mu. Each moved entry is stored at
+// its new slot before its old one is overwritten: a concurrent find sees
+// it at one of the two, or, having passed the new slot already, misses it.
+func (s *shard[V]) delete(i int) {
+	mask := len(s.slots) - 1
+	for j, n := (i+1)&mask, 1; n < len(s.slots); j, n = (j+1)&mask, n+1 {
+		e := s.slots[j].Load()
+		if e == nil {
+			break
+		}
+		// e may fill the hole at i unless its home lies cyclically in
+		// (i, j], where a probe for it would stop at the hole.
+		h := s.home(&e.key)
+		if (i < j && (h <= i || h > j)) || (j < i && h <= i && h > j) {
+			s.slots[i].Store(e)
+			i = j
+		}
+	}
+	s.slots[i].Store(nil)
+	s.n--
+}

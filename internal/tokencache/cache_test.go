@@ -3,6 +3,7 @@ package tokencache
 import (
 	"crypto/sha256"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"testing"
@@ -120,6 +121,243 @@ func TestConcurrent(t *testing.T) {
 	if n := c.Len(); n > 128+numShards {
 		t.Errorf("Len = %d over the bound", n)
 	}
+}
+
+// model is the cache's specification, written the plain way: per shard,
+// a map plus a ring of insertion order, oldest evicted first.
+type model struct {
+	per   int
+	ring  [numShards][]Key
+	next  [numShards]int
+	live  map[Key]int // value
+	slot  map[Key]int // ring position of the key's latest insertion
+	shard func(*Key) int
+}
+
+func newModel(c *Cache[int], per int) *model {
+	m := &model{per: per, live: map[Key]int{}, slot: map[Key]int{}}
+	for i := range m.ring {
+		m.ring[i] = make([]Key, per)
+	}
+	m.shard = func(k *Key) int {
+		s, _ := c.place(k)
+		for i := range c.shards {
+			if s == &c.shards[i] {
+				return i
+			}
+		}
+		panic("no shard")
+	}
+	return m
+}
+
+func (m *model) add(k Key, v int) {
+	si := m.shard(&k)
+	pos := m.next[si]
+	if old := m.ring[si][pos]; old != (Key{}) {
+		if p, ok := m.slot[old]; ok && p == pos {
+			delete(m.live, old)
+			delete(m.slot, old)
+		}
+	}
+	m.ring[si][pos] = k
+	m.next[si] = (pos + 1) % m.per
+	m.live[k], m.slot[k] = v, pos
+}
+
+func (m *model) remove(k Key) { delete(m.live, k); delete(m.slot, k) }
+
+// TestMatchesModel drives a small cache (so slots collide and deletions
+// shift runs of entries back) through random adds, removes and gets, and
+// checks every answer and the table's invariants against the model.
+func TestMatchesModel(t *testing.T) {
+	for seed := range uint64(20) {
+		rng := rand.New(rand.NewPCG(seed, 1))
+		const size = 64
+		c, _ := New[int](size)
+		m := newModel(c, size/numShards)
+		keys := make([]Key, 200)
+		for i := range keys {
+			keys[i] = key(int(seed)*1000 + i)
+		}
+		for op := range 5000 {
+			k := keys[rng.IntN(len(keys))]
+			switch rng.IntN(4) {
+			case 0, 1:
+				c.Add(k, op, t0.Add(time.Hour), t0)
+				m.add(k, op)
+			case 2:
+				c.Remove(k)
+				m.remove(k)
+			}
+			got, ok := c.Get(k, t0)
+			want, wantOK := m.live[k]
+			if ok != wantOK || got != want {
+				t.Fatalf("seed %d op %d: Get = %d, %v; model says %d, %v", seed, op, got, ok, want, wantOK)
+			}
+		}
+		checkTable(t, c)
+		if n := c.Len(); n != len(m.live) {
+			t.Errorf("seed %d: Len = %d, model holds %d", seed, n, len(m.live))
+		}
+		for k, v := range m.live {
+			if got, ok := c.Get(k, t0); !ok || got != v {
+				t.Errorf("seed %d: Get(live key) = %d, %v; want %d", seed, got, ok, v)
+			}
+		}
+	}
+}
+
+// checkTable checks each shard's invariants: at most half full, n counts
+// the filled slots, and every entry is reachable from its home slot
+// without crossing an empty one.
+func checkTable(t *testing.T, c *Cache[int]) {
+	t.Helper()
+	for si := range c.shards {
+		s := &c.shards[si]
+		filled := 0
+		for i := range s.slots {
+			e := s.slots[i].Load()
+			if e == nil {
+				continue
+			}
+			filled++
+			if s.find(&e.key, s.home(&e.key)) != e {
+				t.Errorf("shard %d: entry in slot %d unreachable from its home %d", si, i, s.home(&e.key))
+			}
+		}
+		if filled != s.n || 2*filled > len(s.slots) {
+			t.Errorf("shard %d: %d filled slots of %d, n = %d", si, filled, len(s.slots), s.n)
+		}
+	}
+}
+
+// TestGetTakesNoLock holds every shard's writer lock and expects hits
+// anyway: a hit must write nothing shared, or concurrent requests with
+// the same token contend on one cache line.
+func TestGetTakesNoLock(t *testing.T) {
+	c, _ := New[int](64)
+	c.Add(key(1), 1, t0.Add(time.Hour), t0)
+	for i := range c.shards {
+		c.shards[i].mu.Lock()
+		defer c.shards[i].mu.Unlock()
+	}
+	done := make(chan bool)
+	go func() {
+		v, ok := c.Get(key(1), t0)
+		done <- ok && v == 1
+	}()
+	select {
+	case ok := <-done:
+		if !ok {
+			t.Error("Get missed while the writer locks were held")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Get blocked on a writer lock")
+	}
+}
+
+func TestGetHitAllocatesNothing(t *testing.T) {
+	c, _ := New[int](64)
+	c.Add(key(1), 1, t0.Add(time.Hour), t0)
+	if n := testing.AllocsPerRun(100, func() { c.Get(key(1), t0) }); n != 0 {
+		t.Errorf("Get hit: %v allocations, want 0", n)
+	}
+}
+
+// TestExpiredIsReclaimed: a Get at or after the deadline removes the
+// entry rather than leaving it until FIFO eviction reaches it.
+func TestExpiredIsReclaimed(t *testing.T) {
+	c, _ := New[int](64)
+	c.Add(key(1), 1, t0.Add(time.Minute), t0)
+	if _, ok := c.Get(key(1), t0.Add(time.Minute)); ok {
+		t.Fatal("hit at the deadline")
+	}
+	if n := c.Len(); n != 0 {
+		t.Errorf("Len = %d after Get of an expired entry, want 0", n)
+	}
+}
+
+// TestPlacementIsMixed: keys that share their leading bytes, as keys
+// chosen by an attacker who grinds token hashes could, still spread over
+// every shard and many home slots: placement depends on a secret
+// multiplier, not on the key's raw bits.
+func TestPlacementIsMixed(t *testing.T) {
+	c, _ := New[int](1 << 14)
+	shards, homes := map[*shard[int]]bool{}, map[int]bool{}
+	for i := range 4096 {
+		var k Key
+		k[4], k[5] = byte(i), byte(i>>8) // bytes 0-3 fixed at zero
+		s, h := c.place(&k)
+		shards[s] = true
+		if s == &c.shards[0] {
+			homes[h] = true
+		}
+	}
+	if len(shards) != numShards {
+		t.Errorf("4096 keys with the same leading bytes used %d of %d shards", len(shards), numShards)
+	}
+	if len(homes) < 100 {
+		t.Errorf("keys in shard 0 used only %d home slots", len(homes))
+	}
+	if d, _ := New[int](1 << 14); d.mix == c.mix {
+		t.Error("two caches share a placement multiplier")
+	}
+}
+
+// TestConcurrentNeverMistakes: readers racing writers that add, replace,
+// evict and remove entries (and so shift runs of slots) may miss, but
+// must never get another key's value or an expired one.
+func TestConcurrentNeverMistakes(t *testing.T) {
+	c, _ := New[int](32) // small: constant eviction and back-shifting
+	const nkeys = 256
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for w := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				k := (i*7 + w) % nkeys
+				if i%5 == 0 {
+					c.Remove(key(k))
+				} else {
+					// The value is the key's number: a reader can tell
+					// a mistake from a miss.
+					c.Add(key(k), k, t0.Add(time.Duration(1+k%2)*time.Minute), t0)
+				}
+			}
+		}()
+	}
+	var bad sync.Map
+	for r := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 100_000 {
+				k := (i + r*31) % nkeys
+				at := t0.Add(90 * time.Second) // even keys expired at 1m, odd ones live until 2m
+				if v, ok := c.Get(key(k), at); ok && (v != k || k%2 == 0) {
+					bad.Store(k, v)
+				}
+			}
+		}()
+	}
+	go func() {
+		defer close(stop)
+		time.Sleep(500 * time.Millisecond)
+	}()
+	wg.Wait()
+	bad.Range(func(k, v any) bool {
+		t.Errorf("Get(key %v) = %v", k, v)
+		return true
+	})
+	checkTable(t, c)
 }
 
 func BenchmarkGetHit(b *testing.B) {
