@@ -388,7 +388,7 @@ func TestDPoPReplayStoreFailuresFailClosed(t *testing.T) {
 		if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("WWW-Authenticate") != "" {
 			t.Errorf("store error %v: %d %q", tt.err, rec.Code, rec.Header().Get("WWW-Authenticate"))
 		}
-		if n := testutil.ToFloat64(g.metrics.byReason[tt.reason]); n != 1 {
+		if n := g.metrics.requests.value(tt.reason); n != 1 {
 			t.Errorf("store error %v: %s counted %v times", tt.err, tt.reason, n)
 		}
 	}

@@ -251,7 +251,7 @@ func TestKeysNeverLoaded(t *testing.T) {
 	if rec.Header().Get("WWW-Authenticate") != "" {
 		t.Error("503 carries a challenge")
 	}
-	if n := testutil.ToFloat64(g.metrics.byReason[ReasonKeysUnavailable]); n != 1 {
+	if n := g.metrics.requests.value(ReasonKeysUnavailable); n != 1 {
 		t.Errorf("keys_unavailable count = %v", n)
 	}
 	if n := testutil.ToFloat64(g.metrics.jwksRefresh.WithLabelValues("http_error")); n < 1 {
@@ -352,8 +352,8 @@ func TestMetrics(t *testing.T) {
 	do(h, "Bearer "+tok)
 	do(h)
 	do(h, "Bearer "+is.mint(t, "b", nil))
-	for reason, n := range map[Reason]float64{ReasonOK: 1, ReasonMissingToken: 1, ReasonInsufficientScope: 1, ReasonExpired: 0} {
-		if got := testutil.ToFloat64(g.metrics.byReason[reason]); got != n {
+	for reason, n := range map[Reason]uint64{ReasonOK: 1, ReasonMissingToken: 1, ReasonInsufficientScope: 1, ReasonExpired: 0} {
+		if got := g.metrics.requests.value(reason); got != n {
 			t.Errorf("%s = %v, want %v", reason, got, n)
 		}
 	}

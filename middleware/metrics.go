@@ -17,9 +17,8 @@ const (
 // from closed sets (Reason, the result constants, jwks result labels), never
 // from tokens, subjects or other request data.
 type metrics struct {
-	requests      *prometheus.CounterVec
-	byReason      map[Reason]prometheus.Counter // pre-resolved children; read-only after newMetrics
-	verify        prometheus.Histogram
+	requests      *reasonCounter     // striped: written on every request
+	verify        *durationHistogram // striped: written on every request
 	jwksRefresh   *prometheus.CounterVec
 	introspection *prometheus.CounterVec
 	dpopReplays   prometheus.Counter
@@ -27,15 +26,12 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tokenguard_requests_total",
-			Help: "Requests seen by the guard, by result (allowed, denied, unavailable) and reason.",
-		}, []string{"result", "reason"}),
-		verify: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "tokenguard_verify_duration_seconds",
-			Help:    "Time spent deciding on a request's credentials.",
-			Buckets: []float64{.00001, .000025, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .05, .25, 1, 5},
-		}),
+		requests: newReasonCounter("tokenguard_requests_total",
+			"Requests seen by the guard, by result (allowed, denied, unavailable) and reason.",
+			allReasons),
+		verify: newDurationHistogram("tokenguard_verify_duration_seconds",
+			"Time spent deciding on a request's credentials.",
+			[]float64{.00001, .000025, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .05, .25, 1, 5}),
 		jwksRefresh: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tokenguard_jwks_refresh_total",
 			Help: "JWKS fetch attempts, by result.",
@@ -48,10 +44,6 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "tokenguard_dpop_replays_total",
 			Help: "DPoP proofs rejected because their jti was already used.",
 		}),
-	}
-	m.byReason = make(map[Reason]prometheus.Counter, len(allReasons))
-	for _, r := range allReasons {
-		m.byReason[r] = m.requests.WithLabelValues(resultFor(r), string(r))
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.requests, m.verify, m.jwksRefresh, m.introspection, m.dpopReplays} {
@@ -73,8 +65,4 @@ func resultFor(r Reason) string {
 	return resultDenied
 }
 
-func (m *metrics) count(r Reason) {
-	if c, ok := m.byReason[r]; ok {
-		c.Inc()
-	}
-}
+func (m *metrics) count(r Reason) { m.requests.inc(r) }

@@ -98,7 +98,7 @@ func (g *Guard) RequirePolicy(p Policy) func(http.Handler) http.Handler {
 			if e == nil {
 				e = g.enforce(r, pol, p, tok)
 			}
-			g.metrics.verify.Observe(time.Since(start).Seconds())
+			g.metrics.verify.observe(time.Since(start))
 			if e != nil {
 				g.metrics.count(e.Reason)
 				g.decided(r, e.Reason)

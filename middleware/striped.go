@@ -1,0 +1,162 @@
+package middleware
+
+import (
+	"math"
+	"math/bits"
+	"math/rand/v2"
+	"runtime"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// The two metrics written on every request, tokenguard_requests_total and
+// tokenguard_verify_duration_seconds, are striped: each keeps several
+// copies of its counts, a request adds to a randomly chosen copy, and a
+// scrape adds the copies up. prometheus.Counter and prometheus.Histogram
+// keep one copy, so every request on every core does an atomic add on the
+// same cache line (a histogram does several), and on a cached token that
+// line's trips between cores cost more than the rest of the guard. The
+// exposition is the same: the same names, labels, buckets and types.
+
+// stripes is how many copies each striped metric keeps: enough that two
+// requests on different cores rarely pick the same copy.
+func stripes() int {
+	n := 1 << bits.Len(uint(4*runtime.GOMAXPROCS(0)-1)) // the power of two ≥ 4 × cores
+	return min(max(n, 8), 256)
+}
+
+// cacheLineWords is a cache line in uint64s. Rows of counts are at least
+// this much longer than their contents, so no two rows share a line
+// whatever the allocation's alignment.
+const cacheLineWords = 8
+
+// pickRow returns a random row in [0, rows), rows a power of two.
+// math/rand/v2's top-level functions read per-thread state: no shared
+// write.
+func pickRow(rows int) int { return int(rand.Uint32() & uint32(rows-1)) }
+
+// reasonCounter is tokenguard_requests_total: a counter per Reason, with
+// the result label derived from it.
+type reasonCounter struct {
+	desc    *prometheus.Desc
+	created time.Time      // exposed as client_golang's own counters expose it
+	reasons []Reason       // label values by index
+	index   map[Reason]int // read-only after newReasonCounter
+	rows    int
+	stride  int // row length in words
+	cells   []atomic.Uint64
+}
+
+func newReasonCounter(name, help string, reasons []Reason) *reasonCounter {
+	c := &reasonCounter{
+		desc:    prometheus.NewDesc(name, help, []string{"result", "reason"}, nil),
+		created: time.Now(),
+		reasons: slices.Clone(reasons),
+		index:   make(map[Reason]int, len(reasons)),
+		rows:    stripes(),
+		stride:  len(reasons) + cacheLineWords,
+	}
+	for i, r := range c.reasons {
+		c.index[r] = i
+	}
+	c.cells = make([]atomic.Uint64, c.rows*c.stride)
+	return c
+}
+
+// inc counts one request decided with reason r. A Reason outside the set
+// given to newReasonCounter is not counted.
+func (c *reasonCounter) inc(r Reason) {
+	if i, ok := c.index[r]; ok {
+		c.cells[pickRow(c.rows)*c.stride+i].Add(1)
+	}
+}
+
+// value returns the count for r, summed over the rows.
+func (c *reasonCounter) value(r Reason) uint64 {
+	i, ok := c.index[r]
+	if !ok {
+		return 0
+	}
+	var n uint64
+	for row := range c.rows {
+		n += c.cells[row*c.stride+i].Load()
+	}
+	return n
+}
+
+func (c *reasonCounter) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *reasonCounter) Collect(ch chan<- prometheus.Metric) {
+	for _, r := range c.reasons {
+		ch <- prometheus.MustNewConstMetricWithCreatedTimestamp(c.desc, prometheus.CounterValue, float64(c.value(r)), c.created, resultFor(r), string(r))
+	}
+}
+
+// durationHistogram is tokenguard_verify_duration_seconds. A row holds a
+// count per bucket (the last one +Inf) and the sum of the observations
+// (float64 bits); the total count is the sum of the bucket counts, so a
+// scrape never sees buckets and count disagree.
+type durationHistogram struct {
+	desc    *prometheus.Desc
+	created time.Time
+	bounds  []float64 // upper bounds, ascending
+	rows    int
+	stride  int
+	cells   []atomic.Uint64
+}
+
+func newDurationHistogram(name, help string, bounds []float64) *durationHistogram {
+	if !slices.IsSorted(bounds) || len(bounds) == 0 || math.IsInf(bounds[len(bounds)-1], 1) {
+		panic("middleware: histogram bounds must be finite, non-empty and ascending")
+	}
+	h := &durationHistogram{
+		desc:    prometheus.NewDesc(name, help, nil, nil),
+		created: time.Now(),
+		bounds:  slices.Clone(bounds),
+		rows:    stripes(),
+		stride:  len(bounds) + 2 + cacheLineWords, // buckets, +Inf, sum, padding
+	}
+	h.cells = make([]atomic.Uint64, h.rows*h.stride)
+	return h
+}
+
+// sumCell is the index, within a row, of the sum of observations.
+func (h *durationHistogram) sumCell() int { return len(h.bounds) + 1 }
+
+func (h *durationHistogram) observe(d time.Duration) {
+	v := d.Seconds()
+	b, _ := slices.BinarySearch(h.bounds, v) // first bound ≥ v: the "le" bucket; len(bounds) is +Inf
+	row := h.cells[pickRow(h.rows)*h.stride:]
+	row[b].Add(1)
+	sum := &row[h.sumCell()]
+	for { // contended only by requests that picked the same row
+		old := sum.Load()
+		if sum.CompareAndSwap(old, math.Float64bits(math.Float64frombits(old)+v)) {
+			return
+		}
+	}
+}
+
+func (h *durationHistogram) Describe(ch chan<- *prometheus.Desc) { ch <- h.desc }
+
+func (h *durationHistogram) Collect(ch chan<- prometheus.Metric) {
+	counts := make([]uint64, len(h.bounds)+1)
+	var sum float64
+	for row := range h.rows {
+		r := h.cells[row*h.stride:]
+		for b := range counts {
+			counts[b] += r[b].Load()
+		}
+		sum += math.Float64frombits(r[h.sumCell()].Load())
+	}
+	buckets := make(map[float64]uint64, len(h.bounds))
+	var cum uint64
+	for b, bound := range h.bounds {
+		cum += counts[b]
+		buckets[bound] = cum
+	}
+	ch <- prometheus.MustNewConstHistogramWithCreatedTimestamp(h.desc, cum+counts[len(h.bounds)], sum, buckets, h.created)
+}
