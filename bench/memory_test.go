@@ -75,7 +75,7 @@ func TestReplayStoreMillion(t *testing.T) {
 // cache of 2n entries and through one with the cache off, and returns the
 // difference per entry: the bytes a filled entry holds (its Principal,
 // claims and bookkeeping) and the bytes each configured slot costs before
-// anything is stored (the cache's preallocated maps and rings).
+// anything is stored (the cache's preallocated table and ring).
 func tokenCacheBytes(tb testing.TB, n int) (perEntry, perSlot float64) {
 	tb.Helper()
 	env := newEnv(tb, "EdDSA") // the cheapest to mint and verify

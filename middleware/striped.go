@@ -20,6 +20,11 @@ import (
 // same cache line (a histogram does several), and on a cached token that
 // line's trips between cores cost more than the rest of the guard. The
 // exposition is the same: the same names, labels, buckets and types.
+//
+// Rows are picked at random, not per core (Go exposes no processor id), so
+// a request still often finds its row last written on another core; what
+// striping removes is two cores writing the same line at the same time,
+// and, with more cores, most of the transfers.
 
 // stripes is how many copies each striped metric keeps: enough that two
 // requests on different cores rarely pick the same copy.
@@ -109,8 +114,13 @@ type durationHistogram struct {
 }
 
 func newDurationHistogram(name, help string, bounds []float64) *durationHistogram {
-	if !slices.IsSorted(bounds) || len(bounds) == 0 || math.IsInf(bounds[len(bounds)-1], 1) {
-		panic("middleware: histogram bounds must be finite, non-empty and ascending")
+	for i, b := range bounds {
+		if math.IsInf(b, 0) || math.IsNaN(b) || i > 0 && b <= bounds[i-1] {
+			panic("middleware: histogram bounds must be finite and strictly increasing")
+		}
+	}
+	if len(bounds) == 0 {
+		panic("middleware: histogram needs at least one bound")
 	}
 	h := &durationHistogram{
 		desc:    prometheus.NewDesc(name, help, nil, nil),

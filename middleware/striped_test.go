@@ -39,7 +39,7 @@ func TestStripedMatchesClient(t *testing.T) {
 		dh.observe(d)
 		hist.Observe(d.Seconds())
 	}
-	rc.inc(Reason("not_a_reason")) // ignored, as an unknown child would be
+	rc.inc(Reason("not_a_reason")) // not counted: the label set is closed
 
 	got, gotSum := expose(t, ours)
 	want, wantSum := expose(t, ref)

@@ -55,29 +55,35 @@ type Cache[V any] struct {
 	// cannot aim them at one shard or one run of slots without knowing
 	// it.
 	mix    uint64
+	_      [64]byte // keeps the shards' writes off the line every Get reads mix from
 	shards [numShards]shard[V]
 }
 
 // shard is an open-addressed table (linear probing, never more than half
 // full) of pointers to immutable entries, plus the ring of insertion order
 // that FIFO eviction walks.
+//
+// The fields a Get reads and the fields writers change are kept on
+// separate cache lines (the padding), so a miss being added to one shard
+// does not evict the line that hits in it or in its neighbour read.
 type shard[V any] struct {
 	slots []atomic.Pointer[entry[V]] // len a power of two ≥ 2 × len(ring); read without a lock
 	mix   uint64                     // the Cache's mix
 	shift uint                       // 64 - log2(len(slots))
+	_     [64]byte
 
 	mu   sync.Mutex  // serialises writers; guards ring, next, n and every Store to slots
-	ring []*entry[V] // insertion order; ring[next] is the oldest once full
+	ring []*entry[V] // live entries in insertion order; ring[next] is the oldest once full, nil where an entry was removed
 	next int
 	n    int // entries in slots
-
-	_ [64]byte // keeps one shard's writes off its neighbour's read-mostly fields
+	_    [64]byte
 }
 
 type entry[V any] struct {
 	key     Key
 	val     V
 	expires int64 // unix nanoseconds
+	pos     int   // its index in ring
 }
 
 // New returns a cache that holds at most size entries (rounded up to a
@@ -136,19 +142,20 @@ func (c *Cache[V]) Add(k Key, v V, expires time.Time, now time.Time) {
 		return
 	}
 	s, home := c.place(&k)
-	e := &entry[V]{key: k, val: v, expires: expires.UnixNano()}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	// Evict whatever the ring slot we are about to reuse recorded, unless
-	// that entry has since been replaced or removed.
+	// Evict the oldest entry if the ring slot we are about to reuse
+	// still holds it.
 	if old := s.ring[s.next]; old != nil {
 		if i := s.index(&old.key, s.home(&old.key)); i >= 0 && s.slots[i].Load() == old {
 			s.delete(i)
 		}
 	}
+	e := &entry[V]{key: k, val: v, expires: expires.UnixNano(), pos: s.next}
 	s.ring[s.next] = e
 	s.next = (s.next + 1) % len(s.ring)
 	if i := s.index(&k, home); i >= 0 {
+		s.forget(s.slots[i].Load())
 		s.slots[i].Store(e)
 		return
 	}
@@ -220,12 +227,21 @@ func (s *shard[V]) index(k *Key, home int) int {
 	return -1
 }
 
+// forget clears e's ring position, so the ring keeps no value alive that
+// the table no longer holds. The caller holds mu.
+func (s *shard[V]) forget(e *entry[V]) {
+	if e != nil && s.ring[e.pos] == e {
+		s.ring[e.pos] = nil
+	}
+}
+
 // delete empties slot i and shifts back the entries after it that would
 // otherwise be cut off from their home slot (Knuth's algorithm R), so no
 // tombstones build up. The caller holds mu. Each moved entry is stored at
 // its new slot before its old one is overwritten: a concurrent find sees
 // it at one of the two, or, having passed the new slot already, misses it.
 func (s *shard[V]) delete(i int) {
+	s.forget(s.slots[i].Load())
 	mask := len(s.slots) - 1
 	for j, n := (i+1)&mask, 1; n < len(s.slots); j, n = (j+1)&mask, n+1 {
 		e := s.slots[j].Load()
