@@ -2,6 +2,7 @@ package middleware
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -17,6 +18,7 @@ const (
 // from closed sets (Reason, the result constants, jwks result labels), never
 // from tokens, subjects or other request data.
 type metrics struct {
+	rows          *rowPicker         // which row of requests and verify a request writes
 	requests      *reasonCounter     // striped: written on every request
 	verify        *durationHistogram // striped: written on every request
 	jwksRefresh   *prometheus.CounterVec
@@ -25,13 +27,15 @@ type metrics struct {
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	rows := stripes()
 	m := &metrics{
+		rows: newRowPicker(rows),
 		requests: newReasonCounter("tokenguard_requests_total",
 			"Requests seen by the guard, by result (allowed, denied, unavailable) and reason.",
-			allReasons),
+			allReasons, rows),
 		verify: newDurationHistogram("tokenguard_verify_duration_seconds",
 			"Time spent deciding on a request's credentials.",
-			[]float64{.00001, .000025, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .05, .25, 1, 5}),
+			[]float64{.00001, .000025, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .05, .25, 1, 5}, rows),
 		jwksRefresh: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tokenguard_jwks_refresh_total",
 			Help: "JWKS fetch attempts, by result.",
@@ -65,4 +69,11 @@ func resultFor(r Reason) string {
 	return resultDenied
 }
 
-func (m *metrics) count(r Reason) { m.requests.inc(r) }
+// record counts one decided request: its reason and how long deciding
+// took.
+func (m *metrics) record(r Reason, d time.Duration) {
+	row := m.rows.get()
+	m.verify.observe(row.i, d)
+	m.requests.inc(row.i, r)
+	m.rows.put(row)
+}

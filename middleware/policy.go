@@ -98,15 +98,17 @@ func (g *Guard) RequirePolicy(p Policy) func(http.Handler) http.Handler {
 			if e == nil {
 				e = g.enforce(r, pol, p, tok)
 			}
-			g.metrics.verify.observe(time.Since(start))
+			reason := ReasonOK
 			if e != nil {
-				g.metrics.count(e.Reason)
+				reason = e.Reason
+			}
+			g.metrics.record(reason, time.Since(start))
+			if e != nil {
 				g.decided(r, e.Reason)
 				g.logDenial(r, e)
 				g.writeError(w, e, pol.challengeScopes())
 				return
 			}
-			g.metrics.count(ReasonOK)
 			g.decided(r, ReasonOK)
 			if nonce != "" {
 				w.Header().Set("DPoP-Nonce", nonce)

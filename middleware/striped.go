@@ -3,9 +3,9 @@ package middleware
 import (
 	"math"
 	"math/bits"
-	"math/rand/v2"
 	"runtime"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -21,10 +21,9 @@ import (
 // line's trips between cores cost more than the rest of the guard. The
 // exposition is the same: the same names, labels, buckets and types.
 //
-// Rows are picked at random, not per core (Go exposes no processor id), so
-// a request still often finds its row last written on another core; what
-// striping removes is two cores writing the same line at the same time,
-// and, with more cores, most of the transfers.
+// A request writes one row of each, picked by rowPicker, which hands a
+// processor the row it used last, so the lines a core writes mostly stay
+// in its own cache.
 
 // stripes is how many copies each striped metric keeps: enough that two
 // requests on different cores rarely pick the same copy.
@@ -38,10 +37,36 @@ func stripes() int {
 // whatever the allocation's alignment.
 const cacheLineWords = 8
 
-// pickRow returns a random row in [0, rows), rows a power of two.
-// math/rand/v2's top-level functions read per-thread state: no shared
-// write.
-func pickRow(rows int) int { return int(rand.Uint32() & uint32(rows-1)) }
+// rowPicker hands out rows. Go exposes no processor id, but a sync.Pool
+// keeps a private item per processor (P): a row put back is, almost
+// always, what the next get on the same P returns, so each core keeps
+// writing its own row. A row is a handle, not a lock: two requests may
+// hold the same one (after a GC empties the pool, new handles are dealt
+// round-robin), which costs only contention, never a lost count.
+type rowPicker struct {
+	pool sync.Pool
+	rows []row // handles, one per row
+	next atomic.Uint32
+}
+
+type row struct{ i int }
+
+func newRowPicker(n int) *rowPicker {
+	p := &rowPicker{rows: make([]row, n)}
+	for i := range p.rows {
+		p.rows[i].i = i
+	}
+	return p
+}
+
+func (p *rowPicker) get() *row {
+	if r, _ := p.pool.Get().(*row); r != nil {
+		return r
+	}
+	return &p.rows[p.next.Add(1)&uint32(len(p.rows)-1)]
+}
+
+func (p *rowPicker) put(r *row) { p.pool.Put(r) }
 
 // reasonCounter is tokenguard_requests_total: a counter per Reason, with
 // the result label derived from it.
@@ -55,13 +80,13 @@ type reasonCounter struct {
 	cells   []atomic.Uint64
 }
 
-func newReasonCounter(name, help string, reasons []Reason) *reasonCounter {
+func newReasonCounter(name, help string, reasons []Reason, rows int) *reasonCounter {
 	c := &reasonCounter{
 		desc:    prometheus.NewDesc(name, help, []string{"result", "reason"}, nil),
 		created: time.Now(),
 		reasons: slices.Clone(reasons),
 		index:   make(map[Reason]int, len(reasons)),
-		rows:    stripes(),
+		rows:    rows,
 		stride:  len(reasons) + cacheLineWords,
 	}
 	for i, r := range c.reasons {
@@ -71,11 +96,11 @@ func newReasonCounter(name, help string, reasons []Reason) *reasonCounter {
 	return c
 }
 
-// inc counts one request decided with reason r. A Reason outside the set
-// given to newReasonCounter is not counted.
-func (c *reasonCounter) inc(r Reason) {
+// inc counts, in row, one request decided with reason r. A Reason
+// outside the set given to newReasonCounter is not counted.
+func (c *reasonCounter) inc(row int, r Reason) {
 	if i, ok := c.index[r]; ok {
-		c.cells[pickRow(c.rows)*c.stride+i].Add(1)
+		c.cells[row*c.stride+i].Add(1)
 	}
 }
 
@@ -113,7 +138,7 @@ type durationHistogram struct {
 	cells   []atomic.Uint64
 }
 
-func newDurationHistogram(name, help string, bounds []float64) *durationHistogram {
+func newDurationHistogram(name, help string, bounds []float64, rows int) *durationHistogram {
 	for i, b := range bounds {
 		if math.IsInf(b, 0) || math.IsNaN(b) || i > 0 && b <= bounds[i-1] {
 			panic("middleware: histogram bounds must be finite and strictly increasing")
@@ -126,7 +151,7 @@ func newDurationHistogram(name, help string, bounds []float64) *durationHistogra
 		desc:    prometheus.NewDesc(name, help, nil, nil),
 		created: time.Now(),
 		bounds:  slices.Clone(bounds),
-		rows:    stripes(),
+		rows:    rows,
 		stride:  len(bounds) + 2 + cacheLineWords, // buckets, +Inf, sum, padding
 	}
 	h.cells = make([]atomic.Uint64, h.rows*h.stride)
@@ -136,12 +161,13 @@ func newDurationHistogram(name, help string, bounds []float64) *durationHistogra
 // sumCell is the index, within a row, of the sum of observations.
 func (h *durationHistogram) sumCell() int { return len(h.bounds) + 1 }
 
-func (h *durationHistogram) observe(d time.Duration) {
+// observe records d in row.
+func (h *durationHistogram) observe(row int, d time.Duration) {
 	v := d.Seconds()
 	b, _ := slices.BinarySearch(h.bounds, v) // first bound ≥ v: the "le" bucket; len(bounds) is +Inf
-	row := h.cells[pickRow(h.rows)*h.stride:]
-	row[b].Add(1)
-	sum := &row[h.sumCell()]
+	cells := h.cells[row*h.stride:]
+	cells[b].Add(1)
+	sum := &cells[h.sumCell()]
 	for { // contended only by requests that picked the same row
 		old := sum.Load()
 		if sum.CompareAndSwap(old, math.Float64bits(math.Float64frombits(old)+v)) {
