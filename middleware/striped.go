@@ -14,19 +14,19 @@ import (
 
 // The two metrics written on every request, tokenguard_requests_total and
 // tokenguard_verify_duration_seconds, are striped: each keeps several
-// copies of its counts, a request adds to a randomly chosen copy, and a
-// scrape adds the copies up. prometheus.Counter and prometheus.Histogram
-// keep one copy, so every request on every core does an atomic add on the
-// same cache line (a histogram does several), and on a cached token that
-// line's trips between cores cost more than the rest of the guard. The
+// copies (rows) of its counts, a request adds to one row, and a scrape
+// adds the rows up. prometheus.Counter and prometheus.Histogram keep one
+// copy, so every request on every core does atomic adds on the same cache
+// lines; with both cores of a 2-core VM busy on cached tokens, perf showed
+// the histogram's Observe at 13 times its serial samples per request. The
 // exposition is the same: the same names, labels, buckets and types.
 //
-// A request writes one row of each, picked by rowPicker, which hands a
-// processor the row it used last, so the lines a core writes mostly stay
-// in its own cache.
+// rowPicker hands a processor the row it used last, so the lines a core
+// writes mostly stay in its own cache.
 
-// stripes is how many copies each striped metric keeps: enough that two
-// requests on different cores rarely pick the same copy.
+// stripes is how many rows each striped metric keeps: one per processor
+// would do while the picker's pool holds them, the spare rows keep
+// requests apart while it refills after a GC.
 func stripes() int {
 	n := 1 << bits.Len(uint(4*runtime.GOMAXPROCS(0)-1)) // the power of two ≥ 4 × cores
 	return min(max(n, 8), 256)

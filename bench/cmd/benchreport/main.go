@@ -475,7 +475,7 @@ func (d *data) report(m machineInfo) report {
 
 	// Scaling.
 	fmt.Fprintf(&b, "\n## Scaling: RunParallel throughput over serial\n\n")
-	fmt.Fprintf(&b, "Throughput gain = serial ns/op ÷ parallel ns/op, with GOMAXPROCS %d. A gain well under the core count on the cached path would mean a lock on the hot path; `results/contention.txt` has the mutex and block profiles of the cached parallel run. ", m.procs)
+	fmt.Fprintf(&b, "Throughput gain = serial ns/op ÷ parallel ns/op, with GOMAXPROCS %d. A gain well under the core count on the cached path can mean a lock, or any other write to memory shared by all requests (an atomic counter), on the hot path; `results/contention.txt` has the mutex and block profiles of the cached parallel run, which show only locks that were waited for. ", m.procs)
 	fmt.Fprintf(&b, "CPU/op is the process's CPU time (all threads) per request: above ns/op in a serial run, it is work (mostly garbage collection) done on the otherwise idle core; a parallel CPU/op above the serial one is work that grows when both cores are busy. ")
 	fmt.Fprintf(&b, "The controls have no guard at all: a handler that only hands a value on in the request context, as every middleware that passes a principal on must (`r.WithContext` copies the request), and a bare loop of one request-sized heap allocation. Their gains are what net/http and the Go runtime's allocator and garbage collector allow on this machine for a path that small; the floor's is what pure computation gets.\n\n")
 	fmt.Fprintf(&b, "| path | alg | serial ns/op | serial CPU/op | parallel ns/op | parallel CPU/op | gain | target |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |\n")
