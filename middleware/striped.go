@@ -51,6 +51,7 @@ type rowPicker struct {
 
 type row struct{ i int }
 
+// newRowPicker returns a picker over n rows; n must be a power of two.
 func newRowPicker(n int) *rowPicker {
 	p := &rowPicker{rows: make([]row, n)}
 	for i := range p.rows {

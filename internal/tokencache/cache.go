@@ -53,7 +53,9 @@ type Cache[V any] struct {
 	// bytes × mix), so a caller who can choose keys (the introspection
 	// cache also holds "inactive" verdicts for tokens anyone can send)
 	// cannot aim them at one shard or one run of slots without knowing
-	// it.
+	// it, short of grinding keys whose first eight bytes are equal (about
+	// 2^32 hashes for a pair, 2^43 for three: clusters stay tiny, and a
+	// probe never passes more than the shard's entries).
 	mix    uint64
 	_      [64]byte // keeps the shards' writes off the line every Get reads mix from
 	shards [numShards]shard[V]
