@@ -70,7 +70,6 @@ type Cache[V any] struct {
 // does not evict the line that hits in it or in its neighbour read.
 type shard[V any] struct {
 	slots []atomic.Pointer[entry[V]] // len a power of two ≥ 2 × len(ring); read without a lock
-	mix   uint64                     // the Cache's mix
 	shift uint                       // 64 - log2(len(slots))
 	_     [64]byte
 
@@ -83,6 +82,7 @@ type shard[V any] struct {
 
 type entry[V any] struct {
 	key     Key
+	hash    uint64 // Cache.hash(key): where it lives
 	val     V
 	expires int64 // unix nanoseconds
 	pos     int   // its index in ring
@@ -100,35 +100,35 @@ func New[V any](size int) (*Cache[V], error) {
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.slots = make([]atomic.Pointer[entry[V]], n)
-		s.mix = c.mix
 		s.shift = uint(64 - bits.TrailingZeros(uint(n)))
 		s.ring = make([]*entry[V], per)
 	}
 	return c, nil
 }
 
-// place returns k's shard and its home slot there: the top bits of the
-// mixed key pick the shard, the bits below them the slot.
-func (c *Cache[V]) place(k *Key) (*shard[V], int) {
-	s := &c.shards[(binary.LittleEndian.Uint64(k[:8])*c.mix)>>(64-shardBits)]
-	return s, s.home(k)
+// hash mixes k's first eight bytes. Its top bits pick the shard, the bits
+// below them the home slot there.
+func (c *Cache[V]) hash(k *Key) uint64 { return binary.LittleEndian.Uint64(k[:8]) * c.mix }
+
+// place returns k's shard and hash.
+func (c *Cache[V]) place(k *Key) (*shard[V], uint64) {
+	h := c.hash(k)
+	return &c.shards[h>>(64-shardBits)], h
 }
 
-// home returns the slot where k's probe sequence starts.
-func (s *shard[V]) home(k *Key) int {
-	return int(((binary.LittleEndian.Uint64(k[:8]) * s.mix) << shardBits) >> s.shift)
-}
+// home returns the slot where the probe sequence for hash h starts.
+func (s *shard[V]) home(h uint64) int { return int((h << shardBits) >> s.shift) }
 
 // Get returns the value stored under k if it has not expired at now.
 func (c *Cache[V]) Get(k Key, now time.Time) (V, bool) {
-	s, home := c.place(&k)
-	if e := s.find(&k, home); e != nil {
+	s, h := c.place(&k)
+	if _, e := s.lookup(&k, h); e != nil {
 		if now.UnixNano() < e.expires {
 			return e.val, true
 		}
 		// Expired: reclaim it now rather than when FIFO reaches it.
 		s.mu.Lock()
-		if i := s.index(&k, home); i >= 0 && s.slots[i].Load() == e {
+		if i, cur := s.lookup(&k, h); cur == e {
 			s.delete(i)
 		}
 		s.mu.Unlock()
@@ -143,28 +143,28 @@ func (c *Cache[V]) Add(k Key, v V, expires time.Time, now time.Time) {
 	if !expires.After(now) {
 		return
 	}
-	s, home := c.place(&k)
+	s, h := c.place(&k)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	// Evict the oldest entry if the ring slot we are about to reuse
 	// still holds it.
 	if old := s.ring[s.next]; old != nil {
-		if i := s.index(&old.key, s.home(&old.key)); i >= 0 && s.slots[i].Load() == old {
+		if i, cur := s.lookup(&old.key, old.hash); cur == old {
 			s.delete(i)
 		}
 	}
-	e := &entry[V]{key: k, val: v, expires: expires.UnixNano(), pos: s.next}
+	e := &entry[V]{key: k, hash: h, val: v, expires: expires.UnixNano(), pos: s.next}
 	s.ring[s.next] = e
 	s.next = (s.next + 1) % len(s.ring)
-	if i := s.index(&k, home); i >= 0 {
-		s.forget(s.slots[i].Load())
+	if i, cur := s.lookup(&k, h); cur != nil {
+		s.forget(cur)
 		s.slots[i].Store(e)
 		return
 	}
 	// The table is never more than half full, so an empty slot is near;
 	// the bound only keeps a broken invariant from becoming a hang.
 	mask := len(s.slots) - 1
-	for i, n := home, 0; n < len(s.slots); i, n = (i+1)&mask, n+1 {
+	for i, n := s.home(h), 0; n < len(s.slots); i, n = (i+1)&mask, n+1 {
 		if s.slots[i].Load() == nil {
 			s.slots[i].Store(e)
 			s.n++
@@ -175,9 +175,9 @@ func (c *Cache[V]) Add(k Key, v V, expires time.Time, now time.Time) {
 
 // Remove deletes the entry stored under k, if any.
 func (c *Cache[V]) Remove(k Key) {
-	s, home := c.place(&k)
+	s, h := c.place(&k)
 	s.mu.Lock()
-	if i := s.index(&k, home); i >= 0 {
+	if i, e := s.lookup(&k, h); e != nil {
 		s.delete(i)
 	}
 	s.mu.Unlock()
@@ -196,37 +196,22 @@ func (c *Cache[V]) Len() int {
 	return n
 }
 
-// find returns the entry stored under k, probing from its home slot to the
-// first empty one. It takes no lock: with a writer moving entries it may
-// miss, never mistake.
-func (s *shard[V]) find(k *Key, home int) *entry[V] {
+// lookup returns the entry stored under k (whose hash is h) and its slot,
+// or -1 and nil, probing from the home slot to the first empty one. It
+// takes no lock: with a writer moving entries it may miss, never mistake.
+// A caller that holds mu gets the table as it is.
+func (s *shard[V]) lookup(k *Key, h uint64) (int, *entry[V]) {
 	mask := len(s.slots) - 1
-	for i, n := home, 0; n < len(s.slots); i, n = (i+1)&mask, n+1 {
+	for i, n := s.home(h), 0; n < len(s.slots); i, n = (i+1)&mask, n+1 {
 		e := s.slots[i].Load()
 		if e == nil {
-			return nil
+			return -1, nil
 		}
 		if e.key == *k {
-			return e
+			return i, e
 		}
 	}
-	return nil
-}
-
-// index returns the slot holding k, or -1. The caller holds mu, so the
-// table does not change under it.
-func (s *shard[V]) index(k *Key, home int) int {
-	mask := len(s.slots) - 1
-	for i, n := home, 0; n < len(s.slots); i, n = (i+1)&mask, n+1 {
-		e := s.slots[i].Load()
-		if e == nil {
-			return -1
-		}
-		if e.key == *k {
-			return i
-		}
-	}
-	return -1
+	return -1, nil
 }
 
 // forget clears e's ring position, so the ring keeps no value alive that
@@ -252,7 +237,7 @@ func (s *shard[V]) delete(i int) {
 		}
 		// e may fill the hole at i unless its home lies cyclically in
 		// (i, j], where a probe for it would stop at the hole.
-		h := s.home(&e.key)
+		h := s.home(e.hash)
 		if (i < j && (h <= i || h > j)) || (j < i && h <= i && h > j) {
 			s.slots[i].Store(e)
 			i = j

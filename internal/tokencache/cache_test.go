@@ -222,8 +222,11 @@ func checkTable(t *testing.T, c *Cache[int]) {
 				continue
 			}
 			filled++
-			if s.find(&e.key, s.home(&e.key)) != e {
-				t.Errorf("shard %d: entry in slot %d unreachable from its home %d", si, i, s.home(&e.key))
+			if e.hash != c.hash(&e.key) {
+				t.Errorf("shard %d: entry in slot %d carries a wrong hash", si, i)
+			}
+			if _, found := s.lookup(&e.key, e.hash); found != e {
+				t.Errorf("shard %d: entry in slot %d unreachable from its home %d", si, i, s.home(e.hash))
 			}
 		}
 		if filled != s.n || 2*filled > len(s.slots) {
@@ -237,7 +240,7 @@ func checkTable(t *testing.T, c *Cache[int]) {
 				continue
 			}
 			inRing++
-			if e.pos != pos || s.find(&e.key, s.home(&e.key)) != e {
+			if _, found := s.lookup(&e.key, e.hash); e.pos != pos || found != e {
 				t.Errorf("shard %d: ring[%d] holds an entry the table does not", si, pos)
 			}
 		}
@@ -303,9 +306,6 @@ func TestExpiredIsReclaimed(t *testing.T) {
 func TestPlacementIsMixed(t *testing.T) {
 	c, _ := New[int](1 << 14)
 	c.mix = 0x9E3779B97F4A7C15
-	for i := range c.shards {
-		c.shards[i].mix = c.mix
-	}
 	shards, homes := map[*shard[int]]bool{}, map[int]bool{}
 	for i := range 4096 {
 		var k Key
@@ -313,7 +313,7 @@ func TestPlacementIsMixed(t *testing.T) {
 		s, h := c.place(&k)
 		shards[s] = true
 		if s == &c.shards[0] {
-			homes[h] = true
+			homes[s.home(h)] = true
 		}
 	}
 	if len(shards) != numShards {
