@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/tokenguard/tokenguard/internal/httpauth"
 )
 
 // FuzzAuthorization feeds arbitrary Authorization values through a guard
@@ -31,6 +33,8 @@ func FuzzAuthorization(f *testing.F) {
 	f.Add("DPoP x.y.z")                                                    // other scheme
 	f.Add("Bearer")                                                        // no token
 	f.Add("")                                                              // empty header
+	f.Add("B\u0435arer " + mint(nil))                                      // Cyrillic look-alike scheme
+	f.Add("\uff22earer x")                                                 // fullwidth letter in the scheme
 	f.Fuzz(func(t *testing.T, auth string) {
 		req, _ := http.NewRequest(http.MethodGet, "http://api.example.com/", nil)
 		req.Header.Set("Authorization", auth)
@@ -44,6 +48,10 @@ func FuzzAuthorization(f *testing.F) {
 			}
 		case rec.code >= 500:
 			t.Fatalf("status %d with keys loaded", rec.code)
+		case rec.code == 400 && !httpauth.EqualFoldASCII(httpauth.SchemeOf(auth), "Bearer"):
+			// Only our own scheme, malformed, is a bad request; any
+			// other spelling is an unsupported scheme (401).
+			t.Fatalf("400 for a scheme that is not Bearer: %q", auth)
 		case rec.code != 400 && rec.code != 401:
 			t.Fatalf("status %d", rec.code)
 		}

@@ -293,22 +293,26 @@ func (g *Guard) extract(r *http.Request) (bool, string, *denial) {
 	// The token's characters are checked by verifyToken, after the cache
 	// lookup: a cache hit is a token already checked byte for byte.
 	scheme, tok, err := httpauth.SplitAuthorization(v)
+	if err != nil {
+		scheme = httpauth.SchemeOf(v) // whatever it is spelled in
+	}
 	var isDPoP bool
 	switch {
-	case strings.EqualFold(scheme, "Bearer") && g.cfg.DPoP.Mode != DPoPRequired:
+	case httpauth.EqualFoldASCII(scheme, "Bearer") && g.cfg.DPoP.Mode != DPoPRequired:
 		isDPoP = schemeBearer
-	case strings.EqualFold(scheme, "DPoP") && g.cfg.DPoP.Mode != DPoPDisabled:
+	case httpauth.EqualFoldASCII(scheme, "DPoP") && g.cfg.DPoP.Mode != DPoPDisabled:
 		isDPoP = schemeDPoP
-	case err != nil:
-		return false, "", deny(http.StatusBadRequest, CodeInvalidRequest, ReasonMalformedRequest, descMalformedAuth, err)
 	default:
-		// A scheme we do not take (including DPoP while it is disabled
-		// and Bearer while it is required: RFC 9449 §7.1 leaves the
-		// choice to the resource server): a plain challenge tells the
-		// client which schemes we do take.
+		// A scheme we do not take, however it is written: another
+		// scheme, look-alike letters from another script or fullwidth
+		// forms (never folded to ours), an empty value, DPoP while it is
+		// disabled and Bearer while it is required (RFC 9449 §7.1 leaves
+		// that choice to the resource server). RFC 6750 §3: a plain
+		// challenge tells the client which schemes we do take.
 		return false, "", deny(http.StatusUnauthorized, "", ReasonUnsupportedScheme, "", nil)
 	}
 	if err != nil {
+		// Our scheme, but not "scheme SP credentials".
 		return isDPoP, "", deny(http.StatusBadRequest, CodeInvalidRequest, ReasonMalformedRequest, descMalformedAuth, err)
 	}
 	if len(tok) > g.cfg.MaxTokenSize {

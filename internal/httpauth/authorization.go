@@ -65,6 +65,42 @@ func SplitAuthorization(v string) (scheme, token string, err error) {
 	return scheme, rest, nil
 }
 
+// SchemeOf returns what stands in v's scheme position, whatever its
+// characters: v up to the first space or tab. It never fails, so a caller
+// can tell "a scheme we do not take" (any spelling, including look-alike
+// letters from other scripts) from "our scheme, malformed".
+func SchemeOf(v string) string {
+	for i := 0; i < len(v); i++ {
+		if v[i] == ' ' || v[i] == '\t' {
+			return v[:i]
+		}
+	}
+	return v
+}
+
+// EqualFoldASCII reports whether s equals ascii (which must be ASCII)
+// ignoring the case of ASCII letters only. Unlike strings.EqualFold it
+// never matches a non-ASCII character: the Kelvin sign is not a "k",
+// and a scheme spelled with fullwidth or Cyrillic letters is not ours.
+func EqualFoldASCII(s, ascii string) bool {
+	if len(s) != len(ascii) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		a, b := s[i], ascii[i]
+		if 'A' <= a && a <= 'Z' {
+			a += 'a' - 'A'
+		}
+		if 'A' <= b && b <= 'Z' {
+			b += 'a' - 'A'
+		}
+		if a != b {
+			return false
+		}
+	}
+	return true
+}
+
 // IsB64Token reports whether s matches the RFC 6750 b64token production.
 func IsB64Token(s string) bool {
 	i := 0

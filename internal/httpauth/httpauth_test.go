@@ -218,3 +218,43 @@ func TestB64TokenAlphabet(t *testing.T) {
 		t.Error("padding: only trailing = after at least one character")
 	}
 }
+
+func TestSchemeOf(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"Bearer abc", "Bearer"},
+		{"Bearer\tabc", "Bearer"},
+		{"Bearer", "Bearer"},
+		{"", ""},
+		{" abc", ""},
+		{"B\u0435arer abc", "B\u0435arer"},
+		{"Bearer\u00a0abc", "Bearer\u00a0abc"}, // a no-break space is not a separator
+	}
+	for _, tt := range tests {
+		if got := SchemeOf(tt.in); got != tt.want {
+			t.Errorf("SchemeOf(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestEqualFoldASCII(t *testing.T) {
+	tests := []struct {
+		s, ascii string
+		want     bool
+	}{
+		{"Bearer", "Bearer", true},
+		{"bEARER", "Bearer", true},
+		{"dpop", "DPoP", true},
+		{"Bearer ", "Bearer", false},
+		{"Beare", "Bearer", false},
+		{"B\u0435arer", "Bearer", false}, // Cyrillic ie
+		{"\uff22earer", "Bearer", false}, // fullwidth B
+		{"\u212a", "k", false},           // Kelvin sign: strings.EqualFold says true
+		{"\u017f", "s", false},           // long s: strings.EqualFold says true
+		{"Bearer[", "Bearer{", false},    // '[' and '{' differ by the case bit
+	}
+	for _, tt := range tests {
+		if got := EqualFoldASCII(tt.s, tt.ascii); got != tt.want {
+			t.Errorf("EqualFoldASCII(%q, %q) = %v, want %v", tt.s, tt.ascii, got, tt.want)
+		}
+	}
+}
