@@ -1,0 +1,69 @@
+package hygiene
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+)
+
+// ErrUpgrade is CheckUpgrade's refusal. It names no protocol: the value is
+// the client's.
+var ErrUpgrade = errors.New("hygiene: protocol upgrade refused")
+
+// CheckUpgrade refuses a request that asks to switch protocols to anything
+// but WebSocket, and WebSocket too unless allowWebSocket is set. A request
+// with no Upgrade header passes.
+//
+// Only one Upgrade value, exactly the token "websocket" in any letter
+// case, passes: a list ("websocket, h2c") could switch to its second
+// protocol at an upstream that prefers it. Above all "h2c" must never
+// reach an upstream: it answers 101 and hands the client a raw HTTP/2
+// connection on which no later request is checked (h2c smuggling). An
+// Upgrade header without "Connection: upgrade" is refused too: it switches
+// nothing through Go's proxy, but has no honest use either.
+func CheckUpgrade(h http.Header, allowWebSocket bool) error {
+	vals := h.Values("Upgrade")
+	if len(vals) == 0 {
+		return nil
+	}
+	if !allowWebSocket || len(vals) != 1 || !strings.EqualFold(strings.TrimSpace(vals[0]), "websocket") {
+		return ErrUpgrade
+	}
+	return nil
+}
+
+// FoldedHasPrefix reports whether the header name, as an upstream that
+// folds names reads it (letter case ignored, '_' read as '-', surrounding
+// spaces and tabs dropped), starts with prefix. prefix must be lower case
+// and use '-'. CGI, WSGI, PHP and Rack turn both "X-Tokenguard-Subject"
+// and "X_Tokenguard_Subject" into HTTP_X_TOKENGUARD_SUBJECT, so a proxy
+// that sets the first must remove every spelling of it. It allocates
+// nothing.
+func FoldedHasPrefix(name, prefix string) bool {
+	name = strings.Trim(name, " \t")
+	if len(name) < len(prefix) {
+		return false
+	}
+	for i := 0; i < len(prefix); i++ {
+		if foldByte(name[i]) != prefix[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// FoldedEqual is FoldedHasPrefix for a whole name: name folds to want
+// (lower case, '-').
+func FoldedEqual(name, want string) bool {
+	return len(strings.Trim(name, " \t")) == len(want) && FoldedHasPrefix(name, want)
+}
+
+func foldByte(c byte) byte {
+	switch {
+	case 'A' <= c && c <= 'Z':
+		return c + ('a' - 'A')
+	case c == '_':
+		return '-'
+	}
+	return c
+}
