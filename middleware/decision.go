@@ -11,7 +11,8 @@ import "net/http"
 // It is called synchronously, exactly once per request that reaches a
 // handler made by Require or RequirePolicy, before the denial is written
 // or the protected handler runs, and concurrently for concurrent
-// requests. It must be fast and must not write to the response. The
+// requests. A handler made by Hygiene calls it only for the requests it
+// refuses (ReasonInvalidPath, ReasonUpgradeRefused, ReasonMisdirected). It must be fast and must not write to the response. The
 // token is not passed to it, but r still carries the Authorization and
 // DPoP headers: never log r's headers. The usual use is an access log: carry a
 // per-request record in r's context and fill in the reason there.

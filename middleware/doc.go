@@ -82,6 +82,22 @@
 // challenge carries resource_metadata= pointing there, which is how MCP
 // clients and other modern OAuth clients find the authorization server.
 //
+// # Request hygiene: one reading of every request
+//
+// The guard decides by route, and ServeMux matches the path as sent. An
+// application that hands the request on (a proxy to another service, a
+// framework mounted behind the mux) must read the same path, or a token
+// for one route reaches another: "/orders/..%2fadmin" is inside "/orders/"
+// for ServeMux and is "/admin" for Spring, Tomcat, IIS and many Node and
+// Python stacks. Guard.Hygiene, around the router, refuses every
+// request-target with more than one reading (400 invalid_path), every
+// protocol switch but WebSocket (400 invalid_request: "Upgrade: h2c" would
+// take the connection past every check) and, optionally, unexpected Host
+// values (421). It refuses rather than normalises, and does not examine
+// the query. See Hygiene for the exact rules and SECURITY.md for the
+// classes and the upstream behaviours (case-insensitive or suffix
+// matching) it cannot see.
+//
 // # Keys and performance
 //
 // Each issuer's JWKS is fetched and refreshed in the background by package

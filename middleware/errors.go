@@ -99,6 +99,11 @@ const (
 
 	ReasonInactive                 Reason = "token_inactive"
 	ReasonIntrospectionUnavailable Reason = "introspection_unavailable"
+
+	// Refusals by Guard.Hygiene, before any token is looked at.
+	ReasonInvalidPath    Reason = "invalid_path"
+	ReasonUpgradeRefused Reason = "upgrade_refused"
+	ReasonMisdirected    Reason = "misdirected_request"
 )
 
 // allReasons lists every Reason, so metrics can be pre-created.
@@ -112,6 +117,7 @@ var allReasons = []Reason{
 	ReasonReplay, ReasonReplayStoreFull, ReasonReplayStoreUnavailable,
 	ReasonDPoPRequired, ReasonTokenTooOld, ReasonStepUp,
 	ReasonInactive, ReasonIntrospectionUnavailable,
+	ReasonInvalidPath, ReasonUpgradeRefused, ReasonMisdirected,
 }
 
 // errKeysUnavailable is the cause of a 503 when an issuer's keys never

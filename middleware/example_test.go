@@ -1,9 +1,11 @@
 package middleware_test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -111,4 +113,39 @@ func ExamplePrincipalFrom() {
 	tok, _ := iss.Mint("profile orders:read", time.Hour, map[string]any{"sub": "alice", "client_id": "mobile-app"})
 	fmt.Println(get(guard.Require()(whoami), tok))
 	// Output: 200 sub=alice client=mobile-app scopes=[profile orders:read]
+}
+
+func ExampleGuard_Hygiene() {
+	iss, srv := startIssuer()
+	defer srv.Close()
+	guard, err := middleware.New(context.Background(), middleware.Config{
+		Audience: "https://api.example.com",
+		Issuers:  []middleware.Issuer{{Issuer: iss.URL(), JWKSURI: srv.URL + "/jwks"}},
+	})
+	if err != nil {
+		panic(err)
+	}
+	defer guard.Close()
+
+	mux := http.NewServeMux()
+	mux.Handle("GET /orders/", guard.Require("orders:read")(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, "the orders")
+	})))
+	api := httptest.NewServer(guard.Hygiene(middleware.Hygiene{})(mux)) // around the router
+	defer api.Close()
+
+	// A client that sends its path as written, as an attacker's does.
+	tok, _ := iss.Mint("orders:read", time.Hour, nil)
+	for _, target := range []string{"/orders/42", "/orders/..%2fadmin", "/orders/%2e%2e/admin"} {
+		c, _ := net.Dial("tcp", api.Listener.Addr().String())
+		fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: api.example.com\r\nAuthorization: Bearer %s\r\nConnection: close\r\n\r\n", target, tok)
+		resp, _ := http.ReadResponse(bufio.NewReader(c), nil)
+		body, _ := io.ReadAll(resp.Body)
+		c.Close()
+		fmt.Println(target, resp.StatusCode, strings.TrimSpace(string(body)))
+	}
+	// Output:
+	// /orders/42 200 the orders
+	// /orders/..%2fadmin 400 {"error":"invalid_path"}
+	// /orders/%2e%2e/admin 400 {"error":"invalid_path"}
 }

@@ -503,7 +503,7 @@ func (g *Guard) logDenial(r *http.Request, e *denial) {
 		slog.String("reason", string(e.Reason)),
 		slog.Int("status", e.Status),
 		slog.String("method", r.Method),
-		slog.String("path", r.URL.Path),
+		slog.String("path", r.URL.EscapedPath()),
 	}
 	if e.iss != "" {
 		attrs = append(attrs, slog.String("iss", truncate(e.iss)))

@@ -77,3 +77,12 @@ func (m *metrics) record(r Reason, d time.Duration) {
 	m.requests.inc(row.i, r)
 	m.rows.put(row)
 }
+
+// count counts one request refused before any verification (Guard.Hygiene):
+// tokenguard_requests_total only, so the verification histogram keeps
+// timing verifications.
+func (m *metrics) count(r Reason) {
+	row := m.rows.get()
+	m.requests.inc(row.i, r)
+	m.rows.put(row)
+}
