@@ -130,7 +130,7 @@ func logAccess(log *slog.Logger, r *http.Request, rec *accessRecord, rw *recordi
 	attrs := []slog.Attr{
 		slog.String("request_id", rec.id),
 		slog.String("method", r.Method),
-		slog.String("path", r.URL.Path),
+		slog.String("path", r.URL.EscapedPath()),
 		slog.Int("status", status),
 		slog.String("decision", decision),
 	}

@@ -158,6 +158,10 @@ type (
 		LogFormat              string      `yaml:"log_format"`
 		LogLevel               string      `yaml:"log_level"`
 		InsecureAllowHTTP      bool        `yaml:"insecure_allow_http"`
+		PathNormalization      string      `yaml:"path_normalization"`
+		Upgrades               []string    `yaml:"upgrades,flow"`
+		AllowedHosts           []string    `yaml:"allowed_hosts,omitempty,flow"`
+		AllowUnderscoreHeaders bool        `yaml:"allow_underscore_headers"`
 	}
 	effIssuer struct {
 		Issuer                   string `yaml:"issuer"`
@@ -272,6 +276,13 @@ func (c *config) effectiveYAML() ([]byte, error) {
 		LogLevel:               c.LogLevel,
 		InsecureAllowHTTP:      c.InsecureAllowHTTP,
 		DPoP:                   effDPoP{Mode: c.DPoPMode, Nonce: c.DPoPNonce, ReplayStore: "memory"},
+		PathNormalization:      c.PathNormalization,
+		Upgrades:               []string{},
+		AllowedHosts:           c.AllowedHosts,
+		AllowUnderscoreHeaders: c.AllowUnderscoreHeaders,
+	}
+	if c.AllowWebSocket {
+		e.Upgrades = []string{"websocket"}
 	}
 	if e.MaxTokenSize == 0 {
 		e.MaxTokenSize = middleware.DefaultMaxTokenSize

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"reflect"
@@ -73,6 +74,11 @@ type fileConfig struct {
 	TLS                   fileTLS `yaml:"tls"`
 
 	InsecureAllowHTTP bool `yaml:"insecure_allow_http"`
+
+	PathNormalization      string    `yaml:"path_normalization"`
+	Upgrades               *[]string `yaml:"upgrades"` // nil: absent (the default); empty: refuse every upgrade
+	AllowedHosts           []string  `yaml:"allowed_hosts"`
+	AllowUnderscoreHeaders bool      `yaml:"allow_underscore_headers"`
 }
 
 type fileTLS struct {
@@ -155,6 +161,12 @@ type config struct {
 	// InsecureAllowHTTP permits plain http issuer and JWKS URLs beyond
 	// loopback (middleware.Config.InsecureAllowHTTP).
 	InsecureAllowHTTP bool
+
+	// Request hygiene (middleware.Hygiene and the proxy's header rules).
+	PathNormalization      string   // "reject" (refuse ambiguous request-targets) or "forward_unchanged"
+	AllowWebSocket         bool     // upgrades: [websocket], the default; false: upgrades: []
+	AllowedHosts           []string // lower case; empty: any Host
+	AllowUnderscoreHeaders bool     // false: request headers whose names contain '_' are dropped
 
 	// NonceSecrets are the DPoP nonce HMAC keys from the environment
 	// (nonceSecretsEnv), set by applyEnv; never from the file, so the file
@@ -803,6 +815,35 @@ func (fc *fileConfig) validate(doc *yaml.Node) (*config, []*fieldError) {
 	}
 	c.TLS = fc.TLS.validate(pos, bad, dur)
 
+	// Request hygiene.
+	switch c.PathNormalization = cmpOr(fc.PathNormalization, pathReject); c.PathNormalization {
+	case pathReject, pathForwardUnchanged:
+	default:
+		bad(pos.at("path_normalization"), "%q is not one of %s, %s", fc.PathNormalization, pathReject, pathForwardUnchanged)
+	}
+	c.AllowWebSocket = true
+	if fc.Upgrades != nil {
+		c.AllowWebSocket = false
+		for i, u := range *fc.Upgrades {
+			if u != "websocket" {
+				bad(pos.at("upgrades", i), "%q cannot be passed: only websocket can (any other protocol switch, h2c above all, would take the connection past every check); [] refuses all", u)
+				continue
+			}
+			c.AllowWebSocket = true
+		}
+	}
+	for i, h := range fc.AllowedHosts {
+		if err := checkHost(h); err != nil {
+			bad(pos.at("allowed_hosts", i), "%v", err)
+			continue
+		}
+		c.AllowedHosts = append(c.AllowedHosts, strings.ToLower(h))
+	}
+	if fc.AllowedHosts != nil && len(fc.AllowedHosts) == 0 {
+		bad(pos.at("allowed_hosts"), "an empty list would refuse every request; omit the key to allow any Host")
+	}
+	c.AllowUnderscoreHeaders = fc.AllowUnderscoreHeaders
+
 	// Logging.
 	switch c.LogFormat = cmpOr(fc.LogFormat, "text"); c.LogFormat {
 	case "text", "json":
@@ -925,6 +966,53 @@ func isPrintableASCII(s string) bool {
 		}
 	}
 	return true
+}
+
+// The values of path_normalization.
+const (
+	pathReject           = "reject"
+	pathForwardUnchanged = "forward_unchanged"
+)
+
+// checkHost requires an allowed_hosts entry to be a host name or address,
+// with an optional port: "api.example.com", "api.example.com:8443",
+// "127.0.0.1", "[::1]:8080" or "::1".
+func checkHost(h string) error {
+	if h == "" {
+		return errors.New("empty: write a host name such as api.example.com")
+	}
+	if strings.Contains(h, "://") || strings.ContainsAny(h, "/?#@ \t\\") {
+		return fmt.Errorf("%q is not a host or host:port (no scheme, path or user)", h)
+	}
+	if a, err := netip.ParseAddr(h); err == nil {
+		if a.Zone() != "" {
+			return fmt.Errorf("%q: zones are not allowed", h)
+		}
+		return nil
+	}
+	name := h
+	if host, port, err := net.SplitHostPort(h); err == nil {
+		if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+			return fmt.Errorf("%q: port must be a number from 0 to 65535", h)
+		}
+		name = host
+		if a, err := netip.ParseAddr(name); err == nil && a.Zone() == "" {
+			return nil
+		}
+	} else if strings.HasPrefix(h, "[") {
+		return fmt.Errorf("%q is not a host or host:port", h)
+	}
+	for i := 0; i < len(name); i++ {
+		switch c := name[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '-', c == '.':
+		default:
+			return fmt.Errorf("%q is not a host name (letters, digits, '-' and '.'; write internationalised names in their xn-- form)", h)
+		}
+	}
+	if name == "" || strings.HasPrefix(name, ".") || strings.Contains(name, "..") {
+		return fmt.Errorf("%q is not a host name", h)
+	}
+	return nil
 }
 
 // checkListen requires host:port with a numeric port.

@@ -150,6 +150,14 @@ func TestDemo(t *testing.T) {
 // tokenJKT returns the cnf.jkt claim of a JWT, without verifying it.
 func tokenJKT(t testing.TB, tok string) string {
 	t.Helper()
+	cnf, _ := decodeClaims(t, tok)["cnf"].(map[string]any)
+	jkt, _ := cnf["jkt"].(string)
+	return jkt
+}
+
+// decodeClaims returns a JWT's claims, unverified.
+func decodeClaims(t testing.TB, tok string) map[string]any {
+	t.Helper()
 	parts := strings.Split(tok, ".")
 	if len(parts) != 3 {
 		t.Fatalf("not a JWT: %q", tok)
@@ -158,15 +166,11 @@ func tokenJKT(t testing.TB, tok string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var c struct {
-		CNF struct {
-			JKT string `json:"jkt"`
-		} `json:"cnf"`
-	}
+	var c map[string]any
 	if err := json.Unmarshal(b, &c); err != nil {
 		t.Fatal(err)
 	}
-	return c.CNF.JKT
+	return c
 }
 
 // step is one printed curl command that promised a status.

@@ -22,6 +22,7 @@ import (
 
 	"github.com/tokenguard/tokenguard/dpop"
 	"github.com/tokenguard/tokenguard/dpop/redisstore"
+	"github.com/tokenguard/tokenguard/internal/hygiene"
 	"github.com/tokenguard/tokenguard/internal/netutil"
 	"github.com/tokenguard/tokenguard/middleware"
 )
@@ -382,13 +383,27 @@ func newProxyHandler(cfg *config, guard *middleware.Guard, proxy http.Handler, l
 	// When a route already covers every method and path ("/"), the
 	// catch-all conflicts with it and is not needed.
 	_ = tryHandle(mux, "/", notFound)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	router := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if reservedPaths[r.URL.Path] {
 			notFound(w, r)
 			return
 		}
 		mux.ServeHTTP(w, r)
-	}), nil
+	})
+	// Hygiene runs before any route is matched: with path_normalization
+	// reject, the path the route is matched on is then the path the
+	// upstream gets, byte for byte, and means the same to it however it
+	// decodes (TestGatewayForwardsWhatItMatched, FuzzGatewayTarget).
+	return guard.Hygiene(cfg.hygiene())(router), nil
+}
+
+// hygiene is the gateway's middleware.Hygiene.
+func (c *config) hygiene() middleware.Hygiene {
+	return middleware.Hygiene{
+		AllowedHosts:          slices.Clone(c.AllowedHosts),
+		InsecureSkipPathCheck: c.PathNormalization == pathForwardUnchanged,
+		RefuseWebSocket:       !c.AllowWebSocket,
+	}
 }
 
 // requirePrincipal fails closed if a request somehow reaches the proxy
@@ -396,7 +411,7 @@ func newProxyHandler(cfg *config, guard *middleware.Guard, proxy http.Handler, l
 func requirePrincipal(next http.Handler, log *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, ok := middleware.PrincipalFrom(r.Context()); !ok {
-			log.Error("request reached the proxy without a verified principal", "method", r.Method, "path", r.URL.Path)
+			log.Error("request reached the proxy without a verified principal", "method", r.Method, "path", r.URL.EscapedPath())
 			writeJSONError(w, http.StatusInternalServerError, "internal_error")
 			return
 		}
@@ -426,7 +441,10 @@ func newProxy(cfg *config, log *slog.Logger) *httputil.ReverseProxy {
 	p := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(upstream)
-			dropClientForwarding(pr.Out.Header)
+			scrubHeaders(pr.Out.Header, cfg.AllowUnderscoreHeaders)
+			// Request trailers are never forwarded: they would arrive after
+			// every header rule here has run.
+			pr.Out.Trailer = nil
 			pr.SetXForwarded()
 			setIdentityHeaders(pr.Out.Header, pr.In)
 			if rec := recordFrom(pr.In.Context()); rec != nil {
@@ -452,7 +470,7 @@ func newProxy(cfg *config, log *slog.Logger) *httputil.ReverseProxy {
 			if kind == "client_gone" {
 				level = slog.LevelDebug // the client went away: not the upstream's fault, not news
 			}
-			log.Log(r.Context(), level, "upstream request failed", "method", r.Method, "path", r.URL.Path, "upstream_error", kind, "err", err)
+			log.Log(r.Context(), level, "upstream request failed", "method", r.Method, "path", r.URL.EscapedPath(), "upstream_error", kind, "err", err)
 			// The error names the upstream's address; it stays in the log.
 			code := "bad_gateway"
 			if status == http.StatusGatewayTimeout {
@@ -470,27 +488,38 @@ func newProxy(cfg *config, log *slog.Logger) *httputil.ReverseProxy {
 // X-Forwarded-*, that common frameworks and proxies read as the client's
 // address or the original URL. Coming from a client they are claims
 // nobody checked, so none reaches the upstream.
+// Lower case with '-', as hygiene.FoldedEqual compares them.
 var clientOverrideHeaders = []string{
-	"X-Real-Ip", "True-Client-Ip", "X-Client-Ip", "Cf-Connecting-Ip", "Fastly-Client-Ip",
-	"X-Cluster-Client-Ip", "X-Original-Forwarded-For", "X-Original-Url", "X-Rewrite-Url",
-	"X-Original-Host", "X-Host", "X-Http-Method-Override", "X-Method-Override", "X-Http-Method",
+	"x-real-ip", "true-client-ip", "x-client-ip", "cf-connecting-ip", "fastly-client-ip",
+	"x-cluster-client-ip", "x-original-forwarded-for", "x-original-url", "x-rewrite-url",
+	"x-original-host", "x-host", "x-http-method-override", "x-method-override", "x-http-method",
 }
 
-// dropClientForwarding removes what a client could use to lie to the
-// upstream about where a request came from or what it asked for: every
-// X-Forwarded-* header (Prefix, Port, Ssl, Scheme, ... as well as the For,
-// Host and Proto that SetXForwarded then sets afresh), Forwarded, and
-// clientOverrideHeaders, in any letter case. Method-override headers are
-// among them: the guard authorised the request's real method.
-func dropClientForwarding(h http.Header) {
-	const xf = "X-Forwarded-"
+// scrubHeaders removes from a request about to be forwarded every header
+// a client could use to lie to the upstream, under every spelling an
+// upstream might fold to the same name (letter case, '_' for '-',
+// surrounding space: CGI, WSGI, PHP and Rack read X_Tokenguard_Subject
+// as X-Tokenguard-Subject):
+//
+//   - X-Tokenguard-*, the identity headers the gateway sets afterwards;
+//   - every X-Forwarded-* header (Prefix, Port, Ssl, Scheme, ... as well
+//     as the For, Host and Proto that SetXForwarded then sets afresh),
+//     Forwarded, and clientOverrideHeaders (client address, original URL,
+//     method override: the guard authorised the request's real method);
+//   - unless allowUnderscore, every header whose name has a '_' at all,
+//     as Envoy's headers_with_underscores_action does: upstreams fold
+//     them unpredictably, so no list of names could be complete.
+func scrubHeaders(h http.Header, allowUnderscore bool) {
 	for k := range h {
-		if len(k) >= len(xf) && strings.EqualFold(k[:len(xf)], xf) || strings.EqualFold(k, "Forwarded") {
+		if !allowUnderscore && strings.IndexByte(k, '_') >= 0 ||
+			hygiene.FoldedHasPrefix(k, "x-tokenguard-") ||
+			hygiene.FoldedHasPrefix(k, "x-forwarded-") ||
+			hygiene.FoldedEqual(k, "forwarded") {
 			delete(h, k)
 			continue
 		}
 		for _, name := range clientOverrideHeaders {
-			if strings.EqualFold(k, name) {
+			if hygiene.FoldedEqual(k, name) {
 				delete(h, k)
 				break
 			}
@@ -498,16 +527,10 @@ func dropClientForwarding(h http.Header) {
 	}
 }
 
-// setIdentityHeaders removes every X-Tokenguard-* header from out, in any
-// case, then sets the gateway's own from the request's verified Principal.
+// setIdentityHeaders sets the gateway's identity headers on out from the
+// request's verified Principal. scrubHeaders has removed every client
+// copy of them first.
 func setIdentityHeaders(out http.Header, in *http.Request) {
-	for k := range out {
-		// Keys parsed by net/http are canonical, but a header map can hold
-		// other spellings too: compare without regard to case.
-		if len(k) >= len(headerPrefix) && strings.EqualFold(k[:len(headerPrefix)], headerPrefix) {
-			delete(out, k)
-		}
-	}
 	p, ok := middleware.PrincipalFrom(in.Context())
 	if !ok {
 		return
@@ -609,8 +632,17 @@ func (c *config) replayStoreError(err error) error {
 }
 
 // logDPoPNotes warns about DPoP settings that work but may not be what an
-// operator running several replicas wants.
+// operator running several replicas wants, or that trust the client more
+// than it may expect.
 func (c *config) logDPoPNotes(log *slog.Logger) {
+	if c.DPoPMode != "disabled" && c.PublicURL == nil {
+		msg := "dpop is on and public_url is unset: a proof's htu is checked against a URL built from the client's Host header"
+		if len(c.AllowedHosts) == 0 {
+			log.Warn(msg+", and allowed_hosts is unset, so any Host is believed; set public_url to the URL clients call", "dpop", c.DPoPMode)
+		} else {
+			log.Warn(msg+" (one of allowed_hosts); set public_url to the URL clients call", "dpop", c.DPoPMode)
+		}
+	}
 	switch {
 	case c.DPoPNonce && len(c.NonceSecrets) == 0:
 		log.Warn("dpop.nonce is on without "+nonceSecretsEnv+": nonces are made with a random per-process key, "+

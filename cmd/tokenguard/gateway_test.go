@@ -560,18 +560,44 @@ func TestGatewayShutdownTimeout(t *testing.T) {
 	}
 }
 
-func TestSetIdentityHeadersStripsAnyCase(t *testing.T) {
-	out := http.Header{
-		"X-Tokenguard-Subject": {"a"},
-		"x-tokenguard-scope":   {"b"},
-		"X-TOKENGUARD-Foo":     {"c"},
-		"X-Tokenguard":         {"d"}, // no dash: not ours
-		"Accept":               {"e"},
+func TestScrubHeaders(t *testing.T) {
+	in := http.Header{
+		// Identity headers in every spelling an upstream folds together.
+		"X-Tokenguard-Subject":   {"a"},
+		"x-tokenguard-scope":     {"b"},
+		"X-TOKENGUARD-Foo":       {"c"},
+		"X_Tokenguard_Subject":   {"u1"},
+		"X-Tokenguard_Scope":     {"u2"},
+		"x_tokenguard-client_id": {"u3"},
+		" X-Tokenguard-Subject":  {"s1"},
+		"X-Tokenguard":           {"d"}, // no dash: not ours, and no underscore
+		// Forwarding and override headers, folded too.
+		"X-Forwarded-For":        {"6.6.6.6"},
+		"X_Forwarded_Host":       {"evil"},
+		"Forwarded":              {"for=6.6.6.6"},
+		"X-Real-Ip":              {"6.6.6.6"},
+		"X_Real_IP":              {"6.6.6.6"},
+		"x-http-method-override": {"DELETE"},
+		// Ordinary headers with underscores.
+		"Accept":    {"e"},
+		"My_Header": {"f"},
 	}
-	setIdentityHeaders(out, httptest.NewRequest("GET", "/", nil)) // no Principal: strip only
-	want := http.Header{"X-Tokenguard": {"d"}, "Accept": {"e"}}
-	if diff := cmp.Diff(want, out); diff != "" {
-		t.Errorf("headers (-want +got):\n%s", diff)
+	tests := []struct {
+		name            string
+		allowUnderscore bool
+		want            http.Header
+	}{
+		{"underscores dropped (default)", false, http.Header{"X-Tokenguard": {"d"}, "Accept": {"e"}}},
+		{"underscores allowed", true, http.Header{"X-Tokenguard": {"d"}, "Accept": {"e"}, "My_Header": {"f"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := in.Clone()
+			scrubHeaders(h, tt.allowUnderscore)
+			if diff := cmp.Diff(tt.want, h); diff != "" {
+				t.Errorf("headers (-want +got):\n%s", diff)
+			}
+		})
 	}
 }
 

@@ -34,6 +34,12 @@
 //	jwks_min_refresh_interval: 5m  # bounds on the JWKS refresh interval from Cache-Control (at least 1s)
 //	jwks_max_refresh_interval: 24h
 //	jwks_refresh_rate_limit: 10s # least gap between refreshes for unknown kids, per issuer (at least 1s)
+//	path_normalization: reject   # reject: 400 {"error":"invalid_path"} for any request-target an upstream
+//	                             # could read as another path; forward_unchanged: unsafe unless the
+//	                             # upstream decodes nothing
+//	upgrades: [websocket]        # the only protocol switch passed; []: none (anything else is always a 400)
+//	allowed_hosts: [api.example.com]  # Host values served (a name matches any port); others: 421
+//	allow_underscore_headers: false   # false: request headers with '_' in the name are dropped
 //	tls:                         # serve HTTPS (HTTP/2 and HTTP/1.1, TLS 1.2+) on listen
 //	  cert_file: /etc/tokenguard/tls.crt   # PEM chain; both files or neither; must load at start
 //	  key_file: /etc/tokenguard/tls.key
@@ -63,9 +69,19 @@
 //
 // Every request the gateway forwards carries X-Tokenguard-Subject,
 // X-Tokenguard-Client-Id and X-Tokenguard-Scope from the verified token;
-// any X-Tokenguard-* header a client sends is removed first. A request
-// that matches no route gets 404. GET /metrics (Prometheus), /healthz and
-// /readyz are served only on metrics_listen.
+// any header a client sends that an upstream could read as one of them
+// (any letter case, '_' for '-': X_Tokenguard_Subject) is removed first,
+// and so, unless allow_underscore_headers is set, is every header with an
+// underscore in its name. Before any route is matched, a request whose
+// path is ambiguous (percent-encoded '/', '\', '.', '%', ';' or control
+// characters, dot segments, "//", ';' parameters, backslashes, invalid
+// escapes, characters that normalise to delimiters, a request-target that
+// is not a path) gets 400 {"error":"invalid_path"}, an Upgrade to
+// anything but WebSocket 400 {"error":"invalid_request"}, and a Host not
+// in allowed_hosts 421 {"error":"misdirected_request"}; none is
+// forwarded. The route is matched on the path that is forwarded, byte for
+// byte. A request that matches no route gets 404. GET /metrics
+// (Prometheus), /healthz and /readyz are served only on metrics_listen.
 //
 // The gateway forwards to the upstream through its own connection pool
 // (HTTP_PROXY and friends are ignored), streams request and response

@@ -410,7 +410,7 @@ func (p *pattern) Read(b []byte) (int, error) {
 func TestGatewayUpgradePassesThrough(t *testing.T) {
 	is := startIssuer(t)
 	up := startHandler(t, func(w http.ResponseWriter, r *http.Request) {
-		if !strings.EqualFold(r.Header.Get("Upgrade"), "echo") || r.Header.Get("X-Tokenguard-Subject") == "" {
+		if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") || r.Header.Get("X-Tokenguard-Subject") == "" {
 			http.Error(w, "want an authenticated upgrade", http.StatusBadRequest)
 			return
 		}
@@ -421,7 +421,7 @@ func TestGatewayUpgradePassesThrough(t *testing.T) {
 		defer conn.Close()
 		// An upstream that echoes a request id of its own: the client
 		// must still see exactly one, the gateway's.
-		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\nX-Request-Id: upstream-id\r\n\r\n")
+		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nX-Request-Id: upstream-id\r\n\r\n")
 		brw.Flush()
 		conn.SetDeadline(time.Now().Add(wait))
 		line, _ := brw.ReadString('\n')
@@ -435,7 +435,7 @@ func TestGatewayUpgradePassesThrough(t *testing.T) {
 	}
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(wait))
-	fmt.Fprintf(conn, "GET /ws HTTP/1.1\r\nHost: api\r\nAuthorization: Bearer %s\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n", mint(t, is, ""))
+	fmt.Fprintf(conn, "GET /ws HTTP/1.1\r\nHost: api\r\nAuthorization: Bearer %s\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", mint(t, is, ""))
 	br := bufio.NewReader(conn)
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
@@ -455,7 +455,7 @@ func TestGatewayUpgradePassesThrough(t *testing.T) {
 	}
 
 	// Without a token, no upgrade.
-	resp2, _ := do(t, "GET", g.proxy+"/ws", "", http.Header{"Connection": {"Upgrade"}, "Upgrade": {"echo"}})
+	resp2, _ := do(t, "GET", g.proxy+"/ws", "", http.Header{"Connection": {"Upgrade"}, "Upgrade": {"websocket"}})
 	if resp2.StatusCode != http.StatusUnauthorized {
 		t.Errorf("unauthenticated upgrade: %d", resp2.StatusCode)
 	}
