@@ -6,11 +6,14 @@
 #
 #   cd bench && ./instructions.sh      # about a minute; writes results/instructions.txt
 #
-# For each algorithm it counts the floor (bare signature check) and
-# tokenguard with its token cache off, each run twice, with N1 and N2
-# operations after identical set-up (fixed keys from testdata/keys, a fixed
-# token); per operation = (count(N2) - count(N1)) / (N2 - N1), so process
-# start, the JWKS fetch and the warm-up cancel out. Needs valgrind.
+# For each algorithm it counts four rows: floor (the bare signature
+# check), guard (a full request, token cache off), cached (the same token
+# again, cache on) and dpop (a DPoP request whose token is cached and whose
+# proof is fresh, signed with that algorithm). Each runs twice, with N1 and
+# N2 operations after identical set-up (fixed keys from testdata/keys, a
+# fixed token, N2 proofs made for dpop in both runs); per operation =
+# (count(N2) - count(N1)) / (N2 - N1), so process start, the JWKS fetch,
+# proof making and the warm-up cancel out. Needs valgrind.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -37,7 +40,7 @@ go test -c -o "$TMP/bench.test" .
 count() {
 	if ! GODEBUG=asyncpreemptoff=1,cpu.rdtscp=off timeout 600 valgrind --tool=callgrind --callgrind-out-file="$TMP/cg.out" \
 		"$TMP/bench.test" -test.run '^TestInstructions$' -test.count 1 \
-		-instr.what "$1" -instr.alg "$2" -instr.n "$3" >"$TMP/out" 2>"$TMP/err"; then
+		-instr.what "$1" -instr.alg "$2" -instr.n "$3" -instr.prep "$N2" >"$TMP/out" 2>"$TMP/err"; then
 		echo "instructions.sh: $1 $2 n=$3 failed:" >&2
 		cat "$TMP/out" "$TMP/err" >&2
 		exit 1
@@ -55,7 +58,7 @@ count() {
 	echo "# $(go version | cut -d' ' -f3), $(date -u '+%Y-%m-%d %H:%M UTC'), N1=$N1 N2=$N2: instructions per operation (callgrind)"
 	echo "# what alg count(N1) count(N2) per-op"
 	for alg in ES256 RS256 EdDSA; do
-		for what in floor guard; do
+		for what in floor guard cached dpop; do
 			a=$(count "$what" "$alg" "$N1")
 			b=$(count "$what" "$alg" "$N2")
 			echo "$what $alg $a $b $(((b - a) / (N2 - N1)))"

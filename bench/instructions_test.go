@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"context"
 	"crypto"
 	"crypto/x509"
 	"encoding/pem"
@@ -12,7 +13,9 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/tokenguard/tokenguard/dpop"
 	"github.com/tokenguard/tokenguard/internal/devissuer"
+	"github.com/tokenguard/tokenguard/middleware"
 )
 
 // Instruction counts are the one cost figure a shared, noisy machine
@@ -27,9 +30,10 @@ import (
 // are fixed (no clock, no random jti). The token is minted for the far
 // future, so it stays valid.
 var (
-	instrWhat = flag.String("instr.what", "", "TestInstructions: floor or guard (token cache off)")
+	instrWhat = flag.String("instr.what", "", "TestInstructions: floor, guard (token cache off), cached (the same token again, cache on) or dpop (cached bound token, fresh proof)")
 	instrAlg  = flag.String("instr.alg", "", "TestInstructions: ES256, RS256 or EdDSA")
 	instrN    = flag.Int("instr.n", 0, "TestInstructions: operations to run after set-up")
+	instrPrep = flag.Int("instr.prep", 0, "TestInstructions: dpop proofs to make during set-up (at least -instr.n; give both runs the same value, so set-up cancels out)")
 )
 
 // fixedClaims are the claims of the instruction-count token: valid from
@@ -71,8 +75,8 @@ func fixedKey(tb testing.TB, alg string) *devissuer.Key {
 func TestInstructions(t *testing.T) {
 	if *instrWhat == "" {
 		for _, alg := range algs {
-			for _, what := range []string{"floor", "guard"} {
-				t.Run(what+"/"+alg, func(t *testing.T) { runOps(t, what, alg, 2) })
+			for _, what := range []string{"floor", "guard", "cached", "dpop"} {
+				t.Run(what+"/"+alg, func(t *testing.T) { runOps(t, what, alg, 2, 2) })
 			}
 		}
 		return
@@ -80,28 +84,35 @@ func TestInstructions(t *testing.T) {
 	if *instrN < 0 {
 		t.Fatalf("-instr.n %d: must not be negative", *instrN)
 	}
-	runOps(t, *instrWhat, *instrAlg, *instrN)
+	runOps(t, *instrWhat, *instrAlg, *instrN, max(*instrPrep, *instrN))
 	fmt.Printf("instructions: %s %s n=%d done\n", *instrWhat, *instrAlg, *instrN)
 }
 
-// runOps sets up contestant what for alg and runs it n times.
-func runOps(t *testing.T, what, alg string, n int) {
+// runOps sets up contestant what for alg and runs it n times. prep is how
+// many DPoP proofs the dpop contestant makes during set-up (at least n).
+func runOps(t *testing.T, what, alg string, n, prep int) {
 	env := newFixedEnv(t, alg)
 	var op func() bool
-	switch what {
-	case "floor":
-		op = env.floor(t)
-	case "guard":
-		h := newTokenguard(t, env, false, noop)
-		req, w := request(env.tokens.valid), &statusWriter{h: http.Header{}}
+	serve := func(h http.Handler, req *http.Request) func() bool {
+		w := &statusWriter{h: http.Header{}}
 		warm(t, h, req)
-		op = func() bool {
+		return func() bool {
 			w.code = http.StatusOK
 			h.ServeHTTP(w, req)
 			return w.code == http.StatusOK
 		}
+	}
+	switch what {
+	case "floor":
+		op = env.floor(t)
+	case "guard":
+		op = serve(newTokenguard(t, env, false, noop), request(env.tokens.valid))
+	case "cached":
+		op = serve(newTokenguard(t, env, true, noop), request(env.tokens.valid))
+	case "dpop":
+		op = fixedDPoP(t, env, prep)
 	default:
-		t.Fatalf("-instr.what %q: want floor or guard", what)
+		t.Fatalf("-instr.what %q: want floor, guard, cached or dpop", what)
 	}
 	for i := range n {
 		if !op() {
@@ -138,3 +149,52 @@ type statusWriter struct {
 func (w *statusWriter) Header() http.Header         { return w.h }
 func (w *statusWriter) Write(b []byte) (int, error) { return len(b), nil }
 func (w *statusWriter) WriteHeader(code int)        { w.code = code }
+
+// fixedDPoP sets up the dpop contestant: a guard with DPoP allowed and its
+// token cache on, a token bound to the fixed key (which also signs the
+// proofs, with alg), and prep fresh proofs made before the first
+// operation. Each operation serves the next unused proof; the warm-up
+// request (its own proof) has cached the token, so what is counted is the
+// proof, its binding and the replay check.
+func fixedDPoP(t *testing.T, env *issuerEnv, prep int) func() bool {
+	jkt, err := dpop.Thumbprint(env.key.Private.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims := fixedClaims(fixedIssuer)
+	claims["cnf"] = map[string]any{"jkt": jkt}
+	tok, err := env.key.Sign(map[string]any{"typ": "at+jwt"}, claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	guard, err := middleware.New(context.Background(), middleware.Config{
+		Audience:  audience,
+		Issuers:   []middleware.Issuer{{Issuer: env.iss.URL(), JWKSURI: env.jwksURL}},
+		PublicURL: "https://api.example.com",
+		DPoP:      middleware.DPoPConfig{Mode: middleware.DPoPAllowed},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { guard.Close() })
+	proofs := make([]string, prep+1)
+	for i := range proofs {
+		if proofs[i], err = dpop.NewProof(env.key.Private, dpop.ProofParams{
+			Method: http.MethodGet, URL: dpopTarget, AccessToken: tok, Alg: env.alg,
+			JTI: fmt.Sprintf("instructions-%08d", i),
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := guard.Require(scope)(noop)
+	req, w := dpopRequest(tok, proofs[0]), &statusWriter{h: http.Header{}}
+	warm(t, h, req)
+	next := 1
+	return func() bool {
+		setProof(req, proofs[next])
+		next++
+		w.code = http.StatusOK
+		h.ServeHTTP(w, req)
+		return w.code == http.StatusOK
+	}
+}
