@@ -324,7 +324,8 @@ func ourVerdict(alg string, key crypto.PublicKey, token string) bool {
 }
 
 // jwxVerdict asks jwx to verify token with key for alg, and to report the
-// same header alg (jws.Verify with a fixed key does not compare them).
+// same header alg (jws.Verify with a fixed key does not compare them by
+// default, and its jws.WithAlgorithmMatch skips a header without "alg").
 func jwxVerdict(t *testing.T, alg string, key crypto.PublicKey, token string) bool {
 	ja, ok := jwa.LookupSignatureAlgorithm(alg)
 	if !ok {
