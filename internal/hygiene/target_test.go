@@ -255,3 +255,14 @@ func FuzzCheckTarget(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkCheckTarget(b *testing.B) {
+	for _, target := range []string{"/orders/42", "/api/v1/orders/42/items?expand=lines", "/caf%C3%A9/%E2%82%AC/items"} {
+		b.Run(target, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = CheckTarget(target)
+			}
+		})
+	}
+}
