@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/tokenguard/tokenguard/internal/testkit"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/check/*.golden")
@@ -41,7 +43,7 @@ func exampleFile(t *testing.T, name string) (path, dir string) {
 	}
 	dir = t.TempDir()
 	if strings.Contains(string(data), "/etc/tokenguard/tls/") {
-		newTestCert(t, 1).write(t, filepath.Join(dir, "fullchain.pem"), filepath.Join(dir, "privkey.pem"))
+		testkit.NewCert(t, 1).Write(t, filepath.Join(dir, "fullchain.pem"), filepath.Join(dir, "privkey.pem"))
 		data = []byte(strings.ReplaceAll(string(data), "/etc/tokenguard/tls/", dir+"/"))
 	}
 	path = filepath.Join(dir, name)
@@ -61,7 +63,7 @@ func TestCheckGolden(t *testing.T) {
 		example    bool
 		env        map[string]string
 	}{
-		{"design-example", filepath.Join("testdata", "design-example.yaml"), false, nil},
+		{"design-example", filepath.Join("..", "..", "gateway", "testdata", "design-example.yaml"), false, nil},
 		{"single", "single.yaml", true, nil},
 		{"replicas-redis", "replicas-redis.yaml", true, checkSecrets},
 		{"mcp", "mcp.yaml", true, nil},

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/tokenguard/tokenguard/dpop"
+	"github.com/tokenguard/tokenguard/gateway"
 	"github.com/tokenguard/tokenguard/internal/devissuer"
 	"github.com/tokenguard/tokenguard/internal/netutil"
 )
@@ -45,7 +46,7 @@ func defaultDemoOptions() demoOptions {
 type demo struct {
 	IssuerURL, UpstreamURL, GatewayURL, MetricsURL string
 
-	gw                     *gateway
+	gw                     *gateway.Gateway
 	issuerSrv, upstreamSrv *http.Server
 }
 
@@ -79,7 +80,7 @@ func (c *cli) demo(ctx context.Context, args []string) int {
 	opts.explicit = map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { opts.explicit[f.Name] = true })
 
-	log := newLogger(c.stderr, "text", "info")
+	log := slog.New(slog.NewTextHandler(c.stderr, nil))
 	d, err := startDemo(ctx, opts, c.stdout, log)
 	if err != nil {
 		fmt.Fprintln(c.stderr, err)
@@ -102,7 +103,7 @@ func startDemo(ctx context.Context, opts demoOptions, out io.Writer, log *slog.L
 	var lns []net.Listener
 	defer func() {
 		if err != nil {
-			closeAll(lns...)
+			gateway.CloseAll(lns...)
 		}
 	}()
 	bind := func(flagName, addr string) (net.Listener, error) {
@@ -145,8 +146,8 @@ func startDemo(ctx context.Context, opts demoOptions, out io.Writer, log *slog.L
 	if err != nil {
 		return nil, fmt.Errorf("tokenguard demo: %w", err)
 	}
-	d.issuerSrv = &http.Server{Handler: issuerHandler, ReadHeaderTimeout: readHeaderTimeout}
-	d.upstreamSrv = &http.Server{Handler: http.HandlerFunc(echoHandler), ReadHeaderTimeout: readHeaderTimeout}
+	d.issuerSrv = &http.Server{Handler: issuerHandler, ReadHeaderTimeout: gateway.ReadHeaderTimeout}
+	d.upstreamSrv = &http.Server{Handler: http.HandlerFunc(echoHandler), ReadHeaderTimeout: gateway.ReadHeaderTimeout}
 	go serveDemo(d.issuerSrv, issuerLn, log)
 	go serveDemo(d.upstreamSrv, upstreamLn, log)
 	defer func() {
@@ -157,15 +158,15 @@ func startDemo(ctx context.Context, opts demoOptions, out io.Writer, log *slog.L
 	}()
 
 	yamlText := d.config(proxyLn.Addr().String(), metricsLn.Addr().String())
-	cfg, err := parseConfig("demo", []byte(yamlText))
+	cfg, err := gateway.ParseConfig("demo", []byte(yamlText), nil)
 	if err != nil {
 		return nil, fmt.Errorf("tokenguard demo: generated config: %w", err) // a bug
 	}
-	if d.gw, err = startGateway(ctx, cfg, log, listeners{proxy: proxyLn, metrics: metricsLn}); err != nil {
+	if d.gw, err = gateway.Start(ctx, cfg, log, gateway.Listeners{Proxy: proxyLn, Metrics: metricsLn}); err != nil {
 		return nil, err
 	}
 	if err := d.printInstructions(out, yamlText); err != nil {
-		d.gw.shutdown(0)
+		d.gw.Shutdown(0)
 		return nil, fmt.Errorf("tokenguard demo: %w", err)
 	}
 	return d, nil
@@ -206,7 +207,7 @@ func serveDemo(srv *http.Server, ln net.Listener, log *slog.Logger) {
 // run serves until ctx is done, then stops the gateway and the demo's
 // servers.
 func (d *demo) run(ctx context.Context) error {
-	err := d.gw.run(ctx)
+	err := d.gw.Run(ctx)
 	d.issuerSrv.Close()
 	d.upstreamSrv.Close()
 	return err
@@ -390,7 +391,7 @@ func tokenError(w http.ResponseWriter, status int, code, description string) {
 func echoHandler(w http.ResponseWriter, r *http.Request) {
 	headers := map[string]string{}
 	for k, v := range r.Header {
-		if strings.HasPrefix(k, headerPrefix) {
+		if strings.HasPrefix(k, gateway.HeaderPrefix) {
 			headers[k] = strings.Join(v, ", ")
 		}
 	}

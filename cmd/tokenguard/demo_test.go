@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
@@ -21,6 +20,9 @@ import (
 
 	"github.com/tokenguard/tokenguard/dpop"
 	"github.com/tokenguard/tokenguard/internal/devissuer"
+	"github.com/tokenguard/tokenguard/internal/dpoptest"
+	"github.com/tokenguard/tokenguard/internal/keyfile"
+	"github.com/tokenguard/tokenguard/internal/testkit"
 )
 
 // runDemo runs "tokenguard demo" on ephemeral ports and returns it with
@@ -137,7 +139,7 @@ func TestDemo(t *testing.T) {
 	}
 
 	// The last token is bound to the key keygen wrote (cnf.jkt).
-	key, err := readPrivateKey("demo-dpop.pem")
+	key, err := keyfile.ReadPrivateKey("demo-dpop.pem")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,27 +152,9 @@ func TestDemo(t *testing.T) {
 // tokenJKT returns the cnf.jkt claim of a JWT, without verifying it.
 func tokenJKT(t testing.TB, tok string) string {
 	t.Helper()
-	cnf, _ := decodeClaims(t, tok)["cnf"].(map[string]any)
+	cnf, _ := testkit.DecodeClaims(t, tok)["cnf"].(map[string]any)
 	jkt, _ := cnf["jkt"].(string)
 	return jkt
-}
-
-// decodeClaims returns a JWT's claims, unverified.
-func decodeClaims(t testing.TB, tok string) map[string]any {
-	t.Helper()
-	parts := strings.Split(tok, ".")
-	if len(parts) != 3 {
-		t.Fatalf("not a JWT: %q", tok)
-	}
-	b, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		t.Fatal(err)
-	}
-	var c map[string]any
-	if err := json.Unmarshal(b, &c); err != nil {
-		t.Fatal(err)
-	}
-	return c
 }
 
 // step is one printed curl command that promised a status.
@@ -434,7 +418,7 @@ func TestDemoTokenEndpoint(t *testing.T) {
 	srv.Config.Handler = h
 	srv.Start()
 	defer srv.Close()
-	client := newDPoPKey(t)
+	client := dpoptest.NewClient(t)
 
 	type tokenResponse struct {
 		AccessToken string `json:"access_token"`
@@ -483,22 +467,22 @@ func TestDemoTokenEndpoint(t *testing.T) {
 		}
 	})
 	t.Run("valid proof: bound to its key, token_type DPoP", func(t *testing.T) {
-		status, _, tr := post(t, "POST", "application/json", client.proof(t, "POST", tokenURL, "", ""))
+		status, _, tr := post(t, "POST", "application/json", client.Proof(t, "POST", tokenURL, "", ""))
 		if status != 200 || tr.TokenType != "DPoP" {
 			t.Fatalf("%d %+v", status, tr)
 		}
-		if jkt := tokenJKT(t, tr.AccessToken); jkt != client.jkt {
-			t.Errorf("cnf.jkt = %q, want %q", jkt, client.jkt)
+		if jkt := tokenJKT(t, tr.AccessToken); jkt != client.JKT {
+			t.Errorf("cnf.jkt = %q, want %q", jkt, client.JKT)
 		}
 	})
 	t.Run("valid proof, text", func(t *testing.T) {
-		status, body, _ := post(t, "GET", "", client.proof(t, "GET", tokenURL, "", ""))
-		if status != 200 || tokenJKT(t, strings.TrimSpace(body)) != client.jkt {
+		status, body, _ := post(t, "GET", "", client.Proof(t, "GET", tokenURL, "", ""))
+		if status != 200 || tokenJKT(t, strings.TrimSpace(body)) != client.JKT {
 			t.Errorf("%d %q", status, body)
 		}
 	})
 
-	replayed := client.proof(t, "POST", tokenURL, "", "")
+	replayed := client.Proof(t, "POST", tokenURL, "", "")
 	if status, _, _ := post(t, "POST", ""); status != 200 {
 		t.Fatal(status)
 	}
@@ -511,10 +495,10 @@ func TestDemoTokenEndpoint(t *testing.T) {
 		proofs []string
 	}{
 		{"replayed proof", "POST", []string{replayed}},
-		{"proof for another method", "GET", []string{client.proof(t, "POST", tokenURL, "", "")}},
-		{"proof for another URL", "POST", []string{client.proof(t, "POST", is.URL()+"/other", "", "")}},
+		{"proof for another method", "GET", []string{client.Proof(t, "POST", tokenURL, "", "")}},
+		{"proof for another URL", "POST", []string{client.Proof(t, "POST", is.URL()+"/other", "", "")}},
 		{"not a proof", "POST", []string{"not.a.proof"}},
-		{"two proofs", "POST", []string{client.proof(t, "POST", tokenURL, "", ""), client.proof(t, "POST", tokenURL, "", "")}},
+		{"two proofs", "POST", []string{client.Proof(t, "POST", tokenURL, "", ""), client.Proof(t, "POST", tokenURL, "", "")}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			status, body, tr := post(t, tc.method, "", tc.proofs...)

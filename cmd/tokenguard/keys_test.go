@@ -368,7 +368,7 @@ func TestProofErrors(t *testing.T) {
 	public := write("public.pem", pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pkix}))
 	garbage := write("garbage.pem", []byte("not a key\n"))
 	corrupt := write("corrupt.pem", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8[:len(pkcs8)-7]}))
-	huge := write("huge.pem", []byte(strings.Repeat("A", maxKeyFile+1)))
+	huge := write("huge.pem", []byte(strings.Repeat("A", 64<<10+1)))
 	unreadable := filepath.Join(dir, "no-such.pem")
 
 	ok := []string{"-method", "GET", "-url", "https://api.example.com/orders/", "-key", ecKey}

@@ -116,10 +116,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/tokenguard/tokenguard/gateway"
 )
 
 const usage = `tokenguard guards an HTTP API with OAuth 2.0 access tokens.
@@ -164,8 +165,8 @@ type cli struct {
 	handleHUP bool
 	reload    <-chan os.Signal // SIGHUPs while serve runs
 
-	onGateway func(*gateway) // called once the gateway serves
-	onDemo    func(*demo)    // called once the demo serves
+	onGateway func(*gateway.Gateway) // called once the gateway serves
+	onDemo    func(*demo)            // called once the demo serves
 }
 
 // env looks up an environment variable.
@@ -231,8 +232,8 @@ func (c *cli) serve(ctx context.Context, args []string) int {
 		fmt.Fprintln(c.stderr, err)
 		return exitError
 	}
-	log := newLogger(c.stderr, cfg.LogFormat, cfg.LogLevel)
-	g, err := startGateway(ctx, cfg, log, listeners{})
+	log := cfg.NewLogger(c.stderr)
+	g, err := gateway.Start(ctx, cfg, log, gateway.Listeners{})
 	if err != nil {
 		fmt.Fprintln(c.stderr, err)
 		return exitError
@@ -249,14 +250,14 @@ func (c *cli) serve(ctx context.Context, args []string) int {
 				case <-stopReload:
 					return
 				case <-c.reload:
-					if err := g.reloadCertificate(); errors.Is(err, errNoTLS) {
+					if err := g.ReloadCertificate(); errors.Is(err, gateway.ErrNoTLS) {
 						log.Info("SIGHUP: " + err.Error())
 					} // reloadCertificate logs the outcome itself
 				}
 			}
 		}()
 	}
-	if err := g.run(ctx); err != nil {
+	if err := g.Run(ctx); err != nil {
 		log.Error("tokenguard stopped with an error", "err", err)
 		return exitError
 	}
@@ -291,16 +292,4 @@ func (c *cli) configFlag(name, head string, args []string) (path string, code in
 		return "", exitUsage, false
 	}
 	return *p, 0, true
-}
-
-// newLogger returns a slog logger writing text or JSON to w. format and
-// level have been validated by the config.
-func newLogger(w io.Writer, format, level string) *slog.Logger {
-	var lv slog.Level
-	_ = lv.UnmarshalText([]byte(level))
-	opts := &slog.HandlerOptions{Level: lv}
-	if format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
 }

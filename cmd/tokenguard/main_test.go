@@ -8,6 +8,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tokenguard/tokenguard/gateway"
+	"github.com/tokenguard/tokenguard/internal/testkit"
 )
 
 func TestCLIUsage(t *testing.T) {
@@ -66,9 +69,8 @@ func TestCLIUsage(t *testing.T) {
 // back naming the YAML key and line, and settings it does not support yet
 // are refused, never dropped.
 func TestCLIGuardErrorsNameTheLine(t *testing.T) {
-	is := startIssuer(t)
-	up := startUpstream(t)
-	base := gatewayYAML(is.URL(), is.URL()+"/jwks", up.URL, "")
+	is := testkit.StartIssuer(t)
+	base := testkit.GatewayYAML(is.URL(), is.URL()+"/jwks", "http://127.0.0.1:9", "")
 	tests := []struct {
 		name       string
 		yaml       string
@@ -132,17 +134,16 @@ func TestCLIGuardErrorsNameTheLine(t *testing.T) {
 // TOKENGUARD_DPOP_NONCE_SECRETS is read at start; a bad value stops the
 // gateway before it listens, names the variable and never shows the value.
 func TestCLINonceSecretsEnv(t *testing.T) {
-	is := startIssuer(t)
-	up := startUpstream(t)
+	is := testkit.StartIssuer(t)
 	path := filepath.Join(t.TempDir(), "tokenguard.yaml")
-	y := gatewayYAML(is.URL(), is.URL()+"/jwks", up.URL, "dpop:\n  mode: allowed\n  nonce: true\n")
+	y := testkit.GatewayYAML(is.URL(), is.URL()+"/jwks", "http://127.0.0.1:9", "dpop:\n  mode: allowed\n  nonce: true\n")
 	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	for _, bad := range []string{"c2hvcnQtc2VjcmV0LXZhbHVl", "!!not-base64-secret-value!!", base64.StdEncoding.EncodeToString(make([]byte, 32)) + ",,"} {
 		var stderr lockedBuffer
 		c := &cli{stdout: &stderr, stderr: &stderr, getenv: func(name string) string {
-			if name == nonceSecretsEnv {
+			if name == gateway.NonceSecretsEnv {
 				return bad
 			}
 			return ""
@@ -153,7 +154,7 @@ func TestCLINonceSecretsEnv(t *testing.T) {
 		if code != exitError {
 			t.Errorf("%q: exit code %d, want %d", bad, code, exitError)
 		}
-		if !strings.Contains(stderr.String(), nonceSecretsEnv+": secret ") {
+		if !strings.Contains(stderr.String(), gateway.NonceSecretsEnv+": secret ") {
 			t.Errorf("%q: stderr does not name the variable and the entry:\n%s", bad, stderr.String())
 		}
 		if strings.Contains(stderr.String(), strings.TrimRight(bad, ",")[:12]) {

@@ -10,7 +10,7 @@ import (
 
 // ConfigureProxy gives p what every reverse proxy of tokenguard's shares:
 // the gateway, and the bare proxies it is measured against (bench/load,
-// cmd/tokenguard's BenchmarkProxyOverhead), which must differ from it only
+// gateway's BenchmarkProxyOverhead), which must differ from it only
 // in authentication. It sets:
 //
 //   - the connection pool to the upstream (upstreamTransport), with the

@@ -1,4 +1,4 @@
-package main
+package gateway
 
 import (
 	"context"
@@ -173,4 +173,4 @@ func (r *certReloader) serverTLSConfig() *tls.Config {
 	}
 }
 
-var errNoTLS = errors.New("tls is not configured: nothing to reload")
+var ErrNoTLS = errors.New("tls is not configured: nothing to reload")

@@ -1,4 +1,4 @@
-package main
+package gateway
 
 import (
 	"context"
@@ -30,7 +30,7 @@ import (
 // Headers the gateway sets on every request it forwards. Any header with
 // this prefix sent by a client is removed first, whatever its case.
 const (
-	headerPrefix   = "X-Tokenguard-"
+	HeaderPrefix   = "X-Tokenguard-"
 	headerSubject  = "X-Tokenguard-Subject"
 	headerClientID = "X-Tokenguard-Client-Id"
 	headerScope    = "X-Tokenguard-Scope"
@@ -42,7 +42,7 @@ const (
 // bounded by ReadHeaderTimeout, idle keep-alive connections by
 // IdleTimeout.
 const (
-	readHeaderTimeout = 10 * time.Second
+	ReadHeaderTimeout = 10 * time.Second
 	idleTimeout       = 2 * time.Minute
 	// maxConcurrentStreams bounds HTTP/2 streams per connection (the
 	// standard library's default, made explicit): one client connection
@@ -60,8 +60,8 @@ var reservedPaths = map[string]bool{"/metrics": true, "/healthz": true, "/readyz
 // gateway is a running tokenguard: the guarded reverse proxy on listen and
 // the metrics/health server on metrics_listen. Create it with
 // startGateway, stop it with shutdown (run does both ends).
-type gateway struct {
-	cfg *config
+type Gateway struct {
+	cfg *Config
 	log *slog.Logger
 	reg *prometheus.Registry
 
@@ -87,8 +87,8 @@ type gateway struct {
 
 // listeners are optional pre-bound listeners for startGateway; nil fields
 // are bound from the configuration. The demo uses them to pick free ports.
-type listeners struct {
-	proxy, metrics net.Listener
+type Listeners struct {
+	Proxy, Metrics net.Listener
 }
 
 // sharedReplayStore is a DPoP replay store shared by replicas, which the
@@ -104,11 +104,11 @@ type sharedReplayStore interface {
 // creates the guard (waiting up to startup_wait for the issuers' keys), and
 // then starts proxying. ctx bounds only the start; stop the gateway with
 // shutdown.
-func startGateway(ctx context.Context, cfg *config, log *slog.Logger, lns listeners) (_ *gateway, err error) {
-	g := &gateway{cfg: cfg, log: log, reg: prometheus.NewRegistry(), serveErr: make(chan error, 2)}
+func Start(ctx context.Context, cfg *Config, log *slog.Logger, lns Listeners) (_ *Gateway, err error) {
+	g := &Gateway{cfg: cfg, log: log, reg: prometheus.NewRegistry(), serveErr: make(chan error, 2)}
 	defer func() {
 		if err != nil {
-			closeAll(lns.proxy, lns.metrics, g.proxyLn, g.metricsLn) // closing twice is harmless
+			CloseAll(lns.Proxy, lns.Metrics, g.proxyLn, g.metricsLn) // closing twice is harmless
 			if g.metricsSrv != nil {
 				g.metricsSrv.Close()
 			}
@@ -117,12 +117,12 @@ func startGateway(ctx context.Context, cfg *config, log *slog.Logger, lns listen
 			}
 		}
 	}()
-	if g.proxyLn = lns.proxy; g.proxyLn == nil {
+	if g.proxyLn = lns.Proxy; g.proxyLn == nil {
 		if g.proxyLn, err = net.Listen("tcp", cfg.Listen); err != nil {
 			return nil, fmt.Errorf("tokenguard: listen: %w", err)
 		}
 	}
-	if g.metricsLn = lns.metrics; g.metricsLn == nil && cfg.MetricsListen != "" {
+	if g.metricsLn = lns.Metrics; g.metricsLn == nil && cfg.MetricsListen != "" {
 		if g.metricsLn, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
 			return nil, fmt.Errorf("tokenguard: metrics_listen: %w", err)
 		}
@@ -132,7 +132,7 @@ func startGateway(ctx context.Context, cfg *config, log *slog.Logger, lns listen
 	if g.metricsLn != nil {
 		g.metricsSrv = &http.Server{
 			Handler:           g.metricsHandler(),
-			ReadHeaderTimeout: readHeaderTimeout,
+			ReadHeaderTimeout: ReadHeaderTimeout,
 			ReadTimeout:       30 * time.Second, // nothing here reads a body or streams
 			WriteTimeout:      30 * time.Second,
 			IdleTimeout:       idleTimeout,
@@ -173,7 +173,7 @@ func startGateway(ctx context.Context, cfg *config, log *slog.Logger, lns listen
 	}
 	g.proxySrv = &http.Server{
 		Handler:           accessLog(limitConcurrency(h, cfg.MaxConcurrentRequests), log),
-		ReadHeaderTimeout: readHeaderTimeout,
+		ReadHeaderTimeout: ReadHeaderTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes(cfg.MaxTokenSize),
 		// HTTP/2 (over TLS) takes its header-list limit from
@@ -213,7 +213,7 @@ func startGateway(ctx context.Context, cfg *config, log *slog.Logger, lns listen
 
 // serve runs srv on ln until shutdown; any other end is reported on
 // g.serveErr.
-func (g *gateway) serve(name string, srv *http.Server, ln net.Listener) {
+func (g *Gateway) serve(name string, srv *http.Server, ln net.Listener) {
 	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 		g.serveErr <- fmt.Errorf("tokenguard: %s server: %w", name, err)
 	}
@@ -222,7 +222,7 @@ func (g *gateway) serve(name string, srv *http.Server, ln net.Listener) {
 // serveTLS is serve for the TLS proxy listener; the certificate comes
 // from g.certs through TLSConfig.GetCertificate, and HTTP/2 is offered
 // by ALPN.
-func (g *gateway) serveTLS(srv *http.Server, ln net.Listener) {
+func (g *Gateway) serveTLS(srv *http.Server, ln net.Listener) {
 	if err := srv.ServeTLS(ln, "", ""); !errors.Is(err, http.ErrServerClosed) {
 		g.serveErr <- fmt.Errorf("tokenguard: proxy server: %w", err)
 	}
@@ -230,17 +230,17 @@ func (g *gateway) serveTLS(srv *http.Server, ln net.Listener) {
 
 // reloadCertificate loads the TLS certificate and key files again (what
 // SIGHUP does). On failure the current certificate stays in use.
-func (g *gateway) reloadCertificate() error {
+func (g *Gateway) ReloadCertificate() error {
 	if g.certs == nil {
-		return errNoTLS
+		return ErrNoTLS
 	}
 	return g.certs.reload()
 }
 
 // proxyAddr and metricsAddr are the bound addresses (useful with port 0).
-func (g *gateway) proxyAddr() string { return g.proxyLn.Addr().String() }
+func (g *Gateway) ProxyAddr() string { return g.proxyLn.Addr().String() }
 
-func (g *gateway) metricsAddr() string {
+func (g *Gateway) MetricsAddr() string {
 	if g.metricsLn == nil {
 		return ""
 	}
@@ -249,7 +249,7 @@ func (g *gateway) metricsAddr() string {
 
 // run serves until ctx is done (SIGINT/SIGTERM in main) or a server fails,
 // then shuts down gracefully.
-func (g *gateway) run(ctx context.Context) error {
+func (g *Gateway) Run(ctx context.Context) error {
 	var err error
 	select {
 	case <-ctx.Done():
@@ -257,13 +257,13 @@ func (g *gateway) run(ctx context.Context) error {
 	case err = <-g.serveErr:
 		g.log.Error("server failed; shutting down", "err", err)
 	}
-	return errors.Join(err, g.shutdown(g.cfg.ShutdownTimeout))
+	return errors.Join(err, g.Shutdown(g.cfg.ShutdownTimeout))
 }
 
 // shutdown stops accepting connections, waits up to timeout for in-flight
 // requests to finish (then closes what is left), and closes the guard. It
 // is safe to call more than once.
-func (g *gateway) shutdown(timeout time.Duration) error {
+func (g *Gateway) Shutdown(timeout time.Duration) error {
 	g.shutdownOnce.Do(func() {
 		g.draining.Store(true)
 		if d := g.cfg.DrainDelay; d > 0 {
@@ -304,7 +304,7 @@ func (g *gateway) shutdown(timeout time.Duration) error {
 
 // metricsHandler serves GET /metrics, /healthz and /readyz. It is only
 // ever mounted on metrics_listen.
-func (g *gateway) metricsHandler() http.Handler {
+func (g *Gateway) metricsHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g.reg, promhttp.HandlerOpts{
 		ErrorLog: slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
@@ -352,7 +352,7 @@ func writeJSONError(w http.ResponseWriter, status int, code string) {
 // guarded with its scopes, in front of proxy; a catch-all that answers 404
 // (so a method mismatch is 404 too, not 405); and the reserved paths,
 // which are never proxied.
-func newProxyHandler(cfg *config, guard *middleware.Guard, proxy http.Handler, log *slog.Logger) (http.Handler, error) {
+func newProxyHandler(cfg *Config, guard *middleware.Guard, proxy http.Handler, log *slog.Logger) (http.Handler, error) {
 	mux := http.NewServeMux()
 	upstream := requirePrincipal(proxy, log)
 	for _, r := range cfg.Routes {
@@ -398,7 +398,7 @@ func newProxyHandler(cfg *config, guard *middleware.Guard, proxy http.Handler, l
 }
 
 // hygiene is the gateway's middleware.Hygiene.
-func (c *config) hygiene() middleware.Hygiene {
+func (c *Config) hygiene() middleware.Hygiene {
 	return middleware.Hygiene{
 		AllowedHosts:          slices.Clone(c.AllowedHosts),
 		InsecureSkipPathCheck: c.PathNormalization == pathForwardUnchanged,
@@ -436,7 +436,7 @@ func requirePrincipal(next http.Handler, log *slog.Logger) http.Handler {
 // are streamed to the upstream as they arrive (ReverseProxy never
 // buffers them); protocol upgrades (WebSocket) are passed through by
 // ReverseProxy once the route's guard has allowed the request.
-func newProxy(cfg *config, log *slog.Logger) *httputil.ReverseProxy {
+func newProxy(cfg *Config, log *slog.Logger) *httputil.ReverseProxy {
 	upstream := cfg.Upstream
 	p := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -559,7 +559,7 @@ func maxHeaderBytes(tokenSize int) int {
 // guardConfig converts the gateway configuration for middleware.New. Every
 // setting is passed through, including those middleware does not support
 // yet, so that New refuses them rather than the gateway ignoring them.
-func (c *config) guardConfig(log *slog.Logger, reg prometheus.Registerer) middleware.Config {
+func (c *Config) guardConfig(log *slog.Logger, reg prometheus.Registerer) middleware.Config {
 	mc := middleware.Config{
 		Audience:          c.Audience,
 		PublicURL:         c.publicURL(),
@@ -625,7 +625,7 @@ func resourceURL(s string, insecure bool) bool {
 // replayStoreError reports a replay_store URL the Redis client refuses,
 // at its line. The message never includes the URL, which may hold a
 // password.
-func (c *config) replayStoreError(err error) error {
+func (c *Config) replayStoreError(err error) error {
 	p, _ := c.keyFor("DPoP.ReplayStore")
 	msg := strings.TrimPrefix(err.Error(), "redisstore: ")
 	return &configError{File: c.File, Err: err, Fields: []*fieldError{{Line: p.Line, Key: p.Key, Msg: msg}}}
@@ -634,7 +634,7 @@ func (c *config) replayStoreError(err error) error {
 // logDPoPNotes warns about DPoP settings that work but may not be what an
 // operator running several replicas wants, or that trust the client more
 // than it may expect.
-func (c *config) logDPoPNotes(log *slog.Logger) {
+func (c *Config) logDPoPNotes(log *slog.Logger) {
 	if c.DPoPMode != "disabled" && c.PublicURL == nil {
 		msg := "dpop is on and public_url is unset: a proof's htu is checked against a URL built from the client's Host header"
 		if len(c.AllowedHosts) == 0 {
@@ -645,16 +645,16 @@ func (c *config) logDPoPNotes(log *slog.Logger) {
 	}
 	switch {
 	case c.DPoPNonce && len(c.NonceSecrets) == 0:
-		log.Warn("dpop.nonce is on without "+nonceSecretsEnv+": nonces are made with a random per-process key, "+
+		log.Warn("dpop.nonce is on without "+NonceSecretsEnv+": nonces are made with a random per-process key, "+
 			"so replicas do not accept each other's nonces and a restart invalidates those issued; "+
-			"set it to the same secrets on every replica", "env", nonceSecretsEnv)
+			"set it to the same secrets on every replica", "env", NonceSecretsEnv)
 	case !c.DPoPNonce && len(c.NonceSecrets) > 0:
-		log.Warn(nonceSecretsEnv+" is set but dpop.nonce is off; the secrets are not used", "env", nonceSecretsEnv)
+		log.Warn(NonceSecretsEnv+" is set but dpop.nonce is off; the secrets are not used", "env", NonceSecretsEnv)
 	}
 }
 
 // publicURL is PublicURL as middleware.Config wants it: "" when unset.
-func (c *config) publicURL() string {
+func (c *Config) publicURL() string {
 	if c.PublicURL == nil {
 		return ""
 	}
@@ -680,7 +680,7 @@ var goIssuerIndex = regexp.MustCompile(`\bIssuers\[(\d+)\]`)
 // guardError maps middleware.New's errors back to YAML keys and lines.
 // Errors it cannot place are kept as they are; the original error stays
 // reachable with errors.Is/As.
-func (c *config) guardError(err error) error {
+func (c *Config) guardError(err error) error {
 	var errs []error
 	if j, ok := err.(interface{ Unwrap() []error }); ok {
 		errs = j.Unwrap()
@@ -703,7 +703,7 @@ func (c *config) guardError(err error) error {
 	return ce
 }
 
-func closeAll(ls ...net.Listener) {
+func CloseAll(ls ...net.Listener) {
 	for _, l := range ls {
 		if l != nil {
 			_ = l.Close()

@@ -1,4 +1,4 @@
-package main
+package gateway
 
 import (
 	"bufio"
@@ -429,7 +429,7 @@ func TestGatewayUpgradePassesThrough(t *testing.T) {
 		brw.Flush()
 	})
 	g := runGateway(t, rootYAML(is, up.URL, ""))
-	conn, err := net.DialTimeout("tcp", g.gw.proxyAddr(), wait)
+	conn, err := net.DialTimeout("tcp", g.gw.ProxyAddr(), wait)
 	if err != nil {
 		t.Fatal(err)
 	}

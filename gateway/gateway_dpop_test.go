@@ -1,9 +1,8 @@
-package main
+package gateway
 
 import (
 	"bufio"
 	"context"
-	"crypto"
 	"encoding/base64"
 	"fmt"
 	"net"
@@ -15,7 +14,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/tokenguard/tokenguard/dpop"
 	"github.com/tokenguard/tokenguard/internal/devissuer"
 	"github.com/tokenguard/tokenguard/internal/dpoptest"
 	"github.com/tokenguard/tokenguard/middleware"
@@ -43,21 +41,17 @@ func skipUnlessDPoP(t testing.TB) {
 }
 
 // dpopKey is a client's DPoP key.
-type dpopKey struct {
-	priv crypto.Signer
-	jkt  string
-}
+type dpopKey struct{ *dpoptest.Client }
 
 func newDPoPKey(t testing.TB) *dpopKey {
 	t.Helper()
-	k, jkt := dpoptest.NewKey(t)
-	return &dpopKey{priv: k, jkt: jkt}
+	return &dpopKey{dpoptest.NewClient(t)}
 }
 
 // mintBound returns a token from is bound to k (cnf.jkt).
 func (k *dpopKey) mintBound(t testing.TB, is *devissuer.Issuer, scope string) string {
 	t.Helper()
-	tok, err := is.Mint(scope, time.Hour, map[string]any{"cnf": map[string]any{"jkt": k.jkt}})
+	tok, err := is.Mint(scope, time.Hour, map[string]any{"cnf": map[string]any{"jkt": k.JKT}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,11 +62,7 @@ func (k *dpopKey) mintBound(t testing.TB, is *devissuer.Issuer, scope string) st
 // and carrying nonce (if any).
 func (k *dpopKey) proof(t testing.TB, method, url, token, nonce string) string {
 	t.Helper()
-	p, err := dpop.NewProof(k.priv, dpop.ProofParams{Method: method, URL: url, AccessToken: token, Nonce: nonce})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return k.Proof(t, method, url, token, nonce)
 }
 
 // doDPoP sends a request with "Authorization: DPoP token" and, unless
@@ -258,7 +248,7 @@ func TestGatewayDPoPRequired(t *testing.T) {
 // is accepted by another.
 func TestGatewayDPoPNonceSharedSecret(t *testing.T) {
 	skipUnlessDPoP(t)
-	t.Setenv(nonceSecretsEnv, base64.RawURLEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef-shared")))
+	t.Setenv(NonceSecretsEnv, base64.RawURLEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef-shared")))
 	is := startIssuer(t)
 	up := startUpstream(t)
 	y := dpopGatewayYAML(is, up, publicURL, "allowed", "  nonce: true\n")
@@ -277,19 +267,19 @@ func TestGatewayDPoPNonceSharedSecret(t *testing.T) {
 	}
 	for _, g := range []*running{a, b} {
 		if strings.Contains(g.stderr.String(), "per-process") {
-			t.Errorf("warned about per-process nonces although %s is set", nonceSecretsEnv)
+			t.Errorf("warned about per-process nonces although %s is set", NonceSecretsEnv)
 		}
 	}
 }
 
 func TestGatewayDPoPNonceWithoutSecretsWarns(t *testing.T) {
 	skipUnlessDPoP(t)
-	t.Setenv(nonceSecretsEnv, "")
+	t.Setenv(NonceSecretsEnv, "")
 	is := startIssuer(t)
 	up := startUpstream(t)
 	g := runGateway(t, dpopGatewayYAML(is, up, publicURL, "allowed", "  nonce: true\n"))
 	log := g.stderr.String()
-	if !strings.Contains(log, "level=WARN") || !strings.Contains(log, "per-process") || !strings.Contains(log, nonceSecretsEnv) {
+	if !strings.Contains(log, "level=WARN") || !strings.Contains(log, "per-process") || !strings.Contains(log, NonceSecretsEnv) {
 		t.Errorf("no warning about per-process nonces:\n%s", log)
 	}
 	// Nonces still work within the one process.

@@ -1,4 +1,4 @@
-package main
+package gateway
 
 import (
 	"net"
@@ -29,15 +29,15 @@ func TestGatewayDrainDelay(t *testing.T) {
 		t.Skip("machine too slow to observe the delay window")
 	}
 	select {
-	case code := <-g.done:
-		g.done <- code
+	case err := <-g.done:
+		g.done <- err
 		if d := time.Since(start); d < time.Second {
 			t.Errorf("exited after %v, before drain_delay", d)
 		}
 	case <-time.After(wait):
 		t.Fatal("did not exit after drain_delay")
 	}
-	if c, err := net.DialTimeout("tcp", g.gw.proxyAddr(), time.Second); err == nil {
+	if c, err := net.DialTimeout("tcp", g.gw.ProxyAddr(), time.Second); err == nil {
 		c.Close()
 		t.Error("the listener still accepts connections after shutdown")
 	}

@@ -1,4 +1,4 @@
-package main
+package gateway
 
 import (
 	"encoding/base64"
@@ -8,103 +8,16 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/tokenguard/tokenguard/middleware"
 )
 
-// validYAML is a complete configuration; tests edit copies of it. Its line
-// numbers are referred to below, so keep them stable.
-const validYAML = `listen: 127.0.0.1:8080
-metrics_listen: 127.0.0.1:9090
-upstream: http://127.0.0.1:9000
-public_url: http://127.0.0.1:8080
-audience: https://api.example.com
-issuers:
-  - issuer: https://as.example.com
-    jwks_uri: http://127.0.0.1:7000/jwks
-dpop:
-  mode: disabled
-  nonce: false
-  replay_store: memory
-routes:
-  - pattern: "GET /orders/"
-    scopes: [orders:read]
-  - pattern: "POST /orders/"
-    scopes: [orders:write]
-`
-
-func TestParseConfigValid(t *testing.T) {
-	c, err := parseConfig("valid.yaml", []byte(validYAML+`realm: orders
-leeway: 45s
-max_token_size: 16384
-startup_wait: 0s
-shutdown_timeout: 5m
-log_format: json
-log_level: debug
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := struct {
-		Listen, MetricsListen, Upstream, PublicURL, Audience, Realm, DPoPMode, LogFormat, LogLevel string
-		Leeway, StartupWait, ShutdownTimeout                                                       time.Duration
-		MaxTokenSize                                                                               int
-		Issuers                                                                                    []issuerConfig
-		Routes                                                                                     []routeConfig
-	}{
-		c.Listen, c.MetricsListen, c.Upstream.String(), c.PublicURL.String(), c.Audience, c.Realm, c.DPoPMode, c.LogFormat, c.LogLevel,
-		c.Leeway, c.StartupWait, c.ShutdownTimeout, c.MaxTokenSize, c.Issuers, c.Routes,
-	}
-	want := got
-	want.Listen, want.MetricsListen = "127.0.0.1:8080", "127.0.0.1:9090"
-	want.Upstream, want.PublicURL = "http://127.0.0.1:9000", "http://127.0.0.1:8080"
-	want.Audience, want.Realm, want.DPoPMode = "https://api.example.com", "orders", "disabled"
-	want.LogFormat, want.LogLevel = "json", "debug"
-	want.Leeway, want.StartupWait, want.ShutdownTimeout = 45*time.Second, -1, 5*time.Minute
-	want.MaxTokenSize = 16384
-	want.Issuers = []issuerConfig{{Issuer: "https://as.example.com", JWKSURI: "http://127.0.0.1:7000/jwks"}}
-	want.Routes = []routeConfig{
-		{Pattern: "GET /orders/", Scopes: []string{"orders:read"}, Key: "routes[0].pattern", Line: 14},
-		{Pattern: "POST /orders/", Scopes: []string{"orders:write"}, Key: "routes[1].pattern", Line: 16},
-	}
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("config (-want +got):\n%s", diff)
-	}
-
-	// Defaults.
-	c, err = parseConfig("valid.yaml", []byte(validYAML))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c.ShutdownTimeout != defaultShutdownTimeout || c.StartupWait != 0 || c.Leeway != 0 || c.LogFormat != "text" || c.LogLevel != "info" {
-		t.Errorf("defaults: shutdown %v, startup %v, leeway %v, log %s/%s", c.ShutdownTimeout, c.StartupWait, c.Leeway, c.LogFormat, c.LogLevel)
-	}
-	// Middleware field paths map back to YAML lines.
-	if p, _ := c.keyFor("Issuers[0].JWKSURI"); p != (keyPos{Key: "issuers[0].jwks_uri", Line: 8}) {
-		t.Errorf("keyFor(Issuers[0].JWKSURI) = %+v", p)
-	}
-	if p, _ := c.keyFor("DPoP.Mode"); p != (keyPos{Key: "dpop.mode", Line: 10}) {
-		t.Errorf("keyFor(DPoP.Mode) = %+v", p)
-	}
-}
-
-// dpopYAML returns validYAML with the given dpop mode and replay_store.
 func dpopYAML(t *testing.T, mode, replayStore string) string {
 	t.Helper()
 	y := edit(t, "mode: disabled", "mode: "+mode)
 	return strings.Replace(y, "replay_store: memory", "replay_store: "+replayStore, 1)
-}
-
-// edit returns validYAML with old replaced by new (exactly once).
-func edit(t *testing.T, old, new string) string {
-	t.Helper()
-	if strings.Count(validYAML, old) != 1 {
-		t.Fatalf("edit: %q does not occur exactly once", old)
-	}
-	return strings.Replace(validYAML, old, new, 1)
 }
 
 func TestParseConfigErrors(t *testing.T) {
@@ -216,21 +129,21 @@ func TestLoadConfigFile(t *testing.T) {
 	if err := os.WriteFile(path, []byte(validYAML), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c, err := loadConfig(path, noEnv)
+	c, err := LoadConfig(path, noEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.File != path {
 		t.Errorf("File = %q, want %q", c.File, path)
 	}
-	if _, err := loadConfig(filepath.Join(dir, "missing.yaml"), noEnv); !errors.Is(err, os.ErrNotExist) {
+	if _, err := LoadConfig(filepath.Join(dir, "missing.yaml"), noEnv); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("missing file: err = %v, want os.ErrNotExist", err)
 	}
 	big := filepath.Join(dir, "big.yaml")
 	if err := os.WriteFile(big, []byte(strings.Repeat("#", maxConfigSize+1)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := loadConfig(big, noEnv); err == nil || !strings.Contains(err.Error(), "larger than") {
+	if _, err := LoadConfig(big, noEnv); err == nil || !strings.Contains(err.Error(), "larger than") {
 		t.Errorf("oversized file: err = %v", err)
 	}
 }
@@ -247,7 +160,7 @@ func TestConfigSecretNotInErrors(t *testing.T) {
 // parse. (middleware.New may still refuse settings it does not implement
 // yet, such as introspection; that is TestCLIGuardErrorsNameTheLine.)
 func TestDesignExample(t *testing.T) {
-	c, err := loadConfig(filepath.Join("testdata", "design-example.yaml"), noEnv)
+	c, err := LoadConfig(filepath.Join("testdata", "design-example.yaml"), noEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,8 +192,8 @@ func TestParseConfigDPoP(t *testing.T) {
 		"DPoP.Nonce":           {Key: "dpop.nonce", Line: 11},
 		"DPoP.ReplayStore":     {Key: "dpop.replay_store", Line: 12},
 		"PublicURL":            {Key: "public_url", Line: 4},
-		"DPoP.NonceSecrets":    {Key: nonceSecretsEnv},
-		"DPoP.NonceSecrets[1]": {Key: nonceSecretsEnv},
+		"DPoP.NonceSecrets":    {Key: NonceSecretsEnv},
+		"DPoP.NonceSecrets[1]": {Key: NonceSecretsEnv},
 	} {
 		if got, ok := c.keyFor(field); !ok || got != want {
 			t.Errorf("keyFor(%s) = %+v, %v; want %+v", field, got, ok, want)
@@ -375,7 +288,7 @@ func TestApplyEnv(t *testing.T) {
 	secret := base64.StdEncoding.EncodeToString(make([]byte, 48))
 	env := func(v string) func(string) string {
 		return func(name string) string {
-			if name == nonceSecretsEnv {
+			if name == NonceSecretsEnv {
 				return v
 			}
 			return ""
@@ -385,15 +298,15 @@ func TestApplyEnv(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.applyEnv(env("")); err != nil || c.NonceSecrets != nil {
+	if err := c.ApplyEnv(env("")); err != nil || c.NonceSecrets != nil {
 		t.Errorf("unset: %v, %d secrets", err, len(c.NonceSecrets))
 	}
-	if err := c.applyEnv(env(secret)); err != nil || len(c.NonceSecrets) != 1 || len(c.NonceSecrets[0]) != 48 {
+	if err := c.ApplyEnv(env(secret)); err != nil || len(c.NonceSecrets) != 1 || len(c.NonceSecrets[0]) != 48 {
 		t.Errorf("set: %v, %d secrets", err, len(c.NonceSecrets))
 	}
-	err = c.applyEnv(env("c2hvcnQ="))
-	if err == nil || !strings.Contains(err.Error(), nonceSecretsEnv) || strings.Contains(err.Error(), "c2hvcnQ") {
-		t.Errorf("bad value: err = %v; want it to name %s and not show the value", err, nonceSecretsEnv)
+	err = c.ApplyEnv(env("c2hvcnQ="))
+	if err == nil || !strings.Contains(err.Error(), NonceSecretsEnv) || strings.Contains(err.Error(), "c2hvcnQ") {
+		t.Errorf("bad value: err = %v; want it to name %s and not show the value", err, NonceSecretsEnv)
 	}
 }
 

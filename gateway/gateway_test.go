@@ -1,7 +1,6 @@
-package main
+package gateway
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -16,57 +15,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-
-	"github.com/tokenguard/tokenguard/internal/devissuer"
 )
-
-const testAudience = "https://api.example.com"
-
-// wait bounds every wait in these tests.
-const wait = 10 * time.Second
-
-// lockedBuffer is an io.Writer safe for the concurrent writes of loggers.
-type lockedBuffer struct {
-	mu sync.Mutex // guards b
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// startIssuer serves a development issuer on 127.0.0.1.
-func startIssuer(t testing.TB) *devissuer.Issuer {
-	t.Helper()
-	srv := httptest.NewUnstartedServer(nil)
-	key, err := devissuer.GenerateKey("ES256", "k1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	is := devissuer.New("http://"+srv.Listener.Addr().String(), testAudience, key)
-	srv.Config.Handler = is.Handler()
-	srv.Start()
-	t.Cleanup(srv.Close)
-	return is
-}
-
-// mint returns a token from is granting scope.
-func mint(t testing.TB, is *devissuer.Issuer, scope string) string {
-	t.Helper()
-	tok, err := is.Mint(scope, time.Hour, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
-}
 
 // upstream is an example API that records what reached it.
 type upstream struct {
@@ -133,62 +82,45 @@ func closedAddr(t testing.TB) string {
 	return addr
 }
 
-// gatewayYAML is a gateway configuration on ephemeral ports; extra is
-// appended as more top-level keys.
-func gatewayYAML(issuer, jwksURI, upstreamURL, extra string) string {
-	return fmt.Sprintf(`listen: 127.0.0.1:0
-metrics_listen: 127.0.0.1:0
-upstream: %s
-audience: %s
-issuers:
-  - issuer: %s
-    jwks_uri: %s
-routes:
-  - pattern: "GET /orders/"
-    scopes: [orders:read]
-  - pattern: "POST /orders/"
-    scopes: [orders:write]
-  - pattern: "GET /slow"
-    scopes: [orders:read]
-startup_wait: 5s
-log_level: debug
-%s`, upstreamURL, testAudience, issuer, jwksURI, extra)
-}
-
-// running is a gateway started by "tokenguard -config FILE".
+// running is a gateway started from a configuration file, as the binary
+// starts it.
 type running struct {
-	gw     *gateway
+	gw     *Gateway
 	stderr *lockedBuffer
 	stop   context.CancelFunc
-	done   chan int // the exit code, once run returns
-	proxy  string   // http://host:port
-	metric string   // http://host:port
+	done   chan error // what Run returned, once it has
+	proxy  string     // http://host:port
+	metric string     // http://host:port
 }
 
 // runGateway writes yamlText to a file and runs the gateway from it, with
-// the same code path as the binary. It stops the gateway at cleanup.
+// the same calls as the binary: LoadConfig, Start, Run. It stops the
+// gateway at cleanup.
 func runGateway(t testing.TB, yamlText string) *running {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "tokenguard.yaml")
 	if err := os.WriteFile(path, []byte(yamlText), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	started := make(chan *gateway, 1)
-	r := &running{stderr: &lockedBuffer{}, stop: cancel, done: make(chan int, 1)}
-	c := &cli{stdout: io.Discard, stderr: r.stderr, onGateway: func(g *gateway) { started <- g }}
-	go func() { r.done <- c.run(ctx, []string{"-config", path}) }()
-	select {
-	case r.gw = <-started:
-	case code := <-r.done:
-		cancel()
-		t.Fatalf("gateway exited with %d:\n%s", code, r.stderr)
-	case <-time.After(wait):
-		cancel()
-		t.Fatalf("gateway did not start within %v:\n%s", wait, r.stderr)
+	cfg, err := LoadConfig(path, os.Getenv)
+	if err == nil {
+		err = cfg.ApplyEnv(os.Getenv)
 	}
-	r.proxy = "http://" + r.gw.proxyAddr()
-	r.metric = "http://" + r.gw.metricsAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &running{stderr: &lockedBuffer{}, done: make(chan error, 1)}
+	ctx, cancel := context.WithCancel(context.Background())
+	r.stop = cancel
+	startCtx, cancelStart := context.WithTimeout(ctx, wait)
+	defer cancelStart()
+	if r.gw, err = Start(startCtx, cfg, cfg.NewLogger(r.stderr), Listeners{}); err != nil {
+		cancel()
+		t.Fatalf("gateway did not start: %v\n%s", err, r.stderr)
+	}
+	go func() { r.done <- r.gw.Run(ctx) }()
+	r.proxy = "http://" + r.gw.ProxyAddr()
+	r.metric = "http://" + r.gw.MetricsAddr()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -234,7 +166,7 @@ func do(t testing.TB, method, url, token string, header http.Header) (*http.Resp
 func tokenguardHeaders(h http.Header) map[string][]string {
 	out := map[string][]string{}
 	for k, v := range h {
-		if len(k) >= len(headerPrefix) && strings.EqualFold(k[:len(headerPrefix)], headerPrefix) {
+		if len(k) >= len(HeaderPrefix) && strings.EqualFold(k[:len(HeaderPrefix)], HeaderPrefix) {
 			out[k] = v
 		}
 	}
@@ -479,7 +411,7 @@ func TestGatewayGracefulShutdown(t *testing.T) {
 	// /readyz says so.
 	deadline := time.Now().Add(wait)
 	for {
-		c, err := net.DialTimeout("tcp", g.gw.proxyAddr(), time.Second)
+		c, err := net.DialTimeout("tcp", g.gw.ProxyAddr(), time.Second)
 		if err != nil {
 			break
 		}
@@ -493,8 +425,8 @@ func TestGatewayGracefulShutdown(t *testing.T) {
 		t.Errorf("/readyz while draining: %d, want 503", resp.StatusCode)
 	}
 	select {
-	case code := <-g.done:
-		t.Fatalf("gateway exited (%d) before the in-flight request finished", code)
+	case err := <-g.done:
+		t.Fatalf("gateway stopped (%v) before the in-flight request finished", err)
 	default:
 	}
 
@@ -508,10 +440,10 @@ func TestGatewayGracefulShutdown(t *testing.T) {
 		t.Fatal("the in-flight request did not finish")
 	}
 	select {
-	case code := <-g.done:
-		g.done <- code // for cleanup
-		if code != exitOK {
-			t.Errorf("exit code %d", code)
+	case err := <-g.done:
+		g.done <- err // for cleanup
+		if err != nil {
+			t.Errorf("Run: %v", err)
 		}
 	case <-time.After(wait):
 		t.Fatal("the gateway did not exit after draining")
@@ -542,8 +474,8 @@ func TestGatewayShutdownTimeout(t *testing.T) {
 	start := time.Now()
 	g.stop()
 	select {
-	case code := <-g.done:
-		g.done <- code
+	case err := <-g.done:
+		g.done <- err
 		if elapsed := time.Since(start); elapsed > 5*time.Second {
 			t.Errorf("shutdown took %v with a 100ms timeout", elapsed)
 		}

@@ -1,4 +1,4 @@
-package main
+package gateway
 
 import (
 	"bytes"
@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -125,7 +126,7 @@ type fileRoute struct {
 // import the middleware package: gateway.go converts it to a
 // middleware.Config, and middleware.New has the last word on the guard's
 // settings (its errors are mapped back to YAML lines with [config.keyFor]).
-type config struct {
+type Config struct {
 	File            string
 	Listen          string
 	MetricsListen   string // "" means no metrics listener
@@ -226,7 +227,7 @@ type keyPos struct {
 // keyFor returns the YAML key and line for a middleware.Config field path.
 // A path ending in an index ("DPoP.NonceSecrets[1]") falls back to its
 // field's entry.
-func (c *config) keyFor(field string) (keyPos, bool) {
+func (c *Config) keyFor(field string) (keyPos, bool) {
 	if p, ok := c.keys[field]; ok {
 		return p, ok
 	}
@@ -288,18 +289,18 @@ func (e *configError) Error() string {
 // putting the new one first. Replicas given the same value accept each
 // other's nonces. Secrets stay out of the YAML file so that it can be
 // shared and committed.
-const nonceSecretsEnv = "TOKENGUARD_DPOP_NONCE_SECRETS"
+const NonceSecretsEnv = "TOKENGUARD_DPOP_NONCE_SECRETS"
 
 // applyEnv reads the settings that come from the environment rather than
 // the file. getenv is os.Getenv in main.
-func (c *config) applyEnv(getenv func(string) string) error {
-	v := getenv(nonceSecretsEnv)
+func (c *Config) ApplyEnv(getenv func(string) string) error {
+	v := getenv(NonceSecretsEnv)
 	if v == "" {
 		return nil
 	}
 	secrets, err := parseNonceSecrets(v)
 	if err != nil {
-		return fmt.Errorf("tokenguard: %s: %w", nonceSecretsEnv, err)
+		return fmt.Errorf("tokenguard: %s: %w", NonceSecretsEnv, err)
 	}
 	c.NonceSecrets = secrets
 	return nil
@@ -345,7 +346,7 @@ func decodeBase64(s string) ([]byte, bool) {
 
 // loadConfig reads the configuration file at path, expands environment
 // variables in its values with getenv (see expandEnv) and validates it.
-func loadConfig(path string, getenv func(string) string) (*config, error) {
+func LoadConfig(path string, getenv func(string) string) (*Config, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("tokenguard: %w", err)
@@ -358,21 +359,21 @@ func loadConfig(path string, getenv func(string) string) (*config, error) {
 	if len(data) > maxConfigSize {
 		return nil, fmt.Errorf("tokenguard: config %s: larger than %d bytes", path, maxConfigSize)
 	}
-	return parseConfigEnv(path, data, getenv)
+	return ParseConfig(path, data, getenv)
 }
 
 // noEnv is an empty environment.
 func noEnv(string) string { return "" }
 
 // parseConfig is parseConfigEnv with an empty environment.
-func parseConfig(name string, data []byte) (*config, error) {
-	return parseConfigEnv(name, data, noEnv)
+func parseConfig(name string, data []byte) (*Config, error) {
+	return ParseConfig(name, data, noEnv)
 }
 
 // parseConfigEnv decodes data strictly, expands ${NAME} in its string
 // values with getenv, and validates it. name is used in error messages
 // only.
-func parseConfigEnv(name string, data []byte, getenv func(string) string) (*config, error) {
+func ParseConfig(name string, data []byte, getenv func(string) string) (*Config, error) {
 	fail := func(errs []*fieldError) error {
 		slices.SortStableFunc(errs, func(a, b *fieldError) int { return a.Line - b.Line })
 		return &configError{File: name, Fields: errs}
@@ -607,13 +608,13 @@ func (p positions) at(path ...any) keyPos {
 
 // validate checks the decoded file and builds a config. doc is the root
 // mapping, for line numbers.
-func (fc *fileConfig) validate(doc *yaml.Node) (*config, []*fieldError) {
+func (fc *fileConfig) validate(doc *yaml.Node) (*Config, []*fieldError) {
 	pos := positions{root: doc}
 	var errs []*fieldError
 	bad := func(p keyPos, format string, args ...any) {
 		errs = append(errs, &fieldError{Line: p.Line, Key: p.Key, Msg: fmt.Sprintf(format, args...)})
 	}
-	c := &config{
+	c := &Config{
 		Listen:        fc.Listen,
 		MetricsListen: fc.MetricsListen,
 		Audience:      fc.Audience,
@@ -632,7 +633,7 @@ func (fc *fileConfig) validate(doc *yaml.Node) (*config, []*fieldError) {
 	c.keys["DPoP.Mode"] = pos.at("dpop", "mode")
 	c.keys["DPoP.Nonce"] = pos.at("dpop", "nonce")
 	c.keys["DPoP.NonceLifetime"] = pos.at("dpop", "nonce")
-	c.keys["DPoP.NonceSecrets"] = keyPos{Key: nonceSecretsEnv} // not in the file
+	c.keys["DPoP.NonceSecrets"] = keyPos{Key: NonceSecretsEnv} // not in the file
 	c.keys["DPoP.ReplayStore"] = pos.at("dpop", "replay_store")
 	c.keys["PublicURL"] = pos.at("public_url")
 
@@ -1119,4 +1120,16 @@ func tryHandle(mux *http.ServeMux, pattern string, h http.Handler) (err error) {
 	}()
 	mux.Handle(pattern, h)
 	return nil
+}
+
+// NewLogger returns a slog logger writing to w in the configured
+// log_format (text or JSON) at the configured log_level.
+func (c *Config) NewLogger(w io.Writer) *slog.Logger {
+	var lv slog.Level
+	_ = lv.UnmarshalText([]byte(c.LogLevel))
+	opts := &slog.HandlerOptions{Level: lv}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
 }

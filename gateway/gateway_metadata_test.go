@@ -1,12 +1,15 @@
-package main
+package gateway
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
-	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -186,7 +189,7 @@ func TestGatewayIntrospection(t *testing.T) {
 func TestGatewayIntrospectionPrivateKeyJWT(t *testing.T) {
 	is := startIssuer(t)
 	up := startUpstream(t)
-	key, err := generateKey("ES256")
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,16 +216,22 @@ func TestGatewayIntrospectionPrivateKeyJWT(t *testing.T) {
 	}
 
 	// A key file that cannot be read is an error naming its line.
-	var stderr lockedBuffer
-	c := &cli{stdout: io.Discard, stderr: &stderr}
 	cfgFile := filepath.Join(t.TempDir(), "gw.yaml")
 	bad := strings.Replace(gatewayYAML(is.URL(), is.URL()+"/jwks", up.URL, ""), "/jwks\n", issuerBlock+"/nonexistent/key.pem\n", 1)
 	if err := os.WriteFile(cfgFile, []byte(bad), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	cfg, err := LoadConfig(cfgFile, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if code := c.run(ctx, []string{"-config", cfgFile}); code != 1 || !strings.Contains(stderr.String(), "issuers[0].client_key_file") {
-		t.Errorf("unreadable client_key_file: exit %d, stderr %q", code, stderr.String())
+	gw, err := Start(ctx, cfg, slog.New(slog.DiscardHandler), Listeners{})
+	if err == nil {
+		gw.Shutdown(0)
+	}
+	if err == nil || !strings.Contains(err.Error(), "issuers[0].client_key_file") {
+		t.Errorf("unreadable client_key_file: %v", err)
 	}
 }
