@@ -49,6 +49,8 @@
 //	    scp_claim: false         # also read scopes from an "scp" claim
 //	    introspection_cache_max_age: 60s  # longest reuse of an active introspection answer
 //
+// See docs/config.md for every key.
+//
 // Any string value may use ${NAME} for the environment variable NAME
 // (expanded after parsing, so a value can never change the file's
 // structure); an unset or empty variable is an error, $${ is a literal ${,
