@@ -1,4 +1,4 @@
-package main
+package gateway
 
 import (
 	"bufio"
@@ -12,7 +12,7 @@ import (
 )
 
 // configRef is the configuration reference, relative to this package.
-const configRef = "../../docs/config.md"
+const configRef = "../docs/config.md"
 
 // TestConfigReference holds docs/config.md to the parser: every key path
 // that fileConfig accepts has a row in the reference, and every row names
