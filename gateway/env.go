@@ -1,12 +1,15 @@
 package gateway
 
 import (
+	"encoding/base64"
 	"fmt"
 	"reflect"
 	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/tokenguard/tokenguard/dpop"
 )
 
 // Environment expansion. ${NAME} in a string value of the YAML file is
@@ -198,4 +201,66 @@ func (x *expander) scrub(errs []*fieldError) {
 			}
 		}
 	}
+}
+
+// nonceSecretsEnv names the environment variable with the DPoP nonce
+// secrets: comma-separated, each the base64 (standard or URL alphabet,
+// padded or not) of at least dpop.MinNonceSecretSize (32) random bytes.
+// The first makes nonces and all are accepted, so a secret is rotated by
+// putting the new one first. Replicas given the same value accept each
+// other's nonces. Secrets stay out of the YAML file so that it can be
+// shared and committed.
+const NonceSecretsEnv = "TOKENGUARD_DPOP_NONCE_SECRETS"
+
+// applyEnv reads the settings that come from the environment rather than
+// the file. getenv is os.Getenv in main.
+func (c *Config) ApplyEnv(getenv func(string) string) error {
+	v := getenv(NonceSecretsEnv)
+	if v == "" {
+		return nil
+	}
+	secrets, err := parseNonceSecrets(v)
+	if err != nil {
+		return fmt.Errorf("tokenguard: %s: %w", NonceSecretsEnv, err)
+	}
+	c.NonceSecrets = secrets
+	return nil
+}
+
+// parseNonceSecrets decodes the value of nonceSecretsEnv. Its errors say
+// which entry is wrong and how, never what it holds.
+func parseNonceSecrets(v string) ([][]byte, error) {
+	parts := strings.Split(v, ",")
+	out := make([][]byte, 0, len(parts))
+	for i, p := range parts {
+		p = strings.TrimSpace(p)
+		n := i + 1
+		if p == "" {
+			return nil, fmt.Errorf("secret %d of %d is empty (the value is a comma-separated list of base64 secrets)", n, len(parts))
+		}
+		b, ok := decodeBase64(p)
+		switch {
+		case !ok:
+			return nil, fmt.Errorf("secret %d of %d is not valid base64", n, len(parts))
+		case len(b) < dpop.MinNonceSecretSize:
+			return nil, fmt.Errorf("secret %d of %d decodes to %d bytes; at least %d random bytes are required (for example: openssl rand -base64 32)", n, len(parts), len(b), dpop.MinNonceSecretSize)
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
+
+// decodeBase64 accepts the standard and the URL-safe alphabet, with or
+// without padding.
+func decodeBase64(s string) ([]byte, bool) {
+	enc := base64.RawStdEncoding
+	if strings.ContainsAny(s, "-_") {
+		enc = base64.RawURLEncoding
+	}
+	raw := strings.TrimRight(s, "=")
+	if pad := len(s) - len(raw); pad > 0 && (pad > 2 || len(s)%4 != 0) {
+		return nil, false
+	}
+	b, err := enc.Strict().DecodeString(raw)
+	return b, err == nil
 }

@@ -1,0 +1,246 @@
+package gateway
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httputil"
+	"slices"
+	"strings"
+
+	"github.com/tokenguard/tokenguard/internal/hygiene"
+	"github.com/tokenguard/tokenguard/internal/netutil"
+	"github.com/tokenguard/tokenguard/middleware"
+)
+
+// Headers the gateway sets on every request it forwards. Any header with
+// this prefix sent by a client is removed first, whatever its case.
+const (
+	HeaderPrefix   = "X-Tokenguard-"
+	headerSubject  = "X-Tokenguard-Subject"
+	headerClientID = "X-Tokenguard-Client-Id"
+	headerScope    = "X-Tokenguard-Scope"
+)
+
+// reservedPaths are served only on metrics_listen and never proxied, even
+// when a route would match them.
+var reservedPaths = map[string]bool{"/metrics": true, "/healthz": true, "/readyz": true}
+
+// writeJSONError sends a small JSON error like the guard's own denials.
+// code is a constant, never request or upstream data.
+func writeJSONError(w http.ResponseWriter, status int, code string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_, _ = io.WriteString(w, `{"error":"`+code+`"}`+"\n")
+}
+
+// newProxyHandler builds the proxy's routing: every configured route,
+// guarded with its scopes, in front of proxy; a catch-all that answers 404
+// (so a method mismatch is 404 too, not 405); and the reserved paths,
+// which are never proxied.
+func newProxyHandler(cfg *Config, guard *middleware.Guard, proxy http.Handler, log *slog.Logger) (http.Handler, error) {
+	mux := http.NewServeMux()
+	upstream := requirePrincipal(proxy, log)
+	for _, r := range cfg.Routes {
+		pol := middleware.Policy{
+			Scopes: r.Scopes, AnyOf: r.AnyScopes, RequireDPoP: r.RequireDPoP, Introspect: r.Introspect,
+			IntrospectionMaxAge: r.IntrospectionMaxAge,
+			MaxTokenAge:         r.MaxTokenAge, ACRValues: r.ACRValues, MaxAuthAge: r.MaxAuthAge,
+		}
+		if err := guard.CheckPolicy(pol); err != nil {
+			// Not expected: validate checked the same rules.
+			return nil, fmt.Errorf("tokenguard: config %s: line %d: %s: %w", cfg.File, r.Line, r.Key, err)
+		}
+		if err := tryHandle(mux, r.Pattern, guard.RequirePolicy(pol)(upstream)); err != nil {
+			// Not expected: validate registered these on a scratch mux.
+			return nil, fmt.Errorf("tokenguard: config %s: line %d: %s: %w", cfg.File, r.Line, r.Key, err)
+		}
+	}
+	// RFC 9728 protected resource metadata, unguarded, where every 401
+	// challenge's resource_metadata= points.
+	if p := guard.MetadataPath(); p != "" {
+		if err := tryHandle(mux, "GET "+p, guard.MetadataHandler()); err != nil {
+			return nil, fmt.Errorf("tokenguard: config %s: a route conflicts with the protected resource metadata path %s: %w", cfg.File, p, err)
+		}
+	}
+	notFound := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeJSONError(w, http.StatusNotFound, "not_found")
+	})
+	// When a route already covers every method and path ("/"), the
+	// catch-all conflicts with it and is not needed.
+	_ = tryHandle(mux, "/", notFound)
+	router := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if reservedPaths[r.URL.Path] {
+			notFound(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+	// Hygiene runs before any route is matched: with path_normalization
+	// reject, the path the route is matched on is then the path the
+	// upstream gets, byte for byte, and means the same to it however it
+	// decodes (TestGatewayForwardsWhatItMatched, FuzzGatewayTarget).
+	return guard.Hygiene(cfg.hygiene())(router), nil
+}
+
+// hygiene is the gateway's middleware.Hygiene.
+func (c *Config) hygiene() middleware.Hygiene {
+	return middleware.Hygiene{
+		AllowedHosts:          slices.Clone(c.AllowedHosts),
+		InsecureSkipPathCheck: c.PathNormalization == pathForwardUnchanged,
+		RefuseWebSocket:       !c.AllowWebSocket,
+	}
+}
+
+// requirePrincipal fails closed if a request somehow reaches the proxy
+// without a verified Principal; with every route guarded it never should.
+func requirePrincipal(next http.Handler, log *slog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := middleware.PrincipalFrom(r.Context()); !ok {
+			log.Error("request reached the proxy without a verified principal", "method", r.Method, "path", r.URL.EscapedPath())
+			writeJSONError(w, http.StatusInternalServerError, "internal_error")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// newProxy returns the reverse proxy to the upstream. It uses Rewrite, so
+// the inbound Forwarded and X-Forwarded-* headers are dropped before it
+// runs and only the ones SetXForwarded adds (the TCP peer, the Host the
+// client asked for, and http or https per the listener) reach the
+// upstream; every other X-Forwarded-* header and the client-address and
+// URL/method-override headers frameworks read (dropClientForwarding) are
+// removed too, so no client-supplied address, scheme, port, prefix,
+// original URL or method reaches it under any common name. Hop-by-hop headers named in the
+// client's Connection header are removed before Rewrite, so they can
+// never remove the identity headers Rewrite sets.
+//
+// The connection pool, copy buffers and flush interval are those every
+// proxy of ours shares (netutil.ConfigureProxy): streamed responses are
+// flushed chunk by chunk, any other within 100 ms. Request bodies
+// are streamed to the upstream as they arrive (ReverseProxy never
+// buffers them); protocol upgrades (WebSocket) are passed through by
+// ReverseProxy once the route's guard has allowed the request.
+func newProxy(cfg *Config, log *slog.Logger) *httputil.ReverseProxy {
+	upstream := cfg.Upstream
+	p := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(upstream)
+			scrubHeaders(pr.Out.Header, cfg.AllowUnderscoreHeaders)
+			// Request trailers are never forwarded: they would arrive after
+			// every header rule here has run.
+			pr.Out.Trailer = nil
+			pr.SetXForwarded()
+			setIdentityHeaders(pr.Out.Header, pr.In)
+			if rec := recordFrom(pr.In.Context()); rec != nil {
+				pr.Out.Header.Set(headerRequestID, rec.id)
+			}
+		},
+		ModifyResponse: func(res *http.Response) error {
+			// The gateway's own id goes on every response; an upstream's
+			// copy would make a second value on a 101, which is sent
+			// with the headers as they are at Hijack.
+			res.Header.Del(headerRequestID)
+			if rec := recordFrom(res.Request.Context()); rec != nil {
+				rec.upstreamStatus = res.StatusCode
+			}
+			return nil
+		},
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			status, kind := classifyUpstreamError(err)
+			if rec := recordFrom(r.Context()); rec != nil {
+				rec.upstreamError = kind
+			}
+			level := slog.LevelWarn
+			if kind == "client_gone" {
+				level = slog.LevelDebug // the client went away: not the upstream's fault, not news
+			}
+			log.Log(r.Context(), level, "upstream request failed", "method", r.Method, "path", r.URL.EscapedPath(), "upstream_error", kind, "err", err)
+			// The error names the upstream's address; it stays in the log.
+			code := "bad_gateway"
+			if status == http.StatusGatewayTimeout {
+				code = "gateway_timeout"
+			}
+			writeJSONError(w, status, code)
+		},
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	netutil.ConfigureProxy(p, cfg.UpstreamDialTimeout, cfg.UpstreamTimeout)
+	return p
+}
+
+// clientOverrideHeaders are request headers, other than Forwarded and
+// X-Forwarded-*, that common frameworks and proxies read as the client's
+// address or the original URL. Coming from a client they are claims
+// nobody checked, so none reaches the upstream.
+// Lower case with '-', as hygiene.FoldedEqual compares them.
+var clientOverrideHeaders = []string{
+	"x-real-ip", "true-client-ip", "x-client-ip", "cf-connecting-ip", "fastly-client-ip",
+	"x-cluster-client-ip", "x-original-forwarded-for", "x-original-url", "x-rewrite-url",
+	"x-original-host", "x-host", "x-http-method-override", "x-method-override", "x-http-method",
+}
+
+// scrubHeaders removes from a request about to be forwarded every header
+// a client could use to lie to the upstream, under every spelling an
+// upstream might fold to the same name (letter case, '_' for '-',
+// surrounding space: CGI, WSGI, PHP and Rack read X_Tokenguard_Subject
+// as X-Tokenguard-Subject):
+//
+//   - X-Tokenguard-*, the identity headers the gateway sets afterwards;
+//   - every X-Forwarded-* header (Prefix, Port, Ssl, Scheme, ... as well
+//     as the For, Host and Proto that SetXForwarded then sets afresh),
+//     Forwarded, and clientOverrideHeaders (client address, original URL,
+//     method override: the guard authorised the request's real method);
+//   - unless allowUnderscore, every header whose name has a '_' at all,
+//     as Envoy's headers_with_underscores_action does: upstreams fold
+//     them unpredictably, so no list of names could be complete.
+func scrubHeaders(h http.Header, allowUnderscore bool) {
+	for k := range h {
+		if !allowUnderscore && strings.IndexByte(k, '_') >= 0 ||
+			hygiene.FoldedHasPrefix(k, "x-tokenguard-") ||
+			hygiene.FoldedHasPrefix(k, "x-forwarded-") ||
+			hygiene.FoldedEqual(k, "forwarded") {
+			delete(h, k)
+			continue
+		}
+		for _, name := range clientOverrideHeaders {
+			if hygiene.FoldedEqual(k, name) {
+				delete(h, k)
+				break
+			}
+		}
+	}
+}
+
+// setIdentityHeaders sets the gateway's identity headers on out from the
+// request's verified Principal. scrubHeaders has removed every client
+// copy of them first.
+func setIdentityHeaders(out http.Header, in *http.Request) {
+	p, ok := middleware.PrincipalFrom(in.Context())
+	if !ok {
+		return
+	}
+	if p.Subject != "" {
+		out.Set(headerSubject, p.Subject)
+	}
+	if p.ClientID != "" {
+		out.Set(headerClientID, p.ClientID)
+	}
+	if len(p.Scopes) > 0 {
+		out.Set(headerScope, strings.Join(p.Scopes, " "))
+	}
+}
+
+// maxHeaderBytes sizes the proxy's request-header limit above the token
+// limit: room for the Authorization header, a DPoP proof of similar size,
+// and ordinary headers. tokenSize 0 means the middleware's default.
+func maxHeaderBytes(tokenSize int) int {
+	if tokenSize == 0 {
+		tokenSize = middleware.DefaultMaxTokenSize
+	}
+	return 2*tokenSize + headerHeadroom
+}

@@ -1,0 +1,79 @@
+package gateway
+
+// fileConfig is the YAML document exactly as written. Durations are strings
+// ("30s", "5m") parsed by validate, so that a bad one is reported with its
+// line like every other mistake.
+type fileConfig struct {
+	Listen          string      `yaml:"listen"`
+	MetricsListen   string      `yaml:"metrics_listen"`
+	Upstream        string      `yaml:"upstream"`
+	PublicURL       string      `yaml:"public_url"`
+	Audience        string      `yaml:"audience"`
+	Issuers         []fileIssue `yaml:"issuers"`
+	DPoP            fileDPoP    `yaml:"dpop"`
+	Routes          []fileRoute `yaml:"routes"`
+	Realm           string      `yaml:"realm"`
+	Leeway          string      `yaml:"leeway"`
+	MaxTokenSize    int         `yaml:"max_token_size"`
+	StartupWait     string      `yaml:"startup_wait"`
+	ShutdownTimeout string      `yaml:"shutdown_timeout"`
+	LogFormat       string      `yaml:"log_format"`
+	LogLevel        string      `yaml:"log_level"`
+
+	JWKSMinRefreshInterval string `yaml:"jwks_min_refresh_interval"`
+	JWKSMaxRefreshInterval string `yaml:"jwks_max_refresh_interval"`
+	JWKSRefreshRateLimit   string `yaml:"jwks_refresh_rate_limit"`
+
+	UpstreamTimeout       string  `yaml:"upstream_timeout"`
+	UpstreamDialTimeout   string  `yaml:"upstream_dial_timeout"`
+	MaxConcurrentRequests int     `yaml:"max_concurrent_requests"`
+	DrainDelay            string  `yaml:"drain_delay"`
+	TLS                   fileTLS `yaml:"tls"`
+
+	InsecureAllowHTTP bool `yaml:"insecure_allow_http"`
+
+	PathNormalization      string    `yaml:"path_normalization"`
+	Upgrades               *[]string `yaml:"upgrades"` // nil: absent (the default); empty: refuse every upgrade
+	AllowedHosts           []string  `yaml:"allowed_hosts"`
+	AllowUnderscoreHeaders bool      `yaml:"allow_underscore_headers"`
+}
+
+type fileTLS struct {
+	CertFile       string `yaml:"cert_file"`
+	KeyFile        string `yaml:"key_file"`
+	ReloadInterval string `yaml:"reload_interval"`
+}
+
+type fileIssue struct {
+	Issuer                string `yaml:"issuer"`
+	JWKSURI               string `yaml:"jwks_uri"`
+	IntrospectionEndpoint string `yaml:"introspection_endpoint"`
+	ClientID              string `yaml:"client_id"`
+	ClientSecret          string `yaml:"client_secret"`
+	AllowLegacyTyp        bool   `yaml:"allow_legacy_typ"`
+	ScpClaim              bool   `yaml:"scp_claim"`
+	ClientAuthMethod      string `yaml:"client_auth_method"` // client_secret_basic (default), client_secret_post, private_key_jwt
+	ClientKeyFile         string `yaml:"client_key_file"`    // PKCS#8 PEM key for private_key_jwt
+	ClientKeyID           string `yaml:"client_key_id"`
+	// IntrospectionCacheMaxAge bounds how long an active answer is reused.
+	IntrospectionCacheMaxAge string `yaml:"introspection_cache_max_age"`
+}
+
+type fileDPoP struct {
+	Mode        string `yaml:"mode"`
+	Nonce       bool   `yaml:"nonce"`
+	ReplayStore string `yaml:"replay_store"`
+}
+
+type fileRoute struct {
+	Pattern     string     `yaml:"pattern"`
+	Scopes      []string   `yaml:"scopes"`
+	AnyScopes   [][]string `yaml:"any_scopes"`
+	RequireDPoP bool       `yaml:"require_dpop"`
+	Introspect  bool       `yaml:"introspect"`
+	// IntrospectionMaxAge bounds this route's revocation latency.
+	IntrospectionMaxAge string   `yaml:"introspection_max_age"`
+	MaxTokenAge         string   `yaml:"max_token_age"`
+	ACRValues           []string `yaml:"acr_values"`
+	MaxAuthAge          string   `yaml:"max_auth_age"`
+}
