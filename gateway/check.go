@@ -24,7 +24,7 @@ func (offlineTransport) RoundTrip(*http.Request) (*http.Response, error) { retur
 // validation and every route's policy. middleware.New gets a client that
 // refuses every request and does not wait for keys, so nothing leaves the
 // machine.
-func (c *Config) CheckOffline() error {
+func (c *config) checkOffline() error {
 	discard := slog.New(slog.DiscardHandler)
 	mc := c.guardConfig(discard, nil)
 	mc.HTTPClient = &http.Client{Transport: offlineTransport{}}
@@ -51,7 +51,7 @@ func (c *Config) CheckOffline() error {
 
 // loadIssuerKeys reads each issuer's client_key_file (private_key_jwt) into
 // mc. Its errors name the key's line.
-func (c *Config) loadIssuerKeys(mc *middleware.Config) error {
+func (c *config) loadIssuerKeys(mc *middleware.Config) error {
 	for i, is := range c.Issuers {
 		if is.ClientKeyFile == "" {
 			continue
@@ -59,7 +59,7 @@ func (c *Config) loadIssuerKeys(mc *middleware.Config) error {
 		key, err := keyfile.ReadPrivateKey(is.ClientKeyFile)
 		if err != nil {
 			p, _ := c.keyFor(fmt.Sprintf("Issuers[%d].IntrospectionKey", i))
-			return &configError{File: c.File, Err: err, Fields: []*fieldError{{Line: p.Line, Key: p.Key, Msg: err.Error()}}}
+			return &ConfigError{File: c.File, Err: err, Fields: []*FieldError{{Line: p.Line, Key: p.Key, Msg: err.Error()}}}
 		}
 		mc.Issuers[i].IntrospectionKey = key
 	}

@@ -40,7 +40,7 @@ const (
 // import the middleware package: gateway.go converts it to a
 // middleware.Config, and middleware.New has the last word on the guard's
 // settings (its errors are mapped back to YAML lines with [config.keyFor]).
-type Config struct {
+type config struct {
 	File            string
 	Listen          string
 	MetricsListen   string // "" means no metrics listener
@@ -141,7 +141,7 @@ type keyPos struct {
 // keyFor returns the YAML key and line for a middleware.Config field path.
 // A path ending in an index ("DPoP.NonceSecrets[1]") falls back to its
 // field's entry.
-func (c *Config) keyFor(field string) (keyPos, bool) {
+func (c *config) keyFor(field string) (keyPos, bool) {
 	if p, ok := c.keys[field]; ok {
 		return p, ok
 	}
@@ -152,9 +152,65 @@ func (c *Config) keyFor(field string) (keyPos, bool) {
 	return keyPos{}, false
 }
 
+// Config is a validated gateway configuration, made by LoadConfig or
+// ParseConfig from the YAML file documented in docs/config.md. It cannot
+// be changed once made, and is safe to share: several Gateways may be
+// built from one.
+type Config struct{ c *config }
+
+// LoadConfig reads the gateway configuration file at path (at most 1 MiB),
+// expands ${NAME} in its string values with getenv, reads the settings that
+// only come from the environment (NonceSecretsEnv) with getenv too, and
+// validates it all without network I/O. getenv nil means os.Getenv.
+//
+// Every mistake in the file is reported at once, as a *ConfigError whose
+// FieldErrors name the line and the key; a value that came from the
+// environment is never quoted in an error.
+func LoadConfig(path string, getenv func(string) string) (*Config, error) {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	c, err := loadConfig(path, getenv)
+	return wrap(c, err, getenv)
+}
+
+// ParseConfig is LoadConfig for a configuration already in memory; name
+// stands for the file in error messages.
+func ParseConfig(name string, data []byte, getenv func(string) string) (*Config, error) {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	c, err := parseConfigEnv(name, data, getenv)
+	return wrap(c, err, getenv)
+}
+
+func wrap(c *config, err error, getenv func(string) string) (*Config, error) {
+	if err == nil {
+		err = c.applyEnv(getenv)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &Config{c}, nil
+}
+
+// Check runs, without network I/O, the checks New runs beyond LoadConfig's:
+// the client key files load, the Redis URL is one its client accepts, the
+// guard accepts every setting and every route's policy. It is what
+// "tokenguard check" runs.
+func (c *Config) Check() error { return c.c.checkOffline() }
+
+// EffectiveYAML renders the configuration with every default filled in,
+// as "tokenguard check" prints it. Secrets never appear: client secrets are
+// replaced, a Redis URL's user information is hidden, a value that came
+// from the environment is shown as written (${NAME}), and the nonce
+// secrets are only counted. The output is itself a valid configuration,
+// with the redacted secrets to be put back.
+func (c *Config) EffectiveYAML() ([]byte, error) { return c.c.effectiveYAML() }
+
 // loadConfig reads the configuration file at path, expands environment
 // variables in its values with getenv (see expandEnv) and validates it.
-func LoadConfig(path string, getenv func(string) string) (*Config, error) {
+func loadConfig(path string, getenv func(string) string) (*config, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("tokenguard: %w", err)
@@ -167,24 +223,24 @@ func LoadConfig(path string, getenv func(string) string) (*Config, error) {
 	if len(data) > maxConfigSize {
 		return nil, fmt.Errorf("tokenguard: config %s: larger than %d bytes", path, maxConfigSize)
 	}
-	return ParseConfig(path, data, getenv)
+	return parseConfigEnv(path, data, getenv)
 }
 
 // noEnv is an empty environment.
 func noEnv(string) string { return "" }
 
 // parseConfig is parseConfigEnv with an empty environment.
-func parseConfig(name string, data []byte) (*Config, error) {
-	return ParseConfig(name, data, noEnv)
+func parseConfig(name string, data []byte) (*config, error) {
+	return parseConfigEnv(name, data, noEnv)
 }
 
 // parseConfigEnv decodes data strictly, expands ${NAME} in its string
 // values with getenv, and validates it. name is used in error messages
 // only.
-func ParseConfig(name string, data []byte, getenv func(string) string) (*Config, error) {
-	fail := func(errs []*fieldError) error {
-		slices.SortStableFunc(errs, func(a, b *fieldError) int { return a.Line - b.Line })
-		return &configError{File: name, Fields: errs}
+func parseConfigEnv(name string, data []byte, getenv func(string) string) (*config, error) {
+	fail := func(errs []*FieldError) error {
+		slices.SortStableFunc(errs, func(a, b *FieldError) int { return a.Line - b.Line })
+		return &ConfigError{File: name, Fields: errs}
 	}
 
 	// Pass 1: the node tree, for syntax errors, unknown and duplicate keys
@@ -193,20 +249,20 @@ func ParseConfig(name string, data []byte, getenv func(string) string) (*Config,
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&root); err != nil {
 		if errors.Is(err, io.EOF) {
-			return nil, fail([]*fieldError{{Line: 1, Msg: "the file is empty"}})
+			return nil, fail([]*FieldError{{Line: 1, Msg: "the file is empty"}})
 		}
 		return nil, fail(yamlErrors(err))
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); err == nil {
-		return nil, fail([]*fieldError{{Line: extra.Line, Msg: "more than one YAML document; the config is a single document"}})
+		return nil, fail([]*FieldError{{Line: extra.Line, Msg: "more than one YAML document; the config is a single document"}})
 	}
 	doc := &root
 	if doc.Kind == yaml.DocumentNode && len(doc.Content) == 1 {
 		doc = doc.Content[0]
 	}
 	if doc.Kind != yaml.MappingNode {
-		return nil, fail([]*fieldError{{Line: doc.Line, Msg: "the document must be a mapping of keys to values"}})
+		return nil, fail([]*FieldError{{Line: doc.Line, Msg: "the document must be a mapping of keys to values"}})
 	}
 	if errs := checkKeys(doc, reflect.TypeFor[fileConfig](), ""); len(errs) > 0 {
 		return nil, fail(errs)
@@ -240,7 +296,9 @@ func ParseConfig(name string, data []byte, getenv func(string) string) (*Config,
 
 // NewLogger returns a slog logger writing to w in the configured
 // log_format (text or JSON) at the configured log_level.
-func (c *Config) NewLogger(w io.Writer) *slog.Logger {
+func (c *Config) NewLogger(w io.Writer) *slog.Logger { return c.c.newLogger(w) }
+
+func (c *config) newLogger(w io.Writer) *slog.Logger {
 	var lv slog.Level
 	_ = lv.UnmarshalText([]byte(c.LogLevel))
 	opts := &slog.HandlerOptions{Level: lv}

@@ -99,7 +99,7 @@ func TestParseConfigErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := parseConfig("test.yaml", []byte(tt.yaml))
-			ce, ok := errors.AsType[*configError](err)
+			ce, ok := errors.AsType[*ConfigError](err)
 			if !ok {
 				t.Fatalf("err = %v, want a *configError", err)
 			}
@@ -129,21 +129,21 @@ func TestLoadConfigFile(t *testing.T) {
 	if err := os.WriteFile(path, []byte(validYAML), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c, err := LoadConfig(path, noEnv)
+	c, err := loadConfig(path, noEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.File != path {
 		t.Errorf("File = %q, want %q", c.File, path)
 	}
-	if _, err := LoadConfig(filepath.Join(dir, "missing.yaml"), noEnv); !errors.Is(err, os.ErrNotExist) {
+	if _, err := loadConfig(filepath.Join(dir, "missing.yaml"), noEnv); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("missing file: err = %v, want os.ErrNotExist", err)
 	}
 	big := filepath.Join(dir, "big.yaml")
 	if err := os.WriteFile(big, []byte(strings.Repeat("#", maxConfigSize+1)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := LoadConfig(big, noEnv); err == nil || !strings.Contains(err.Error(), "larger than") {
+	if _, err := loadConfig(big, noEnv); err == nil || !strings.Contains(err.Error(), "larger than") {
 		t.Errorf("oversized file: err = %v", err)
 	}
 }
@@ -160,7 +160,7 @@ func TestConfigSecretNotInErrors(t *testing.T) {
 // parse. (middleware.New may still refuse settings it does not implement
 // yet, such as introspection; that is TestCLIGuardErrorsNameTheLine.)
 func TestDesignExample(t *testing.T) {
-	c, err := LoadConfig(filepath.Join("testdata", "design-example.yaml"), noEnv)
+	c, err := loadConfig(filepath.Join("testdata", "design-example.yaml"), noEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -298,13 +298,13 @@ func TestApplyEnv(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.ApplyEnv(env("")); err != nil || c.NonceSecrets != nil {
+	if err := c.applyEnv(env("")); err != nil || c.NonceSecrets != nil {
 		t.Errorf("unset: %v, %d secrets", err, len(c.NonceSecrets))
 	}
-	if err := c.ApplyEnv(env(secret)); err != nil || len(c.NonceSecrets) != 1 || len(c.NonceSecrets[0]) != 48 {
+	if err := c.applyEnv(env(secret)); err != nil || len(c.NonceSecrets) != 1 || len(c.NonceSecrets[0]) != 48 {
 		t.Errorf("set: %v, %d secrets", err, len(c.NonceSecrets))
 	}
-	err = c.ApplyEnv(env("c2hvcnQ="))
+	err = c.applyEnv(env("c2hvcnQ="))
 	if err == nil || !strings.Contains(err.Error(), NonceSecretsEnv) || strings.Contains(err.Error(), "c2hvcnQ") {
 		t.Errorf("bad value: err = %v; want it to name %s and not show the value", err, NonceSecretsEnv)
 	}

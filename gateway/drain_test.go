@@ -37,7 +37,7 @@ func TestGatewayDrainDelay(t *testing.T) {
 	case <-time.After(wait):
 		t.Fatal("did not exit after drain_delay")
 	}
-	if c, err := net.DialTimeout("tcp", g.gw.ProxyAddr(), time.Second); err == nil {
+	if c, err := net.DialTimeout("tcp", g.gw.Addr(), time.Second); err == nil {
 		c.Close()
 		t.Error("the listener still accepts connections after shutdown")
 	}

@@ -153,7 +153,7 @@ func onlyReferences(s, sep string) bool {
 // appear: client secrets are replaced, a Redis URL's user information is
 // hidden, a value that came from an environment variable is shown as
 // written (${NAME}), and the nonce secrets are only counted.
-func (c *Config) EffectiveYAML() ([]byte, error) {
+func (c *config) effectiveYAML() ([]byte, error) {
 	e := effectiveConfig{
 		Listen:                 c.Listen,
 		MetricsListen:          c.MetricsListen,

@@ -123,7 +123,7 @@ func newExpander(getenv func(string) string) *expander {
 
 // expand walks n, which decodes into type t, at key path path. It
 // returns an error for each reference that could not be expanded.
-func (x *expander) expand(n *yaml.Node, t reflect.Type, path string) []*fieldError {
+func (x *expander) expand(n *yaml.Node, t reflect.Type, path string) []*FieldError {
 	n = resolve(n)
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
@@ -133,7 +133,7 @@ func (x *expander) expand(n *yaml.Node, t reflect.Type, path string) []*fieldErr
 		// from the environment under this key too, and must be a
 		// string here as well.
 		if t.Kind() != reflect.String {
-			return []*fieldError{{Line: n.Line, Key: path, Msg: "environment variables (${...}) are expanded only in string values"}}
+			return []*FieldError{{Line: n.Line, Key: path, Msg: "environment variables (${...}) are expanded only in string values"}}
 		}
 		x.fromEnv[path], x.value[path] = w, n.Value
 		return nil
@@ -149,7 +149,7 @@ func (x *expander) expand(n *yaml.Node, t reflect.Type, path string) []*fieldErr
 		x.seen[n] = true
 		defer delete(x.seen, n)
 	}
-	var errs []*fieldError
+	var errs []*FieldError
 	switch {
 	case t.Kind() == reflect.Struct && n.Kind == yaml.MappingNode:
 		fields := yamlFields(t)
@@ -169,11 +169,11 @@ func (x *expander) expand(n *yaml.Node, t reflect.Type, path string) []*fieldErr
 		}
 	case n.Kind == yaml.ScalarNode && strings.Contains(n.Value, "${"):
 		if t.Kind() != reflect.String || n.ShortTag() != "!!str" {
-			return []*fieldError{{Line: n.Line, Key: path, Msg: "environment variables (${...}) are expanded only in string values"}}
+			return []*FieldError{{Line: n.Line, Key: path, Msg: "environment variables (${...}) are expanded only in string values"}}
 		}
 		v, names, err := expandEnv(n.Value, x.getenv)
 		if err != nil {
-			return []*fieldError{{Line: n.Line, Key: path, Msg: err.Error()}}
+			return []*FieldError{{Line: n.Line, Key: path, Msg: err.Error()}}
 		}
 		if len(names) > 0 {
 			x.fromEnv[path], x.value[path] = n.Value, v
@@ -188,7 +188,7 @@ func (x *expander) expand(n *yaml.Node, t reflect.Type, path string) []*fieldErr
 // environment as written ("${UPSTREAM}") rather than as expanded,
 // whichever key the message is about, in raw and in quoted (%q) form, so
 // that no error can print an expanded value.
-func (x *expander) scrub(errs []*fieldError) {
+func (x *expander) scrub(errs []*FieldError) {
 	for _, e := range errs {
 		for key, v := range x.value {
 			if v == "" {
@@ -213,8 +213,8 @@ func (x *expander) scrub(errs []*fieldError) {
 const NonceSecretsEnv = "TOKENGUARD_DPOP_NONCE_SECRETS"
 
 // applyEnv reads the settings that come from the environment rather than
-// the file. getenv is os.Getenv in main.
-func (c *Config) ApplyEnv(getenv func(string) string) error {
+// the file.
+func (c *config) applyEnv(getenv func(string) string) error {
 	v := getenv(NonceSecretsEnv)
 	if v == "" {
 		return nil

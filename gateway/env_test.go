@@ -52,7 +52,7 @@ func TestParseConfigEnv(t *testing.T) {
 	secretYAML := edit(t, "    jwks_uri: http://127.0.0.1:7000/jwks\n",
 		"    jwks_uri: http://127.0.0.1:7000/jwks\n    introspection_endpoint: http://127.0.0.1:7000/introspect\n    client_id: rs\n    client_secret: ${INTROSPECTION_SECRET}\n")
 	t.Run("expands values", func(t *testing.T) {
-		c, err := ParseConfig("t.yaml", []byte(secretYAML), envOf(map[string]string{"INTROSPECTION_SECRET": "hunter2"}))
+		c, err := parseConfigEnv("t.yaml", []byte(secretYAML), envOf(map[string]string{"INTROSPECTION_SECRET": "hunter2"}))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -83,7 +83,7 @@ func TestParseConfigEnv(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := ParseConfig("t.yaml", []byte(tt.yaml), envOf(tt.env))
+			c, err := parseConfigEnv("t.yaml", []byte(tt.yaml), envOf(tt.env))
 			if tt.err == "" {
 				if err != nil {
 					t.Fatal(err)

@@ -5,15 +5,18 @@ import (
 	"strings"
 )
 
-// fieldError is one configuration mistake: the YAML line, the key path
-// ("issuers[1].jwks_uri") and what is wrong with it.
-type fieldError struct {
+// FieldError is one configuration mistake: the YAML line, the key path
+// ("issuers[1].jwks_uri") and what is wrong with it. Line is 0 and Key ""
+// when the mistake has no place in the file (an environment variable).
+// Msg never quotes a value that came from the environment.
+type FieldError struct {
 	Line int
 	Key  string
 	Msg  string
 }
 
-func (e *fieldError) Error() string {
+// Error is "line N: key: message".
+func (e *FieldError) Error() string {
 	switch {
 	case e.Line > 0 && e.Key != "":
 		return fmt.Sprintf("line %d: %s: %s", e.Line, e.Key, e.Msg)
@@ -25,18 +28,21 @@ func (e *fieldError) Error() string {
 	return e.Msg
 }
 
-// configError is every mistake found in one configuration file, in line
-// order. Errors use it so a user can fix the whole file in one go.
-type configError struct {
-	File   string
-	Fields []*fieldError
-	Err    error // the underlying error when it came from middleware.New; may be nil
+// ConfigError is every mistake found in one configuration file, in line
+// order, so a user can fix the whole file in one go. LoadConfig,
+// ParseConfig, Config.Check and New return it for mistakes in the file.
+type ConfigError struct {
+	File   string        // the file's path, or ParseConfig's name
+	Fields []*FieldError // in line order
+	Err    error         // the underlying error (from middleware.New, reading a key file, ...); may be nil
 }
 
 // Unwrap returns the underlying error, if any.
-func (e *configError) Unwrap() error { return e.Err }
+func (e *ConfigError) Unwrap() error { return e.Err }
 
-func (e *configError) Error() string {
+// Error is "tokenguard: config FILE:" and the fields, one per line when
+// there are several.
+func (e *ConfigError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "tokenguard: config %s:", e.File)
 	if len(e.Fields) == 1 {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,10 +25,10 @@ import (
 // Server limits. There is deliberately no ReadTimeout or WriteTimeout on
 // the proxy: they would cut off large uploads, long polls and streamed
 // responses that the upstream legitimately serves. Slow-loris clients are
-// bounded by ReadHeaderTimeout, idle keep-alive connections by
-// IdleTimeout.
+// bounded by readHeaderTimeout, idle keep-alive connections by
+// idleTimeout.
 const (
-	ReadHeaderTimeout = 10 * time.Second
+	readHeaderTimeout = 10 * time.Second
 	idleTimeout       = 2 * time.Minute
 	// maxConcurrentStreams bounds HTTP/2 streams per connection (the
 	// standard library's default, made explicit): one client connection
@@ -36,40 +37,70 @@ const (
 	// headerHeadroom is what other request headers may use beyond the
 	// Authorization (and, with DPoP, the proof) header.
 	headerHeadroom = 64 << 10
+	// defaultStartupWait is how long Start waits for the issuers' keys
+	// when startup_wait is not set (middleware.DefaultStartupWait).
+	defaultStartupWait = middleware.DefaultStartupWait
 )
 
-// gateway is a running tokenguard: the guarded reverse proxy on listen and
-// the metrics/health server on metrics_listen. Create it with
-// startGateway, stop it with shutdown (run does both ends).
+// ErrNoTLS is ReloadCertificate's answer when the configuration has no
+// tls block.
+var ErrNoTLS = errors.New("tls is not configured: nothing to reload")
+
+// Options are a Gateway's collaborators. The zero value is ready to use.
+type Options struct {
+	// Logger receives the gateway's log lines, one "access" line per
+	// request among them. Nil means the configured log_format and
+	// log_level on standard error (Config.NewLogger(os.Stderr)).
+	Logger *slog.Logger
+
+	// Listener and MetricsListener, when set, are served by Start instead
+	// of binding listen and metrics_listen: for a port chosen at run
+	// time, or sockets handed over by a supervisor. The gateway owns and
+	// closes them. MetricsListener is served even when metrics_listen is
+	// not set.
+	Listener, MetricsListener net.Listener
+}
+
+// Gateway is tokenguard's gateway: a reverse proxy that forwards a request
+// to the upstream only when its route's guard has verified the request's
+// access token (and DPoP proof), with identity headers set from the token;
+// and, on a separate listener, /metrics, /healthz and /readyz.
+//
+// Make one with New. Serve it with Start (or Run, which starts, serves
+// until its context ends and shuts down), or mount Handler and
+// MetricsHandler in a server of your own. Stop it with Shutdown. Its
+// methods are safe for concurrent use.
 type Gateway struct {
-	cfg *Config
+	cfg *config // read-only
 	log *slog.Logger
 	reg *prometheus.Registry
 
-	guard  atomic.Pointer[middleware.Guard] // nil until middleware.New returns
-	replay sharedReplayStore                // nil: the guard's in-memory store; written once by startGateway
+	guard   *middleware.Guard
+	handler http.Handler      // the proxy side: access log, limits, hygiene, routes, guard, proxy
+	metrics http.Handler      // /metrics, /healthz, /readyz
+	replay  sharedReplayStore // nil: the guard's in-memory store
 	// replayGates: readiness waits on the replay store only when DPoP is
 	// required, so no request could be served without it. In allowed
 	// mode a shared Redis outage must not take every replica, and with
 	// them all Bearer traffic, out of the load balancer.
 	replayGates bool
-	draining    atomic.Bool        // set when shutdown starts: /readyz answers 503
-	certs       *certReloader      // nil without tls
-	upstream    *http.Transport    // the connection pool to the upstream; written once by startGateway
-	stopWatch   context.CancelFunc // stops the certificate poller; nil without tls
+	certs       *certReloader   // nil without tls
+	upstream    *http.Transport // the connection pool to the upstream
 
-	proxyLn, metricsLn   net.Listener // metricsLn is nil without metrics_listen
+	proxyLn, metricsLn net.Listener // from Options until Start; metricsLn may be nil
+
+	startOnce sync.Once
+	startErr  error
+	started   atomic.Bool // the proxy serves: /readyz may say ready
+	draining  atomic.Bool // Shutdown has begun: /readyz answers 503
+
+	// Written once by Start, read by Shutdown after startOnce.
 	proxySrv, metricsSrv *http.Server
-	serveErr             chan error // a server that stopped for a reason other than shutdown
+	stopWatch            context.CancelFunc // stops the certificate poller; nil without tls
+	serveErr             chan error         // a server that stopped for a reason other than shutdown
 
 	shutdownOnce sync.Once
 	shutdownErr  error
-}
-
-// listeners are optional pre-bound listeners for startGateway; nil fields
-// are bound from the configuration. The demo uses them to pick free ports.
-type Listeners struct {
-	Proxy, Metrics net.Listener
 }
 
 // sharedReplayStore is a DPoP replay store shared by replicas, which the
@@ -81,39 +112,146 @@ type sharedReplayStore interface {
 	Close() error
 }
 
-// startGateway binds the listeners, serves /healthz and /readyz at once,
-// creates the guard (waiting up to startup_wait for the issuers' keys), and
-// then starts proxying. ctx bounds only the start; stop the gateway with
-// shutdown.
-func Start(ctx context.Context, cfg *Config, log *slog.Logger, lns Listeners) (_ *Gateway, err error) {
-	g := &Gateway{cfg: cfg, log: log, reg: prometheus.NewRegistry(), serveErr: make(chan error, 2)}
+// New builds a gateway from cfg: the guard (whose issuers' keys start
+// loading in the background), the replay store, the reverse proxy and the
+// handlers. It binds and serves nothing, and does no network I/O of its
+// own; a configuration problem that only shows now (a client key file
+// that cannot be read, a Redis URL its client refuses, a setting the guard
+// does not support) is a *ConfigError naming the line. An unreachable
+// issuer or Redis is not an error: requests that need them get 503 until
+// they answer.
+//
+// Until the issuers' keys load, Ready is false and requests get 503. Call
+// Shutdown to release what New made, whether or not the gateway was
+// started.
+func New(cfg *Config, opts Options) (*Gateway, error) { return newGateway(cfg, opts) }
+
+func newGateway(cfg *Config, opts Options) (_ *Gateway, err error) {
+	c := cfg.c
+	log := opts.Logger
+	if log == nil {
+		log = cfg.NewLogger(os.Stderr)
+	}
+	g := &Gateway{
+		cfg: c, log: log, reg: prometheus.NewRegistry(),
+		proxyLn: opts.Listener, metricsLn: opts.MetricsListener,
+		serveErr: make(chan error, 2),
+	}
 	defer func() {
 		if err != nil {
-			CloseAll(lns.Proxy, lns.Metrics, g.proxyLn, g.metricsLn) // closing twice is harmless
-			if g.metricsSrv != nil {
-				g.metricsSrv.Close()
+			closeAll(opts.Listener, opts.MetricsListener)
+			if g.guard != nil {
+				g.guard.Close()
 			}
 			if g.replay != nil {
 				g.replay.Close()
 			}
 		}
 	}()
-	if g.proxyLn = lns.Proxy; g.proxyLn == nil {
-		if g.proxyLn, err = net.Listen("tcp", cfg.Listen); err != nil {
-			return nil, fmt.Errorf("tokenguard: listen: %w", err)
-		}
-	}
-	if g.metricsLn = lns.Metrics; g.metricsLn == nil && cfg.MetricsListen != "" {
-		if g.metricsLn, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
-			return nil, fmt.Errorf("tokenguard: metrics_listen: %w", err)
-		}
-	}
-
 	g.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	c.logDPoPNotes(log)
+	mc := c.guardConfig(log, g.reg)
+	mc.StartupWait = -1 // Start waits, with /healthz and /readyz served meanwhile
+	if err := c.loadIssuerKeys(&mc); err != nil {
+		return nil, err
+	}
+	if c.ReplayStore != "" {
+		// No I/O here: an unreachable Redis is not a config error; DPoP
+		// requests get 503 until it answers (and, in required mode,
+		// /readyz reports it).
+		s, err := redisstore.NewFromURL(c.ReplayStore, redisstore.Options{})
+		if err != nil {
+			return nil, c.replayStoreError(err)
+		}
+		g.replay = s
+		g.replayGates = mc.DPoP.Mode == middleware.DPoPRequired
+		mc.DPoP.ReplayStore = s
+	}
+	if g.guard, err = middleware.New(context.Background(), mc); err != nil {
+		return nil, c.guardError(err)
+	}
+	proxy := newProxy(c, log)
+	g.upstream = proxy.Transport.(*http.Transport)
+	h, err := newProxyHandler(c, g.guard, proxy, log)
+	if err != nil {
+		return nil, err
+	}
+	g.handler = accessLog(limitConcurrency(h, c.MaxConcurrentRequests), log)
+	g.metrics = g.metricsHandler()
+	if c.TLS != nil {
+		if g.certs, err = newCertReloader(c.TLS.CertFile, c.TLS.KeyFile, log); err != nil {
+			return nil, &ConfigError{File: c.File, Err: err, Fields: []*FieldError{{Line: c.TLS.Line, Key: "tls.cert_file", Msg: err.Error()}}}
+		}
+	}
+	return g, nil
+}
+
+// Handler returns the proxy side of the gateway, for a server of your own:
+// request hygiene, the routes and their guards, the reverse proxy, the
+// identity headers, the concurrency limit and the access log. Serve it
+// with the server limits you need; Start's are a 10 s header timeout, a
+// 2 min idle timeout, 250 HTTP/2 streams per connection and a header size
+// limit above max_token_size. The tls block applies only to Start's
+// server.
+func (g *Gateway) Handler() http.Handler { return g.handler }
+
+// MetricsHandler returns GET /metrics (Prometheus), /healthz and /readyz.
+// Keep it off the proxy's address: Handler never serves those paths.
+func (g *Gateway) MetricsHandler() http.Handler { return g.metrics }
+
+// Ready reports whether the gateway can decide requests: every issuer's
+// keys have loaded and, in DPoP required mode with a Redis replay store,
+// the store answers. It is what /readyz reports, apart from starting and
+// draining.
+func (g *Gateway) Ready() bool {
+	return g.guard.Ready() && !(g.replayGates && g.replay.Ping(context.Background()) != nil)
+}
+
+// Start serves the gateway: it binds listen and metrics_listen (or takes
+// Options' listeners), serves /healthz and /readyz at once, waits up to
+// startup_wait (or until ctx is done) for the issuers' keys, then serves
+// the proxy and returns. ctx bounds only that wait. Start can be called
+// once; on failure the gateway is shut down. Use Run to also wait and shut
+// down, or Shutdown.
+func (g *Gateway) Start(ctx context.Context) error {
+	called := true
+	g.startOnce.Do(func() {
+		called = false
+		g.startErr = g.start(ctx)
+	})
+	if called {
+		return errors.New("gateway: Start called twice")
+	}
+	if g.startErr != nil {
+		g.Shutdown(canceled)
+	}
+	return g.startErr
+}
+
+// canceled is a context that is already done: Shutdown with it closes at
+// once.
+var canceled = func() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
+}()
+
+func (g *Gateway) start(ctx context.Context) (err error) {
+	c, log := g.cfg, g.log
+	if g.proxyLn == nil {
+		if g.proxyLn, err = net.Listen("tcp", c.Listen); err != nil {
+			return fmt.Errorf("tokenguard: listen: %w", err)
+		}
+	}
+	if g.metricsLn == nil && c.MetricsListen != "" {
+		if g.metricsLn, err = net.Listen("tcp", c.MetricsListen); err != nil {
+			return fmt.Errorf("tokenguard: metrics_listen: %w", err)
+		}
+	}
 	if g.metricsLn != nil {
 		g.metricsSrv = &http.Server{
-			Handler:           g.metricsHandler(),
-			ReadHeaderTimeout: ReadHeaderTimeout,
+			Handler:           g.metrics,
+			ReadHeaderTimeout: readHeaderTimeout,
 			ReadTimeout:       30 * time.Second, // nothing here reads a body or streams
 			WriteTimeout:      30 * time.Second,
 			IdleTimeout:       idleTimeout,
@@ -121,75 +259,69 @@ func Start(ctx context.Context, cfg *Config, log *slog.Logger, lns Listeners) (_
 		}
 		go g.serve("metrics", g.metricsSrv, g.metricsLn)
 	}
+	g.waitForKeys(ctx)
 
-	cfg.logDPoPNotes(log)
-	mc := cfg.guardConfig(log, g.reg)
-	if err := cfg.loadIssuerKeys(&mc); err != nil {
-		return nil, err
-	}
-	if cfg.ReplayStore != "" {
-		// No I/O here: an unreachable Redis is not a config error; DPoP
-		// requests get 503 until it answers (and, in required mode,
-		// /readyz reports it).
-		s, err := redisstore.NewFromURL(cfg.ReplayStore, redisstore.Options{})
-		if err != nil {
-			return nil, cfg.replayStoreError(err)
-		}
-		g.replay = s
-		g.replayGates = mc.DPoP.Mode == middleware.DPoPRequired
-		mc.DPoP.ReplayStore = s
-	}
-	guard, err := middleware.New(ctx, mc)
-	if err != nil {
-		return nil, cfg.guardError(err)
-	}
-	g.guard.Store(guard)
-
-	proxy := newProxy(cfg, log)
-	g.upstream = proxy.Transport.(*http.Transport)
-	h, err := newProxyHandler(cfg, guard, proxy, log)
-	if err != nil {
-		guard.Close()
-		return nil, err
-	}
 	g.proxySrv = &http.Server{
-		Handler:           accessLog(limitConcurrency(h, cfg.MaxConcurrentRequests), log),
-		ReadHeaderTimeout: ReadHeaderTimeout,
+		Handler:           g.handler,
+		ReadHeaderTimeout: readHeaderTimeout,
 		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    maxHeaderBytes(cfg.MaxTokenSize),
+		MaxHeaderBytes:    maxHeaderBytes(c.MaxTokenSize),
 		// HTTP/2 (over TLS) takes its header-list limit from
 		// MaxHeaderBytes too.
 		HTTP2:    &http.HTTP2Config{MaxConcurrentStreams: maxConcurrentStreams},
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	if cfg.TLS != nil {
-		if g.certs, err = newCertReloader(cfg.TLS.CertFile, cfg.TLS.KeyFile, log); err != nil {
-			guard.Close()
-			return nil, &configError{File: cfg.File, Err: err, Fields: []*fieldError{{Line: cfg.TLS.Line, Key: "tls.cert_file", Msg: err.Error()}}}
-		}
+	if g.certs != nil {
 		g.proxySrv.TLSConfig = g.certs.serverTLSConfig()
 		var watchCtx context.Context
 		watchCtx, g.stopWatch = context.WithCancel(context.Background())
-		go g.certs.watch(watchCtx, cfg.TLS.ReloadInterval)
+		go g.certs.watch(watchCtx, c.TLS.ReloadInterval)
 		go g.serveTLS(g.proxySrv, g.proxyLn)
 	} else {
 		go g.serve("proxy", g.proxySrv, g.proxyLn)
 	}
+	g.started.Store(true)
 
-	attrs := []any{"listen", g.proxyLn.Addr().String(), "tls", cfg.TLS != nil, "upstream", cfg.Upstream.String(), "routes", len(cfg.Routes), "ready", guard.Ready()}
+	attrs := []any{"listen", g.proxyLn.Addr().String(), "tls", c.TLS != nil, "upstream", c.Upstream.String(), "routes", len(c.Routes), "ready", g.guard.Ready()}
 	if g.metricsLn != nil {
 		attrs = append(attrs, "metrics_listen", g.metricsLn.Addr().String())
 	}
-	attrs = append(attrs, "dpop", cfg.DPoPMode)
-	if cfg.DPoPMode != "disabled" {
+	attrs = append(attrs, "dpop", c.DPoPMode)
+	if c.DPoPMode != "disabled" {
 		store := "memory"
 		if g.replay != nil {
 			store = "redis" // never the URL: it may hold a password
 		}
-		attrs = append(attrs, "dpop_nonce", cfg.DPoPNonce, "dpop_replay_store", store)
+		attrs = append(attrs, "dpop_nonce", c.DPoPNonce, "dpop_replay_store", store)
 	}
 	log.Info("tokenguard gateway started", attrs...)
-	return g, nil
+	return nil
+}
+
+// waitForKeys waits until the guard is ready, startup_wait has passed or
+// ctx is done. The poll is coarse on purpose: it runs once per Start.
+func (g *Gateway) waitForKeys(ctx context.Context) {
+	d := g.cfg.StartupWait
+	switch {
+	case d < 0:
+		return
+	case d == 0:
+		d = defaultStartupWait
+	}
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !g.guard.Ready() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-deadline.C:
+			g.log.Warn("issuer keys not loaded yet; answering 503 for their tokens until they are", "startup_wait", d.String())
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 // serve runs srv on ln until shutdown; any other end is reported on
@@ -209,8 +341,9 @@ func (g *Gateway) serveTLS(srv *http.Server, ln net.Listener) {
 	}
 }
 
-// reloadCertificate loads the TLS certificate and key files again (what
-// SIGHUP does). On failure the current certificate stays in use.
+// ReloadCertificate loads the TLS certificate and key files again (what
+// SIGHUP does). On failure the current certificate stays in use. Without
+// a tls block it returns ErrNoTLS.
 func (g *Gateway) ReloadCertificate() error {
 	if g.certs == nil {
 		return ErrNoTLS
@@ -218,19 +351,30 @@ func (g *Gateway) ReloadCertificate() error {
 	return g.certs.reload()
 }
 
-// proxyAddr and metricsAddr are the bound addresses (useful with port 0).
-func (g *Gateway) ProxyAddr() string { return g.proxyLn.Addr().String() }
+// Addr and MetricsAddr are the addresses Start serves on (useful with port
+// 0); "" before Start, and MetricsAddr without a metrics listener.
+func (g *Gateway) Addr() string { return addrOf(g.proxyLn, g.started.Load()) }
 
-func (g *Gateway) MetricsAddr() string {
-	if g.metricsLn == nil {
+// MetricsAddr: see Addr.
+func (g *Gateway) MetricsAddr() string { return addrOf(g.metricsLn, g.started.Load()) }
+
+func addrOf(ln net.Listener, started bool) string {
+	if ln == nil || !started {
 		return ""
 	}
-	return g.metricsLn.Addr().String()
+	return ln.Addr().String()
 }
 
-// run serves until ctx is done (SIGINT/SIGTERM in main) or a server fails,
-// then shuts down gracefully.
+// Run starts the gateway if Start has not been called, serves until ctx is
+// done (SIGINT or SIGTERM in the command) or a server fails, then shuts
+// down as configured: /readyz answers 503, serving goes on for
+// drain_delay, then in-flight requests get up to shutdown_timeout.
 func (g *Gateway) Run(ctx context.Context) error {
+	if !g.started.Load() {
+		if err := g.Start(ctx); err != nil {
+			return err
+		}
+	}
 	var err error
 	select {
 	case <-ctx.Done():
@@ -238,42 +382,61 @@ func (g *Gateway) Run(ctx context.Context) error {
 	case err = <-g.serveErr:
 		g.log.Error("server failed; shutting down", "err", err)
 	}
-	return errors.Join(err, g.Shutdown(g.cfg.ShutdownTimeout))
+	return errors.Join(err, g.shutdown(context.Background(), func() (context.Context, context.CancelFunc) {
+		return context.WithTimeout(context.Background(), g.cfg.ShutdownTimeout)
+	}))
 }
 
-// shutdown stops accepting connections, waits up to timeout for in-flight
-// requests to finish (then closes what is left), and closes the guard. It
-// is safe to call more than once.
-func (g *Gateway) Shutdown(timeout time.Duration) error {
+// Shutdown stops the gateway gracefully: /readyz answers 503 at once, it
+// keeps serving for drain_delay (or until ctx is done) so load balancers
+// stop sending, then stops accepting connections and lets in-flight
+// requests finish until ctx is done, closes what is left, and closes the
+// guard and the replay store. It is safe to call more than once, and on a
+// gateway that was never started; later calls return the first one's
+// result.
+func (g *Gateway) Shutdown(ctx context.Context) error {
+	return g.shutdown(ctx, func() (context.Context, context.CancelFunc) { return ctx, func() {} })
+}
+
+// shutdown is Shutdown with the drain delay bounded by drainCtx and the
+// graceful stop by the context stopCtx returns, made once the drain delay
+// is over.
+func (g *Gateway) shutdown(drainCtx context.Context, stopCtx func() (context.Context, context.CancelFunc)) error {
 	g.shutdownOnce.Do(func() {
+		g.startOnce.Do(func() {}) // no Start from now on
 		g.draining.Store(true)
-		if d := g.cfg.DrainDelay; d > 0 {
-			// Keep serving while /readyz says 503, so load balancers take
-			// this instance out before its listener closes.
-			g.log.Info("draining: readiness is 503; still serving until drain_delay passes", "drain_delay", d.String())
-			time.Sleep(d)
-		}
-		if g.stopWatch != nil {
-			g.stopWatch()
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), timeout)
-		defer cancel()
 		var errs []error
-		if err := g.proxySrv.Shutdown(ctx); err != nil {
-			g.log.Warn("shutdown timeout reached; closing remaining connections", "err", err)
-			errs = append(errs, g.proxySrv.Close())
+		if g.proxySrv != nil {
+			if d := g.cfg.DrainDelay; d > 0 {
+				// Keep serving while /readyz says 503, so load balancers
+				// take this instance out before its listener closes.
+				g.log.Info("draining: readiness is 503; still serving until drain_delay passes", "drain_delay", d.String())
+				t := time.NewTimer(d)
+				select {
+				case <-t.C:
+				case <-drainCtx.Done():
+					t.Stop()
+				}
+			}
+			if g.stopWatch != nil {
+				g.stopWatch()
+			}
+			ctx, cancel := stopCtx()
+			if err := g.proxySrv.Shutdown(ctx); err != nil {
+				g.log.Warn("shutdown timeout reached; closing remaining connections", "err", err)
+				errs = append(errs, g.proxySrv.Close())
+			}
+			cancel()
 		}
-		if g.upstream != nil {
-			g.upstream.CloseIdleConnections() // in-flight ones are done or cut off by now
-		}
+		closeAll(g.proxyLn)               // bound but never served, or closed already
+		g.upstream.CloseIdleConnections() // in-flight ones are done or cut off by now
 		if g.metricsSrv != nil {
 			// Kept up while the proxy drains, so /readyz reports 503 and
 			// scrapes go on; nothing long-running here needs draining.
 			errs = append(errs, g.metricsSrv.Close())
 		}
-		if guard := g.guard.Load(); guard != nil {
-			errs = append(errs, guard.Close())
-		}
+		closeAll(g.metricsLn)
+		errs = append(errs, g.guard.Close())
 		if g.replay != nil {
 			errs = append(errs, g.replay.Close())
 		}
@@ -283,8 +446,8 @@ func (g *Gateway) Shutdown(timeout time.Duration) error {
 	return g.shutdownErr
 }
 
-// metricsHandler serves GET /metrics, /healthz and /readyz. It is only
-// ever mounted on metrics_listen.
+// metricsHandler serves GET /metrics, /healthz and /readyz. Start mounts
+// it only on metrics_listen.
 func (g *Gateway) metricsHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g.reg, promhttp.HandlerOpts{
@@ -295,13 +458,12 @@ func (g *Gateway) metricsHandler() http.Handler {
 		writePlain(w, http.StatusOK, "ok\n")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		guard := g.guard.Load()
 		switch {
 		case g.draining.Load():
 			writePlain(w, http.StatusServiceUnavailable, "shutting down\n")
-		case guard == nil:
+		case !g.started.Load():
 			writePlain(w, http.StatusServiceUnavailable, "starting\n")
-		case !guard.Ready():
+		case !g.guard.Ready():
 			writePlain(w, http.StatusServiceUnavailable, "issuer keys not loaded\n")
 		case g.replayGates && g.replay.Ping(r.Context()) != nil:
 			writePlain(w, http.StatusServiceUnavailable, "replay store unreachable\n")
@@ -319,7 +481,7 @@ func writePlain(w http.ResponseWriter, status int, body string) {
 	_, _ = io.WriteString(w, body)
 }
 
-func CloseAll(ls ...net.Listener) {
+func closeAll(ls ...net.Listener) {
 	for _, l := range ls {
 		if l != nil {
 			_ = l.Close()

@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -225,11 +226,13 @@ func TestGatewayIntrospectionPrivateKeyJWT(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	gw, err := Start(ctx, cfg, slog.New(slog.DiscardHandler), Listeners{})
+	gw, err := New(cfg, Options{Logger: slog.New(slog.DiscardHandler)})
 	if err == nil {
-		gw.Shutdown(0)
+		gw.Shutdown(context.Background())
+	}
+	var ce *ConfigError
+	if !errors.As(err, &ce) {
+		t.Errorf("unreadable client_key_file: %v, want a *ConfigError", err)
 	}
 	if err == nil || !strings.Contains(err.Error(), "issuers[0].client_key_file") {
 		t.Errorf("unreadable client_key_file: %v", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -15,6 +16,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/tokenguard/tokenguard/internal/hygiene"
 )
 
 // upstream is an example API that records what reached it.
@@ -102,24 +105,24 @@ func runGateway(t testing.TB, yamlText string) *running {
 	if err := os.WriteFile(path, []byte(yamlText), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := LoadConfig(path, os.Getenv)
-	if err == nil {
-		err = cfg.ApplyEnv(os.Getenv)
-	}
+	cfg, err := LoadConfig(path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := &running{stderr: &lockedBuffer{}, done: make(chan error, 1)}
+	if r.gw, err = New(cfg, Options{Logger: cfg.NewLogger(r.stderr)}); err != nil {
+		t.Fatalf("gateway: %v", err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r.stop = cancel
 	startCtx, cancelStart := context.WithTimeout(ctx, wait)
 	defer cancelStart()
-	if r.gw, err = Start(startCtx, cfg, cfg.NewLogger(r.stderr), Listeners{}); err != nil {
+	if err := r.gw.Start(startCtx); err != nil {
 		cancel()
 		t.Fatalf("gateway did not start: %v\n%s", err, r.stderr)
 	}
 	go func() { r.done <- r.gw.Run(ctx) }()
-	r.proxy = "http://" + r.gw.ProxyAddr()
+	r.proxy = "http://" + r.gw.Addr()
 	r.metric = "http://" + r.gw.MetricsAddr()
 	t.Cleanup(func() {
 		cancel()
@@ -166,7 +169,7 @@ func do(t testing.TB, method, url, token string, header http.Header) (*http.Resp
 func tokenguardHeaders(h http.Header) map[string][]string {
 	out := map[string][]string{}
 	for k, v := range h {
-		if len(k) >= len(HeaderPrefix) && strings.EqualFold(k[:len(HeaderPrefix)], HeaderPrefix) {
+		if hygiene.FoldedHasPrefix(k, "x-tokenguard-") {
 			out[k] = v
 		}
 	}
@@ -411,7 +414,7 @@ func TestGatewayGracefulShutdown(t *testing.T) {
 	// /readyz says so.
 	deadline := time.Now().Add(wait)
 	for {
-		c, err := net.DialTimeout("tcp", g.gw.ProxyAddr(), time.Second)
+		c, err := net.DialTimeout("tcp", g.gw.Addr(), time.Second)
 		if err != nil {
 			break
 		}
@@ -543,4 +546,94 @@ func TestMaxHeaderBytesAboveTokenLimit(t *testing.T) {
 			t.Errorf("maxHeaderBytes(%d) = %d, not above the token limit", size, got)
 		}
 	}
+}
+
+// TestGatewayLifecycle covers the package API around a running gateway:
+// nothing is served before Start, /healthz answers while Start still waits
+// for keys, Start runs once, and Shutdown works on a gateway that never
+// started.
+func TestGatewayLifecycle(t *testing.T) {
+	is := startIssuer(t)
+	up := startUpstream(t)
+	cfg, err := ParseConfig("t.yaml", []byte(gatewayYAML(is.URL(), is.URL()+"/jwks", up.URL, "")), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	quiet := Options{Logger: slog.New(slog.DiscardHandler)}
+
+	t.Run("never started", func(t *testing.T) {
+		g, err := New(cfg, quiet)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g.Addr() != "" || g.MetricsAddr() != "" {
+			t.Errorf("addresses before Start: %q %q", g.Addr(), g.MetricsAddr())
+		}
+		if err := g.Shutdown(context.Background()); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+		if err := g.Start(context.Background()); err == nil {
+			t.Error("Start after Shutdown succeeded")
+		}
+	})
+
+	t.Run("start once", func(t *testing.T) {
+		g, err := New(cfg, quiet)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer g.Shutdown(context.Background())
+		if err := g.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if err := g.Start(context.Background()); err == nil {
+			t.Error("a second Start succeeded")
+		}
+		if !g.Ready() {
+			t.Error("not ready after Start with the issuer up")
+		}
+	})
+
+	t.Run("health while waiting for keys", func(t *testing.T) {
+		down := closedAddr(t)
+		y := strings.Replace(gatewayYAML(is.URL(), "http://"+down+"/jwks", up.URL, ""), "startup_wait: 5s", "startup_wait: 3s", 1)
+		cfg, err := ParseConfig("t.yaml", []byte(y), noEnv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		metricsLn, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := New(cfg, Options{Logger: slog.New(slog.DiscardHandler), MetricsListener: metricsLn})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer g.Shutdown(context.Background())
+		started := make(chan error, 1)
+		go func() { started <- g.Start(context.Background()) }()
+		base := "http://" + metricsLn.Addr().String()
+		waitFor(t, func() bool {
+			resp, err := client.Get(base + "/healthz")
+			if err != nil {
+				return false
+			}
+			resp.Body.Close()
+			return resp.StatusCode == 200
+		}, "/healthz during the startup wait")
+		if resp, body := do(t, "GET", base+"/readyz", "", nil); resp.StatusCode != 503 || body != "starting\n" {
+			t.Errorf("/readyz during the startup wait: %d %q", resp.StatusCode, body)
+		}
+		select {
+		case err := <-started:
+			t.Fatalf("Start returned (%v) before startup_wait with no keys", err)
+		default:
+		}
+		if err := <-started; err != nil {
+			t.Fatal(err)
+		}
+		if resp, body := do(t, "GET", base+"/readyz", "", nil); resp.StatusCode != 503 || body != "issuer keys not loaded\n" {
+			t.Errorf("/readyz without keys after Start: %d %q", resp.StatusCode, body)
+		}
+	})
 }

@@ -15,7 +15,7 @@ import (
 // guardConfig converts the gateway configuration for middleware.New. Every
 // setting is passed through, including those middleware does not support
 // yet, so that New refuses them rather than the gateway ignoring them.
-func (c *Config) guardConfig(log *slog.Logger, reg prometheus.Registerer) middleware.Config {
+func (c *config) guardConfig(log *slog.Logger, reg prometheus.Registerer) middleware.Config {
 	mc := middleware.Config{
 		Audience:          c.Audience,
 		PublicURL:         c.publicURL(),
@@ -81,16 +81,16 @@ func resourceURL(s string, insecure bool) bool {
 // replayStoreError reports a replay_store URL the Redis client refuses,
 // at its line. The message never includes the URL, which may hold a
 // password.
-func (c *Config) replayStoreError(err error) error {
+func (c *config) replayStoreError(err error) error {
 	p, _ := c.keyFor("DPoP.ReplayStore")
 	msg := strings.TrimPrefix(err.Error(), "redisstore: ")
-	return &configError{File: c.File, Err: err, Fields: []*fieldError{{Line: p.Line, Key: p.Key, Msg: msg}}}
+	return &ConfigError{File: c.File, Err: err, Fields: []*FieldError{{Line: p.Line, Key: p.Key, Msg: msg}}}
 }
 
 // logDPoPNotes warns about DPoP settings that work but may not be what an
 // operator running several replicas wants, or that trust the client more
 // than it may expect.
-func (c *Config) logDPoPNotes(log *slog.Logger) {
+func (c *config) logDPoPNotes(log *slog.Logger) {
 	if c.DPoPMode != "disabled" && c.PublicURL == nil {
 		msg := "dpop is on and public_url is unset: a proof's htu is checked against a URL built from the client's Host header"
 		if len(c.AllowedHosts) == 0 {
@@ -110,7 +110,7 @@ func (c *Config) logDPoPNotes(log *slog.Logger) {
 }
 
 // publicURL is PublicURL as middleware.Config wants it: "" when unset.
-func (c *Config) publicURL() string {
+func (c *config) publicURL() string {
 	if c.PublicURL == nil {
 		return ""
 	}
@@ -136,25 +136,25 @@ var goIssuerIndex = regexp.MustCompile(`\bIssuers\[(\d+)\]`)
 // guardError maps middleware.New's errors back to YAML keys and lines.
 // Errors it cannot place are kept as they are; the original error stays
 // reachable with errors.Is/As.
-func (c *Config) guardError(err error) error {
+func (c *config) guardError(err error) error {
 	var errs []error
 	if j, ok := err.(interface{ Unwrap() []error }); ok {
 		errs = j.Unwrap()
 	} else {
 		errs = []error{err}
 	}
-	ce := &configError{File: c.File, Err: err}
+	ce := &ConfigError{File: c.File, Err: err}
 	for _, e := range errs {
 		msg := e.Error()
 		if m := middlewareField.FindStringSubmatch(msg); m != nil {
 			if p, ok := c.keyFor(m[1]); ok {
 				text := goIssuerIndex.ReplaceAllString(goNames.Replace(m[2]), "issuers[$1]")
-				ce.Fields = append(ce.Fields, &fieldError{Line: p.Line, Key: p.Key, Msg: text})
+				ce.Fields = append(ce.Fields, &FieldError{Line: p.Line, Key: p.Key, Msg: text})
 				continue
 			}
 		}
-		ce.Fields = append(ce.Fields, &fieldError{Msg: msg})
+		ce.Fields = append(ce.Fields, &FieldError{Msg: msg})
 	}
-	slices.SortStableFunc(ce.Fields, func(a, b *fieldError) int { return a.Line - b.Line })
+	slices.SortStableFunc(ce.Fields, func(a, b *FieldError) int { return a.Line - b.Line })
 	return ce
 }

@@ -142,14 +142,14 @@ func TestGatewayPathHygiene(t *testing.T) {
 		t.Run(tt.target, func(t *testing.T) {
 			req := fmt.Sprintf("GET %s HTTP/1.1\r\nHost: api.example.com\r\nAuthorization: Bearer %s\r\n\r\n", tt.target, tok)
 			before := reached.Load()
-			resp, body := rawRequest(t, strict.gw.ProxyAddr(), req)
+			resp, body := rawRequest(t, strict.gw.Addr(), req)
 			if resp.StatusCode != 400 || body != `{"error":"invalid_path"}`+"\n" {
 				t.Errorf("reject: %d %q, want 400 invalid_path", resp.StatusCode, body)
 			}
 			if reached.Load() != before {
 				t.Errorf("reject: the request reached the upstream")
 			}
-			resp, body = rawRequest(t, lax.gw.ProxyAddr(), req)
+			resp, body = rawRequest(t, lax.gw.Addr(), req)
 			if got := resp.StatusCode == 200 && body == "admin area"; got != tt.bypass {
 				t.Errorf("forward_unchanged: %d %q; bypass = %v, want %v", resp.StatusCode, body, got, tt.bypass)
 			}
@@ -157,7 +157,7 @@ func TestGatewayPathHygiene(t *testing.T) {
 	}
 	// Ordinary paths still work, and the token's scope still matters.
 	for target, want := range map[string]int{"/orders/42": 200, "/orders/caf%C3%A9": 200, "/admin/users": 403, "/other": 200} {
-		resp, body := rawRequest(t, strict.gw.ProxyAddr(), fmt.Sprintf("GET %s HTTP/1.1\r\nHost: api.example.com\r\nAuthorization: Bearer %s\r\n\r\n", target, tok))
+		resp, body := rawRequest(t, strict.gw.Addr(), fmt.Sprintf("GET %s HTTP/1.1\r\nHost: api.example.com\r\nAuthorization: Bearer %s\r\n\r\n", target, tok))
 		if resp.StatusCode != want {
 			t.Errorf("%s: %d %q, want %d", target, resp.StatusCode, body, want)
 		}
@@ -197,7 +197,7 @@ func TestGatewayForwardsWhatItMatched(t *testing.T) {
 		"/orders/",
 		"/",
 	} {
-		resp, body := rawRequest(t, g.gw.ProxyAddr(), fmt.Sprintf("GET %s HTTP/1.1\r\nHost: api.example.com\r\nAuthorization: Bearer %s\r\n\r\n", target, tok))
+		resp, body := rawRequest(t, g.gw.Addr(), fmt.Sprintf("GET %s HTTP/1.1\r\nHost: api.example.com\r\nAuthorization: Bearer %s\r\n\r\n", target, tok))
 		if resp.StatusCode != 200 {
 			t.Errorf("%s: %d %q", target, resp.StatusCode, body)
 			continue
@@ -256,7 +256,7 @@ func TestGatewayHeaderFolding(t *testing.T) {
 	} {
 		t.Run(strings.TrimSpace(cmpOr(tt.extra, "default")), func(t *testing.T) {
 			g := runGateway(t, hygieneYAML(is, up.URL, tt.extra))
-			resp, body := rawRequest(t, g.gw.ProxyAddr(), "GET /orders/1 HTTP/1.1\r\nHost: api.example.com\r\nAuthorization: Bearer "+tok+"\r\n"+spoof+"\r\n")
+			resp, body := rawRequest(t, g.gw.Addr(), "GET /orders/1 HTTP/1.1\r\nHost: api.example.com\r\nAuthorization: Bearer "+tok+"\r\n"+spoof+"\r\n")
 			if resp.StatusCode != 200 {
 				t.Fatalf("%d %q", resp.StatusCode, body)
 			}
@@ -369,7 +369,7 @@ func TestGatewayRefusesProtocolSwitches(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			before := up.requests.Load()
-			resp, body := rawRequest(t, tt.g.gw.ProxyAddr(), "GET /orders/1 HTTP/1.1\r\nHost: api.example.com\r\nAuthorization: Bearer "+tok+"\r\n"+tt.headers+"\r\n")
+			resp, body := rawRequest(t, tt.g.gw.Addr(), "GET /orders/1 HTTP/1.1\r\nHost: api.example.com\r\nAuthorization: Bearer "+tok+"\r\n"+tt.headers+"\r\n")
 			if resp.StatusCode != 400 || body != `{"error":"invalid_request"}`+"\n" {
 				t.Errorf("%d %q, want 400 invalid_request", resp.StatusCode, body)
 			}
@@ -385,7 +385,7 @@ func TestGatewayRefusesProtocolSwitches(t *testing.T) {
 		t.Errorf("the upstream was asked to switch protocols %d times", n)
 	}
 	// The same request without the upgrade goes through.
-	if resp, body := rawRequest(t, def.gw.ProxyAddr(), "GET /orders/1 HTTP/1.1\r\nHost: api.example.com\r\nAuthorization: Bearer "+tok+"\r\n\r\n"); resp.StatusCode != 200 {
+	if resp, body := rawRequest(t, def.gw.Addr(), "GET /orders/1 HTTP/1.1\r\nHost: api.example.com\r\nAuthorization: Bearer "+tok+"\r\n\r\n"); resp.StatusCode != 200 {
 		t.Errorf("plain request: %d %q", resp.StatusCode, body)
 	}
 	_, metrics := do(t, "GET", def.metric+"/metrics", "", nil)
@@ -411,7 +411,7 @@ func TestGatewayAllowedHosts(t *testing.T) {
 		{"api.example.com.evil.example.com", 421},
 	} {
 		before := up.count()
-		resp, body := rawRequest(t, g.gw.ProxyAddr(), "GET /orders/1 HTTP/1.1\r\nHost: "+tt.host+"\r\nAuthorization: Bearer "+tok+"\r\n\r\n")
+		resp, body := rawRequest(t, g.gw.Addr(), "GET /orders/1 HTTP/1.1\r\nHost: "+tt.host+"\r\nAuthorization: Bearer "+tok+"\r\n\r\n")
 		if resp.StatusCode != tt.want {
 			t.Errorf("Host %s: %d %q, want %d", tt.host, resp.StatusCode, body, tt.want)
 		}
@@ -455,18 +455,18 @@ func TestParseConfigHygiene(t *testing.T) {
 	tests := []struct {
 		extra   string
 		wantErr string
-		check   func(*Config) bool
+		check   func(*config) bool
 	}{
-		{"", "", func(c *Config) bool {
+		{"", "", func(c *config) bool {
 			return c.PathNormalization == pathReject && c.AllowWebSocket && c.AllowedHosts == nil && !c.AllowUnderscoreHeaders
 		}},
-		{"path_normalization: forward_unchanged\n", "", func(c *Config) bool { return c.PathNormalization == pathForwardUnchanged }},
-		{"upgrades: []\n", "", func(c *Config) bool { return !c.AllowWebSocket }},
-		{"upgrades: [websocket]\n", "", func(c *Config) bool { return c.AllowWebSocket }},
-		{"allowed_hosts: [API.example.com, \"[::1]:8080\", 127.0.0.1, \"::1\"]\n", "", func(c *Config) bool {
+		{"path_normalization: forward_unchanged\n", "", func(c *config) bool { return c.PathNormalization == pathForwardUnchanged }},
+		{"upgrades: []\n", "", func(c *config) bool { return !c.AllowWebSocket }},
+		{"upgrades: [websocket]\n", "", func(c *config) bool { return c.AllowWebSocket }},
+		{"allowed_hosts: [API.example.com, \"[::1]:8080\", 127.0.0.1, \"::1\"]\n", "", func(c *config) bool {
 			return slices.Equal(c.AllowedHosts, []string{"api.example.com", "[::1]:8080", "127.0.0.1", "::1"})
 		}},
-		{"allow_underscore_headers: true\n", "", func(c *Config) bool { return c.AllowUnderscoreHeaders }},
+		{"allow_underscore_headers: true\n", "", func(c *config) bool { return c.AllowUnderscoreHeaders }},
 
 		{"path_normalization: normalize\n", `path_normalization: "normalize" is not one of reject, forward_unchanged`, nil},
 		{"upgrades: [h2c]\n", `upgrades[0]: "h2c" cannot be passed`, nil},

@@ -14,13 +14,16 @@ import (
 	"github.com/tokenguard/tokenguard/middleware"
 )
 
-// Headers the gateway sets on every request it forwards. Any header with
-// this prefix sent by a client is removed first, whatever its case.
+// The identity headers the gateway sets on every request it forwards,
+// from the verified token: its "sub", its "client_id" and its scopes,
+// space-separated. A header is left out when the token has no such claim.
+// Every header a client sends that an upstream could read as one of these
+// (any header starting X-Tokenguard-, in any letter case, with '_' for
+// '-') is removed first.
 const (
-	HeaderPrefix   = "X-Tokenguard-"
-	headerSubject  = "X-Tokenguard-Subject"
-	headerClientID = "X-Tokenguard-Client-Id"
-	headerScope    = "X-Tokenguard-Scope"
+	HeaderSubject  = "X-Tokenguard-Subject"
+	HeaderClientID = "X-Tokenguard-Client-Id"
+	HeaderScope    = "X-Tokenguard-Scope"
 )
 
 // reservedPaths are served only on metrics_listen and never proxied, even
@@ -41,7 +44,7 @@ func writeJSONError(w http.ResponseWriter, status int, code string) {
 // guarded with its scopes, in front of proxy; a catch-all that answers 404
 // (so a method mismatch is 404 too, not 405); and the reserved paths,
 // which are never proxied.
-func newProxyHandler(cfg *Config, guard *middleware.Guard, proxy http.Handler, log *slog.Logger) (http.Handler, error) {
+func newProxyHandler(cfg *config, guard *middleware.Guard, proxy http.Handler, log *slog.Logger) (http.Handler, error) {
 	mux := http.NewServeMux()
 	upstream := requirePrincipal(proxy, log)
 	for _, r := range cfg.Routes {
@@ -87,7 +90,7 @@ func newProxyHandler(cfg *Config, guard *middleware.Guard, proxy http.Handler, l
 }
 
 // hygiene is the gateway's middleware.Hygiene.
-func (c *Config) hygiene() middleware.Hygiene {
+func (c *config) hygiene() middleware.Hygiene {
 	return middleware.Hygiene{
 		AllowedHosts:          slices.Clone(c.AllowedHosts),
 		InsecureSkipPathCheck: c.PathNormalization == pathForwardUnchanged,
@@ -125,7 +128,7 @@ func requirePrincipal(next http.Handler, log *slog.Logger) http.Handler {
 // are streamed to the upstream as they arrive (ReverseProxy never
 // buffers them); protocol upgrades (WebSocket) are passed through by
 // ReverseProxy once the route's guard has allowed the request.
-func newProxy(cfg *Config, log *slog.Logger) *httputil.ReverseProxy {
+func newProxy(cfg *config, log *slog.Logger) *httputil.ReverseProxy {
 	upstream := cfg.Upstream
 	p := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -225,13 +228,13 @@ func setIdentityHeaders(out http.Header, in *http.Request) {
 		return
 	}
 	if p.Subject != "" {
-		out.Set(headerSubject, p.Subject)
+		out.Set(HeaderSubject, p.Subject)
 	}
 	if p.ClientID != "" {
-		out.Set(headerClientID, p.ClientID)
+		out.Set(HeaderClientID, p.ClientID)
 	}
 	if len(p.Scopes) > 0 {
-		out.Set(headerScope, strings.Join(p.Scopes, " "))
+		out.Set(HeaderScope, strings.Join(p.Scopes, " "))
 	}
 }
 

@@ -429,7 +429,7 @@ func TestGatewayUpgradePassesThrough(t *testing.T) {
 		brw.Flush()
 	})
 	g := runGateway(t, rootYAML(is, up.URL, ""))
-	conn, err := net.DialTimeout("tcp", g.gw.ProxyAddr(), wait)
+	conn, err := net.DialTimeout("tcp", g.gw.Addr(), wait)
 	if err != nil {
 		t.Fatal(err)
 	}

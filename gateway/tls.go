@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -172,5 +171,3 @@ func (r *certReloader) serverTLSConfig() *tls.Config {
 		GetCertificate: r.getCertificate,
 	}
 }
-
-var ErrNoTLS = errors.New("tls is not configured: nothing to reload")

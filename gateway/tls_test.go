@@ -60,7 +60,7 @@ func TestGatewayTLS(t *testing.T) {
 	one.Write(t, certFile, keyFile)
 	g := runGateway(t, gatewayYAML(is.URL(), is.URL()+"/jwks", up.URL,
 		fmt.Sprintf("tls:\n  cert_file: %s\n  key_file: %s\n  reload_interval: 1s\n", certFile, keyFile)))
-	url := "https://" + g.gw.ProxyAddr() + "/orders/1"
+	url := "https://" + g.gw.Addr() + "/orders/1"
 	c := tlsClient(one, two, three)
 	tok := mint(t, is, "orders:read")
 
@@ -74,12 +74,12 @@ func TestGatewayTLS(t *testing.T) {
 
 	// TLS 1.1 is refused.
 	old := &tls.Config{InsecureSkipVerify: true, MaxVersion: tls.VersionTLS11}
-	if conn, err := tls.Dial("tcp", g.gw.ProxyAddr(), old); err == nil {
+	if conn, err := tls.Dial("tcp", g.gw.Addr(), old); err == nil {
 		conn.Close()
 		t.Error("a TLS 1.1 handshake succeeded")
 	}
 	// Plain HTTP to the TLS port gets no proxied answer.
-	if resp, err := client.Get("http://" + g.gw.ProxyAddr() + "/orders/1"); err == nil {
+	if resp, err := client.Get("http://" + g.gw.Addr() + "/orders/1"); err == nil {
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusBadRequest {
 			t.Errorf("plain HTTP on the TLS listener: %d", resp.StatusCode)
@@ -146,7 +146,7 @@ func TestGatewayTLSReloadOnRequest(t *testing.T) {
 	one.Write(t, certFile, keyFile)
 	g := runGateway(t, gatewayYAML(is.URL(), is.URL()+"/jwks", up.URL,
 		fmt.Sprintf("tls:\n  cert_file: %s\n  key_file: %s\n  reload_interval: 1h\n", certFile, keyFile)))
-	url := "https://" + g.gw.ProxyAddr() + "/healthz-not-proxied"
+	url := "https://" + g.gw.Addr() + "/healthz-not-proxied"
 	c := tlsClient(one, two)
 	two.Write(t, certFile, keyFile)
 	if _, _, s := servedSerial(t, c, url, ""); s != "1" {

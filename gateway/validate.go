@@ -17,13 +17,13 @@ import (
 
 // validate checks the decoded file and builds a config. doc is the root
 // mapping, for line numbers.
-func (fc *fileConfig) validate(doc *yaml.Node) (*Config, []*fieldError) {
+func (fc *fileConfig) validate(doc *yaml.Node) (*config, []*FieldError) {
 	pos := positions{root: doc}
-	var errs []*fieldError
+	var errs []*FieldError
 	bad := func(p keyPos, format string, args ...any) {
-		errs = append(errs, &fieldError{Line: p.Line, Key: p.Key, Msg: fmt.Sprintf(format, args...)})
+		errs = append(errs, &FieldError{Line: p.Line, Key: p.Key, Msg: fmt.Sprintf(format, args...)})
 	}
-	c := &Config{
+	c := &config{
 		Listen:        fc.Listen,
 		MetricsListen: fc.MetricsListen,
 		Audience:      fc.Audience,
@@ -482,8 +482,8 @@ func checkRedisURL(s string) error {
 // checkRoutes registers every pattern on a scratch ServeMux, which is the
 // authority on what a valid pattern is and which patterns conflict. Its
 // panics become errors naming both routes involved.
-func checkRoutes(routes []routeConfig) []*fieldError {
-	var errs []*fieldError
+func checkRoutes(routes []routeConfig) []*FieldError {
+	var errs []*FieldError
 	mux := http.NewServeMux()
 	for i, r := range routes {
 		if err := tryHandle(mux, r.Pattern, http.NotFoundHandler()); err == nil {
@@ -492,7 +492,7 @@ func checkRoutes(routes []routeConfig) []*fieldError {
 		// Alone on a fresh mux: an invalid pattern. Otherwise find the
 		// earlier route it clashes with.
 		if err := tryHandle(http.NewServeMux(), r.Pattern, http.NotFoundHandler()); err != nil {
-			errs = append(errs, &fieldError{Line: r.Line, Key: r.Key, Msg: fmt.Sprintf("invalid pattern: %v", err)})
+			errs = append(errs, &FieldError{Line: r.Line, Key: r.Key, Msg: fmt.Sprintf("invalid pattern: %v", err)})
 			continue
 		}
 		for _, o := range routes[:i] {
@@ -504,9 +504,9 @@ func checkRoutes(routes []routeConfig) []*fieldError {
 				continue
 			}
 			if o.Pattern == r.Pattern {
-				errs = append(errs, &fieldError{Line: r.Line, Key: r.Key, Msg: fmt.Sprintf("%q duplicates %s on line %d", r.Pattern, o.Key, o.Line)})
+				errs = append(errs, &FieldError{Line: r.Line, Key: r.Key, Msg: fmt.Sprintf("%q duplicates %s on line %d", r.Pattern, o.Key, o.Line)})
 			} else {
-				errs = append(errs, &fieldError{Line: r.Line, Key: r.Key, Msg: fmt.Sprintf(
+				errs = append(errs, &FieldError{Line: r.Line, Key: r.Key, Msg: fmt.Sprintf(
 					"%q conflicts with %q (%s on line %d): some requests match both and neither is more specific", r.Pattern, o.Pattern, o.Key, o.Line)})
 			}
 			break

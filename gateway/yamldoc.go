@@ -15,16 +15,16 @@ import (
 var yamlLine = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
 
 // yamlErrors converts a YAML parser error into fieldErrors with lines.
-func yamlErrors(err error) []*fieldError {
+func yamlErrors(err error) []*FieldError {
 	var msgs []string
 	if te, ok := errors.AsType[*yaml.TypeError](err); ok {
 		msgs = te.Errors
 	} else {
 		msgs = []string{err.Error()}
 	}
-	out := make([]*fieldError, 0, len(msgs))
+	out := make([]*FieldError, 0, len(msgs))
 	for _, m := range msgs {
-		fe := &fieldError{Msg: strings.TrimPrefix(m, "yaml: ")}
+		fe := &FieldError{Msg: strings.TrimPrefix(m, "yaml: ")}
 		if sm := yamlLine.FindStringSubmatch(m); sm != nil {
 			fe.Line, _ = strconv.Atoi(sm[1])
 			fe.Msg = sm[2]
@@ -40,12 +40,12 @@ var goTypeName = regexp.MustCompile(` (?:in|into) (?:type )?main\.\w+`)
 
 // checkKeys reports every key of mapping n that t has no yaml field for, and
 // every key given twice, recursing into known fields. path is n's key path.
-func checkKeys(n *yaml.Node, t reflect.Type, path string) []*fieldError {
+func checkKeys(n *yaml.Node, t reflect.Type, path string) []*FieldError {
 	n = resolve(n)
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
-	var errs []*fieldError
+	var errs []*FieldError
 	switch {
 	case t.Kind() == reflect.Struct && n.Kind == yaml.MappingNode:
 		fields := yamlFields(t)
@@ -58,7 +58,7 @@ func checkKeys(n *yaml.Node, t reflect.Type, path string) []*fieldError {
 			}
 			key := joinKey(path, k.Value)
 			if line, dup := seen[k.Value]; dup {
-				errs = append(errs, &fieldError{Line: k.Line, Key: key, Msg: fmt.Sprintf("given twice (first on line %d)", line)})
+				errs = append(errs, &FieldError{Line: k.Line, Key: key, Msg: fmt.Sprintf("given twice (first on line %d)", line)})
 				continue
 			}
 			seen[k.Value] = k.Line
@@ -68,7 +68,7 @@ func checkKeys(n *yaml.Node, t reflect.Type, path string) []*fieldError {
 				if s := suggest(k.Value, fields); s != "" {
 					msg += fmt.Sprintf(" (did you mean %q?)", s)
 				}
-				errs = append(errs, &fieldError{Line: k.Line, Key: key, Msg: msg})
+				errs = append(errs, &FieldError{Line: k.Line, Key: key, Msg: msg})
 				continue
 			}
 			errs = append(errs, checkKeys(v, ft, key)...)

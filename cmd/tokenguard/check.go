@@ -18,9 +18,9 @@ func (c *cli) check(args []string) int {
 	if !ok {
 		return code
 	}
-	cfg, err := c.load(path)
+	cfg, err := gateway.LoadConfig(path, c.env)
 	if err == nil {
-		err = cfg.CheckOffline()
+		err = cfg.Check()
 	}
 	if err != nil {
 		fmt.Fprintln(c.stderr, err)
@@ -33,17 +33,4 @@ func (c *cli) check(args []string) int {
 	}
 	_, _ = c.stdout.Write(out)
 	return exitOK
-}
-
-// load reads, expands and validates the configuration file, and applies
-// the settings that come from the environment: what serve and check share.
-func (c *cli) load(path string) (*gateway.Config, error) {
-	cfg, err := gateway.LoadConfig(path, c.env)
-	if err != nil {
-		return nil, err
-	}
-	if err := cfg.ApplyEnv(c.env); err != nil {
-		return nil, err
-	}
-	return cfg, nil
 }

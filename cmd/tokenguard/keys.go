@@ -19,6 +19,7 @@ import (
 	"strings"
 
 	"github.com/tokenguard/tokenguard/dpop"
+	"github.com/tokenguard/tokenguard/internal/httpauth"
 	"github.com/tokenguard/tokenguard/internal/keyfile"
 )
 
@@ -170,13 +171,13 @@ func (c *cli) proof(args []string) int {
 	if len(missing) > 0 {
 		return usageErr("%s required", strings.Join(missing, ", "))
 	}
-	if !isToken(*method) {
+	if !httpauth.IsToken(*method) {
 		return usageErr("-method %q is not an HTTP method", *method)
 	}
 	if _, err := dpop.NormalizeHTU(*target); err != nil {
 		return usageErr("-url %q: want an absolute http:// or https:// URL without credentials", *target)
 	}
-	if *token != "" && !isToken68(*token) {
+	if *token != "" && !httpauth.IsB64Token(*token) {
 		// The usual mistake: "Bearer xyz" or a token with a stray newline.
 		return usageErr("-token: want the access token alone (no scheme such as \"Bearer \", no spaces)")
 	}
@@ -231,36 +232,6 @@ func parseFlags(c *cli, fs *flag.FlagSet, args []string) (code int, ok bool) {
 		return exitUsage, false
 	}
 	return 0, true
-}
-
-// isToken reports whether s is an RFC 9110 token (an HTTP method).
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
-			return false
-		}
-	}
-	return true
-}
-
-// isToken68 reports whether s has the RFC 9110 token68 syntax of an
-// Authorization credential.
-func isToken68(s string) bool {
-	body := strings.TrimRight(s, "=")
-	if body == "" {
-		return false
-	}
-	for i := 0; i < len(body); i++ {
-		c := body[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-._~+/", c) >= 0) {
-			return false
-		}
-	}
-	return true
 }
 
 // isNonce reports whether s has the NQCHAR syntax of a DPoP-Nonce (RFC

@@ -5,6 +5,8 @@ import (
 	"encoding/base64"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -162,6 +164,38 @@ func TestCLINonceSecretsEnv(t *testing.T) {
 		}
 		if strings.Contains(stderr.String(), "gateway started") {
 			t.Errorf("%q: the gateway started", bad)
+		}
+	}
+}
+
+func TestVersion(t *testing.T) {
+	var stdout, stderr lockedBuffer
+	c := &cli{stdout: &stdout, stderr: &stderr}
+	if code := c.run(context.Background(), []string{"version"}); code != exitOK {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	if out := stdout.String(); !strings.HasPrefix(out, "tokenguard ") || !strings.Contains(out, runtime.Version()) {
+		t.Errorf("version printed %q", out)
+	}
+	if code := c.run(context.Background(), []string{"version", "x"}); code != exitUsage {
+		t.Errorf("version with an argument: exit %d", code)
+	}
+}
+
+func TestVersionLine(t *testing.T) {
+	tests := []struct {
+		bi   debug.BuildInfo
+		want string
+	}{
+		{debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Version: "v1.2.3"}}, "tokenguard v1.2.3 go1.26.8"},
+		{debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Version: "(devel)"}, Settings: []debug.BuildSetting{
+			{Key: "vcs.revision", Value: "abc123"}, {Key: "vcs.modified", Value: "true"}, {Key: "vcs.time", Value: "2026-12-06T00:00:00Z"},
+		}}, "tokenguard (devel) (revision abc123, modified, 2026-12-06T00:00:00Z) go1.26.8"},
+		{debug.BuildInfo{GoVersion: "go1.26.8"}, "tokenguard (devel) go1.26.8"},
+	}
+	for _, tt := range tests {
+		if got := versionLine(&tt.bi); got != tt.want {
+			t.Errorf("versionLine = %q, want %q", got, tt.want)
 		}
 	}
 }

@@ -52,7 +52,7 @@ func SplitAuthorization(v string) (scheme, token string, err error) {
 		return "", "", ErrMalformed
 	}
 	scheme = v[:sp]
-	if !isToken(scheme) {
+	if !IsToken(scheme) {
 		return "", "", ErrMalformed
 	}
 	rest := v[sp+1:]
@@ -133,9 +133,9 @@ var b64tokenChars = func() (t [256]bool) {
 	return t
 }()
 
-// isToken reports whether s is an RFC 9110 token (the syntax of a scheme or
+// IsToken reports whether s is an RFC 9110 token (the syntax of a scheme or
 // a parameter name).
-func isToken(s string) bool {
+func IsToken(s string) bool {
 	if s == "" {
 		return false
 	}

@@ -77,7 +77,7 @@ func FuzzParseAuthorization(f *testing.F) {
 		// Properties of a successful parse: the parts rebuild a header
 		// with the same meaning, the token is a b64token, and it is a
 		// suffix of the input (nothing invented).
-		if !isToken(scheme) || !IsB64Token(tok) {
+		if !IsToken(scheme) || !IsB64Token(tok) {
 			t.Fatalf("bad parts %q %q from %q", scheme, tok, in)
 		}
 		if !strings.HasPrefix(in, scheme+" ") || !strings.HasSuffix(in, tok) {
@@ -170,7 +170,7 @@ func FuzzChallenge(f *testing.F) {
 	f.Add("Bearer", "realm", "", "error", "")                                                              // empty values
 	f.Add("Bearer", "realm", "tab\there", "x", "\x7f")                                                     // control characters are dropped
 	f.Fuzz(func(t *testing.T, scheme, n1, v1, n2, v2 string) {
-		if !isToken(scheme) || !isToken(n1) || !isToken(n2) {
+		if !IsToken(scheme) || !IsToken(n1) || !IsToken(n2) {
 			return // we only ever build challenges from tokens
 		}
 		in := []Challenge{{Scheme: scheme, Params: []Param{{n1, v1}, {n2, v2}}}}

@@ -217,3 +217,11 @@ startup_wait: 5s
 log_level: debug
 %s`, upstreamURL, Audience, issuer, jwksURI, extra)
 }
+
+// TokenJKT returns a JWT's cnf.jkt claim, unverified; "" when it has none.
+func TokenJKT(t testing.TB, tok string) string {
+	t.Helper()
+	cnf, _ := DecodeClaims(t, tok)["cnf"].(map[string]any)
+	jkt, _ := cnf["jkt"].(string)
+	return jkt
+}

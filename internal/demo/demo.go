@@ -1,0 +1,262 @@
+// Package demo is "tokenguard demo": a development issuer that mints
+// tokens for anyone who asks, an example upstream that echoes who called
+// it, and the gateway in front of it, all on loopback in one process, with
+// ready-to-paste commands printed to try them. It composes the gateway
+// package's public API exactly as a user's program would. Never expose it:
+// its issuer is for trying things out only.
+package demo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"html/template"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/tokenguard/tokenguard/gateway"
+	"github.com/tokenguard/tokenguard/internal/devissuer"
+	"github.com/tokenguard/tokenguard/internal/netutil"
+)
+
+// audience is the audience the demo issuer mints for and the demo
+// gateway requires.
+const audience = "https://api.example.com"
+
+// Options are the demo's listen addresses, which must all be on loopback.
+// An address not named in Explicit falls back to a free port when it is
+// taken.
+type Options struct {
+	Issuer, Upstream, Listen, MetricsListen string
+	// Explicit holds the command-line flag names ("issuer", "upstream",
+	// "listen", "metrics-listen") whose addresses the user chose: those
+	// are never replaced.
+	Explicit map[string]bool
+}
+
+// DefaultOptions are the addresses the printed commands are easiest with.
+func DefaultOptions() Options {
+	return Options{
+		Issuer:        "127.0.0.1:7000",
+		Upstream:      "127.0.0.1:9000",
+		Listen:        "127.0.0.1:8080",
+		MetricsListen: "127.0.0.1:9090",
+	}
+}
+
+// Demo is a running demo.
+type Demo struct {
+	IssuerURL, UpstreamURL, GatewayURL, MetricsURL string
+
+	gw                     *gateway.Gateway
+	issuerSrv, upstreamSrv *http.Server
+}
+
+// readHeaderTimeout bounds the demo issuer's and upstream's header reads.
+const readHeaderTimeout = 10 * time.Second
+
+// Start binds every listener first (so the printed addresses are the real
+// ones), starts the issuer and the upstream, then the gateway, and prints
+// the instructions to out. ctx bounds only the start; stop the demo by
+// ending Run's context.
+func Start(ctx context.Context, opts Options, out io.Writer, log *slog.Logger) (_ *Demo, err error) {
+	var lns []net.Listener
+	defer func() {
+		if err != nil {
+			for _, ln := range lns {
+				ln.Close()
+			}
+		}
+	}()
+	bind := func(flagName, addr string) (net.Listener, error) {
+		ln, err := listen(flagName, addr, opts.Explicit[flagName], log)
+		if err == nil {
+			lns = append(lns, ln)
+		}
+		return ln, err
+	}
+	issuerLn, err := bind("issuer", opts.Issuer)
+	if err != nil {
+		return nil, err
+	}
+	upstreamLn, err := bind("upstream", opts.Upstream)
+	if err != nil {
+		return nil, err
+	}
+	proxyLn, err := bind("listen", opts.Listen)
+	if err != nil {
+		return nil, err
+	}
+	metricsLn, err := bind("metrics-listen", opts.MetricsListen)
+	if err != nil {
+		return nil, err
+	}
+
+	d := &Demo{
+		IssuerURL:   "http://" + issuerLn.Addr().String(),
+		UpstreamURL: "http://" + upstreamLn.Addr().String(),
+		GatewayURL:  "http://" + proxyLn.Addr().String(),
+		MetricsURL:  "http://" + metricsLn.Addr().String(),
+	}
+
+	key, err := devissuer.GenerateKey("ES256", "demo-1")
+	if err != nil {
+		return nil, fmt.Errorf("tokenguard demo: %w", err)
+	}
+	is := devissuer.New(d.IssuerURL, audience, key)
+	issuerHandler, err := newIssuerHandler(is, d.IssuerURL+"/token")
+	if err != nil {
+		return nil, fmt.Errorf("tokenguard demo: %w", err)
+	}
+	d.issuerSrv = &http.Server{Handler: issuerHandler, ReadHeaderTimeout: readHeaderTimeout}
+	d.upstreamSrv = &http.Server{Handler: http.HandlerFunc(echo), ReadHeaderTimeout: readHeaderTimeout}
+	go serve(d.issuerSrv, issuerLn, log)
+	go serve(d.upstreamSrv, upstreamLn, log)
+	defer func() {
+		if err != nil {
+			d.issuerSrv.Close()
+			d.upstreamSrv.Close()
+		}
+	}()
+
+	// The same YAML a user would write, read by the same code as
+	// "tokenguard -config".
+	yamlText := d.config(proxyLn.Addr().String(), metricsLn.Addr().String())
+	cfg, err := gateway.ParseConfig("demo", []byte(yamlText), func(string) string { return "" })
+	if err != nil {
+		return nil, fmt.Errorf("tokenguard demo: generated config: %w", err) // a bug
+	}
+	if d.gw, err = gateway.New(cfg, gateway.Options{Logger: log, Listener: proxyLn, MetricsListener: metricsLn}); err != nil {
+		return nil, err
+	}
+	if err := d.gw.Start(ctx); err != nil {
+		return nil, err
+	}
+	if err := d.printInstructions(out, yamlText); err != nil {
+		d.gw.Shutdown(context.Background())
+		return nil, fmt.Errorf("tokenguard demo: %w", err)
+	}
+	return d, nil
+}
+
+// listen binds addr, which must be on loopback: the demo issuer hands
+// out tokens to anyone who asks. If a default port is taken, it falls back
+// to a free one and says so.
+func listen(flagName, addr string, explicit bool, log *slog.Logger) (net.Listener, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("tokenguard demo: -%s %q: not host:port", flagName, addr)
+	}
+	if !netutil.IsLoopbackHost(host) {
+		return nil, fmt.Errorf("tokenguard demo: -%s %q: the demo listens on loopback only (it runs a development issuer that mints tokens for anyone)", flagName, addr)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err == nil {
+		return ln, nil
+	}
+	if explicit || !errors.Is(err, syscall.EADDRINUSE) {
+		return nil, fmt.Errorf("tokenguard demo: -%s %s: %w (choose another address with -%s, or port 0 for any free port)", flagName, addr, err, flagName)
+	}
+	ln, err2 := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err2 != nil {
+		return nil, fmt.Errorf("tokenguard demo: -%s %s: %w", flagName, addr, err)
+	}
+	log.Warn("default demo port in use; using a free one instead", "flag", "-"+flagName, "wanted", addr, "using", ln.Addr().String())
+	return ln, nil
+}
+
+func serve(srv *http.Server, ln net.Listener, log *slog.Logger) {
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		log.Error("demo server failed", "addr", ln.Addr().String(), "err", err)
+	}
+}
+
+// Run serves until ctx is done, then stops the gateway and the demo's
+// servers.
+func (d *Demo) Run(ctx context.Context) error {
+	err := d.gw.Run(ctx)
+	d.issuerSrv.Close()
+	d.upstreamSrv.Close()
+	return err
+}
+
+// config returns the demo gateway's configuration: the same YAML a user
+// would write, parsed by the same code as "tokenguard -config".
+func (d *Demo) config(listen, metricsListen string) string {
+	return fmt.Sprintf(`listen: %s
+metrics_listen: %s
+upstream: %s
+public_url: %s
+audience: %s
+issuers:
+  - issuer: %s
+    jwks_uri: %s/jwks
+dpop:
+  mode: allowed
+routes:
+  - pattern: "GET /orders/"
+    scopes: [orders:read]
+  - pattern: "POST /orders/"
+    scopes: [orders:write]
+shutdown_timeout: 5s
+`, listen, metricsListen, d.UpstreamURL, d.GatewayURL, audience, d.IssuerURL, d.IssuerURL)
+}
+
+var instructions = template.Must(template.New("demo").Parse(`
+tokenguard demo: everything runs on 127.0.0.1; stop it with Ctrl-C.
+
+  issuer    {{.IssuerURL}}   DEVELOPMENT ONLY: mints a token for anyone who asks (bound to
+                                    a key of theirs when they send a DPoP proof). Never expose it.
+  upstream  {{.UpstreamURL}}   example API: echoes the method, path and X-Tokenguard-* headers it gets
+  gateway   {{.GatewayURL}}   GET /orders/ needs orders:read, POST /orders/ needs orders:write;
+                                    Bearer and DPoP tokens are accepted (dpop.mode: allowed)
+  metrics   {{.MetricsURL}}/metrics   (also /healthz and /readyz)
+
+Try it (paste into a shell):
+
+# 200: a token with orders:read may GET /orders/
+TOKEN=$(curl -s '{{.IssuerURL}}/token?scope=orders:read')
+curl -i -H "Authorization: Bearer $TOKEN" {{.GatewayURL}}/orders/
+
+# 401: no token
+curl -i {{.GatewayURL}}/orders/
+
+# 403: orders:read is not enough to POST (insufficient_scope)
+curl -i -X POST -H "Authorization: Bearer $TOKEN" {{.GatewayURL}}/orders/
+
+# DPoP (RFC 9449): a token bound to a key of yours is useless to anyone without that key.
+# Run these from the tokenguard source tree (with tokenguard installed, write tokenguard
+# for go run ./cmd/tokenguard). Make a key; keygen prints its thumbprint (jkt) and never
+# overwrites a file, so a second run keeps the first key:
+go run ./cmd/tokenguard keygen -out demo-dpop.pem
+# ask for a token bound to it, with a proof of the key made for this token request:
+TOKEN=$(curl -s -X POST -H "DPoP: $(go run ./cmd/tokenguard proof -method POST -url {{.IssuerURL}}/token -key demo-dpop.pem)" '{{.IssuerURL}}/token?scope=orders:read')
+
+# 200: the bound token, with a fresh proof for this very request (a proof is good once)
+curl -i -H "Authorization: DPoP $TOKEN" -H "DPoP: $(go run ./cmd/tokenguard proof -method GET -url {{.GatewayURL}}/orders/ -key demo-dpop.pem -token $TOKEN)" {{.GatewayURL}}/orders/
+
+# 401: the bound token without its key, sent as a Bearer token (invalid_token)
+curl -i -H "Authorization: Bearer $TOKEN" {{.GatewayURL}}/orders/
+
+# the guard's counters
+curl -s {{.MetricsURL}}/metrics | grep '^tokenguard_requests_total'
+
+The gateway runs with this configuration (save it to a file and run tokenguard -config FILE):
+
+{{.Config}}`))
+
+func (d *Demo) printInstructions(out io.Writer, config string) error {
+	var indented strings.Builder
+	for line := range strings.Lines(config) {
+		indented.WriteString("  " + line)
+	}
+	return instructions.Execute(out, struct {
+		*Demo
+		Config string
+	}{d, indented.String()})
+}
