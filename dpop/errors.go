@@ -26,4 +26,9 @@ var (
 	// ErrStoreFull: the in-memory replay store is at its bound and will
 	// not evict live entries. HTTP 503.
 	ErrStoreFull = errors.New("dpop: replay store full")
+	// ErrKeyQuota: the proof key has recorded its quota of proofs for
+	// the current window (MemoryReplayStore's and redisstore's per-key
+	// quota), so one client cannot fill a store that every client needs.
+	// HTTP 429 with Retry-After.
+	ErrKeyQuota = errors.New("dpop: proof key over its replay-store quota")
 )

@@ -108,23 +108,23 @@ func testRequest(proof string) Request {
 }
 
 // funcStore is a ReplayStore made of a function.
-type funcStore func(ctx context.Context, id ReplayID, expires time.Time) error
+type funcStore func(ctx context.Context, r Replay) error
 
-func (f funcStore) Use(ctx context.Context, id ReplayID, expires time.Time) error {
-	return f(ctx, id, expires)
-}
+func (f funcStore) Use(ctx context.Context, r Replay) error { return f(ctx, r) }
 
 // recordingStore accepts everything and remembers what it was asked.
 type recordingStore struct {
 	mu      sync.Mutex
 	ids     []ReplayID
+	keys    []KeyID
 	expires []time.Time
 }
 
-func (s *recordingStore) Use(_ context.Context, id ReplayID, expires time.Time) error {
+func (s *recordingStore) Use(_ context.Context, r Replay) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.ids = append(s.ids, id)
-	s.expires = append(s.expires, expires)
+	s.ids = append(s.ids, r.ID)
+	s.keys = append(s.keys, r.Key)
+	s.expires = append(s.expires, r.Expires)
 	return nil
 }

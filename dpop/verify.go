@@ -161,6 +161,10 @@ type Proof struct {
 	// near the end of its life: send a fresh DPoP-Nonce with the
 	// response (RFC 9449 §8.2).
 	RenewNonce bool
+
+	// Expires is when the proof stops being acceptable (iat + MaxAge),
+	// and so how long its replay record lives.
+	Expires time.Time
 }
 
 // invalid wraps a reason in ErrInvalidProof.
@@ -169,11 +173,42 @@ func invalid(format string, args ...any) error {
 }
 
 // Verify checks a proof against req per RFC 9449 §4.3 and §7.1, and
-// records it as used. Errors wrap ErrInvalidProof, ErrTokenBinding,
-// ErrUseNonce, ErrReplay, ErrStoreUnavailable or ErrStoreFull, checked in
-// that order. The replay store is consulted
-// last, so a proof that fails any other check never uses up its jti.
+// records it as used: Check, then Record. Errors wrap ErrInvalidProof,
+// ErrTokenBinding, ErrUseNonce, ErrReplay, ErrKeyQuota,
+// ErrStoreUnavailable or ErrStoreFull, checked in that order. The replay
+// store is consulted last, so a proof that fails any other check never
+// uses up its jti.
 func (v *Verifier) Verify(ctx context.Context, req Request) (*Proof, error) {
+	p, err := v.Check(req)
+	if err == nil {
+		err = v.Record(ctx, p)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Record records a proof that Check accepted as used, in the replay
+// store. Call it once the request is otherwise authorised (its token's
+// scopes and the route's policy checked), so a request refused anyway
+// never takes a store entry. Errors wrap ErrReplay, ErrKeyQuota,
+// ErrStoreUnavailable or ErrStoreFull.
+func (v *Verifier) Record(ctx context.Context, p *Proof) error {
+	err := v.cfg.ReplayStore.Use(ctx, NewReplay(p.JKT, p.JTI, p.Expires))
+	if err != nil && !errors.Is(err, ErrReplay) && !errors.Is(err, ErrKeyQuota) &&
+		!errors.Is(err, ErrStoreFull) && !errors.Is(err, ErrStoreUnavailable) {
+		// A store that breaks its contract must still fail closed.
+		err = fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
+	}
+	return err
+}
+
+// Check is Verify without the replay check: every rule of RFC 9449 §4.3
+// but the jti's single use. A proof it accepts must still be recorded
+// with Record before the request is served. Errors wrap ErrInvalidProof,
+// ErrTokenBinding or ErrUseNonce.
+func (v *Verifier) Check(req Request) (*Proof, error) {
 	if req.Proof == "" {
 		return nil, invalid("no proof")
 	}
@@ -240,21 +275,14 @@ func (v *Verifier) Verify(ctx context.Context, req Request) (*Proof, error) {
 	if req.JKT != "" && req.JKT != key.jkt {
 		return nil, ErrTokenBinding
 	}
-	p := &Proof{JKT: key.jkt, JTI: c.JTI, IssuedAt: iat}
+	// The proof stays acceptable until iat+MaxAge; so does its record.
+	p := &Proof{JKT: key.jkt, JTI: c.JTI, IssuedAt: iat, Expires: iat.Add(v.cfg.MaxAge)}
 	if n := v.cfg.Nonces; n != nil {
 		ok, renew := n.Check(c.Nonce, now)
 		if !ok {
 			return nil, ErrUseNonce
 		}
 		p.RenewNonce = renew
-	}
-	// The proof stays acceptable until iat+MaxAge; so does its record.
-	if err := v.cfg.ReplayStore.Use(ctx, NewReplayID(key.jkt, c.JTI), iat.Add(v.cfg.MaxAge)); err != nil {
-		if !errors.Is(err, ErrReplay) && !errors.Is(err, ErrStoreFull) && !errors.Is(err, ErrStoreUnavailable) {
-			// A store that breaks its contract must still fail closed.
-			err = fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
-		}
-		return nil, err
 	}
 	return p, nil
 }

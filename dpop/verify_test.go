@@ -269,10 +269,11 @@ func TestVerifyStoreFailuresFailClosed(t *testing.T) {
 		store ReplayStore
 		want  error
 	}{
-		{"unavailable", funcStore(func(context.Context, ReplayID, time.Time) error { return ErrStoreUnavailable }), ErrStoreUnavailable},
-		{"full", funcStore(func(context.Context, ReplayID, time.Time) error { return ErrStoreFull }), ErrStoreFull},
-		{"replay", funcStore(func(context.Context, ReplayID, time.Time) error { return ErrReplay }), ErrReplay},
-		{"contract-breaking error", funcStore(func(context.Context, ReplayID, time.Time) error { return errors.New("disk on fire") }), ErrStoreUnavailable},
+		{"unavailable", funcStore(func(context.Context, Replay) error { return ErrStoreUnavailable }), ErrStoreUnavailable},
+		{"full", funcStore(func(context.Context, Replay) error { return ErrStoreFull }), ErrStoreFull},
+		{"replay", funcStore(func(context.Context, Replay) error { return ErrReplay }), ErrReplay},
+		{"quota", funcStore(func(context.Context, Replay) error { return ErrKeyQuota }), ErrKeyQuota},
+		{"contract-breaking error", funcStore(func(context.Context, Replay) error { return errors.New("disk on fire") }), ErrStoreUnavailable},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

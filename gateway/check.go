@@ -33,7 +33,7 @@ func (c *config) checkOffline() error {
 		return err
 	}
 	if c.ReplayStore != "" {
-		s, err := redisstore.NewFromURL(c.ReplayStore, redisstore.Options{})
+		s, err := redisstore.NewFromURL(c.ReplayStore, redisstore.Options{KeyQuota: c.ReplayKeyQuota})
 		if err != nil {
 			return c.replayStoreError(err)
 		}

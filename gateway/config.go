@@ -52,6 +52,7 @@ type config struct {
 	DPoPMode        string        // "disabled", "allowed" or "required"
 	DPoPNonce       bool          // require server-issued DPoP nonces
 	ReplayStore     string        // "" for the in-memory store, else a redis:// or rediss:// URL (may hold a password: never print it)
+	ReplayKeyQuota  int           // proofs one key may record per proof lifetime; 0: the store's default
 	Leeway          time.Duration // 0 means the middleware default (30s)
 	MaxTokenSize    int           // 0 means the middleware default (8 KiB)
 	StartupWait     time.Duration // 0 means the middleware default (10s); negative: don't wait

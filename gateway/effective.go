@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"cmp"
 	"fmt"
 	"strconv"
 	"strings"
@@ -8,6 +9,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/tokenguard/tokenguard/dpop"
+	"github.com/tokenguard/tokenguard/dpop/redisstore"
 	"github.com/tokenguard/tokenguard/middleware"
 )
 
@@ -76,9 +79,10 @@ type (
 		ScpClaim                 bool   `yaml:"scp_claim"`
 	}
 	effDPoP struct {
-		Mode        string `yaml:"mode"`
-		Nonce       bool   `yaml:"nonce"`
-		ReplayStore string `yaml:"replay_store"`
+		Mode           string `yaml:"mode"`
+		Nonce          bool   `yaml:"nonce"`
+		ReplayStore    string `yaml:"replay_store"`
+		ReplayKeyQuota int    `yaml:"replay_key_quota,omitempty"` // shown when DPoP is on
 	}
 	effRoute struct {
 		Pattern             string     `yaml:"pattern"`
@@ -192,8 +196,12 @@ func (c *config) effectiveYAML() ([]byte, error) {
 	default:
 		e.StartupWait = durOr(c.StartupWait, middleware.DefaultStartupWait)
 	}
-	if c.ReplayStore != "" {
+	switch {
+	case c.ReplayStore != "":
 		e.DPoP.ReplayStore = redactUserinfo(c.ReplayStore)
+		e.DPoP.ReplayKeyQuota = cmp.Or(c.ReplayKeyQuota, redisstore.DefaultKeyQuota)
+	case c.DPoPMode != "disabled":
+		e.DPoP.ReplayKeyQuota = cmp.Or(c.ReplayKeyQuota, dpop.DefaultKeyQuota(dpop.DefaultReplayStoreSize))
 	}
 	for _, is := range c.Issuers {
 		ei := effIssuer{

@@ -159,7 +159,7 @@ func newGateway(cfg *Config, opts Options) (_ *Gateway, err error) {
 		// No I/O here: an unreachable Redis is not a config error; DPoP
 		// requests get 503 until it answers (and, in required mode,
 		// /readyz reports it).
-		s, err := redisstore.NewFromURL(c.ReplayStore, redisstore.Options{})
+		s, err := redisstore.NewFromURL(c.ReplayStore, redisstore.Options{KeyQuota: c.ReplayKeyQuota})
 		if err != nil {
 			return nil, c.replayStoreError(err)
 		}

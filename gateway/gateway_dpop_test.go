@@ -418,3 +418,57 @@ func TestGatewayDPoPRedisDown(t *testing.T) {
 		t.Error("the log shows the Redis password")
 	}
 }
+
+// TestGatewayReplayStoreFill is the store-fill attack through the
+// gateway, on the memory and the Redis store: a client with a bound token
+// for this audience sends proof after proof to a route its token's scope
+// does not open. None is recorded, so it takes no store capacity; on a
+// route it may use, its key records at most replay_key_quota proofs and
+// then gets 429, while another client is served.
+func TestGatewayReplayStoreFill(t *testing.T) {
+	skipUnlessDPoP(t)
+	is := startIssuer(t)
+	up := startUpstream(t)
+	stores := []struct{ name, yaml string }{{"memory", "  replay_store: memory\n"}}
+	if redisURL := startRedis(t); redisURL != "" {
+		stores = append(stores, struct{ name, yaml string }{"redis", "  replay_store: " + redisURL + "\n"})
+	}
+	for _, st := range stores {
+		t.Run(st.name, func(t *testing.T) {
+			g := runGateway(t, dpopGatewayYAML(is, up, publicURL, "allowed", st.yaml+"  replay_key_quota: 5\n"))
+			attacker, other := newDPoPKey(t), newDPoPKey(t)
+			tok := attacker.mintBound(t, is, "orders:read") // not orders:write
+			for i := range 30 {
+				req, _ := http.NewRequest("POST", g.proxy+"/orders/", nil)
+				req.Header.Set("Authorization", "DPoP "+tok)
+				req.Header.Set("DPoP", attacker.proof(t, "POST", publicURL+"/orders/", tok, ""))
+				resp, err := client.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusForbidden {
+					t.Fatalf("refused request %d: %d", i, resp.StatusCode)
+				}
+			}
+			// Nothing was recorded: the whole quota is still there.
+			for i := range 5 {
+				if resp, body := doDPoP(t, "GET", g.proxy+"/orders/", tok, attacker.proof(t, "GET", publicURL+"/orders/", tok, "")); resp.StatusCode != http.StatusOK {
+					t.Fatalf("allowed request %d: %d %q", i, resp.StatusCode, body)
+				}
+			}
+			resp, body := doDPoP(t, "GET", g.proxy+"/orders/", tok, attacker.proof(t, "GET", publicURL+"/orders/", tok, ""))
+			if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
+				t.Fatalf("over the quota: %d %q Retry-After %q", resp.StatusCode, body, resp.Header.Get("Retry-After"))
+			}
+			otherTok := other.mintBound(t, is, "orders:read")
+			if resp, body := doDPoP(t, "GET", g.proxy+"/orders/", otherTok, other.proof(t, "GET", publicURL+"/orders/", otherTok, "")); resp.StatusCode != http.StatusOK {
+				t.Errorf("another client: %d %q", resp.StatusCode, body)
+			}
+			_, metrics := do(t, "GET", g.metric+"/metrics", "", nil)
+			if want := `tokenguard_requests_total{reason="dpop_key_quota",result="denied"} 1`; !strings.Contains(metrics, want) {
+				t.Errorf("metrics lack %s", want)
+			}
+		})
+	}
+}

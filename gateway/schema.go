@@ -60,9 +60,10 @@ type fileIssue struct {
 }
 
 type fileDPoP struct {
-	Mode        string `yaml:"mode"`
-	Nonce       bool   `yaml:"nonce"`
-	ReplayStore string `yaml:"replay_store"`
+	Mode           string `yaml:"mode"`
+	Nonce          bool   `yaml:"nonce"`
+	ReplayStore    string `yaml:"replay_store"`
+	ReplayKeyQuota int    `yaml:"replay_key_quota"`
 }
 
 type fileRoute struct {

@@ -160,6 +160,15 @@ func (fc *fileConfig) validate(doc *yaml.Node) (*config, []*FieldError) {
 	default:
 		bad(pos.at("dpop", "replay_store"), "must be memory or a redis:// or rediss:// URL")
 	}
+	c.keys["DPoP.ReplayKeyQuota"] = pos.at("dpop", "replay_key_quota")
+	switch q := fc.DPoP.ReplayKeyQuota; {
+	case q < 0:
+		bad(pos.at("dpop", "replay_key_quota"), "must be a positive number of proofs (0 or absent: the default)")
+	case q > 0 && !dpopOn:
+		bad(pos.at("dpop", "replay_key_quota"), "needs dpop.mode allowed or required")
+	default:
+		c.ReplayKeyQuota = q
+	}
 
 	// Durations and sizes.
 	// dur parses a duration key; a dotted key ("tls.reload_interval")

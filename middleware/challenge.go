@@ -13,9 +13,10 @@ import (
 // is enabled), each with the realm and resource_metadata when configured.
 // The error code and description, and the required scopes for
 // insufficient_scope, go in the challenge of the scheme the request used.
-// A 503 carries no challenge: the credentials were not judged.
+// A 503 carries no challenge: the credentials were not judged; nor does
+// a 429: they were good, the client must slow down.
 func (g *Guard) challenge(e *denial, scopes []string) string {
-	if e.Status == http.StatusServiceUnavailable {
+	if e.Status == http.StatusServiceUnavailable || e.Status == http.StatusTooManyRequests {
 		return ""
 	}
 	cs := make([]httpauth.Challenge, 0, 2)
@@ -64,8 +65,14 @@ func (g *Guard) writeError(w http.ResponseWriter, e *denial, scopes []string) {
 	if c := g.challenge(e, scopes); c != "" {
 		h.Set("WWW-Authenticate", c)
 	}
-	if e.Status == http.StatusServiceUnavailable {
+	switch e.Status {
+	case http.StatusServiceUnavailable:
 		h.Set("Retry-After", "5")
+	case http.StatusTooManyRequests:
+		// A key's quota window is at most a proof's lifetime (5 minutes
+		// by default); a minute lets a client that slowed down back in
+		// well before that, without hammering.
+		h.Set("Retry-After", "60")
 	}
 	if e.nonce != "" {
 		h.Set("DPoP-Nonce", e.nonce)

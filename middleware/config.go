@@ -1,6 +1,7 @@
 package middleware
 
 import (
+	"cmp"
 	"crypto"
 	"errors"
 	"fmt"
@@ -298,6 +299,15 @@ type DPoPConfig struct {
 	// with 503 rather than evicting proofs that could still be replayed.
 	ReplayStoreSize int
 
+	// ReplayKeyQuota bounds how many proofs one key may record in the
+	// in-memory store per proof lifetime (MaxProofAge), so one client
+	// cannot fill the store and take DPoP away from everyone; beyond it
+	// its requests get 429 with Retry-After. Zero means
+	// dpop.DefaultKeyQuota(ReplayStoreSize), a sixteenth of the store.
+	// A store set in ReplayStore keeps its own quota
+	// (redisstore.Options.KeyQuota).
+	ReplayKeyQuota int
+
 	// MaxProofAge is how old a proof's "iat" may be. Zero means
 	// dpop.DefaultMaxAge (5 minutes).
 	MaxProofAge time.Duration
@@ -386,6 +396,11 @@ func (c *Config) validate() error {
 	}
 	if c.DPoP.ReplayStoreSize < 0 {
 		bad("DPoP.ReplayStoreSize", "must not be negative")
+	}
+	if size := cmp.Or(c.DPoP.ReplayStoreSize, dpop.DefaultReplayStoreSize); c.DPoP.ReplayKeyQuota < 0 || c.DPoP.ReplayKeyQuota > size {
+		bad("DPoP.ReplayKeyQuota", "must be between 0 (the default) and the store size, %d", size)
+	} else if c.DPoP.ReplayKeyQuota != 0 && c.DPoP.ReplayStore != nil {
+		bad("DPoP.ReplayKeyQuota", "applies to the in-memory store only; set the quota on the ReplayStore")
 	}
 	if c.PublicURL != "" {
 		if err := checkPublicURL(c.PublicURL, c.InsecureAllowHTTP); err != nil {

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -369,7 +370,7 @@ func TestDPoPNonce(t *testing.T) {
 // failingStore fails every Use with err.
 type failingStore struct{ err error }
 
-func (s failingStore) Use(context.Context, dpop.ReplayID, time.Time) error { return s.err }
+func (s failingStore) Use(context.Context, dpop.Replay) error { return s.err }
 
 func TestDPoPReplayStoreFailuresFailClosed(t *testing.T) {
 	is := newTestIssuer(t, "ES256", "k1")
@@ -393,7 +394,7 @@ func TestDPoPReplayStoreFailuresFailClosed(t *testing.T) {
 		}
 	}
 	// The in-memory store at its bound refuses rather than evicts.
-	g := newGuard(t, Config{Audience: testAudience, Issuers: []Issuer{is.config()}, DPoP: DPoPConfig{Mode: DPoPAllowed, ReplayStoreSize: 1}})
+	g := newGuard(t, Config{Audience: testAudience, Issuers: []Issuer{is.config()}, DPoP: DPoPConfig{Mode: DPoPAllowed, ReplayStoreSize: 64, ReplayKeyQuota: 64}})
 	h := g.Require()(okHandler)
 	codes := map[int]int{}
 	for range 200 {
@@ -401,5 +402,79 @@ func TestDPoPReplayStoreFailuresFailClosed(t *testing.T) {
 	}
 	if codes[200] == 0 || codes[503] == 0 || codes[200]+codes[503] != 200 || codes[200] > 64 {
 		t.Errorf("1-entry-per-shard store over 200 proofs: %v", codes)
+	}
+}
+
+// countingStore counts the proofs it is asked to record, and records
+// nothing.
+type countingStore struct{ n atomic.Int64 }
+
+func (s *countingStore) Use(context.Context, dpop.Replay) error { s.n.Add(1); return nil }
+
+// TestDPoPProofRecordedOnlyWhenAuthorized: a request refused for its
+// scope, its policy or its step-up never takes a replay-store entry, so a
+// client with any bound token cannot fill the store with requests that are
+// refused anyway.
+func TestDPoPProofRecordedOnlyWhenAuthorized(t *testing.T) {
+	is := newTestIssuer(t, "ES256", "k1")
+	alice := newDPoPClient(t)
+	bound := is.mint(t, "orders:read", map[string]any{"cnf": map[string]any{"jkt": alice.jkt}})
+	store := &countingStore{}
+	g := newGuard(t, Config{Audience: testAudience, Issuers: []Issuer{is.config()}, DPoP: DPoPConfig{Mode: DPoPAllowed, ReplayStore: store}})
+	for _, h := range []http.Handler{
+		g.Require("admin")(okHandler),
+		g.RequirePolicy(Policy{ACRValues: []string{"gold"}})(okHandler),
+		g.RequirePolicy(Policy{AnyOf: [][]string{{"admin"}, {"orders:write"}}})(okHandler),
+	} {
+		for range 10 {
+			if rec := dpopRequest(h, dpopURL, "DPoP "+bound, alice.proof(t, "GET", dpopURL, bound)); rec.Code == http.StatusOK {
+				t.Fatal("a refused route served the request")
+			}
+		}
+	}
+	if n := store.n.Load(); n != 0 {
+		t.Fatalf("refused requests recorded %d proofs", n)
+	}
+	if rec := dpopRequest(g.Require("orders:read")(okHandler), dpopURL, "DPoP "+bound, alice.proof(t, "GET", dpopURL, bound)); rec.Code != http.StatusOK {
+		t.Fatalf("allowed request: %d", rec.Code)
+	}
+	if n := store.n.Load(); n != 1 {
+		t.Fatalf("an allowed request recorded %d proofs, want 1", n)
+	}
+}
+
+// TestDPoPKeyQuota: one key past its quota gets 429 with Retry-After and
+// no challenge (its credentials were good), counted as dpop_key_quota;
+// another key is served.
+func TestDPoPKeyQuota(t *testing.T) {
+	is := newTestIssuer(t, "ES256", "k1")
+	alice, bob := newDPoPClient(t), newDPoPClient(t)
+	aliceTok := is.mint(t, "", map[string]any{"cnf": map[string]any{"jkt": alice.jkt}})
+	bobTok := is.mint(t, "", map[string]any{"cnf": map[string]any{"jkt": bob.jkt}})
+	g := newGuard(t, Config{Audience: testAudience, Issuers: []Issuer{is.config()}, DPoP: DPoPConfig{Mode: DPoPAllowed, ReplayStoreSize: 1000, ReplayKeyQuota: 3}})
+	h := g.Require()(okHandler)
+	for i := range 3 {
+		if rec := dpopRequest(h, dpopURL, "DPoP "+aliceTok, alice.proof(t, "GET", dpopURL, aliceTok)); rec.Code != http.StatusOK {
+			t.Fatalf("request %d within the quota: %d", i, rec.Code)
+		}
+	}
+	rec := dpopRequest(h, dpopURL, "DPoP "+aliceTok, alice.proof(t, "GET", dpopURL, aliceTok))
+	if rec.Code != http.StatusTooManyRequests || rec.Header().Get("Retry-After") == "" || rec.Header().Get("WWW-Authenticate") != "" {
+		t.Fatalf("over the quota: %d, Retry-After %q, WWW-Authenticate %q", rec.Code, rec.Header().Get("Retry-After"), rec.Header().Get("WWW-Authenticate"))
+	}
+	if n := g.metrics.requests.value(ReasonDPoPKeyQuota); n != 1 {
+		t.Errorf("dpop_key_quota counted %d times", n)
+	}
+	if rec := dpopRequest(h, dpopURL, "DPoP "+bobTok, bob.proof(t, "GET", dpopURL, bobTok)); rec.Code != http.StatusOK {
+		t.Errorf("another key: %d", rec.Code)
+	}
+	for _, bad := range []DPoPConfig{
+		{Mode: DPoPAllowed, ReplayStoreSize: 10, ReplayKeyQuota: 11},
+		{Mode: DPoPAllowed, ReplayKeyQuota: -1},
+		{Mode: DPoPAllowed, ReplayKeyQuota: 5, ReplayStore: &countingStore{}},
+	} {
+		if _, err := New(context.Background(), Config{Audience: testAudience, Issuers: []Issuer{is.config()}, DPoP: bad, StartupWait: -1}); err == nil {
+			t.Errorf("New accepted %+v", bad)
+		}
 	}
 }

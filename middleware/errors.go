@@ -92,6 +92,7 @@ const (
 	ReasonReplay                 Reason = "dpop_replay"
 	ReasonReplayStoreFull        Reason = "replay_store_full"
 	ReasonReplayStoreUnavailable Reason = "replay_store_unavailable"
+	ReasonDPoPKeyQuota           Reason = "dpop_key_quota"
 
 	ReasonDPoPRequired Reason = "dpop_required"
 	ReasonTokenTooOld  Reason = "token_too_old"
@@ -114,7 +115,7 @@ var allReasons = []Reason{
 	ReasonNotYetValid, ReasonInvalidAudience, ReasonMissingClaim, ReasonDPoPBound,
 	ReasonInsufficientScope, ReasonKeysUnavailable,
 	ReasonInvalidProof, ReasonNotBound, ReasonKeyBinding, ReasonNonceRequired,
-	ReasonReplay, ReasonReplayStoreFull, ReasonReplayStoreUnavailable,
+	ReasonReplay, ReasonReplayStoreFull, ReasonReplayStoreUnavailable, ReasonDPoPKeyQuota,
 	ReasonDPoPRequired, ReasonTokenTooOld, ReasonStepUp,
 	ReasonInactive, ReasonIntrospectionUnavailable,
 	ReasonInvalidPath, ReasonUpgradeRefused, ReasonMisdirected,

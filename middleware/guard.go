@@ -1,6 +1,7 @@
 package middleware
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -377,7 +378,7 @@ func (g *Guard) setUpDPoP() error {
 		if size == 0 {
 			size = dpop.DefaultReplayStoreSize
 		}
-		store, err := dpop.NewMemoryReplayStore(size)
+		store, err := dpop.NewMemoryReplayStoreQuota(size, cmp.Or(dc.ReplayKeyQuota, dpop.DefaultKeyQuota(size)))
 		if err != nil {
 			return fmt.Errorf("middleware: DPoP.ReplayStoreSize: %w", err)
 		}

@@ -94,9 +94,12 @@ func (g *Guard) RequirePolicy(p Policy) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
-			p, tok, nonce, e := g.authenticate(r, start)
+			p, tok, nonce, proof, e := g.authenticate(r, start)
 			if e == nil {
 				e = g.enforce(r, pol, p, tok)
+			}
+			if e == nil && proof != nil {
+				e = g.recordProof(r, proof, p)
 			}
 			reason := ReasonOK
 			if e != nil {

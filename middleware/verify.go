@@ -42,21 +42,24 @@ const (
 	descReplay           = "DPoP proof already used"
 	descNonce            = "DPoP nonce required"
 	descStoreUnavailable = "DPoP replay check unavailable"
+	descKeyQuota         = "too many DPoP proofs from this key; retry later"
 
 	descInactive                 = "token is not active"
 	descIntrospectionUnavailable = "token introspection unavailable"
 )
 
 // authenticate extracts and verifies the request's access token and, for
-// the DPoP scheme, its proof. It returns the Principal, the token, and a
-// DPoP-Nonce to send with the response (usually ""), or the denial to send.
-func (g *Guard) authenticate(r *http.Request, start time.Time) (*Principal, string, string, *denial) {
+// the DPoP scheme, its proof. It returns the Principal, the token, a
+// DPoP-Nonce to send with the response (usually "") and, for DPoP, the
+// checked proof, which must still be recorded (recordProof) once the
+// request is otherwise authorised; or the denial to send.
+func (g *Guard) authenticate(r *http.Request, start time.Time) (*Principal, string, string, *dpop.Proof, *denial) {
 	isDPoP, tok, e := g.extract(r)
 	if e != nil {
 		// A refusal of DPoP credentials (too large) is stated in the DPoP
 		// challenge, like every later refusal (RFC 9449 §7.1).
 		e.dpop = isDPoP
-		return nil, "", "", e
+		return nil, "", "", nil, e
 	}
 	p, e := g.verifyToken(r, tok, start)
 	if e == nil {
@@ -75,17 +78,17 @@ func (g *Guard) authenticate(r *http.Request, start time.Time) (*Principal, stri
 	}
 	if e != nil {
 		e.dpop = isDPoP
-		return nil, "", "", e
+		return nil, "", "", nil, e
 	}
 	if !isDPoP {
-		return p, tok, "", nil
+		return p, tok, "", nil, nil
 	}
-	nonce, e := g.verifyProof(r, tok, p)
+	proof, nonce, e := g.verifyProof(r, tok, p)
 	if e != nil {
 		e.dpop, e.iss = true, p.Issuer
-		return nil, "", "", e
+		return nil, "", "", nil, e
 	}
-	return p, tok, nonce, nil
+	return p, tok, nonce, proof, nil
 }
 
 // verifyToken verifies an access token, through the verified-token cache
@@ -191,22 +194,24 @@ func (g *Guard) introspectToken(r *http.Request, tok string) (*Principal, *denia
 }
 
 // verifyProof checks the request's DPoP proof against the request, the
-// access token and the key the token is bound to (RFC 9449 §4.3, §7.1).
-// It returns the DPoP-Nonce to send with the response, if any.
-func (g *Guard) verifyProof(r *http.Request, tok string, p *Principal) (string, *denial) {
+// access token and the key the token is bound to (RFC 9449 §4.3, §7.1),
+// all but its single use: recordProof does that once the request is
+// otherwise authorised. It returns the proof and the DPoP-Nonce to send
+// with the response, if any.
+func (g *Guard) verifyProof(r *http.Request, tok string, p *Principal) (*dpop.Proof, string, *denial) {
 	proofs := r.Header.Values("DPoP")
 	switch len(proofs) {
 	case 0:
-		return "", deny(http.StatusUnauthorized, CodeInvalidDPoPProof, ReasonInvalidProof, descNoProof, nil)
+		return nil, "", deny(http.StatusUnauthorized, CodeInvalidDPoPProof, ReasonInvalidProof, descNoProof, nil)
 	case 1:
 	default:
-		return "", deny(http.StatusUnauthorized, CodeInvalidDPoPProof, ReasonInvalidProof, descManyProofs, nil)
+		return nil, "", deny(http.StatusUnauthorized, CodeInvalidDPoPProof, ReasonInvalidProof, descManyProofs, nil)
 	}
 	target, ok := g.requestURL(r)
 	if !ok {
-		return "", deny(http.StatusUnauthorized, CodeInvalidDPoPProof, ReasonInvalidProof, descHost, nil)
+		return nil, "", deny(http.StatusUnauthorized, CodeInvalidDPoPProof, ReasonInvalidProof, descHost, nil)
 	}
-	proof, err := g.proofs.Verify(r.Context(), dpop.Request{
+	proof, err := g.proofs.Check(dpop.Request{
 		Proof:       proofs[0],
 		Method:      r.Method,
 		URL:         target,
@@ -217,24 +222,41 @@ func (g *Guard) verifyProof(r *http.Request, tok string, p *Principal) (string, 
 	switch {
 	case err == nil:
 		if proof.RenewNonce {
-			return nonces.Issue(g.cfg.now()), nil
+			return proof, nonces.Issue(g.cfg.now()), nil
 		}
-		return "", nil
+		return proof, "", nil
 	case errors.Is(err, dpop.ErrTokenBinding):
-		return "", invalidToken(ReasonKeyBinding, descKeyBinding, err)
+		return nil, "", invalidToken(ReasonKeyBinding, descKeyBinding, err)
 	case errors.Is(err, dpop.ErrUseNonce):
 		e := deny(http.StatusUnauthorized, CodeUseDPoPNonce, ReasonNonceRequired, descNonce, err)
 		e.nonce = nonces.Issue(g.cfg.now())
-		return "", e
+		return nil, "", e
+	}
+	return nil, "", deny(http.StatusUnauthorized, CodeInvalidDPoPProof, ReasonInvalidProof, descProof, err)
+}
+
+// recordProof records a checked proof as used, the last step before a
+// DPoP request is served: a request the guard refuses for any other
+// reason (scope, policy, step-up) never takes a replay-store entry, so a
+// client cannot fill the store with requests that are refused anyway.
+func (g *Guard) recordProof(r *http.Request, proof *dpop.Proof, p *Principal) *denial {
+	err := g.proofs.Record(r.Context(), proof)
+	var e *denial
+	switch {
+	case err == nil:
+		return nil
 	case errors.Is(err, dpop.ErrReplay):
 		g.metrics.dpopReplays.Inc()
-		return "", deny(http.StatusUnauthorized, CodeInvalidDPoPProof, ReasonReplay, descReplay, err)
+		e = deny(http.StatusUnauthorized, CodeInvalidDPoPProof, ReasonReplay, descReplay, err)
+	case errors.Is(err, dpop.ErrKeyQuota):
+		e = deny(http.StatusTooManyRequests, "", ReasonDPoPKeyQuota, descKeyQuota, err)
 	case errors.Is(err, dpop.ErrStoreFull):
-		return "", deny(http.StatusServiceUnavailable, "", ReasonReplayStoreFull, descStoreUnavailable, err)
-	case errors.Is(err, dpop.ErrStoreUnavailable):
-		return "", deny(http.StatusServiceUnavailable, "", ReasonReplayStoreUnavailable, descStoreUnavailable, err)
+		e = deny(http.StatusServiceUnavailable, "", ReasonReplayStoreFull, descStoreUnavailable, err)
+	default:
+		e = deny(http.StatusServiceUnavailable, "", ReasonReplayStoreUnavailable, descStoreUnavailable, err)
 	}
-	return "", deny(http.StatusUnauthorized, CodeInvalidDPoPProof, ReasonInvalidProof, descProof, err)
+	e.dpop, e.iss = true, p.Issuer
+	return e
 }
 
 // requestURL is the URL the client addressed, as a proof's htu must name

@@ -1,6 +1,7 @@
 package redisstore
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -32,6 +33,13 @@ const (
 	// is kept: the verifier has judged the proof's window already, and a
 	// short record still stops concurrent duplicates.
 	pastExpiryTTL = time.Second
+
+	// DefaultKeyQuota is how many proofs one key may record per window
+	// (the lifetime of the first proof it records in it: 5 minutes with
+	// the verifier's defaults), as in dpop.DefaultKeyQuota for a store of
+	// dpop.DefaultReplayStoreSize: about 218 proofs a second from one
+	// key, sustained.
+	DefaultKeyQuota = 65536
 )
 
 // Options configures a Store. Every zero value is a documented default.
@@ -45,7 +53,13 @@ type Options struct {
 	// deadline. Zero means DefaultTimeout; negative is an error.
 	Timeout time.Duration
 
-	// Now returns the current time, used to turn Use's expires into a
+	// KeyQuota is how many proofs one key may record per window, so one
+	// client cannot fill a Redis that every replica needs; beyond it Use
+	// returns dpop.ErrKeyQuota until the window ends. Zero means
+	// DefaultKeyQuota; negative is an error.
+	KeyQuota int
+
+	// Now returns the current time, used to turn a proof's expiry into a
 	// time to live. nil means time.Now. For tests.
 	Now func() time.Time
 }
@@ -53,10 +67,16 @@ type Options struct {
 // Store is a dpop.ReplayStore kept in Redis. Make one with New or
 // NewFromURL. It is safe for concurrent use.
 type Store struct {
-	client  redis.UniversalClient
-	prefix  string
-	timeout time.Duration
-	now     func() time.Time
+	client   redis.UniversalClient
+	prefix   string
+	timeout  time.Duration
+	keyQuota int
+	now      func() time.Time
+	// legacy: also refuse proofs recorded under the key format of
+	// versions before the per-key quota (prefix + id), so a rolling
+	// upgrade cannot replay them. Off for Cluster and Ring clients, which
+	// could not have used it (the two keys may live on different nodes).
+	legacy bool
 
 	owned     bool // client was made by NewFromURL and is closed by Close
 	closeOnce sync.Once
@@ -84,6 +104,9 @@ func New(client redis.UniversalClient, opts Options) (*Store, error) {
 	if opts.Timeout < 0 {
 		errs = append(errs, fmt.Errorf("redisstore: Options.Timeout: must not be negative, got %v", opts.Timeout))
 	}
+	if opts.KeyQuota < 0 {
+		errs = append(errs, fmt.Errorf("redisstore: Options.KeyQuota: must not be negative, got %d", opts.KeyQuota))
+	}
 	if known, ok := honoursContext(client); known && !ok {
 		errs = append(errs, errors.New("redisstore: client: ContextTimeoutEnabled must be set, or Options.Timeout cannot bound calls"))
 	}
@@ -91,10 +114,16 @@ func New(client redis.UniversalClient, opts Options) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{
-		client:  client,
-		prefix:  opts.Prefix,
-		timeout: opts.Timeout,
-		now:     opts.Now,
+		client:   client,
+		prefix:   opts.Prefix,
+		timeout:  opts.Timeout,
+		keyQuota: cmp.Or(opts.KeyQuota, DefaultKeyQuota),
+		now:      opts.Now,
+	}
+	switch client.(type) {
+	case *redis.ClusterClient, *redis.Ring:
+	default:
+		s.legacy = true
 	}
 	if s.prefix == "" {
 		s.prefix = DefaultPrefix
@@ -172,30 +201,59 @@ func honoursContext(client redis.UniversalClient) (known, ok bool) {
 	return false, false
 }
 
-// Use implements dpop.ReplayStore with one atomic SET NX PX round trip.
-// It returns nil if id was not recorded (or its record expired) and is
-// now recorded until expires, dpop.ErrReplay if it was recorded, and an
-// error wrapping dpop.ErrStoreUnavailable and the cause (a timeout, the
-// caller's cancelled context, a network or Redis error) otherwise.
+// useScript records a proof and charges its key, atomically.
 //
-// An expires already past is recorded for one second rather than
-// refused: the verifier has judged the proof's window already.
-func (s *Store) Use(ctx context.Context, id dpop.ReplayID, expires time.Time) error {
+//	KEYS[1] the proof's record, KEYS[2] its key's counter for the window,
+//	KEYS[3] (when given) the proof's record in the older key format
+//	ARGV[1] the record's time to live in ms, ARGV[2] the key's quota
+//
+// It returns 1 (recorded), 0 (already recorded: a replay) or -1 (the key
+// is at its quota; nothing recorded). The counter lives as long as the
+// first proof of its window, so a key records at most its quota per
+// proof lifetime and holds at most twice that.
+var useScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if KEYS[3] and redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
+local n = redis.call('INCR', KEYS[2])
+if n == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[1]) end
+if n > tonumber(ARGV[2]) then return -1 end
+redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
+return 1
+`)
+
+// Use implements dpop.ReplayStore with one atomic script round trip. It
+// returns nil if the proof was not recorded (or its record expired) and
+// is now recorded until r.Expires, dpop.ErrReplay if it was recorded,
+// dpop.ErrKeyQuota if r.Key is at its quota, and an error wrapping
+// dpop.ErrStoreUnavailable and the cause (a timeout, the caller's
+// cancelled context, a network or Redis error) otherwise.
+//
+// An expiry already past is recorded for one second rather than refused:
+// the verifier has judged the proof's window already.
+func (s *Store) Use(ctx context.Context, r dpop.Replay) error {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	// Always PX, in whole milliseconds rounded up, so the record never
-	// expires before the proof does. (SetNX would pick EX for whole
-	// seconds; the wire command is spelled out to keep it exact.)
-	ttl := recordTTL(s.now(), expires)
-	cmd := redis.NewBoolCmd(ctx, "set", s.key(id), "1", "px", ttl.Milliseconds(), "nx")
-	if err := s.client.Process(ctx, cmd); err != nil {
+	// In whole milliseconds rounded up, so the record never expires
+	// before the proof does.
+	ttl := recordTTL(s.now(), r.Expires)
+	record, counter := s.keys(r)
+	keys := []string{record, counter}
+	if s.legacy {
+		keys = append(keys, s.legacyKey(r.ID))
+	}
+	res, err := useScript.Run(ctx, s.client, keys, ttl.Milliseconds(), s.keyQuota).Int()
+	if err != nil {
 		return fmt.Errorf("%w: %w", dpop.ErrStoreUnavailable, err)
 	}
-	// A nil reply (key exists) reads as false, "OK" as true.
-	if !cmd.Val() {
+	switch res {
+	case 1:
+		return nil
+	case 0:
 		return dpop.ErrReplay
+	case -1:
+		return dpop.ErrKeyQuota
 	}
-	return nil
+	return fmt.Errorf("%w: unexpected script result %d", dpop.ErrStoreUnavailable, res)
 }
 
 // Ping checks that Redis answers within Options.Timeout, for readiness
@@ -222,20 +280,37 @@ func (s *Store) Close() error {
 	return s.closeErr
 }
 
-// key returns the Redis key for id: the prefix and the unpadded base64url
-// encoding of id. Changing it would let proofs recorded by older replicas
-// be replayed at newer ones during an upgrade.
-func (s *Store) key(id dpop.ReplayID) string {
-	var enc [encodedIDLen]byte
-	base64.RawURLEncoding.Encode(enc[:], id[:])
+// keys returns the Redis keys of a proof's record and of its key's quota
+// counter: the prefix, the key's id in braces (a Cluster hash tag, so a
+// key's record and counter share a slot and one script can touch both,
+// while different keys spread over the slots), then the proof's id or
+// "q". Ids are unpadded base64url. Changing the format would let proofs
+// recorded by older replicas be replayed at newer ones during an upgrade
+// (legacyKey covers the one change so far).
+func (s *Store) keys(r dpop.Replay) (record, counter string) {
+	var key [encodedIDLen]byte
+	base64.RawURLEncoding.Encode(key[:], r.Key[:])
+	var id [encodedIDLen]byte
+	base64.RawURLEncoding.Encode(id[:], r.ID[:])
 	var b strings.Builder
-	b.Grow(len(s.prefix) + len(enc))
+	b.Grow(len(s.prefix) + 2 + 2*encodedIDLen)
 	b.WriteString(s.prefix)
-	b.Write(enc[:])
-	return b.String()
+	b.WriteByte('{')
+	b.Write(key[:])
+	b.WriteByte('}')
+	base := b.String()
+	return base + string(id[:]), base + "q"
 }
 
-// encodedIDLen is the length of a ReplayID in unpadded base64url.
+// legacyKey is a proof's record key before the per-key quota: the prefix
+// and the proof's id.
+func (s *Store) legacyKey(id dpop.ReplayID) string {
+	var enc [encodedIDLen]byte
+	base64.RawURLEncoding.Encode(enc[:], id[:])
+	return s.prefix + string(enc[:])
+}
+
+// encodedIDLen is the length of a ReplayID or KeyID in unpadded base64url.
 const encodedIDLen = (len(dpop.ReplayID{})*8 + 5) / 6
 
 // recordTTL returns how long to keep a record of a proof that expires at

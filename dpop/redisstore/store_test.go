@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -54,7 +55,7 @@ func TestUse(t *testing.T) {
 		{"and then a replay", b, dpop.ErrReplay},
 	}
 	for _, st := range steps {
-		err := s.Use(t.Context(), st.id, expires)
+		err := s.Use(t.Context(), replayOf(st.id, expires))
 		if !errors.Is(err, st.want) || (st.want == nil && err != nil) {
 			t.Fatalf("%s: Use = %v, want %v", st.name, err, st.want)
 		}
@@ -78,10 +79,11 @@ func TestUseTTL(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			id := newID()
-			if err := s.Use(t.Context(), id, tt.expires); err != nil {
+			if err := s.Use(t.Context(), replayOf(id, tt.expires)); err != nil {
 				t.Fatal(err)
 			}
-			got, err := c.PTTL(t.Context(), s.key(id)).Result()
+			record, _ := s.keys(replayOf(id, tt.expires))
+			got, err := c.PTTL(t.Context(), record).Result()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -97,17 +99,17 @@ func TestUseExpiry(t *testing.T) {
 	s, _ := newStore(t, srv, Options{})
 	id := newID()
 	start := time.Now()
-	if err := s.Use(t.Context(), id, start.Add(200*time.Millisecond)); err != nil {
+	if err := s.Use(t.Context(), replayOf(id, start.Add(200*time.Millisecond))); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Use(t.Context(), id, start.Add(200*time.Millisecond)); !errors.Is(err, dpop.ErrReplay) {
+	if err := s.Use(t.Context(), replayOf(id, start.Add(200*time.Millisecond))); !errors.Is(err, dpop.ErrReplay) {
 		t.Fatalf("immediate reuse: Use = %v, want ErrReplay", err)
 	}
 	// Once the record expires the id is new again (a verifier would
 	// refuse the proof itself by then; the store only has to forget).
 	deadline := start.Add(3 * time.Second)
 	for {
-		err := s.Use(t.Context(), id, time.Now().Add(time.Minute))
+		err := s.Use(t.Context(), replayOf(id, time.Now().Add(time.Minute)))
 		if err == nil {
 			break
 		}
@@ -135,9 +137,10 @@ func TestPrefix(t *testing.T) {
 		prefix  string
 		wantKey string
 	}{
-		{"default", "", DefaultPrefix + enc},
-		{"custom a", "tenant-a:", "tenant-a:" + enc},
-		{"custom b", "tenant-b:", "tenant-b:" + enc},
+		// The record, and the key's quota counter beside it.
+		{"default", "", DefaultPrefix + "{" + enc + "}" + enc},
+		{"custom a", "tenant-a:", "tenant-a:{" + enc + "}" + enc},
+		{"custom b", "tenant-b:", "tenant-b:{" + enc + "}" + enc},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -146,14 +149,16 @@ func TestPrefix(t *testing.T) {
 				t.Fatal(err)
 			}
 			// The same id under another prefix is another record.
-			if err := s.Use(t.Context(), id, expires); err != nil {
+			if err := s.Use(t.Context(), replayOf(id, expires)); err != nil {
 				t.Fatalf("first Use under %q = %v, want nil", tt.prefix, err)
 			}
-			if err := s.Use(t.Context(), id, expires); !errors.Is(err, dpop.ErrReplay) {
+			if err := s.Use(t.Context(), replayOf(id, expires)); !errors.Is(err, dpop.ErrReplay) {
 				t.Fatalf("second Use under %q = %v, want ErrReplay", tt.prefix, err)
 			}
-			if n, err := c.Exists(t.Context(), tt.wantKey).Result(); err != nil || n != 1 {
-				t.Errorf("key %q: EXISTS = %d, %v; want 1", tt.wantKey, n, err)
+			for _, k := range []string{tt.wantKey, tt.wantKey[:len(tt.wantKey)-len(enc)] + "q"} {
+				if n, err := c.Exists(t.Context(), k).Result(); err != nil || n != 1 {
+					t.Errorf("key %q: EXISTS = %d, %v; want 1", k, n, err)
+				}
 			}
 		})
 	}
@@ -161,8 +166,8 @@ func TestPrefix(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(keys) != len(tests) {
-		t.Errorf("Redis holds keys %q, want exactly one per prefix", keys)
+	if len(keys) != 2*len(tests) {
+		t.Errorf("Redis holds keys %q, want exactly a record and a counter per prefix", keys)
 	}
 }
 
@@ -180,7 +185,7 @@ func TestConcurrentUse(t *testing.T) {
 	for i := range n {
 		wg.Go(func() {
 			<-start
-			errs[i] = s.Use(t.Context(), id, expires)
+			errs[i] = s.Use(t.Context(), replayOf(id, expires))
 		})
 	}
 	close(start)
@@ -218,7 +223,7 @@ func TestReplicas(t *testing.T) {
 		{"b replayed at replica 1", r1, b, dpop.ErrReplay},
 	}
 	for _, st := range steps {
-		err := st.replica.Use(t.Context(), st.id, expires)
+		err := st.replica.Use(t.Context(), replayOf(st.id, expires))
 		if !errors.Is(err, st.want) || (st.want == nil && err != nil) {
 			t.Fatalf("%s: Use = %v, want %v", st.name, err, st.want)
 		}
@@ -235,7 +240,7 @@ func TestOutageAndRecovery(t *testing.T) {
 	s, _ := newStore(t, srv, Options{})
 	expires := time.Now().Add(time.Minute)
 	before := newID()
-	if err := s.Use(t.Context(), before, expires); err != nil {
+	if err := s.Use(t.Context(), replayOf(before, expires)); err != nil {
 		t.Fatal(err)
 	}
 
@@ -244,7 +249,7 @@ func TestOutageAndRecovery(t *testing.T) {
 	// ones, and every call gives up within a bounded time.
 	for i, id := range []dpop.ReplayID{newID(), before, newID()} {
 		start := time.Now()
-		err := s.Use(t.Context(), id, expires)
+		err := s.Use(t.Context(), replayOf(id, expires))
 		elapsed := time.Since(start)
 		t.Logf("call %d during outage: %v after %v", i, err, elapsed)
 		if elapsed > 3*time.Second {
@@ -264,7 +269,7 @@ func TestOutageAndRecovery(t *testing.T) {
 	after := newID()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		err := s.Use(t.Context(), after, expires)
+		err := s.Use(t.Context(), replayOf(after, expires))
 		if err == nil {
 			break
 		}
@@ -276,14 +281,14 @@ func TestOutageAndRecovery(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if err := s.Use(t.Context(), after, expires); !errors.Is(err, dpop.ErrReplay) {
+	if err := s.Use(t.Context(), replayOf(after, expires)); !errors.Is(err, dpop.ErrReplay) {
 		t.Errorf("replay after recovery: Use = %v, want ErrReplay", err)
 	}
 	// The documented cost of running without persistence.
-	if err := s.Use(t.Context(), before, expires); err != nil {
+	if err := s.Use(t.Context(), replayOf(before, expires)); err != nil {
 		t.Errorf("proof from before the restart: Use = %v; want nil, as the package doc says (no persistence)", err)
 	}
-	if err := s.Use(t.Context(), before, expires); !errors.Is(err, dpop.ErrReplay) {
+	if err := s.Use(t.Context(), replayOf(before, expires)); !errors.Is(err, dpop.ErrReplay) {
 		t.Errorf("proof from before the restart, used again: Use = %v, want ErrReplay", err)
 	}
 }
@@ -296,14 +301,14 @@ func TestRestartWithAppendOnly(t *testing.T) {
 	s, _ := newStore(t, srv, Options{})
 	id := newID()
 	expires := time.Now().Add(time.Minute)
-	if err := s.Use(t.Context(), id, expires); err != nil {
+	if err := s.Use(t.Context(), replayOf(id, expires)); err != nil {
 		t.Fatal(err)
 	}
 	srv.stop() // SIGKILL: a crash, not a clean shutdown
 	srv.restart()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		err := s.Use(t.Context(), id, expires)
+		err := s.Use(t.Context(), replayOf(id, expires))
 		if errors.Is(err, dpop.ErrReplay) {
 			break
 		}
@@ -354,7 +359,7 @@ func TestUnresponsiveServer(t *testing.T) {
 				name string
 				do   func(context.Context) error
 			}{
-				{"Use", func(ctx context.Context) error { return tt.s.Use(ctx, newID(), time.Now().Add(time.Minute)) }},
+				{"Use", func(ctx context.Context) error { return tt.s.Use(ctx, replayOf(newID(), time.Now().Add(time.Minute))) }},
 				{"Ping", tt.s.Ping},
 			} {
 				start := time.Now()
@@ -377,7 +382,7 @@ func TestCanceledContext(t *testing.T) {
 	s, _ := newStore(t, srv, Options{})
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	err := s.Use(ctx, newID(), time.Now().Add(time.Minute))
+	err := s.Use(ctx, replayOf(newID(), time.Now().Add(time.Minute)))
 	if !errors.Is(err, dpop.ErrStoreUnavailable) || !errors.Is(err, context.Canceled) {
 		t.Errorf("Use with a cancelled context = %v, want ErrStoreUnavailable wrapping context.Canceled", err)
 	}
@@ -392,14 +397,15 @@ func TestNewFromURL(t *testing.T) {
 		}
 		defer s.Close()
 		id := newID()
-		if err := s.Use(t.Context(), id, time.Now().Add(time.Minute)); err != nil {
+		if err := s.Use(t.Context(), replayOf(id, time.Now().Add(time.Minute))); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.Use(t.Context(), id, time.Now().Add(time.Minute)); !errors.Is(err, dpop.ErrReplay) {
+		if err := s.Use(t.Context(), replayOf(id, time.Now().Add(time.Minute))); !errors.Is(err, dpop.ErrReplay) {
 			t.Fatalf("second Use = %v, want ErrReplay", err)
 		}
 		for db, want := range map[int]int64{0: 0, 3: 1} {
-			n, err := newClient(t, srv.Addr(), db).Exists(t.Context(), s.key(id)).Result()
+			record, _ := s.keys(replayOf(id, time.Time{}))
+			n, err := newClient(t, srv.Addr(), db).Exists(t.Context(), record).Result()
 			if err != nil || n != want {
 				t.Errorf("db %d: EXISTS = %d, %v; want %d", db, n, err, want)
 			}
@@ -535,7 +541,7 @@ func TestClose(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := s.Use(t.Context(), newID(), expires); err != nil {
+		if err := s.Use(t.Context(), replayOf(newID(), expires)); err != nil {
 			t.Fatal(err)
 		}
 		if err := s.Close(); err != nil {
@@ -544,7 +550,7 @@ func TestClose(t *testing.T) {
 		if err := s.Close(); err != nil {
 			t.Fatalf("second Close = %v", err)
 		}
-		if err := s.Use(t.Context(), newID(), expires); !errors.Is(err, dpop.ErrStoreUnavailable) {
+		if err := s.Use(t.Context(), replayOf(newID(), expires)); !errors.Is(err, dpop.ErrStoreUnavailable) {
 			t.Errorf("Use after Close = %v, want ErrStoreUnavailable", err)
 		}
 	})
@@ -556,7 +562,7 @@ func TestClose(t *testing.T) {
 		if err := c.Ping(t.Context()).Err(); err != nil {
 			t.Errorf("client closed by Store.Close: %v", err)
 		}
-		if err := s.Use(t.Context(), newID(), expires); err != nil {
+		if err := s.Use(t.Context(), replayOf(newID(), expires)); err != nil {
 			t.Errorf("Use after Close of a borrowed client = %v, want nil", err)
 		}
 	})
@@ -574,8 +580,68 @@ func BenchmarkUse(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := range b.N {
-		if err := s.Use(ctx, ids[i], expires); err != nil {
+		if err := s.Use(ctx, replayOf(ids[i], expires)); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// replayOf is the Replay of id, its own proof key (so no quota is shared
+// between ids), expiring at expires.
+func replayOf(id dpop.ReplayID, expires time.Time) dpop.Replay {
+	return dpop.Replay{ID: id, Key: dpop.KeyID(id), Expires: expires}
+}
+
+// TestKeyQuota: one key records at most Options.KeyQuota proofs per
+// window, shared by every replica using the Redis (two Stores here), and
+// other keys are unaffected; the window is the first proof's lifetime.
+func TestKeyQuota(t *testing.T) {
+	srv := startRedis(t)
+	a, _ := newStore(t, srv, Options{KeyQuota: 5})
+	b, _ := newStore(t, srv, Options{KeyQuota: 5})
+	exp := time.Now().Add(400 * time.Millisecond)
+	for i := range 5 {
+		s := []*Store{a, b}[i%2] // two replicas share the count
+		if err := s.Use(t.Context(), dpop.NewReplay("greedy", fmt.Sprint(i), exp)); err != nil {
+			t.Fatalf("proof %d: %v", i, err)
+		}
+	}
+	if err := a.Use(t.Context(), dpop.NewReplay("greedy", "5", exp)); !errors.Is(err, dpop.ErrKeyQuota) {
+		t.Fatalf("over the quota = %v, want ErrKeyQuota", err)
+	}
+	if err := b.Use(t.Context(), dpop.NewReplay("greedy", "1", exp)); !errors.Is(err, dpop.ErrReplay) {
+		t.Fatalf("replay over the quota = %v, want ErrReplay", err)
+	}
+	if err := b.Use(t.Context(), dpop.NewReplay("other", "0", exp)); err != nil {
+		t.Fatalf("another key: %v", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err := a.Use(t.Context(), dpop.NewReplay("greedy", "6", time.Now().Add(time.Minute)))
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, dpop.ErrKeyQuota) || time.Now().After(deadline) {
+			t.Fatalf("after the window: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := New(newClient(t, srv.Addr(), 0), Options{KeyQuota: -1}); err == nil {
+		t.Error("a negative KeyQuota was accepted")
+	}
+}
+
+// TestLegacyRecordRefused: a proof recorded by a replica of the previous
+// version (the record key without the quota's hash tag) is a replay here,
+// so a rolling upgrade cannot be used to replay proofs.
+func TestLegacyRecordRefused(t *testing.T) {
+	srv := startRedis(t)
+	s, c := newStore(t, srv, Options{})
+	r := dpop.NewReplay("k", "j", time.Now().Add(time.Minute))
+	if err := c.Set(t.Context(), DefaultPrefix+base64.RawURLEncoding.EncodeToString(r.ID[:]), "1", time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Use(t.Context(), r); !errors.Is(err, dpop.ErrReplay) {
+		t.Fatalf("Use of a proof an older replica recorded = %v, want ErrReplay", err)
 	}
 }
