@@ -11,7 +11,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"runtime"
 	"testing"
 
 	"github.com/tokenguard/tokenguard/dpop"
@@ -115,11 +114,7 @@ func runOps(t *testing.T, what, alg string, n, prep int) {
 	default:
 		t.Fatalf("-instr.what %q: want floor, guard, cached or dpop", what)
 	}
-	// Collect set-up's garbage (above all the dpop proofs', made with
-	// jwx) now, so the collector's share of the counted operations does
-	// not depend on how much of it a run happened to leave behind.
-	runtime.GC()
-	runtime.GC()
+
 	for i := range n {
 		if !op() {
 			t.Fatalf("%s %s: operation %d refused the valid token", what, alg, i)
