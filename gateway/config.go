@@ -104,6 +104,7 @@ type issuerConfig struct {
 	AllowLegacyTyp, ScpClaim                                       bool
 	ClientAuthMethod, ClientKeyFile, ClientKeyID                   string
 	IntrospectionCacheMaxAge                                       time.Duration // 0: the middleware default
+	IntrospectionRateLimit                                         float64       // requests/s; 0: the middleware default
 }
 
 // tlsConfig is the tls block: the certificate and key files, checked to

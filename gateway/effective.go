@@ -22,6 +22,7 @@ const (
 	shownJWKSMaxRefreshInterval = 24 * time.Hour
 	shownJWKSRefreshRateLimit   = 10 * time.Second
 	shownIntrospectionCacheAge  = 60 * time.Second
+	shownIntrospectionRateLimit = 200
 )
 
 // redacted replaces a secret in check's output; redactedUserinfo replaces
@@ -66,17 +67,18 @@ type (
 		AllowUnderscoreHeaders bool        `yaml:"allow_underscore_headers"`
 	}
 	effIssuer struct {
-		Issuer                   string `yaml:"issuer"`
-		JWKSURI                  string `yaml:"jwks_uri,omitempty"`
-		IntrospectionEndpoint    string `yaml:"introspection_endpoint,omitempty"`
-		ClientID                 string `yaml:"client_id,omitempty"`
-		ClientSecret             string `yaml:"client_secret,omitempty"`
-		ClientAuthMethod         string `yaml:"client_auth_method,omitempty"`
-		ClientKeyFile            string `yaml:"client_key_file,omitempty"`
-		ClientKeyID              string `yaml:"client_key_id,omitempty"`
-		IntrospectionCacheMaxAge string `yaml:"introspection_cache_max_age,omitempty"`
-		AllowLegacyTyp           bool   `yaml:"allow_legacy_typ"`
-		ScpClaim                 bool   `yaml:"scp_claim"`
+		Issuer                   string  `yaml:"issuer"`
+		JWKSURI                  string  `yaml:"jwks_uri,omitempty"`
+		IntrospectionEndpoint    string  `yaml:"introspection_endpoint,omitempty"`
+		ClientID                 string  `yaml:"client_id,omitempty"`
+		ClientSecret             string  `yaml:"client_secret,omitempty"`
+		ClientAuthMethod         string  `yaml:"client_auth_method,omitempty"`
+		ClientKeyFile            string  `yaml:"client_key_file,omitempty"`
+		ClientKeyID              string  `yaml:"client_key_id,omitempty"`
+		IntrospectionCacheMaxAge string  `yaml:"introspection_cache_max_age,omitempty"`
+		IntrospectionRateLimit   float64 `yaml:"introspection_rate_limit,omitempty"`
+		AllowLegacyTyp           bool    `yaml:"allow_legacy_typ"`
+		ScpClaim                 bool    `yaml:"scp_claim"`
 	}
 	effDPoP struct {
 		Mode           string `yaml:"mode"`
@@ -214,6 +216,7 @@ func (c *config) effectiveYAML() ([]byte, error) {
 		}
 		if is.IntrospectionEndpoint != "" || is.ClientID != "" {
 			ei.IntrospectionCacheMaxAge = durOr(is.IntrospectionCacheMaxAge, shownIntrospectionCacheAge)
+			ei.IntrospectionRateLimit = cmp.Or(is.IntrospectionRateLimit, shownIntrospectionRateLimit)
 			ei.ClientAuthMethod = cmpOr(is.ClientAuthMethod, "client_secret_basic")
 		}
 		e.Issuers = append(e.Issuers, ei)

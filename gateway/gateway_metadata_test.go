@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -18,6 +19,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -236,5 +238,99 @@ func TestGatewayIntrospectionPrivateKeyJWT(t *testing.T) {
 	}
 	if err == nil || !strings.Contains(err.Error(), "issuers[0].client_key_file") {
 		t.Errorf("unreadable client_key_file: %v", err)
+	}
+}
+
+// TestGatewayIntrospectionSpray: random opaque tokens, as fast as a client
+// can send them, while the endpoint answers and while it fails, make at
+// most introspection_rate_limit calls a second (plus one second's burst);
+// every answer is a 401 or a 503, never a 2xx; a token that failed is not
+// asked about again at once.
+func TestGatewayIntrospectionSpray(t *testing.T) {
+	is := startIssuer(t)
+	up := startUpstream(t)
+	var calls atomic.Int64
+	var failing atomic.Bool
+	as := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		if failing.Load() {
+			http.Error(w, "down", http.StatusInternalServerError)
+			return
+		}
+		io.WriteString(w, `{"active":false}`)
+	}))
+	t.Cleanup(as.Close)
+	const rate = 20
+	yaml := strings.Replace(strings.Replace(gatewayYAML(is.URL(), is.URL()+"/jwks", up.URL, ""), "log_level: debug", "log_level: warn", 1),
+		"/jwks\n", fmt.Sprintf("/jwks\n    introspection_endpoint: %s\n    client_id: rs\n    client_secret: s3cret\n    introspection_rate_limit: %d\n", as.URL, rate), 1)
+	g := runGateway(t, yaml)
+	tr := &http.Transport{MaxIdleConnsPerHost: 8}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr, Timeout: wait}
+	spray := func(phase string, d time.Duration) {
+		t.Helper()
+		before := calls.Load()
+		start := time.Now()
+		codes := map[int]int{}
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for w := range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; time.Since(start) < d; i++ {
+					req, _ := http.NewRequest("GET", g.proxy+"/orders/", nil)
+					req.Header.Set("Authorization", fmt.Sprintf("Bearer spray-%s-%d-%d", phase, w, i))
+					resp, err := hc.Do(req)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					mu.Lock()
+					codes[resp.StatusCode]++
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		elapsed := time.Since(start)
+		n := calls.Load() - before
+		limit := int64(rate + rate*elapsed.Seconds() + 1)
+		total := 0
+		for code, k := range codes {
+			total += k
+			if code != 401 && code != 503 {
+				t.Errorf("%s: %d answers with status %d", phase, k, code)
+			}
+		}
+		t.Logf("%s: %d requests in %v made %d introspection calls (limit %d): %v", phase, total, elapsed.Round(time.Millisecond), n, limit, codes)
+		if n > limit {
+			t.Errorf("%s: %d introspection calls in %v, want at most %d", phase, n, elapsed, limit)
+		}
+		if total < 4*int(limit) {
+			t.Errorf("%s: only %d requests sent; the spray did not outrun the limit", phase, total)
+		}
+	}
+	spray("answering", time.Second)
+	failing.Store(true)
+	spray("failing", time.Second)
+
+	// A token whose introspection just failed gets 503 without a call.
+	failing.Store(true)
+	time.Sleep(1100 * time.Millisecond) // refill the bucket
+	before := calls.Load()
+	for range 5 {
+		if resp, _ := do(t, "GET", g.proxy+"/orders/", "same-token", nil); resp.StatusCode != 503 {
+			t.Errorf("failing endpoint: %d, want 503", resp.StatusCode)
+		}
+	}
+	if n := calls.Load() - before; n != 1 {
+		t.Errorf("5 requests with one token while the endpoint fails made %d calls, want 1", n)
+	}
+	_, metrics := do(t, "GET", g.metric+"/metrics", "", nil)
+	if !strings.Contains(metrics, `tokenguard_introspection_requests_total{result="throttled"}`) {
+		t.Errorf("metrics do not count throttled introspections:\n%s", grepLines(metrics, "introspection"))
 	}
 }

@@ -66,6 +66,7 @@ func (c *config) guardConfig(log *slog.Logger, reg prometheus.Registerer) middle
 			IntrospectionAuthMethod:  is.ClientAuthMethod,
 			IntrospectionKeyID:       is.ClientKeyID,
 			IntrospectionCacheMaxAge: is.IntrospectionCacheMaxAge,
+			IntrospectionRateLimit:   is.IntrospectionRateLimit,
 		})
 	}
 	return mc

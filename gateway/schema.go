@@ -57,6 +57,8 @@ type fileIssue struct {
 	ClientKeyID           string `yaml:"client_key_id"`
 	// IntrospectionCacheMaxAge bounds how long an active answer is reused.
 	IntrospectionCacheMaxAge string `yaml:"introspection_cache_max_age"`
+	// IntrospectionRateLimit bounds introspection requests per second.
+	IntrospectionRateLimit float64 `yaml:"introspection_rate_limit"`
 }
 
 type fileDPoP struct {

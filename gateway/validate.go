@@ -3,6 +3,7 @@ package gateway
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"net/netip"
@@ -128,6 +129,17 @@ func (fc *fileConfig) validate(doc *yaml.Node) (*config, []*FieldError) {
 				bad(p, "needs introspection_endpoint or client_id on this issuer")
 			}
 			ic.IntrospectionCacheMaxAge = d
+		}
+		c.keys[prefix+"IntrospectionRateLimit"] = pos.at("issuers", i, "introspection_rate_limit")
+		if r := is.IntrospectionRateLimit; r != 0 {
+			p := pos.at("issuers", i, "introspection_rate_limit")
+			switch {
+			case r < 0 || math.IsNaN(r) || math.IsInf(r, 0):
+				bad(p, "must be a positive number of requests per second (omit the key for the default, 200)")
+			case is.IntrospectionEndpoint == "" && is.ClientID == "":
+				bad(p, "needs introspection_endpoint or client_id on this issuer")
+			}
+			ic.IntrospectionRateLimit = r
 		}
 		c.Issuers = append(c.Issuers, ic)
 	}

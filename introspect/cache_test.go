@@ -3,12 +3,17 @@ package introspect
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"math"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"crypto/sha256"
+
 	"github.com/tokenguard/tokenguard/internal/tokencache"
 )
 
@@ -90,8 +95,10 @@ func TestCacheExpiry(t *testing.T) {
 	}
 }
 
-// TestErrorsNotCached: after a failure the next call asks again.
-func TestErrorsNotCached(t *testing.T) {
+// TestFailuresCachedBriefly: after a failure, calls with the same token
+// get ErrUnavailable without a request for FailureCacheAge, then ask
+// again.
+func TestFailuresCachedBriefly(t *testing.T) {
 	tests := []struct {
 		name    string
 		handler http.HandlerFunc
@@ -103,14 +110,28 @@ func TestErrorsNotCached(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := newServer(t, tt.handler)
-			c := mustNew(t, baseConfig(s, newClock()))
+			clk := newClock()
+			cfg := baseConfig(s, clk)
+			cfg.FailureCacheAge = 2 * time.Second
+			c := mustNew(t, cfg)
 			ctx := bounded(t, 10*time.Second)
-			for i := range 2 {
-				if _, err := c.Introspect(ctx, testToken); !errors.Is(err, tt.wantErr) {
-					t.Fatalf("call %d: error %v, want %v", i, err, tt.wantErr)
+			if _, err := c.Introspect(ctx, testToken); !errors.Is(err, tt.wantErr) {
+				t.Fatalf("first call: error %v, want %v", err, tt.wantErr)
+			}
+			for i := range 5 {
+				if _, err := c.Introspect(ctx, testToken); !errors.Is(err, ErrUnavailable) {
+					t.Fatalf("call %d within FailureCacheAge: error %v, want ErrUnavailable", i, err)
 				}
 			}
+			if n := s.hits.Load(); n != 1 {
+				t.Fatalf("hits = %d within FailureCacheAge, want 1", n)
+			}
+			// Another token is asked about.
+			if _, err := c.Introspect(ctx, testToken+"x"); !errors.Is(err, tt.wantErr) {
+				t.Fatalf("another token: %v", err)
+			}
 			s.setHandler(respondJSON(t, activeClaims()))
+			clk.Advance(2*time.Second + time.Millisecond)
 			if _, err := c.Introspect(ctx, testToken); err != nil {
 				t.Fatalf("after recovery: %v", err)
 			}
@@ -118,6 +139,77 @@ func TestErrorsNotCached(t *testing.T) {
 				t.Errorf("hits = %d, want 3", n)
 			}
 		})
+	}
+}
+
+// TestRateLimit: past RateLimit requests a second, introspection fails at
+// once with ErrUnavailable and no request, reported as throttled; the
+// bucket refills with time.
+func TestRateLimit(t *testing.T) {
+	s := newServer(t, respond(`{"active":false}`))
+	clk := newClock()
+	cfg := baseConfig(s, clk)
+	cfg.RateLimit = 5
+	var throttled atomic.Int32
+	cfg.OnRequest = func(r string) {
+		if r == ResultThrottled {
+			throttled.Add(1)
+		}
+	}
+	c := mustNew(t, cfg)
+	ctx := bounded(t, 10*time.Second)
+	for i := range 20 {
+		_, err := c.Introspect(ctx, fmt.Sprintf("random-token-%d", i))
+		if i < 5 && !errors.Is(err, ErrInactive) || i >= 5 && !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("token %d: %v", i, err)
+		}
+	}
+	if n := s.hits.Load(); n != 5 {
+		t.Errorf("hits = %d, want 5", n)
+	}
+	if n := throttled.Load(); n != 15 {
+		t.Errorf("throttled = %d, want 15", n)
+	}
+	clk.Advance(time.Second)
+	if _, err := c.Introspect(ctx, "random-token-next"); !errors.Is(err, ErrInactive) {
+		t.Errorf("after a second: %v", err)
+	}
+	for _, bad := range []float64{-1, math.NaN(), math.Inf(1)} {
+		cfg.RateLimit = bad
+		if _, err := New(cfg); err == nil {
+			t.Errorf("RateLimit %v accepted", bad)
+		}
+	}
+}
+
+// TestSprayDoesNotEvictActive: inactive answers for a flood of random
+// tokens are cached apart, so the active answer for a token in use stays
+// cached.
+func TestSprayDoesNotEvictActive(t *testing.T) {
+	s := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.FormValue("token") == testToken {
+			respondJSON(t, activeClaims())(w, r)
+			return
+		}
+		io.WriteString(w, `{"active":false}`)
+	})
+	cfg := baseConfig(s, newClock())
+	cfg.CacheSize = 100
+	cfg.RateLimit = 1e6
+	c := mustNew(t, cfg)
+	ctx := bounded(t, 10*time.Second)
+	if _, err := c.Introspect(ctx, testToken); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 1000 {
+		c.Introspect(ctx, fmt.Sprintf("spray-%d", i))
+	}
+	before := s.hits.Load()
+	if _, err := c.Introspect(ctx, testToken); err != nil {
+		t.Fatal(err)
+	}
+	if s.hits.Load() != before {
+		t.Error("the active answer was evicted by the spray")
 	}
 }
 

@@ -2,6 +2,7 @@ package introspect
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -21,10 +22,12 @@ type Client struct {
 	cfg    Config // written once by New, then read-only
 	alg    jwa.SignatureAlgorithm
 	client *http.Client
-	tr     *http.Transport // our own transport when cfg.HTTPClient is nil; closed by Close
-	cache  *tokencache.Cache[*Result]
+	tr     *http.Transport            // our own transport when cfg.HTTPClient is nil; closed by Close
+	cache  *tokencache.Cache[*Result] // active answers
+	neg    *tokencache.Cache[*Result] // inactive and failed: apart, so a spray cannot evict active answers
 	flight flightGroup
 	slots  chan struct{} // MaxConcurrent requests in flight
+	rate   tokenBucket   // RateLimit requests a second
 
 	closeOnce sync.Once
 }
@@ -42,7 +45,15 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("introspect: CacheSize: %w", err)
 	}
-	c := &Client{cfg: cfg, alg: alg, cache: cache, client: cfg.HTTPClient, slots: make(chan struct{}, cfg.MaxConcurrent)}
+	neg, err := tokencache.New[*Result](cfg.CacheSize)
+	if err != nil {
+		return nil, fmt.Errorf("introspect: CacheSize: %w", err)
+	}
+	c := &Client{
+		cfg: cfg, alg: alg, cache: cache, neg: neg, client: cfg.HTTPClient,
+		slots: make(chan struct{}, cfg.MaxConcurrent),
+		rate:  tokenBucket{rate: cfg.RateLimit, burst: max(cfg.RateLimit, 1), tokens: max(cfg.RateLimit, 1)},
+	}
 	if c.client == nil {
 		c.client, c.tr = defaultClient()
 		c.client.Timeout = cfg.Timeout
@@ -84,7 +95,11 @@ func (c *Client) IntrospectWithin(ctx context.Context, token string, maxAge time
 		return nil, fmt.Errorf("%w: empty token", ErrInactive)
 	}
 	key := tokencache.KeyOf(token)
-	if r, ok := c.cache.Get(key, c.cfg.Now()); ok && c.fresh(r, maxAge) {
+	now := c.cfg.Now()
+	if r, ok := c.cache.Get(key, now); ok && c.fresh(r, maxAge) {
+		return answer(r)
+	}
+	if r, ok := c.neg.Get(key, now); ok {
 		return answer(r)
 	}
 	r, err := c.flight.do(ctx, key, func(ctx context.Context) (*Result, error) {
@@ -105,31 +120,45 @@ func (c *Client) fresh(r *Result, maxAge time.Duration) bool {
 // answer turns a verdict (a cached or fresh Result) into Introspect's
 // return values.
 func answer(r *Result) (*Result, error) {
-	if !r.Active {
+	switch {
+	case r == failed:
+		return nil, fmt.Errorf("%w: the last introspection of this token failed (remembered for FailureCacheAge)", ErrUnavailable)
+	case !r.Active:
 		return nil, ErrInactive
 	}
 	return r, nil
 }
 
-// inactive is the cached verdict for every inactive token.
-var inactive = &Result{}
+// inactive is the cached verdict for every inactive token, and failed for
+// every token whose introspection failed.
+var inactive, failed = &Result{}, &Result{}
 
 // lookup runs on a flight goroutine, under the flight's context: it checks the cache again (a flight
 // that ended just before this one started may have filled it), asks the
 // server, reports the attempt, and caches a verdict. It returns a Result,
 // inactive, or an ErrUnavailable / ErrInvalidResponse error.
 func (c *Client) lookup(ctx context.Context, key tokencache.Key, token string, maxAge time.Duration) (*Result, error) {
-	if r, ok := c.cache.Get(key, c.cfg.Now()); ok && c.fresh(r, maxAge) {
+	now := c.cfg.Now()
+	if r, ok := c.cache.Get(key, now); ok && c.fresh(r, maxAge) {
 		return r, nil
+	}
+	if r, ok := c.neg.Get(key, now); ok {
+		return r, nil
+	}
+	throttled := func(why string) (*Result, error) {
+		if c.cfg.OnRequest != nil {
+			c.cfg.OnRequest(ResultThrottled)
+		}
+		return nil, fmt.Errorf("%w: %s", ErrUnavailable, why)
 	}
 	select {
 	case c.slots <- struct{}{}:
 		defer func() { <-c.slots }()
 	default:
-		if c.cfg.OnRequest != nil {
-			c.cfg.OnRequest(ResultError)
-		}
-		return nil, fmt.Errorf("%w: %d introspection requests already in flight", ErrUnavailable, c.cfg.MaxConcurrent)
+		return throttled(fmt.Sprintf("%d introspection requests already in flight", c.cfg.MaxConcurrent))
+	}
+	if !c.rate.take(now) {
+		return throttled(fmt.Sprintf("more than %g introspection requests a second", c.cfg.RateLimit))
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
@@ -138,12 +167,19 @@ func (c *Client) lookup(ctx context.Context, key tokencache.Key, token string, m
 	if c.cfg.OnRequest != nil {
 		c.cfg.OnRequest(result)
 	}
+	now = c.cfg.Now()
 	if err != nil {
+		if ctx.Err() == nil || errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			// Remembered briefly, so a token whose introspection fails
+			// does not send a call per request while the endpoint is
+			// down. A cancelled call (every waiter left, or Close) says
+			// nothing about the endpoint and is not remembered.
+			c.neg.Add(key, failed, now.Add(c.cfg.FailureCacheAge), now)
+		}
 		return nil, err
 	}
-	now := c.cfg.Now()
 	if r == inactive {
-		c.cache.Add(key, inactive, now.Add(c.cfg.NegativeCacheAge), now)
+		c.neg.Add(key, inactive, now.Add(c.cfg.NegativeCacheAge), now)
 		return inactive, nil
 	}
 	r.fetched = now
@@ -221,5 +257,33 @@ func (c *Client) valid(r *Result, now time.Time) bool {
 	case !r.NotBefore.IsZero() && now.Add(c.cfg.Leeway).Before(r.NotBefore):
 		return false
 	}
+	return true
+}
+
+// tokenBucket is a rate limiter: rate tokens a second, at most burst
+// saved up. The zero value refuses everything.
+type tokenBucket struct {
+	mu          sync.Mutex // guards tokens and last
+	rate, burst float64    // read-only after New
+	tokens      float64
+	last        time.Time
+}
+
+// take spends a token if one is there at now.
+func (b *tokenBucket) take(now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.last.IsZero() {
+		if d := now.Sub(b.last); d > 0 {
+			b.tokens = min(b.burst, b.tokens+d.Seconds()*b.rate)
+		}
+	}
+	if now.After(b.last) {
+		b.last = now
+	}
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
 	return true
 }

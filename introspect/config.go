@@ -7,6 +7,7 @@ import (
 	"crypto/rsa"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
 	"time"
@@ -23,6 +24,8 @@ const (
 	defaultCacheSize        = 10_000
 	defaultMaxCacheAge      = 60 * time.Second
 	defaultNegativeCacheAge = 5 * time.Second
+	defaultFailureCacheAge  = time.Second
+	defaultRateLimit        = 200
 	defaultLeeway           = 30 * time.Second
 	// assertionLifetime is the validity of a private_key_jwt client
 	// assertion: long enough for clock skew, short enough that a leaked
@@ -74,6 +77,10 @@ const (
 	// ResultInvalid: a 200 whose body was too large or not a valid
 	// introspection response.
 	ResultInvalid = "invalid"
+	// ResultThrottled: no request was sent, because MaxConcurrent
+	// requests were already in flight or RateLimit was reached; the
+	// caller got ErrUnavailable.
+	ResultThrottled = "throttled"
 )
 
 // Config configures a [Client]. [New] copies it, so changing a Config
@@ -140,8 +147,20 @@ type Config struct {
 	// authorization server. 0 means 64.
 	MaxConcurrent int
 
-	// CacheSize bounds the number of cached answers. 0 means 10,000.
-	// Caching cannot be turned off, only shortened with MaxCacheAge.
+	// RateLimit bounds the introspection requests sent per second (a
+	// token bucket holding one second's worth). Past it, Introspect fails
+	// at once with ErrUnavailable, reported as ResultThrottled: with
+	// MaxConcurrent it is what keeps a spray of random tokens, or a
+	// failing endpoint, from turning the guard into a load generator
+	// against the authorization server. 0 means 200; negative is an
+	// error.
+	RateLimit float64
+
+	// CacheSize bounds the number of cached active answers. 0 means
+	// 10,000. Caching cannot be turned off, only shortened with
+	// MaxCacheAge. Inactive answers and failures are cached apart, in
+	// as many entries again, so tokens nobody minted cannot push out the
+	// answers for tokens in use.
 	CacheSize int
 	// MaxCacheAge is the longest an active answer is reused; the entry
 	// also ends at the token's "exp". It bounds how long a revoked token
@@ -150,6 +169,11 @@ type Config struct {
 	// NegativeCacheAge is how long an inactive answer is reused. 0 means
 	// 5 seconds.
 	NegativeCacheAge time.Duration
+	// FailureCacheAge is how long a failed introspection of a token (no
+	// answer, a 5xx, nonsense) is remembered: requests with that token
+	// get ErrUnavailable without another call. 0 means 1 second;
+	// negative is an error.
+	FailureCacheAge time.Duration
 	// Leeway is the clock skew allowed when checking "exp" and "nbf". 0
 	// means 30 seconds.
 	Leeway time.Duration
@@ -161,8 +185,9 @@ type Config struct {
 
 	// OnRequest, when non-nil, is called once per HTTP request with one of
 	// ResultActive, ResultInactive, ResultError, ResultHTTPError or
-	// ResultInvalid. It is called from the goroutine that made the
-	// request, so it must be fast and safe for concurrent use.
+	// ResultInvalid, and once per request not sent with ResultThrottled.
+	// It is called from the goroutine that made the request, so it must
+	// be fast and safe for concurrent use.
 	OnRequest func(result string)
 
 	// Now returns the current time, for tests. nil means time.Now.
@@ -227,6 +252,7 @@ func (c Config) withDefaults() (Config, jwa.SignatureAlgorithm, error) {
 		{"Timeout", &c.Timeout, defaultTimeout},
 		{"MaxCacheAge", &c.MaxCacheAge, defaultMaxCacheAge},
 		{"NegativeCacheAge", &c.NegativeCacheAge, defaultNegativeCacheAge},
+		{"FailureCacheAge", &c.FailureCacheAge, defaultFailureCacheAge},
 		{"Leeway", &c.Leeway, defaultLeeway},
 	}
 	for _, d := range durations {
@@ -248,6 +274,12 @@ func (c Config) withDefaults() (Config, jwa.SignatureAlgorithm, error) {
 		bad("MaxConcurrent", "must not be negative (0 means %d)", defaultMaxConcurrent)
 	case c.MaxConcurrent == 0:
 		c.MaxConcurrent = defaultMaxConcurrent
+	}
+	switch {
+	case c.RateLimit < 0 || math.IsNaN(c.RateLimit) || math.IsInf(c.RateLimit, 0):
+		bad("RateLimit", "must be a positive number of requests per second (0 means %d)", defaultRateLimit)
+	case c.RateLimit == 0:
+		c.RateLimit = defaultRateLimit
 	}
 	switch {
 	case c.CacheSize < 0:

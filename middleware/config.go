@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/url"
 	"slices"
@@ -211,6 +212,13 @@ type Issuer struct {
 	// reused for 5 s.
 	IntrospectionCacheMaxAge time.Duration
 
+	// IntrospectionRateLimit bounds the introspection requests sent to
+	// this issuer per second; past it, tokens that need one get 503 at
+	// once. With at most 64 in flight, it keeps a spray of random opaque
+	// tokens, or an endpoint that is failing, from turning the guard into
+	// a load generator against the authorization server. Zero means 200.
+	IntrospectionRateLimit float64
+
 	// AllowLegacyTyp accepts tokens whose JOSE "typ" is "JWT" or absent,
 	// as some identity providers still issue, instead of requiring
 	// "at+jwt" (RFC 9068 §2.1). Such tokens need only "iss", "aud" and
@@ -377,6 +385,9 @@ func (c *Config) validate() error {
 		}
 		if is.IntrospectionCacheMaxAge < 0 {
 			bad(name+".IntrospectionCacheMaxAge", "must not be negative")
+		}
+		if is.IntrospectionRateLimit < 0 || math.IsNaN(is.IntrospectionRateLimit) || math.IsInf(is.IntrospectionRateLimit, 0) {
+			bad(name+".IntrospectionRateLimit", "must be a positive number of requests per second (0: 200)")
 		}
 	}
 

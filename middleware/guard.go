@@ -338,6 +338,7 @@ func (g *Guard) newIntrospector(ic Issuer, endpoint string, m *metrics) (*intros
 		KeyID:             ic.IntrospectionKeyID,
 		HTTPClient:        hc,
 		MaxCacheAge:       ic.IntrospectionCacheMaxAge,
+		RateLimit:         ic.IntrospectionRateLimit,
 		Leeway:            g.cfg.Leeway,
 		InsecureAllowHTTP: g.cfg.InsecureAllowHTTP,
 		OnRequest:         func(result string) { m.introspection.WithLabelValues(result).Inc() },
