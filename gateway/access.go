@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -9,6 +10,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/tokenguard/tokenguard/middleware"
@@ -57,8 +60,12 @@ type accessRecord struct {
 	decided        bool
 	reason         middleware.Reason
 	upstreamStatus int    // 0: no upstream response
-	upstreamError  string // "timeout", "unreachable", "client_gone"; "" if none
+	upstreamError  string // "timeout", "unreachable", "response_headers_too_large"; "" if none
+	clientError    string // clientBodyTimeout, clientBadBody, clientGone; "" if none
 	overloaded     bool
+	rejected       string       // why the gateway refused the request itself: "method_not_allowed", "ambiguous_framing"
+	forwarded      bool         // the proxy took the request: its body is the upstream's to read
+	body           *requestBody // nil for a request without a body
 }
 
 type accessKey struct{}
@@ -81,15 +88,27 @@ func onDecision(r *http.Request, reason middleware.Reason) {
 // string (it may carry access_token=), a header value, a token or a
 // proof: only the method, the path, outcomes, sizes, the id and the TCP
 // peer.
-func accessLog(next http.Handler, log *slog.Logger) http.Handler {
+//
+// It also wraps the request body (requestBody), so that a response the
+// gateway writes itself never waits for a stalled upload, and counts the
+// request in inflight while it runs.
+func accessLog(next http.Handler, log *slog.Logger, inflight *inflight, writeTimeout time.Duration) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		inflight.add(1)
+		defer inflight.add(-1)
 		rec := &accessRecord{id: r.Header.Get(headerRequestID)}
 		if !validRequestID(rec.id) || len(r.Header.Values(headerRequestID)) != 1 {
 			rec.id = newRequestID()
 		}
-		rw := &recordingWriter{ResponseWriter: w, id: rec.id}
+		rw := &recordingWriter{ResponseWriter: w, rc: http.NewResponseController(w), writeTimeout: writeTimeout,
+			rec: rec, proto1: r.ProtoMajor == 1, inflight: inflight}
 		r = r.WithContext(context.WithValue(r.Context(), accessKey{}, rec))
+		if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+			rec.body = &requestBody{ReadCloser: r.Body, rc: http.NewResponseController(w)}
+			r.Body = rec.body
+			defer rec.body.close()
+		}
 		defer func() {
 			// ReverseProxy aborts a response whose body copy failed by
 			// panicking with http.ErrAbortHandler: log it, then let the
@@ -103,6 +122,9 @@ func accessLog(next http.Handler, log *slog.Logger) http.Handler {
 			}
 		}()
 		next.ServeHTTP(rw, r)
+		// The server flushes what is buffered after the handler returns:
+		// that write gets its full time too.
+		rw.extendWrite()
 	})
 }
 
@@ -110,11 +132,11 @@ func accessLog(next http.Handler, log *slog.Logger) http.Handler {
 // with, if anything.
 func logAccess(log *slog.Logger, r *http.Request, rec *accessRecord, rw *recordingWriter, start time.Time, v any) {
 	status := rw.status
-	if status == 0 {
+	switch {
+	case rec.clientError == clientGone:
+		status = statusClientClosed // whatever was written, nobody read it
+	case status == 0 && v == nil:
 		status = http.StatusOK // nothing written: net/http sends 200
-		if v != nil {
-			status = 0
-		}
 	}
 	decision, reason := "none", ""
 	switch {
@@ -124,6 +146,8 @@ func logAccess(log *slog.Logger, r *http.Request, rec *accessRecord, rw *recordi
 		decision, reason = "deny", string(rec.reason)
 	case rec.overloaded:
 		decision, reason = "reject", "overloaded"
+	case rec.rejected != "":
+		decision, reason = "reject", rec.rejected
 	case status == http.StatusNotFound:
 		decision = "not_found"
 	}
@@ -149,6 +173,9 @@ func logAccess(log *slog.Logger, r *http.Request, rec *accessRecord, rw *recordi
 	if rec.upstreamError != "" {
 		attrs = append(attrs, slog.String("upstream_error", rec.upstreamError))
 	}
+	if rec.clientError != "" {
+		attrs = append(attrs, slog.String("client_error", rec.clientError))
+	}
 	if v != nil {
 		attrs = append(attrs, slog.Bool("aborted", true))
 	}
@@ -162,9 +189,13 @@ func logAccess(log *slog.Logger, r *http.Request, rec *accessRecord, rw *recordi
 // connection is logged as 101.
 type recordingWriter struct {
 	http.ResponseWriter
-	id     string
-	status int
-	bytes  int64
+	rc           *http.ResponseController // of ResponseWriter
+	writeTimeout time.Duration            // response_write_timeout; 0: none
+	rec          *accessRecord
+	proto1       bool // HTTP/1.x: an unread body holds up the connection
+	inflight     *inflight
+	status       int
+	bytes        int64
 }
 
 func (w *recordingWriter) WriteHeader(code int) {
@@ -172,19 +203,55 @@ func (w *recordingWriter) WriteHeader(code int) {
 		w.status = code
 		if code >= 200 || code == http.StatusSwitchingProtocols {
 			// Set last, so an upstream's own X-Request-Id cannot replace it.
-			w.ResponseWriter.Header().Set(headerRequestID, w.id)
+			w.ResponseWriter.Header().Set(headerRequestID, w.rec.id)
+		}
+		if code >= 200 {
+			w.finishBody()
 		}
 	}
 	w.ResponseWriter.WriteHeader(code)
+}
+
+// finishBody makes sure an unread request body cannot hold up the final
+// response. A response the gateway writes itself (not forwarded) reads
+// what is left of the body for at most ownDrainTimeout; whenever the body
+// has not been read to its end, the response says Connection: close,
+// which also stops Go's server from reading (and waiting for) up to
+// 256 KiB more of it before sending the response.
+func (w *recordingWriter) finishBody() {
+	b := w.rec.body
+	if b == nil || !w.proto1 {
+		return
+	}
+	done := false
+	if w.rec.forwarded {
+		done, _ = b.state()
+	} else {
+		done = b.finish()
+	}
+	if !done {
+		w.ResponseWriter.Header().Set("Connection", "close")
+	}
 }
 
 func (w *recordingWriter) Write(p []byte) (int, error) {
 	if w.status == 0 {
 		w.WriteHeader(http.StatusOK)
 	}
+	w.extendWrite()
 	n, err := w.ResponseWriter.Write(p)
 	w.bytes += int64(n)
 	return n, err
+}
+
+// extendWrite gives the next write to the client writeTimeout to get
+// through (response_write_timeout): a client that stops reading holds its
+// connection, and the request's slot, that long and no longer, while a
+// stream that is only quiet between writes is never cut.
+func (w *recordingWriter) extendWrite() {
+	if w.writeTimeout > 0 {
+		_ = w.rc.SetWriteDeadline(time.Now().Add(w.writeTimeout))
+	}
 }
 
 func (w *recordingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
@@ -195,16 +262,50 @@ func (w *recordingWriter) Flush() {
 	if w.status == 0 {
 		w.WriteHeader(http.StatusOK)
 	}
-	_ = http.NewResponseController(w.ResponseWriter).Flush()
+	w.extendWrite()
+	_ = w.rc.Flush()
 }
 
+// Hijack hands over the connection for a protocol switch. Bytes the client
+// sent right after its upgrade request, which the server has already
+// buffered, are read first from the connection returned: ReverseProxy
+// copies from the connection itself, and would otherwise drop them. The
+// connection is registered with inflight, so a shutdown that runs out of
+// time can close it.
 func (w *recordingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	w.ResponseWriter.Header().Set(headerRequestID, w.id) // ReverseProxy sends these headers with the 101
+	w.ResponseWriter.Header().Set(headerRequestID, w.rec.id) // ReverseProxy sends these headers with the 101
 	c, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
-	if err == nil && w.status == 0 {
+	if err != nil {
+		return c, brw, err
+	}
+	if w.status == 0 {
 		w.status = http.StatusSwitchingProtocols
 	}
-	return c, brw, err
+	if n := brw.Reader.Buffered(); n > 0 {
+		early, _ := brw.Reader.Peek(n)
+		c = &prefixConn{Conn: c, prefix: bytes.Clone(early)}
+		brw.Reader.Reset(c) // brw's own reads, if any, see the same bytes once
+	}
+	return w.inflight.track(c), brw, nil
+}
+
+// prefixConn is a connection whose first reads return prefix.
+type prefixConn struct {
+	net.Conn
+	mu     sync.Mutex // guards prefix
+	prefix []byte
+}
+
+func (c *prefixConn) Read(p []byte) (int, error) {
+	c.mu.Lock()
+	if len(c.prefix) > 0 {
+		n := copy(p, c.prefix)
+		c.prefix = c.prefix[n:]
+		c.mu.Unlock()
+		return n, nil
+	}
+	c.mu.Unlock()
+	return c.Conn.Read(p)
 }
 
 // limitConcurrency lets at most n requests through next at once; the rest
@@ -232,16 +333,19 @@ func limitConcurrency(next http.Handler, n int) http.Handler {
 	})
 }
 
-// classifyUpstreamError maps a ReverseProxy error to the status the client
-// gets and the access log's upstream_error: a timeout (dial, TLS
-// handshake, or waiting for response headers) is 504, anything else 502.
+// classifyUpstreamError maps a ReverseProxy error that is the upstream's
+// to the status the client gets and the access log's upstream_error: a
+// timeout (dial, TLS handshake, or waiting for response headers) is 504, a
+// response whose headers are larger than upstream_max_response_header_bytes
+// 502 response_headers_too_large, anything else 502 unreachable.
 func classifyUpstreamError(err error) (status int, kind string) {
 	var ne net.Error
 	switch {
-	case errors.Is(err, context.Canceled):
-		return http.StatusBadGateway, "client_gone"
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
 		return http.StatusGatewayTimeout, "timeout"
+	case strings.Contains(err.Error(), "response headers exceeded"):
+		// net/http's only report of MaxResponseHeaderBytes: a plain error.
+		return http.StatusBadGateway, "response_headers_too_large"
 	}
 	return http.StatusBadGateway, "unreachable"
 }

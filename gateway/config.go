@@ -21,7 +21,15 @@ const (
 	defaultShutdownTimeout     = 30 * time.Second
 	defaultUpstreamTimeout     = 30 * time.Second
 	defaultUpstreamDialTimeout = 5 * time.Second
-	defaultTLSReloadInterval   = time.Minute
+	// defaultBodyReadTimeout bounds a forwarded request's body: a client
+	// uploading slower than this holds an upstream connection and a slot
+	// no longer.
+	defaultBodyReadTimeout = 60 * time.Second
+	// defaultResponseWriteTimeout bounds one write to the client (nginx's
+	// send_timeout): a client that stops reading holds its connection and
+	// slot no longer.
+	defaultResponseWriteTimeout = 60 * time.Second
+	defaultTLSReloadInterval    = time.Minute
 	// defaultMaxConcurrentRequests bounds in-flight proxied requests. Each
 	// costs a goroutine, the proxy's 32 KiB copy buffer and a few KiB of
 	// connection buffers on both sides, so 4096 is roughly 200-250 MiB at
@@ -64,8 +72,17 @@ type config struct {
 	// JWKS refresh bounds (middleware.Config); 0 means the middleware default.
 	JWKSMinRefreshInterval, JWKSMaxRefreshInterval, JWKSRefreshRateLimit time.Duration
 
-	UpstreamTimeout     time.Duration // response-header timeout; a timeout is a 504
-	UpstreamDialTimeout time.Duration
+	UpstreamTimeout time.Duration // response-header timeout; a timeout is a 504
+	// UpstreamMaxResponseHeaderBytes bounds the upstream's response
+	// headers; more is a 502.
+	UpstreamMaxResponseHeaderBytes int64
+	// BodyReadTimeout bounds how long a forwarded request's body may take
+	// to arrive; then 408. Zero means no limit.
+	BodyReadTimeout time.Duration
+	// ResponseWriteTimeout bounds one write to the client; a client that
+	// stops reading is cut off after it. Zero means no limit.
+	ResponseWriteTimeout time.Duration
+	UpstreamDialTimeout  time.Duration
 	// MaxConcurrentRequests bounds in-flight requests on the proxy; excess
 	// ones get 503 at once. Negative means no limit.
 	MaxConcurrentRequests int

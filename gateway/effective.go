@@ -37,34 +37,37 @@ const (
 // secrets to be put back).
 type (
 	effectiveConfig struct {
-		Listen                 string      `yaml:"listen"`
-		MetricsListen          string      `yaml:"metrics_listen"`
-		Upstream               string      `yaml:"upstream"`
-		PublicURL              string      `yaml:"public_url,omitempty"`
-		Audience               string      `yaml:"audience"`
-		Realm                  string      `yaml:"realm"`
-		Issuers                []effIssuer `yaml:"issuers"`
-		DPoP                   effDPoP     `yaml:"dpop"`
-		Routes                 []effRoute  `yaml:"routes"`
-		TLS                    *effTLS     `yaml:"tls,omitempty"`
-		Leeway                 string      `yaml:"leeway"`
-		MaxTokenSize           int         `yaml:"max_token_size"`
-		StartupWait            string      `yaml:"startup_wait"`
-		ShutdownTimeout        string      `yaml:"shutdown_timeout"`
-		DrainDelay             string      `yaml:"drain_delay"`
-		UpstreamTimeout        string      `yaml:"upstream_timeout"`
-		UpstreamDialTimeout    string      `yaml:"upstream_dial_timeout"`
-		MaxConcurrentRequests  int         `yaml:"max_concurrent_requests"`
-		JWKSMinRefreshInterval string      `yaml:"jwks_min_refresh_interval"`
-		JWKSMaxRefreshInterval string      `yaml:"jwks_max_refresh_interval"`
-		JWKSRefreshRateLimit   string      `yaml:"jwks_refresh_rate_limit"`
-		LogFormat              string      `yaml:"log_format"`
-		LogLevel               string      `yaml:"log_level"`
-		InsecureAllowHTTP      bool        `yaml:"insecure_allow_http"`
-		PathNormalization      string      `yaml:"path_normalization"`
-		Upgrades               []string    `yaml:"upgrades,flow"`
-		AllowedHosts           []string    `yaml:"allowed_hosts,omitempty,flow"`
-		AllowUnderscoreHeaders bool        `yaml:"allow_underscore_headers"`
+		Listen                         string      `yaml:"listen"`
+		MetricsListen                  string      `yaml:"metrics_listen"`
+		Upstream                       string      `yaml:"upstream"`
+		PublicURL                      string      `yaml:"public_url,omitempty"`
+		Audience                       string      `yaml:"audience"`
+		Realm                          string      `yaml:"realm"`
+		Issuers                        []effIssuer `yaml:"issuers"`
+		DPoP                           effDPoP     `yaml:"dpop"`
+		Routes                         []effRoute  `yaml:"routes"`
+		TLS                            *effTLS     `yaml:"tls,omitempty"`
+		Leeway                         string      `yaml:"leeway"`
+		MaxTokenSize                   int         `yaml:"max_token_size"`
+		StartupWait                    string      `yaml:"startup_wait"`
+		ShutdownTimeout                string      `yaml:"shutdown_timeout"`
+		DrainDelay                     string      `yaml:"drain_delay"`
+		UpstreamTimeout                string      `yaml:"upstream_timeout"`
+		UpstreamMaxResponseHeaderBytes int64       `yaml:"upstream_max_response_header_bytes"`
+		BodyReadTimeout                string      `yaml:"body_read_timeout"`
+		ResponseWriteTimeout           string      `yaml:"response_write_timeout"`
+		UpstreamDialTimeout            string      `yaml:"upstream_dial_timeout"`
+		MaxConcurrentRequests          int         `yaml:"max_concurrent_requests"`
+		JWKSMinRefreshInterval         string      `yaml:"jwks_min_refresh_interval"`
+		JWKSMaxRefreshInterval         string      `yaml:"jwks_max_refresh_interval"`
+		JWKSRefreshRateLimit           string      `yaml:"jwks_refresh_rate_limit"`
+		LogFormat                      string      `yaml:"log_format"`
+		LogLevel                       string      `yaml:"log_level"`
+		InsecureAllowHTTP              bool        `yaml:"insecure_allow_http"`
+		PathNormalization              string      `yaml:"path_normalization"`
+		Upgrades                       []string    `yaml:"upgrades,flow"`
+		AllowedHosts                   []string    `yaml:"allowed_hosts,omitempty,flow"`
+		AllowUnderscoreHeaders         bool        `yaml:"allow_underscore_headers"`
 	}
 	effIssuer struct {
 		Issuer                   string  `yaml:"issuer"`
@@ -161,30 +164,33 @@ func onlyReferences(s, sep string) bool {
 // written (${NAME}), and the nonce secrets are only counted.
 func (c *config) effectiveYAML() ([]byte, error) {
 	e := effectiveConfig{
-		Listen:                 c.Listen,
-		MetricsListen:          c.MetricsListen,
-		Upstream:               c.Upstream.String(),
-		PublicURL:              c.publicURL(),
-		Audience:               c.Audience,
-		Realm:                  cmpOr(c.Realm, c.Audience),
-		Leeway:                 durOr(c.Leeway, middleware.DefaultLeeway),
-		MaxTokenSize:           c.MaxTokenSize,
-		ShutdownTimeout:        c.ShutdownTimeout.String(),
-		DrainDelay:             c.DrainDelay.String(),
-		UpstreamTimeout:        c.UpstreamTimeout.String(),
-		UpstreamDialTimeout:    c.UpstreamDialTimeout.String(),
-		MaxConcurrentRequests:  c.MaxConcurrentRequests,
-		JWKSMinRefreshInterval: durOr(c.JWKSMinRefreshInterval, shownJWKSMinRefreshInterval),
-		JWKSMaxRefreshInterval: durOr(c.JWKSMaxRefreshInterval, shownJWKSMaxRefreshInterval),
-		JWKSRefreshRateLimit:   durOr(c.JWKSRefreshRateLimit, shownJWKSRefreshRateLimit),
-		LogFormat:              c.LogFormat,
-		LogLevel:               c.LogLevel,
-		InsecureAllowHTTP:      c.InsecureAllowHTTP,
-		DPoP:                   effDPoP{Mode: c.DPoPMode, Nonce: c.DPoPNonce, ReplayStore: "memory"},
-		PathNormalization:      c.PathNormalization,
-		Upgrades:               []string{},
-		AllowedHosts:           c.AllowedHosts,
-		AllowUnderscoreHeaders: c.AllowUnderscoreHeaders,
+		Listen:                         c.Listen,
+		MetricsListen:                  c.MetricsListen,
+		Upstream:                       c.Upstream.String(),
+		PublicURL:                      c.publicURL(),
+		Audience:                       c.Audience,
+		Realm:                          cmpOr(c.Realm, c.Audience),
+		Leeway:                         durOr(c.Leeway, middleware.DefaultLeeway),
+		MaxTokenSize:                   c.MaxTokenSize,
+		ShutdownTimeout:                c.ShutdownTimeout.String(),
+		DrainDelay:                     c.DrainDelay.String(),
+		UpstreamTimeout:                c.UpstreamTimeout.String(),
+		UpstreamMaxResponseHeaderBytes: c.UpstreamMaxResponseHeaderBytes,
+		BodyReadTimeout:                c.BodyReadTimeout.String(),
+		ResponseWriteTimeout:           c.ResponseWriteTimeout.String(),
+		UpstreamDialTimeout:            c.UpstreamDialTimeout.String(),
+		MaxConcurrentRequests:          c.MaxConcurrentRequests,
+		JWKSMinRefreshInterval:         durOr(c.JWKSMinRefreshInterval, shownJWKSMinRefreshInterval),
+		JWKSMaxRefreshInterval:         durOr(c.JWKSMaxRefreshInterval, shownJWKSMaxRefreshInterval),
+		JWKSRefreshRateLimit:           durOr(c.JWKSRefreshRateLimit, shownJWKSRefreshRateLimit),
+		LogFormat:                      c.LogFormat,
+		LogLevel:                       c.LogLevel,
+		InsecureAllowHTTP:              c.InsecureAllowHTTP,
+		DPoP:                           effDPoP{Mode: c.DPoPMode, Nonce: c.DPoPNonce, ReplayStore: "memory"},
+		PathNormalization:              c.PathNormalization,
+		Upgrades:                       []string{},
+		AllowedHosts:                   c.AllowedHosts,
+		AllowUnderscoreHeaders:         c.AllowUnderscoreHeaders,
 	}
 	if c.AllowWebSocket {
 		e.Upgrades = []string{"websocket"}

@@ -86,6 +86,7 @@ type Gateway struct {
 	replayGates bool
 	certs       *certReloader   // nil without tls
 	upstream    *http.Transport // the connection pool to the upstream
+	inflight    inflight        // requests being served, upgraded connections
 
 	proxyLn, metricsLn net.Listener // from Options until Start; metricsLn may be nil
 
@@ -176,7 +177,7 @@ func newGateway(cfg *Config, opts Options) (_ *Gateway, err error) {
 	if err != nil {
 		return nil, err
 	}
-	g.handler = accessLog(limitConcurrency(h, c.MaxConcurrentRequests), log)
+	g.handler = accessLog(refuseAmbiguousFraming(limitConcurrency(h, c.MaxConcurrentRequests)), log, &g.inflight, c.ResponseWriteTimeout)
 	g.metrics = g.metricsHandler()
 	if c.TLS != nil {
 		if g.certs, err = newCertReloader(c.TLS.CertFile, c.TLS.KeyFile, log); err != nil {
@@ -278,7 +279,10 @@ func (g *Gateway) start(ctx context.Context) (err error) {
 		go g.certs.watch(watchCtx, c.TLS.ReloadInterval)
 		go g.serveTLS(g.proxySrv, g.proxyLn)
 	} else {
-		go g.serve("proxy", g.proxySrv, g.proxyLn)
+		// Plain HTTP/1: the requests' framing is followed as they are
+		// read (framing.go); a proxy in front could read them otherwise.
+		g.proxySrv.ConnContext = framingConnContext
+		go g.serve("proxy", g.proxySrv, framingListener{g.proxyLn})
 	}
 	g.started.Store(true)
 
@@ -422,11 +426,22 @@ func (g *Gateway) shutdown(drainCtx context.Context, stopCtx func() (context.Con
 				g.stopWatch()
 			}
 			ctx, cancel := stopCtx()
-			if err := g.proxySrv.Shutdown(ctx); err != nil {
-				g.log.Warn("shutdown timeout reached; closing remaining connections", "err", err)
-				errs = append(errs, g.proxySrv.Close())
+			err := g.proxySrv.Shutdown(ctx)
+			if err == nil {
+				// Shutdown does not wait for upgraded (hijacked)
+				// connections; their handlers still count as in flight.
+				err = g.inflight.wait(ctx)
 			}
 			cancel()
+			if err != nil {
+				cut := g.inflight.count()
+				g.log.Warn("shutdown_timeout reached: closing the requests still in flight", "cut", cut)
+				errs = append(errs, g.proxySrv.Close())
+				g.inflight.closeTracked()
+				if cut > 0 {
+					errs = append(errs, &DrainError{Cut: cut})
+				}
+			}
 		}
 		closeAll(g.proxyLn)               // bound but never served, or closed already
 		g.upstream.CloseIdleConnections() // in-flight ones are done or cut off by now

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -482,6 +483,12 @@ func TestGatewayShutdownTimeout(t *testing.T) {
 		if elapsed := time.Since(start); elapsed > 5*time.Second {
 			t.Errorf("shutdown took %v with a 100ms timeout", elapsed)
 		}
+		// A cut drain is an error that says how much was cut, so the
+		// command exits non-zero and an orchestrator can tell.
+		var de *DrainError
+		if !errors.As(err, &de) || de.Cut != 1 {
+			t.Errorf("Run = %v, want a DrainError with 1 request cut", err)
+		}
 	case <-time.After(wait):
 		t.Fatal("the gateway did not exit after its shutdown timeout")
 	}
@@ -492,6 +499,50 @@ func TestGatewayShutdownTimeout(t *testing.T) {
 		}
 	case <-time.After(wait):
 		t.Fatal("the stuck request was not cut off")
+	}
+	if !strings.Contains(g.stderr.String(), "cut=1") {
+		t.Errorf("the log does not say how many requests were cut:\n%s", g.stderr)
+	}
+}
+
+// TestGatewayShutdownWaitsForUpgrades: an upgraded (WebSocket) connection
+// is drained like a request: shutdown waits for it up to the timeout, then
+// closes it and counts it as cut.
+func TestGatewayShutdownWaitsForUpgrades(t *testing.T) {
+	is := startIssuer(t)
+	up := startHandler(t, func(w http.ResponseWriter, r *http.Request) {
+		conn, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+		brw.Flush()
+		io.Copy(io.Discard, conn) // until the gateway closes it
+	})
+	g := runGateway(t, rootYAML(is, up.URL, "shutdown_timeout: 300ms\n"))
+	c, br := dial(t, g.gw.Addr())
+	fmt.Fprintf(c, "GET /ws HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer %s\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", mint(t, is, ""))
+	if resp, err := http.ReadResponse(br, nil); err != nil || resp.StatusCode != 101 {
+		t.Fatalf("upgrade: %v %v", resp, err)
+	}
+	start := time.Now()
+	g.stop()
+	var de *DrainError
+	select {
+	case err := <-g.done:
+		g.done <- err
+		if !errors.As(err, &de) || de.Cut != 1 {
+			t.Errorf("Run = %v, want a DrainError with the upgraded connection cut", err)
+		}
+		if d := time.Since(start); d < 250*time.Millisecond {
+			t.Errorf("shutdown did not wait for the upgraded connection (%v)", d)
+		}
+	case <-time.After(wait):
+		t.Fatal("the gateway did not stop")
+	}
+	if !closedWithin(c, br, 2*time.Second) {
+		t.Error("the upgraded connection is still open")
 	}
 }
 

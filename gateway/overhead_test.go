@@ -31,7 +31,7 @@ func BenchmarkProxyOverhead(b *testing.B) {
 			pr.SetXForwarded()
 		},
 	}
-	netutil.ConfigureProxy(bareProxy, 5*time.Second, 30*time.Second)
+	netutil.ConfigureProxy(bareProxy, netutil.ProxySettings{DialTimeout: 5 * time.Second, ResponseHeaderTimeout: 30 * time.Second})
 	bare := httptest.NewServer(bareProxy)
 	b.Cleanup(bare.Close)
 	g := runGateway(b, rootYAML(is, up.URL, "log_level: warn\n"))

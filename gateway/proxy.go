@@ -1,6 +1,8 @@
 package gateway
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -80,6 +82,16 @@ func newProxyHandler(cfg *config, guard *middleware.Guard, proxy http.Handler, l
 			notFound(w, r)
 			return
 		}
+		// CONNECT asks for a tunnel, TRACE for the request echoed back
+		// (headers, tokens and all): neither is passed on by a route that
+		// does not name it. CONNECT is refused outright.
+		if r.Method == http.MethodConnect || r.Method == http.MethodTrace && !namesMethod(mux, r, http.MethodTrace) {
+			if rec := recordFrom(r.Context()); rec != nil {
+				rec.rejected = "method_not_allowed"
+			}
+			writeJSONError(w, http.StatusMethodNotAllowed, "method_not_allowed")
+			return
+		}
 		mux.ServeHTTP(w, r)
 	})
 	// Hygiene runs before any route is matched: with path_normalization
@@ -141,6 +153,12 @@ func newProxy(cfg *config, log *slog.Logger) *httputil.ReverseProxy {
 			setIdentityHeaders(pr.Out.Header, pr.In)
 			if rec := recordFrom(pr.In.Context()); rec != nil {
 				pr.Out.Header.Set(headerRequestID, rec.id)
+				rec.forwarded = true
+				if rec.body != nil {
+					// A slow uploader may hold an upstream connection
+					// this long, and no longer.
+					rec.body.limit(cfg.BodyReadTimeout)
+				}
 			}
 		},
 		ModifyResponse: func(res *http.Response) error {
@@ -154,15 +172,40 @@ func newProxy(cfg *config, log *slog.Logger) *httputil.ReverseProxy {
 			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			rec := recordFrom(r.Context())
+			// A forwarded request fails on the client's side when its
+			// body could not be read (too slow, malformed, abandoned) or
+			// the client went away: that is never the upstream's fault,
+			// and never a 502.
+			var bodyErr error
+			if rec != nil && rec.body != nil {
+				_, bodyErr = rec.body.state()
+			}
+			if bodyErr != nil || errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+				kind, status := clientGone, statusClientClosed
+				if bodyErr != nil {
+					kind, status = classifyBodyError(bodyErr)
+				}
+				if rec != nil {
+					rec.clientError = kind
+				}
+				log.Debug("request failed on the client's side", "method", r.Method, "path", r.URL.EscapedPath(), "client_error", kind, "err", err)
+				w.Header().Set("Connection", "close")
+				switch status {
+				case http.StatusRequestTimeout:
+					writeJSONError(w, status, "request_timeout")
+				case http.StatusBadRequest:
+					writeJSONError(w, status, "invalid_request")
+				default: // the client is gone; whatever is written goes nowhere
+					writeJSONError(w, http.StatusBadRequest, "invalid_request")
+				}
+				return
+			}
 			status, kind := classifyUpstreamError(err)
-			if rec := recordFrom(r.Context()); rec != nil {
+			if rec != nil {
 				rec.upstreamError = kind
 			}
-			level := slog.LevelWarn
-			if kind == "client_gone" {
-				level = slog.LevelDebug // the client went away: not the upstream's fault, not news
-			}
-			log.Log(r.Context(), level, "upstream request failed", "method", r.Method, "path", r.URL.EscapedPath(), "upstream_error", kind, "err", err)
+			log.Warn("upstream request failed", "method", r.Method, "path", r.URL.EscapedPath(), "upstream_error", kind, "err", err)
 			// The error names the upstream's address; it stays in the log.
 			code := "bad_gateway"
 			if status == http.StatusGatewayTimeout {
@@ -172,7 +215,11 @@ func newProxy(cfg *config, log *slog.Logger) *httputil.ReverseProxy {
 		},
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	netutil.ConfigureProxy(p, cfg.UpstreamDialTimeout, cfg.UpstreamTimeout)
+	netutil.ConfigureProxy(p, netutil.ProxySettings{
+		DialTimeout:            cfg.UpstreamDialTimeout,
+		ResponseHeaderTimeout:  cfg.UpstreamTimeout,
+		MaxResponseHeaderBytes: cfg.UpstreamMaxResponseHeaderBytes,
+	})
 	return p
 }
 
@@ -246,4 +293,11 @@ func maxHeaderBytes(tokenSize int) int {
 		tokenSize = middleware.DefaultMaxTokenSize
 	}
 	return 2*tokenSize + headerHeadroom
+}
+
+// namesMethod reports whether the route mux picks for r names method
+// explicitly ("TRACE /debug/"), rather than matching every method.
+func namesMethod(mux *http.ServeMux, r *http.Request, method string) bool {
+	_, pattern := mux.Handler(r)
+	return strings.HasPrefix(pattern, method+" ")
 }

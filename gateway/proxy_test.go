@@ -668,7 +668,7 @@ func TestGatewayAccessLog(t *testing.T) {
 
 // TestGatewayClientGoneIsQuiet: a client that hangs up while the upstream
 // works is not an upstream failure: no warning, and the access line says
-// client_gone.
+// status 499, client_error client_gone, and no upstream_error.
 func TestGatewayClientGoneIsQuiet(t *testing.T) {
 	is := startIssuer(t)
 	entered := make(chan struct{}, 1)
@@ -695,7 +695,12 @@ func TestGatewayClientGoneIsQuiet(t *testing.T) {
 	}
 	cancel()
 	<-errc
-	waitFor(t, func() bool { return strings.Contains(g.stderr.String(), `"upstream_error":"client_gone"`) }, "the access line")
+	waitFor(t, func() bool {
+		return strings.Contains(g.stderr.String(), `"status":499`) && strings.Contains(g.stderr.String(), `"client_error":"client_gone"`)
+	}, "the access line")
+	if strings.Contains(g.stderr.String(), "upstream_error") {
+		t.Errorf("a client hanging up was logged as an upstream error:\n%s", g.stderr)
+	}
 	if strings.Contains(g.stderr.String(), `"level":"WARN"`) || strings.Contains(g.stderr.String(), `"level":"ERROR"`) {
 		t.Errorf("a client hanging up was logged as a problem:\n%s", g.stderr)
 	}

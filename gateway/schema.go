@@ -24,11 +24,14 @@ type fileConfig struct {
 	JWKSMaxRefreshInterval string `yaml:"jwks_max_refresh_interval"`
 	JWKSRefreshRateLimit   string `yaml:"jwks_refresh_rate_limit"`
 
-	UpstreamTimeout       string  `yaml:"upstream_timeout"`
-	UpstreamDialTimeout   string  `yaml:"upstream_dial_timeout"`
-	MaxConcurrentRequests int     `yaml:"max_concurrent_requests"`
-	DrainDelay            string  `yaml:"drain_delay"`
-	TLS                   fileTLS `yaml:"tls"`
+	UpstreamTimeout                string  `yaml:"upstream_timeout"`
+	UpstreamMaxResponseHeaderBytes int64   `yaml:"upstream_max_response_header_bytes"`
+	BodyReadTimeout                string  `yaml:"body_read_timeout"`
+	ResponseWriteTimeout           string  `yaml:"response_write_timeout"`
+	UpstreamDialTimeout            string  `yaml:"upstream_dial_timeout"`
+	MaxConcurrentRequests          int     `yaml:"max_concurrent_requests"`
+	DrainDelay                     string  `yaml:"drain_delay"`
+	TLS                            fileTLS `yaml:"tls"`
 
 	InsecureAllowHTTP bool `yaml:"insecure_allow_http"`
 

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/tokenguard/tokenguard/internal/netutil"
 )
 
 // validate checks the decoded file and builds a config. doc is the root
@@ -235,6 +237,16 @@ func (fc *fileConfig) validate(doc *yaml.Node) (*config, []*FieldError) {
 	// Upstream and server limits.
 	c.UpstreamTimeout = dur("upstream_timeout", fc.UpstreamTimeout, defaultUpstreamTimeout, false)
 	c.UpstreamDialTimeout = dur("upstream_dial_timeout", fc.UpstreamDialTimeout, defaultUpstreamDialTimeout, false)
+	c.BodyReadTimeout = dur("body_read_timeout", fc.BodyReadTimeout, defaultBodyReadTimeout, true)
+	c.ResponseWriteTimeout = dur("response_write_timeout", fc.ResponseWriteTimeout, defaultResponseWriteTimeout, true)
+	switch n := fc.UpstreamMaxResponseHeaderBytes; {
+	case n == 0:
+		c.UpstreamMaxResponseHeaderBytes = netutil.DefaultMaxResponseHeaderBytes
+	case n < 4<<10 || n > 10<<20:
+		bad(pos.at("upstream_max_response_header_bytes"), "must be between 4096 and 10485760 bytes (0 or absent: %d)", netutil.DefaultMaxResponseHeaderBytes)
+	default:
+		c.UpstreamMaxResponseHeaderBytes = n
+	}
 	c.DrainDelay = dur("drain_delay", fc.DrainDelay, 0, true)
 	switch n := fc.MaxConcurrentRequests; {
 	case n == 0:

@@ -61,7 +61,7 @@ func bareProxy(upstream *url.URL) http.Handler {
 			pr.SetXForwarded()
 		},
 	}
-	netutil.ConfigureProxy(p, 5*time.Second, 30*time.Second)
+	netutil.ConfigureProxy(p, netutil.ProxySettings{DialTimeout: 5 * time.Second, ResponseHeaderTimeout: 30 * time.Second})
 	return p
 }
 

@@ -8,13 +8,26 @@ import (
 	"time"
 )
 
+// ProxySettings are the upstream limits ConfigureProxy applies.
+type ProxySettings struct {
+	DialTimeout            time.Duration // 0: no dial timeout
+	ResponseHeaderTimeout  time.Duration // 0: none
+	MaxResponseHeaderBytes int64         // 0: DefaultMaxResponseHeaderBytes
+}
+
+// DefaultMaxResponseHeaderBytes bounds the response headers a proxy of
+// ours relays from the upstream (net/http's own default is 10 MiB, which
+// an upstream would pass through to every client). nginx stops at 4 to
+// 8 KiB, Envoy at 60 KiB.
+const DefaultMaxResponseHeaderBytes = 64 << 10
+
 // ConfigureProxy gives p what every reverse proxy of tokenguard's shares:
 // the gateway, and the bare proxies it is measured against (bench/load,
 // gateway's BenchmarkProxyOverhead), which must differ from it only
 // in authentication. It sets:
 //
 //   - the connection pool to the upstream (upstreamTransport), with the
-//     given dial and response-header timeouts;
+//     given dial and response-header timeouts and response header limit;
 //   - copy buffers lent from a BufferPool rather than allocated and zeroed
 //     for every response;
 //   - the flush interval. Streamed responses (server-sent events, and any
@@ -27,8 +40,11 @@ import (
 //     in one write when it ends. (-1, flush after every write, would also
 //     flush the headers of every ordinary response separately, on a timer
 //     goroutine: an extra write and wake-up per request.)
-func ConfigureProxy(p *httputil.ReverseProxy, dialTimeout, responseHeaderTimeout time.Duration) {
-	p.Transport = upstreamTransport(dialTimeout, responseHeaderTimeout)
+func ConfigureProxy(p *httputil.ReverseProxy, s ProxySettings) {
+	if s.MaxResponseHeaderBytes == 0 {
+		s.MaxResponseHeaderBytes = DefaultMaxResponseHeaderBytes
+	}
+	p.Transport = upstreamTransport(s)
 	p.BufferPool = &BufferPool{}
 	p.FlushInterval = proxyFlushInterval
 }
@@ -47,21 +63,24 @@ const proxyFlushInterval = 100 * time.Millisecond
 //     connections;
 //   - a dial timeout (the gateway's upstream_dial_timeout) and a
 //     response-header timeout (upstream_timeout), both answered with 504.
-//     There is no overall timeout: bodies stream for as long as they need.
-func upstreamTransport(dialTimeout, responseHeaderTimeout time.Duration) *http.Transport {
+//     There is no overall timeout: bodies stream for as long as they need;
+//   - a bound on the response headers (upstream_max_response_header_bytes):
+//     more is a 502.
+func upstreamTransport(s ProxySettings) *http.Transport {
 	return &http.Transport{
 		Proxy: nil,
 		DialContext: (&net.Dialer{
-			Timeout:   dialTimeout,
+			Timeout:   s.DialTimeout,
 			KeepAlive: 30 * time.Second,
 		}).DialContext,
-		ForceAttemptHTTP2:     true, // for https upstreams; plain http stays HTTP/1.1
-		MaxIdleConns:          1024,
-		MaxIdleConnsPerHost:   256,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   10 * time.Second,
-		ResponseHeaderTimeout: responseHeaderTimeout,
-		ExpectContinueTimeout: time.Second,
+		ForceAttemptHTTP2:      true, // for https upstreams; plain http stays HTTP/1.1
+		MaxIdleConns:           1024,
+		MaxIdleConnsPerHost:    256,
+		IdleConnTimeout:        90 * time.Second,
+		TLSHandshakeTimeout:    10 * time.Second,
+		ResponseHeaderTimeout:  s.ResponseHeaderTimeout,
+		ExpectContinueTimeout:  time.Second,
+		MaxResponseHeaderBytes: s.MaxResponseHeaderBytes,
 	}
 }
 
