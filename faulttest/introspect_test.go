@@ -159,7 +159,9 @@ func TestIntrospectionFlapping(t *testing.T) {
 		{introUp, 2 * time.Second, "active"},
 		{introRefused, 3 * time.Second, "error"},
 		{introUp, 2 * time.Second, "active"},
-		{introHang, 6500 * time.Millisecond, "error"}, // past the gateway's 5 s introspection timeout
+		// Past the cached answers' max age (2 s) and then the gateway's
+		// 5 s introspection timeout, so some hung calls end in the phase.
+		{introHang, 8 * time.Second, "error"},
 		{introUp, 2 * time.Second, "active"},
 	}
 	client := newLoadClient(*workersFlag)
@@ -181,9 +183,11 @@ func TestIntrospectionFlapping(t *testing.T) {
 				// the endpoint, so a request sent just after recovery may
 				// join a call made while it was failing (a hung one ends
 				// only at the gateway's 5 s timeout or when the endpoint
-				// answers): the endpoint counts as up 500 ms after it
-				// recovers, once such calls have ended.
-				time.Sleep(500 * time.Millisecond)
+				// answers), and a call that failed is remembered for the
+				// gateway's 1 s failure cache, so that a failing endpoint
+				// is not asked again for every request: the endpoint
+				// counts as up 1.5 s after it recovers.
+				time.Sleep(1500 * time.Millisecond)
 			}
 			tl.set(p.state.String())
 			if i == 1 {
