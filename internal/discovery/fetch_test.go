@@ -52,6 +52,7 @@ func TestFetchRFC8414(t *testing.T) {
 				JWKSURI:                  issuer + "/jwks",
 				IntrospectionEndpoint:    issuer + "/introspect",
 				IntrospectionAuthMethods: []string{"client_secret_basic", "private_key_jwt"},
+				TokenEndpoint:            issuer + "/token",
 				Source:                   as.URL() + pathOAuth + path,
 			}
 			if diff := cmp.Diff(want, md); diff != "" {
@@ -423,6 +424,39 @@ func TestConfigValidation(t *testing.T) {
 	for _, f := range []string{"Issuer", "MaxBodySize", "Timeout"} {
 		if err == nil || !strings.Contains(err.Error(), "discovery: "+f+":") {
 			t.Errorf("joined error %v does not name %s", err, f)
+		}
+	}
+}
+
+// TestParseClientEndpoints: the endpoints a client uses are read and held
+// to the same URL policy as jwks_uri; a repeated or mistyped member is an
+// error.
+func TestParseClientEndpoints(t *testing.T) {
+	const iss = "https://as.example.com"
+	doc := `{"issuer":"` + iss + `","jwks_uri":"https://as.example.com/jwks",
+		"authorization_endpoint":"https://as.example.com/authorize","token_endpoint":"https://as.example.com/token",
+		"revocation_endpoint":"https://as.example.com/revoke","end_session_endpoint":"https://as.example.com/logout",
+		"pushed_authorization_request_endpoint":"https://as.example.com/par","code_challenge_methods_supported":["S256"]}`
+	md, err := parseMetadata([]byte(doc), iss, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &Metadata{
+		Issuer: iss, JWKSURI: iss + "/jwks",
+		AuthorizationEndpoint: iss + "/authorize", TokenEndpoint: iss + "/token", RevocationEndpoint: iss + "/revoke",
+		EndSessionEndpoint: iss + "/logout", PAREndpoint: iss + "/par", CodeChallengeMethods: []string{"S256"},
+	}
+	if diff := cmp.Diff(want, md); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+	for _, bad := range []string{
+		`{"issuer":"` + iss + `","jwks_uri":"https://as.example.com/jwks","token_endpoint":"http://as.example.com/token"}`,
+		`{"issuer":"` + iss + `","jwks_uri":"https://as.example.com/jwks","authorization_endpoint":"https://u:p@as.example.com/a"}`,
+		`{"issuer":"` + iss + `","jwks_uri":"https://as.example.com/jwks","token_endpoint":"https://a/t","token_endpoint":"https://b/t"}`,
+		`{"issuer":"` + iss + `","jwks_uri":"https://as.example.com/jwks","code_challenge_methods_supported":"S256"}`,
+	} {
+		if _, err := parseMetadata([]byte(bad), iss, false); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: err = %v, want ErrInvalid", bad, err)
 		}
 	}
 }

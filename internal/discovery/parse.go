@@ -39,6 +39,18 @@ type Metadata struct {
 	// IntrospectionAuthMethods is
 	// "introspection_endpoint_auth_methods_supported"; nil when absent.
 	IntrospectionAuthMethods []string
+
+	// The endpoints a client (the token handler, package bff) uses; ""
+	// when the document has none. Each passed the same URL checks as
+	// JWKSURI.
+	AuthorizationEndpoint string // "authorization_endpoint"
+	TokenEndpoint         string // "token_endpoint"
+	RevocationEndpoint    string // "revocation_endpoint" (RFC 7009)
+	EndSessionEndpoint    string // "end_session_endpoint" (OpenID Connect RP-Initiated Logout)
+	PAREndpoint           string // "pushed_authorization_request_endpoint" (RFC 9126)
+	// CodeChallengeMethods is "code_challenge_methods_supported"; nil when
+	// absent.
+	CodeChallengeMethods []string
 	// Source is the URL the document was read from (after redirects).
 	Source string
 }
@@ -47,6 +59,9 @@ func (m *Metadata) clone() *Metadata {
 	c := *m
 	if m.IntrospectionAuthMethods != nil {
 		c.IntrospectionAuthMethods = append([]string{}, m.IntrospectionAuthMethods...)
+	}
+	if m.CodeChallengeMethods != nil {
+		c.CodeChallengeMethods = append([]string{}, m.CodeChallengeMethods...)
 	}
 	return &c
 }
@@ -57,6 +72,12 @@ const (
 	memberJWKSURI     = "jwks_uri"
 	memberIntrospect  = "introspection_endpoint"
 	memberAuthMethods = "introspection_endpoint_auth_methods_supported"
+	memberAuthorize   = "authorization_endpoint"
+	memberToken       = "token_endpoint"
+	memberRevoke      = "revocation_endpoint"
+	memberEndSession  = "end_session_endpoint"
+	memberPAR         = "pushed_authorization_request_endpoint"
+	memberPKCE        = "code_challenge_methods_supported"
 )
 
 func invalid(format string, args ...any) error {
@@ -75,6 +96,7 @@ func parseMetadata(doc []byte, issuer string, insecure bool) (*Metadata, error) 
 		seen        = make(map[string]bool, 4)
 		str         = make(map[string]string, 3)
 		authMethods []string
+		pkce        []string
 	)
 	for dec.More() {
 		tok, err := dec.Token()
@@ -91,7 +113,8 @@ func parseMetadata(doc []byte, issuer string, insecure bool) (*Metadata, error) 
 		}
 		v = bytes.TrimSpace(v)
 		switch key {
-		case memberIssuer, memberJWKSURI, memberIntrospect, memberAuthMethods:
+		case memberIssuer, memberJWKSURI, memberIntrospect, memberAuthMethods,
+			memberAuthorize, memberToken, memberRevoke, memberEndSession, memberPAR, memberPKCE:
 		default:
 			continue // other members are not ours to judge
 		}
@@ -99,8 +122,14 @@ func parseMetadata(doc []byte, issuer string, insecure bool) (*Metadata, error) 
 			return nil, invalid("member %q appears more than once", key)
 		}
 		seen[key] = true
-		if key == memberAuthMethods {
+		switch key {
+		case memberAuthMethods:
 			if authMethods, ok = stringArray(v); !ok {
+				return nil, invalid("member %q is not an array of strings", key)
+			}
+			continue
+		case memberPKCE:
+			if pkce, ok = stringArray(v); !ok {
 				return nil, invalid("member %q is not an array of strings", key)
 			}
 			continue
@@ -125,13 +154,18 @@ func parseMetadata(doc []byte, issuer string, insecure bool) (*Metadata, error) 
 	if got != issuer {
 		return nil, ErrIssuerMismatch
 	}
-	md := &Metadata{Issuer: issuer, IntrospectionAuthMethods: authMethods}
+	md := &Metadata{Issuer: issuer, IntrospectionAuthMethods: authMethods, CodeChallengeMethods: pkce}
 	for _, m := range []struct {
 		key string
 		dst *string
 	}{
 		{memberJWKSURI, &md.JWKSURI},
 		{memberIntrospect, &md.IntrospectionEndpoint},
+		{memberAuthorize, &md.AuthorizationEndpoint},
+		{memberToken, &md.TokenEndpoint},
+		{memberRevoke, &md.RevocationEndpoint},
+		{memberEndSession, &md.EndSessionEndpoint},
+		{memberPAR, &md.PAREndpoint},
 	} {
 		s, ok := str[m.key]
 		if !ok {
