@@ -27,10 +27,6 @@ const (
 	defaultFailureCacheAge  = time.Second
 	defaultRateLimit        = 200
 	defaultLeeway           = 30 * time.Second
-	// assertionLifetime is the validity of a private_key_jwt client
-	// assertion: long enough for clock skew, short enough that a leaked
-	// one is soon useless.
-	assertionLifetime = 60 * time.Second
 )
 
 // AuthMethod is how the client authenticates to the introspection

@@ -146,6 +146,7 @@ type Issuer struct {
 	rawJWKS   []byte // when non-nil, served instead of published
 	status    int    // when non-zero, /jwks answers with it
 	header    http.Header
+	login     *login // nil until EnableLogin
 
 	jwksHits atomic.Int64
 }
@@ -265,8 +266,12 @@ func (is *Issuer) Mint(scope string, ttl time.Duration, extra map[string]any) (s
 // Handler serves the issuer's endpoints:
 //
 //	GET /jwks                                    the JWK Set
-//	GET /.well-known/oauth-authorization-server  RFC 8414 metadata
+//	GET /.well-known/oauth-authorization-server  RFC 8414 metadata (and at
+//	GET /.well-known/openid-configuration        when EnableLogin was called)
 //	GET|POST /token?scope=a+b                    a fresh access token (text/plain), valid 1 h
+//
+// and, after EnableLogin, GET /authorize, the authorization_code and
+// refresh_token grants at POST /token, POST /revoke and GET /logout.
 //
 // /token hands a token to anyone who asks: development only.
 func (is *Issuer) Handler() http.Handler {
@@ -291,19 +296,64 @@ func (is *Issuer) Handler() http.Handler {
 		w.Header().Set("Content-Type", "application/jwk-set+json")
 		_, _ = w.Write(body)
 	})
-	mux.HandleFunc("GET /.well-known/oauth-authorization-server", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(map[string]any{
+	metadata := func(w http.ResponseWriter, r *http.Request) {
+		base := strings.TrimSuffix(is.url, "/")
+		md := map[string]any{
 			"issuer":                                is.url,
-			"jwks_uri":                              strings.TrimSuffix(is.url, "/") + "/jwks",
-			"token_endpoint":                        strings.TrimSuffix(is.url, "/") + "/token",
+			"jwks_uri":                              base + "/jwks",
+			"token_endpoint":                        base + "/token",
 			"response_types_supported":              []string{},
 			"grant_types_supported":                 []string{"client_credentials"},
 			"token_endpoint_auth_methods_supported": []string{"none"},
 			"service_documentation":                 "development issuer: tokens for anyone who asks; never use in production",
-		})
+		}
+		if is.loginState() != nil {
+			md["authorization_endpoint"] = base + "/authorize"
+			md["revocation_endpoint"] = base + "/revoke"
+			md["end_session_endpoint"] = base + "/logout"
+			md["response_types_supported"] = []string{"code"}
+			md["grant_types_supported"] = []string{"authorization_code", "refresh_token", "client_credentials"}
+			md["token_endpoint_auth_methods_supported"] = []string{"client_secret_basic", "client_secret_post"}
+			md["code_challenge_methods_supported"] = []string{"S256"}
+			md["id_token_signing_alg_values_supported"] = []string{is.SigningKey().Alg}
+			md["subject_types_supported"] = []string{"public"}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(md)
+	}
+	mux.HandleFunc("GET /.well-known/oauth-authorization-server", metadata)
+	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
+		if is.loginState() == nil {
+			http.NotFound(w, r)
+			return
+		}
+		metadata(w, r)
+	})
+	mux.HandleFunc("GET /authorize", func(w http.ResponseWriter, r *http.Request) {
+		if is.loginState() == nil {
+			http.NotFound(w, r)
+			return
+		}
+		is.authorize(w, r)
+	})
+	mux.HandleFunc("POST /revoke", func(w http.ResponseWriter, r *http.Request) {
+		if is.loginState() == nil {
+			http.NotFound(w, r)
+			return
+		}
+		is.revoke(w, r)
+	})
+	mux.HandleFunc("GET /logout", func(w http.ResponseWriter, r *http.Request) {
+		if is.loginState() == nil {
+			http.NotFound(w, r)
+			return
+		}
+		is.endSession(w, r)
 	})
 	mint := func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && is.tokenGrant(w, r) {
+			return
+		}
 		scope := r.FormValue("scope")
 		if len(scope) > 1024 {
 			http.Error(w, "scope too long", http.StatusBadRequest)

@@ -1,0 +1,330 @@
+package devissuer
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Client is a confidential client registered for the authorization code
+// flow (EnableLogin).
+type Client struct {
+	ID, Secret             string
+	RedirectURIs           []string // exact matches only
+	PostLogoutRedirectURIs []string
+}
+
+// LoginConfig makes the issuer an OpenID Connect provider for the
+// authorization code flow with PKCE (S256 only), for development and
+// tests: the "user" is always logged in, without a prompt.
+type LoginConfig struct {
+	Clients []Client
+	// Subject is the user every login logs in; "" means "demo-user".
+	Subject string
+	// Claims are added to every ID token (name, email, ...).
+	Claims map[string]any
+	// AccessTokenTTL is the lifetime of access tokens it issues; 0 means
+	// an hour.
+	AccessTokenTTL time.Duration
+	// LoginRequired makes prompt=none answer login_required, as when the
+	// user has no session at the provider.
+	LoginRequired bool
+}
+
+// login is the issuer's authorization-code state.
+type login struct {
+	cfg LoginConfig
+
+	mu      sync.Mutex                 // guards the maps
+	codes   map[string]*grant          // by code, single use
+	refresh map[string]*grant          // by refresh token; a rotated or revoked one is deleted
+	revoked map[string]bool            // refresh tokens revoked (RFC 7009) or rotated away
+	sids    map[string]map[string]bool // sid -> refresh tokens, for back-channel logout tests
+
+	codeGrants, refreshGrants, revocations atomic.Int64
+}
+
+// grant is what a code or a refresh token stands for.
+type grant struct {
+	client, redirectURI, scope, resource, nonce, challenge, sid string
+	authTime                                                    int64
+	expires                                                     time.Time
+}
+
+// EnableLogin turns on /authorize, the authorization_code and
+// refresh_token grants at /token, /revoke and /logout, and advertises
+// them in the metadata.
+func (is *Issuer) EnableLogin(cfg LoginConfig) {
+	if cfg.Subject == "" {
+		cfg.Subject = "demo-user"
+	}
+	if cfg.AccessTokenTTL == 0 {
+		cfg.AccessTokenTTL = time.Hour
+	}
+	is.mu.Lock()
+	is.login = &login{
+		cfg: cfg, codes: map[string]*grant{}, refresh: map[string]*grant{},
+		revoked: map[string]bool{}, sids: map[string]map[string]bool{},
+	}
+	is.mu.Unlock()
+}
+
+// SetAccessTokenTTL changes the lifetime of the access tokens the login
+// grants issue from now on.
+func (is *Issuer) SetAccessTokenTTL(d time.Duration) {
+	if l := is.loginState(); l != nil {
+		l.mu.Lock()
+		l.cfg.AccessTokenTTL = d
+		l.mu.Unlock()
+	}
+}
+
+// SetLoginRequired makes prompt=none fail with login_required (or not).
+func (is *Issuer) SetLoginRequired(v bool) {
+	if l := is.loginState(); l != nil {
+		l.mu.Lock()
+		l.cfg.LoginRequired = v
+		l.mu.Unlock()
+	}
+}
+
+// Grants reports how many authorization_code and refresh_token grants
+// succeeded, and how many tokens were revoked at /revoke.
+func (is *Issuer) Grants() (code, refresh, revocations int64) {
+	l := is.loginState()
+	if l == nil {
+		return 0, 0, 0
+	}
+	return l.codeGrants.Load(), l.refreshGrants.Load(), l.revocations.Load()
+}
+
+// RefreshTokenActive reports whether a refresh token may still be used.
+func (is *Issuer) RefreshTokenActive(tok string) bool {
+	l := is.loginState()
+	if l == nil {
+		return false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_, ok := l.refresh[tok]
+	return ok && !l.revoked[tok]
+}
+
+func (is *Issuer) loginState() *login {
+	is.mu.Lock()
+	defer is.mu.Unlock()
+	return is.login
+}
+
+func (l *login) client(id string) *Client {
+	for i := range l.cfg.Clients {
+		if l.cfg.Clients[i].ID == id {
+			return &l.cfg.Clients[i]
+		}
+	}
+	return nil
+}
+
+// authenticate checks client_secret_basic or client_secret_post.
+func (l *login) authenticate(r *http.Request) *Client {
+	id, secret, ok := r.BasicAuth()
+	if ok {
+		id, _ = url.QueryUnescape(id)
+		secret, _ = url.QueryUnescape(secret)
+	} else {
+		id, secret = r.PostFormValue("client_id"), r.PostFormValue("client_secret")
+	}
+	c := l.client(id)
+	if c == nil || subtle.ConstantTimeCompare([]byte(c.Secret), []byte(secret)) != 1 {
+		return nil
+	}
+	return c
+}
+
+// authorize is GET /authorize: the user is always logged in.
+func (is *Issuer) authorize(w http.ResponseWriter, r *http.Request) {
+	l := is.loginState()
+	q := r.URL.Query()
+	c := l.client(q.Get("client_id"))
+	redirect := q.Get("redirect_uri")
+	if c == nil || !slices.Contains(c.RedirectURIs, redirect) {
+		// Never redirect to an unregistered URI.
+		http.Error(w, "unknown client or redirect_uri", http.StatusBadRequest)
+		return
+	}
+	back := func(params url.Values) {
+		params.Set("state", q.Get("state"))
+		params.Set("iss", is.url)
+		http.Redirect(w, r, redirect+"?"+params.Encode(), http.StatusFound)
+	}
+	l.mu.Lock()
+	loginRequired := l.cfg.LoginRequired
+	l.mu.Unlock()
+	switch {
+	case q.Get("response_type") != "code":
+		back(url.Values{"error": {"unsupported_response_type"}})
+		return
+	case q.Get("code_challenge_method") != "S256" || len(q.Get("code_challenge")) != 43:
+		back(url.Values{"error": {"invalid_request"}, "error_description": {"PKCE S256 required"}})
+		return
+	case q.Get("prompt") == "none" && loginRequired:
+		back(url.Values{"error": {"login_required"}})
+		return
+	}
+	code := randomID() + randomID()
+	g := &grant{
+		client: c.ID, redirectURI: redirect, scope: q.Get("scope"), resource: q.Get("resource"),
+		nonce: q.Get("nonce"), challenge: q.Get("code_challenge"), sid: randomID(),
+		authTime: time.Now().Unix(), expires: time.Now().Add(time.Minute),
+	}
+	l.mu.Lock()
+	l.codes[code] = g
+	l.mu.Unlock()
+	back(url.Values{"code": {code}})
+}
+
+// tokenGrant serves the authorization_code and refresh_token grants at
+// POST /token. It reports false for other grant types.
+func (is *Issuer) tokenGrant(w http.ResponseWriter, r *http.Request) bool {
+	l := is.loginState()
+	gt := r.PostFormValue("grant_type")
+	if l == nil || (gt != "authorization_code" && gt != "refresh_token") {
+		return false
+	}
+	fail := func(status int, code string) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(status)
+		_ = json.NewEncoder(w).Encode(map[string]string{"error": code})
+	}
+	c := l.authenticate(r)
+	if c == nil {
+		fail(http.StatusUnauthorized, "invalid_client")
+		return true
+	}
+	var g *grant
+	l.mu.Lock()
+	switch gt {
+	case "authorization_code":
+		g = l.codes[r.PostFormValue("code")]
+		delete(l.codes, r.PostFormValue("code")) // a code is used once, whatever happens
+		if g != nil && (g.client != c.ID || g.redirectURI != r.PostFormValue("redirect_uri") ||
+			time.Now().After(g.expires) || s256(r.PostFormValue("code_verifier")) != g.challenge) {
+			g = nil
+		}
+	case "refresh_token":
+		rt := r.PostFormValue("refresh_token")
+		g = l.refresh[rt]
+		if g != nil && (g.client != c.ID || l.revoked[rt]) {
+			g = nil
+		}
+		if g != nil {
+			delete(l.refresh, rt) // rotated: the old one is spent
+			l.revoked[rt] = true
+		}
+	}
+	l.mu.Unlock()
+	if g == nil {
+		fail(http.StatusBadRequest, "invalid_grant")
+		return true
+	}
+	aud := g.resource
+	if aud == "" {
+		aud = is.audience
+	}
+	l.mu.Lock()
+	ttl := l.cfg.AccessTokenTTL
+	l.mu.Unlock()
+	scope := strings.Join(slices.DeleteFunc(strings.Fields(g.scope), func(s string) bool {
+		return s == "openid" || s == "offline_access" || s == "profile" || s == "email"
+	}), " ")
+	at, err := is.Mint(scope, ttl, map[string]any{"aud": aud, "sub": l.cfg.Subject, "client_id": c.ID})
+	if err != nil {
+		fail(http.StatusInternalServerError, "server_error")
+		return true
+	}
+	rt := randomID() + randomID() + randomID()
+	resp := map[string]any{
+		"access_token": at, "token_type": "Bearer", "expires_in": int(ttl / time.Second),
+		"refresh_token": rt, "scope": g.scope,
+	}
+	now := time.Now()
+	if gt == "authorization_code" && slices.Contains(strings.Fields(g.scope), "openid") {
+		claims := map[string]any{
+			"iss": is.url, "sub": l.cfg.Subject, "aud": c.ID, "iat": now.Unix(), "exp": now.Add(time.Hour).Unix(),
+			"auth_time": g.authTime, "sid": g.sid,
+		}
+		if g.nonce != "" {
+			claims["nonce"] = g.nonce
+		}
+		for k, v := range l.cfg.Claims {
+			claims[k] = v
+		}
+		idt, err := is.SigningKey().Sign(map[string]any{"typ": "JWT"}, claims)
+		if err != nil {
+			fail(http.StatusInternalServerError, "server_error")
+			return true
+		}
+		resp["id_token"] = idt
+	}
+	l.mu.Lock()
+	l.refresh[rt] = g
+	if l.sids[g.sid] == nil {
+		l.sids[g.sid] = map[string]bool{}
+	}
+	l.sids[g.sid][rt] = true
+	l.mu.Unlock()
+	if gt == "authorization_code" {
+		l.codeGrants.Add(1)
+	} else {
+		l.refreshGrants.Add(1)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_ = json.NewEncoder(w).Encode(resp)
+	return true
+}
+
+// revoke is POST /revoke (RFC 7009): always 200 for an authenticated
+// client.
+func (is *Issuer) revoke(w http.ResponseWriter, r *http.Request) {
+	l := is.loginState()
+	if l.authenticate(r) == nil {
+		http.Error(w, `{"error":"invalid_client"}`, http.StatusUnauthorized)
+		return
+	}
+	tok := r.PostFormValue("token")
+	l.mu.Lock()
+	if _, ok := l.refresh[tok]; ok {
+		l.revoked[tok] = true
+		l.revocations.Add(1)
+	}
+	l.mu.Unlock()
+	w.WriteHeader(http.StatusOK)
+}
+
+// endSession is GET /logout: RP-initiated logout, back to a registered
+// post_logout_redirect_uri or a plain page.
+func (is *Issuer) endSession(w http.ResponseWriter, r *http.Request) {
+	l := is.loginState()
+	q := r.URL.Query()
+	if c := l.client(q.Get("client_id")); c != nil && slices.Contains(c.PostLogoutRedirectURIs, q.Get("post_logout_redirect_uri")) {
+		http.Redirect(w, r, q.Get("post_logout_redirect_uri"), http.StatusFound)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = w.Write([]byte("logged out of the development issuer\n"))
+}
+
+func s256(verifier string) string {
+	sum := sha256.Sum256([]byte(verifier))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
