@@ -23,16 +23,23 @@
 //
 // # What a call costs and what it promises
 //
-// Each [Store.Use] is exactly one round trip, an atomic
+// Each [Store.Use] is exactly one round trip: a script that, atomically,
+// refuses the proof if its record exists, counts it against its key's
+// quota ([Options.KeyQuota]), and records it:
 //
-//	SET <prefix><base64url(id)> 1 NX PX <milliseconds until expires>
+//	<prefix>{<base64url(key id)>}<base64url(proof id)>   1, PX <milliseconds until expires>
+//	<prefix>{<base64url(key id)>}q                       the key's count for the window
 //
-// so of any number of concurrent calls with one id, across any number of
-// replicas, exactly one succeeds. The key expires when the proof could no
-// longer be accepted anyway, so Redis holds only proofs still inside the
-// acceptance window. The key format is part of this package's
-// compatibility promise: replicas on different versions during a rolling
-// upgrade compute the same keys.
+// so of any number of concurrent calls with one proof, across any number
+// of replicas, exactly one succeeds. The braces are a Cluster hash tag: a
+// key's record and counter share a slot, while different keys spread over
+// the slots. Records expire when the proof could no longer be accepted
+// anyway, so Redis holds only proofs still inside the acceptance window.
+// The key format is part of this package's compatibility promise:
+// replicas on different versions during a rolling upgrade must compute
+// the same keys, so the script also refuses a proof recorded under the
+// previous format (<prefix><base64url(proof id)>) on single-node and
+// Sentinel clients.
 //
 // A call is bounded by [Options.Timeout]. A timeout, a network error or
 // an error reply from Redis (including OOM at maxmemory and READONLY on a
@@ -56,10 +63,11 @@
 //   - Clocks: the record lives for expires minus now by the clock of the
 //     replica that wrote it. Keep the replicas' clocks synchronised (NTP),
 //     as the proof window check already requires.
-//   - Memory: one record is a key of len(Prefix)+43 bytes, a one-byte
-//     value and an expiry: about 170 bytes of Redis memory with the
-//     default prefix (measured on Redis 7.0), so a million proofs per
-//     acceptance window take about 170 MB.
+//   - Memory: one record is a key of len(Prefix)+88 bytes, a one-byte
+//     value and an expiry (plus one counter per active key): about 212
+//     bytes of Redis memory with the default prefix (measured on Redis
+//     7.0 by TestMemoryPerRecord), so a million proofs per acceptance
+//     window take about 210 MB.
 //
 // A Store is safe for concurrent use.
 package redisstore

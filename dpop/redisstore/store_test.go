@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -643,5 +644,39 @@ func TestLegacyRecordRefused(t *testing.T) {
 	}
 	if err := s.Use(t.Context(), r); !errors.Is(err, dpop.ErrReplay) {
 		t.Fatalf("Use of a proof an older replica recorded = %v, want ErrReplay", err)
+	}
+}
+
+// TestMemoryPerRecord measures Redis memory per recorded proof, the
+// figure doc.go and README.md quote: 20,000 proofs from 200 keys.
+func TestMemoryPerRecord(t *testing.T) {
+	srv := startRedis(t)
+	s, c := newStore(t, srv, Options{})
+	used := func() int64 {
+		info, err := c.Info(t.Context(), "memory").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for line := range strings.Lines(info) {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(line), "used_memory:"); ok {
+				n, _ := strconv.ParseInt(v, 10, 64)
+				return n
+			}
+		}
+		t.Fatal("no used_memory in INFO")
+		return 0
+	}
+	before := used()
+	const n = 20000
+	exp := time.Now().Add(5 * time.Minute)
+	for i := range n {
+		if err := s.Use(t.Context(), dpop.NewReplay(fmt.Sprint("key-", i%200), fmt.Sprint(i), exp)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	per := float64(used()-before) / n
+	t.Logf("%.0f bytes of Redis memory per recorded proof (%d proofs, 200 keys)", per, n)
+	if per > 300 {
+		t.Errorf("%.0f bytes per proof; doc.go and README.md say about 220", per)
 	}
 }
