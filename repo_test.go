@@ -113,7 +113,7 @@ func TestDependencies(t *testing.T) {
 		{"github.com/lestrrat-go/jwx/v2", "v2 is unmaintained (DESIGN.md)"},
 		{"github.com/tokenguard/tokenguard/internal/devissuer", "the development issuer must never ship in the library"},
 	}
-	for _, pkg := range []string{"./middleware", "./jwks", "./internal/jose"} {
+	for _, pkg := range []string{"./middleware", "./jwks", "./internal/jose", "./bff"} {
 		out, err := exec.Command("go", "list", "-deps", pkg).CombinedOutput()
 		if err != nil {
 			t.Fatalf("go list -deps %s: %v\n%s", pkg, err, out)
@@ -135,6 +135,9 @@ func TestDependencies(t *testing.T) {
 		"github.com/lestrrat-go/jwx/v3", "github.com/lestrrat-go/httprc/v3",
 		"github.com/prometheus/client_golang", "github.com/google/go-cmp",
 		"github.com/redis/go-redis/v9", "go.yaml.in/yaml/v3",
+		"golang.org/x/oauth2",          // the token handler's code exchange, refresh and PKCE
+		"github.com/chromedp/chromedp", // browser tests only
+		"github.com/chromedp/cdproto",  // chromedp's protocol types, browser tests only
 	}
 	for _, line := range strings.Split(string(mod), "\n") {
 		line = strings.TrimSpace(line)

@@ -6,8 +6,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"net/url"
-	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -15,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tokenguard/tokenguard/dpop"
+	"github.com/tokenguard/tokenguard/internal/redisurl"
 )
 
 // Defaults used for zero-valued Options fields and by NewFromURL.
@@ -26,9 +25,6 @@ const (
 	// treated as an outage and the request fails closed.
 	DefaultTimeout = 500 * time.Millisecond
 
-	// urlClientTimeout bounds dialling, each read and write and the wait
-	// for a pooled connection, for clients made by NewFromURL.
-	urlClientTimeout = time.Second
 	// pastExpiryTTL is how long a record whose expiry has already passed
 	// is kept: the verifier has judged the proof's window already, and a
 	// short record still stops concurrent duplicates.
@@ -107,7 +103,7 @@ func New(client redis.UniversalClient, opts Options) (*Store, error) {
 	if opts.KeyQuota < 0 {
 		errs = append(errs, fmt.Errorf("redisstore: Options.KeyQuota: must not be negative, got %d", opts.KeyQuota))
 	}
-	if known, ok := honoursContext(client); known && !ok {
+	if known, ok := redisurl.HonoursContext(client); known && !ok {
 		errs = append(errs, errors.New("redisstore: client: ContextTimeoutEnabled must be set, or Options.Timeout cannot bound calls"))
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -152,32 +148,10 @@ func New(client redis.UniversalClient, opts Options) (*Store, error) {
 //
 // For Sentinel or Cluster, make the client yourself and use New.
 func NewFromURL(rawURL string, opts Options) (*Store, error) {
-	copts, err := redis.ParseURL(rawURL)
+	client, err := redisurl.NewClient(rawURL)
 	if err != nil {
-		// A *url.Error repeats the URL, which may hold a password.
-		if ue := (*url.Error)(nil); errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return nil, fmt.Errorf("redisstore: bad Redis URL: %w", err)
+		return nil, fmt.Errorf("redisstore: %w", err)
 	}
-	if copts.TLSConfig != nil && copts.TLSConfig.InsecureSkipVerify {
-		// rediss://...?skip_verify=true: whoever sits between us and Redis
-		// could answer "not seen before" to every replayed proof. The
-		// guard refuses an HTTPClient without TLS verification for the
-		// same reason.
-		return nil, errors.New("redisstore: skip_verify turns off TLS certificate verification; refused (use a CA the system trusts)")
-	}
-	for _, d := range []*time.Duration{&copts.DialTimeout, &copts.ReadTimeout, &copts.WriteTimeout, &copts.PoolTimeout} {
-		if *d == 0 {
-			*d = urlClientTimeout
-		}
-	}
-	if copts.PoolSize == 0 {
-		copts.PoolSize = 2 * runtime.GOMAXPROCS(0)
-	}
-	copts.ContextTimeoutEnabled = true
-
-	client := redis.NewClient(copts)
 	s, err := New(client, opts)
 	if err != nil {
 		client.Close()
@@ -185,20 +159,6 @@ func NewFromURL(rawURL string, opts Options) (*Store, error) {
 	}
 	s.owned = true
 	return s, nil
-}
-
-// honoursContext reports whether client is a type whose options New can
-// inspect (known) and, if so, whether it honours context deadlines.
-func honoursContext(client redis.UniversalClient) (known, ok bool) {
-	switch c := client.(type) {
-	case *redis.Client:
-		return true, c.Options().ContextTimeoutEnabled
-	case *redis.ClusterClient:
-		return true, c.Options().ContextTimeoutEnabled
-	case *redis.Ring:
-		return true, c.Options().ContextTimeoutEnabled
-	}
-	return false, false
 }
 
 // useScript records a proof and charges its key, atomically.

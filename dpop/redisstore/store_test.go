@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tokenguard/tokenguard/dpop"
+	"github.com/tokenguard/tokenguard/internal/redisurl"
 )
 
 func TestRecordTTL(t *testing.T) {
@@ -423,9 +424,9 @@ func TestNewFromURL(t *testing.T) {
 			wantDial   time.Duration
 			wantPoolSz int // 0: the package default
 		}{
-			{"defaults filled in", "redis://127.0.0.1:1/0", false, urlClientTimeout, 0},
+			{"defaults filled in", "redis://127.0.0.1:1/0", false, redisurl.ClientTimeout, 0},
 			// rediss only needs to parse: clients connect lazily.
-			{"rediss", "rediss://user:pw@redis.invalid:6380/2", true, urlClientTimeout, 0},
+			{"rediss", "rediss://user:pw@redis.invalid:6380/2", true, redisurl.ClientTimeout, 0},
 			{"query parameters win", "redis://127.0.0.1:1?dial_timeout=3s&pool_size=7", false, 3 * time.Second, 7},
 		}
 		for _, tt := range tests {
@@ -439,7 +440,7 @@ func TestNewFromURL(t *testing.T) {
 				if (o.TLSConfig != nil) != tt.wantTLS {
 					t.Errorf("TLSConfig = %v, want TLS %v", o.TLSConfig, tt.wantTLS)
 				}
-				if o.DialTimeout != tt.wantDial || o.ReadTimeout != urlClientTimeout || o.WriteTimeout != urlClientTimeout {
+				if o.DialTimeout != tt.wantDial || o.ReadTimeout != redisurl.ClientTimeout || o.WriteTimeout != redisurl.ClientTimeout {
 					t.Errorf("timeouts dial %v read %v write %v", o.DialTimeout, o.ReadTimeout, o.WriteTimeout)
 				}
 				if tt.wantPoolSz != 0 && o.PoolSize != tt.wantPoolSz {
