@@ -2,9 +2,6 @@ package introspect
 
 import (
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/rsa"
 	"errors"
 	"fmt"
 	"math"
@@ -13,6 +10,8 @@ import (
 	"time"
 
 	"github.com/lestrrat-go/jwx/v3/jwa"
+
+	"github.com/tokenguard/tokenguard/internal/clientauth"
 	"github.com/tokenguard/tokenguard/internal/netutil"
 )
 
@@ -230,7 +229,7 @@ func (c Config) withDefaults() (Config, jwa.SignatureAlgorithm, error) {
 		if c.PrivateKey == nil {
 			bad("PrivateKey", "required for %v", c.AuthMethod)
 		} else {
-			a, err := assertionAlg(c.PrivateKey.Public(), c.Algorithm)
+			a, err := clientauth.Algorithm(c.PrivateKey.Public(), c.Algorithm)
 			if err != nil {
 				bad("Algorithm", "%v", err)
 			}
@@ -313,47 +312,6 @@ func checkURL(raw string, insecure bool) error {
 		return errors.New("must be https (http only to a loopback host, or with InsecureAllowHTTP)")
 	}
 	return nil
-}
-
-// assertionAlg resolves and checks the client assertion algorithm for a
-// public key.
-func assertionAlg(pub crypto.PublicKey, name string) (jwa.SignatureAlgorithm, error) {
-	var allowed []string
-	switch k := pub.(type) {
-	case *rsa.PublicKey:
-		if k.N.BitLen() < 2048 {
-			return jwa.SignatureAlgorithm{}, errors.New("RSA keys must have at least 2048 bits")
-		}
-		allowed = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
-	case *ecdsa.PublicKey:
-		switch k.Curve.Params().Name {
-		case "P-256":
-			allowed = []string{"ES256"}
-		case "P-384":
-			allowed = []string{"ES384"}
-		case "P-521":
-			allowed = []string{"ES512"}
-		default:
-			return jwa.SignatureAlgorithm{}, errors.New("unsupported ECDSA curve")
-		}
-	case ed25519.PublicKey:
-		allowed = []string{"EdDSA"}
-	default:
-		return jwa.SignatureAlgorithm{}, fmt.Errorf("unsupported key type %T", pub)
-	}
-	if name == "" {
-		name = allowed[0]
-	}
-	for _, a := range allowed {
-		if a == name {
-			alg, ok := jwa.LookupSignatureAlgorithm(name)
-			if !ok {
-				return jwa.SignatureAlgorithm{}, fmt.Errorf("%q is not supported", name)
-			}
-			return alg, nil
-		}
-	}
-	return jwa.SignatureAlgorithm{}, fmt.Errorf("%q does not fit a %T key", name, pub)
 }
 
 // defaultClient builds the client used when Config.HTTPClient is nil. It

@@ -6,9 +6,13 @@ package clientauth
 
 import (
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -78,4 +82,45 @@ func Assertion(key crypto.Signer, alg jwa.SignatureAlgorithm, kid, clientID stri
 // ':' or '%' in either survives.
 func BasicAuth(req *http.Request, clientID, secret string) {
 	req.SetBasicAuth(url.QueryEscape(clientID), url.QueryEscape(secret))
+}
+
+// Algorithm resolves and checks the client assertion algorithm for a
+// public key: name, or the first one the key fits when name is "" (RS256, ES256/384/512 by curve, EdDSA).
+func Algorithm(pub crypto.PublicKey, name string) (jwa.SignatureAlgorithm, error) {
+	var allowed []string
+	switch k := pub.(type) {
+	case *rsa.PublicKey:
+		if k.N.BitLen() < 2048 {
+			return jwa.SignatureAlgorithm{}, errors.New("RSA keys must have at least 2048 bits")
+		}
+		allowed = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
+	case *ecdsa.PublicKey:
+		switch k.Curve.Params().Name {
+		case "P-256":
+			allowed = []string{"ES256"}
+		case "P-384":
+			allowed = []string{"ES384"}
+		case "P-521":
+			allowed = []string{"ES512"}
+		default:
+			return jwa.SignatureAlgorithm{}, errors.New("unsupported ECDSA curve")
+		}
+	case ed25519.PublicKey:
+		allowed = []string{"EdDSA"}
+	default:
+		return jwa.SignatureAlgorithm{}, fmt.Errorf("unsupported key type %T", pub)
+	}
+	if name == "" {
+		name = allowed[0]
+	}
+	for _, a := range allowed {
+		if a == name {
+			alg, ok := jwa.LookupSignatureAlgorithm(name)
+			if !ok {
+				return jwa.SignatureAlgorithm{}, fmt.Errorf("%q is not supported", name)
+			}
+			return alg, nil
+		}
+	}
+	return jwa.SignatureAlgorithm{}, fmt.Errorf("%q does not fit a %T key", name, pub)
 }

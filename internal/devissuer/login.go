@@ -328,3 +328,17 @@ func s256(verifier string) string {
 	sum := sha256.Sum256([]byte(verifier))
 	return base64.RawURLEncoding.EncodeToString(sum[:])
 }
+
+// RevokeAllRefreshTokens revokes every refresh token issued so far, as an
+// administrator ending every user's sessions at the provider would.
+func (is *Issuer) RevokeAllRefreshTokens() {
+	l := is.loginState()
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for rt := range l.refresh {
+		l.revoked[rt] = true
+	}
+}

@@ -1,0 +1,267 @@
+package bff
+
+import (
+	"crypto"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Client authentication methods at the token and revocation endpoints
+// (RFC 6749 §2.3.1, OpenID Connect Core §9).
+const (
+	ClientSecretBasic = "client_secret_basic"
+	ClientSecretPost  = "client_secret_post"
+	PrivateKeyJWT     = "private_key_jwt"
+)
+
+// Defaults of the zero Config fields.
+const (
+	DefaultPath               = "/bff"
+	DefaultSessionIdleTimeout = 8 * time.Hour
+	DefaultSessionLifetime    = 24 * time.Hour
+	DefaultRefreshMargin      = 30 * time.Second
+	// LoginTimeout is how long a started login may take: the pending
+	// login and the login cookie live this long.
+	LoginTimeout = 10 * time.Minute
+	// MaxTokenSize bounds each token the authorization server returns
+	// (access, refresh, ID): a larger one fails the login or refresh.
+	MaxTokenSize = 16 << 10
+)
+
+// Config configures a [Handler]. [New] copies it. Every zero value is a
+// safe default, documented on its field.
+type Config struct {
+	// Issuer is the authorization server's issuer identifier; its
+	// metadata (RFC 8414 or OpenID Connect discovery) gives the
+	// authorization, token, revocation and end-session endpoints and the
+	// keys that sign ID tokens. Required.
+	Issuer string
+
+	// ClientID identifies this token handler at the authorization server,
+	// a confidential client. Required.
+	ClientID string
+	// ClientAuthMethod is how it authenticates at the token and revocation
+	// endpoints: ClientSecretBasic (default with ClientSecret),
+	// ClientSecretPost or PrivateKeyJWT (default with ClientKey).
+	ClientAuthMethod string
+	// ClientSecret is the secret for client_secret_basic and
+	// client_secret_post.
+	ClientSecret string
+	// ClientKey signs private_key_jwt client assertions (RFC 7523), with
+	// ClientKeyAlgorithm (default: RS256 for RSA, ES256/ES384/ES512 by
+	// curve, EdDSA for Ed25519) and ClientKeyID as "kid" when set.
+	ClientKey          crypto.Signer
+	ClientKeyAlgorithm string
+	ClientKeyID        string
+
+	// Scopes are requested at login; they must include "openid" (the ID
+	// token proves who logged in) and should include "offline_access"
+	// where the authorization server needs it for a refresh token.
+	Scopes []string
+	// Resource is the RFC 8707 resource indicator sent at login and at
+	// every token request: the API the access tokens are for. "" sends
+	// none.
+	Resource string
+
+	// PublicURL is the origin (and optional base path) the browser uses
+	// to reach this handler, https unless the host is loopback or
+	// InsecureAllowHTTP is set. The redirect URI is PublicURL + Path +
+	// "/callback", and must be registered exactly at the authorization
+	// server. Required.
+	PublicURL string
+	// Path is where the handler's endpoints live: Path+"/login",
+	// "/callback", "/user", "/logout". "" means DefaultPath.
+	Path string
+	// AllowedOrigins are the origins (scheme://host[:port]) whose pages
+	// may make session-authenticated requests. nil means the origin of
+	// PublicURL.
+	AllowedOrigins []string
+	// PostLogoutRedirectURL is sent as post_logout_redirect_uri in the
+	// logout URL /logout returns; "" sends none.
+	PostLogoutRedirectURL string
+
+	// Store keeps sessions and pending logins. nil means a MemoryStore of
+	// DefaultMaxEntries. A store shared by replicas (bff/redisstore)
+	// needs SessionKey.
+	Store Store
+	// SessionKey (SessionKeySize bytes) encrypts what the store holds
+	// with AES-256-GCM. Required unless Store is a *MemoryStore (or nil).
+	SessionKey []byte
+	// PreviousSessionKey still decrypts entries written under the key in
+	// use before a rotation; each entry is re-encrypted under SessionKey
+	// the next time it is written.
+	PreviousSessionKey []byte
+
+	// SessionIdleTimeout ends a session not used for this long; 0 means
+	// DefaultSessionIdleTimeout.
+	SessionIdleTimeout time.Duration
+	// SessionLifetime ends a session this long after login, used or not;
+	// 0 means DefaultSessionLifetime.
+	SessionLifetime time.Duration
+	// RefreshMargin: an access token that expires within this margin is
+	// refreshed before the request is forwarded. 0 means
+	// DefaultRefreshMargin.
+	RefreshMargin time.Duration
+
+	// HTTPClient talks to the authorization server (metadata, keys, token
+	// and revocation endpoints). nil means a client with a 10 s timeout
+	// that follows no redirects from https to http.
+	HTTPClient *http.Client
+	// InsecureAllowHTTP permits plain http:// issuer, endpoints and
+	// PublicURL on non-loopback hosts. Loopback does not need it.
+	InsecureAllowHTTP bool
+
+	// Logger receives login, refresh and store failures, never a token or
+	// a session id. nil means no logging.
+	Logger *slog.Logger
+	// Registerer receives the handler's metrics:
+	// tokenguard_bff_logins_total{result},
+	// tokenguard_bff_refreshes_total{result} and, with a MemoryStore,
+	// tokenguard_bff_sessions. nil means none are registered.
+	Registerer prometheus.Registerer
+	// Now is the clock; nil means time.Now. For tests.
+	Now func() time.Time
+}
+
+// withDefaults returns a checked copy of c with defaults filled in.
+func (c Config) withDefaults() (Config, error) {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf("bff: "+format, args...)) }
+	if c.Issuer == "" {
+		bad("Issuer is required")
+	}
+	if c.ClientID == "" {
+		bad("ClientID is required")
+	}
+	if c.ClientAuthMethod == "" {
+		c.ClientAuthMethod = ClientSecretBasic
+		if c.ClientKey != nil {
+			c.ClientAuthMethod = PrivateKeyJWT
+		}
+	}
+	switch c.ClientAuthMethod {
+	case ClientSecretBasic, ClientSecretPost:
+		if c.ClientSecret == "" {
+			bad("ClientSecret is required with %s", c.ClientAuthMethod)
+		}
+		if c.ClientKey != nil {
+			bad("ClientKey is set but ClientAuthMethod is %s", c.ClientAuthMethod)
+		}
+	case PrivateKeyJWT:
+		if c.ClientKey == nil {
+			bad("ClientKey is required with private_key_jwt")
+		}
+		if c.ClientSecret != "" {
+			bad("ClientSecret is set but ClientAuthMethod is private_key_jwt")
+		}
+	default:
+		bad("ClientAuthMethod %q is not one of client_secret_basic, client_secret_post, private_key_jwt", c.ClientAuthMethod)
+	}
+	if !slices.Contains(c.Scopes, "openid") {
+		bad("Scopes must include \"openid\": the ID token proves who logged in")
+	}
+	if c.Resource != "" {
+		if u, err := url.Parse(c.Resource); err != nil || !u.IsAbs() || u.Fragment != "" {
+			bad("Resource %q must be an absolute URI without a fragment (RFC 8707 §2)", c.Resource)
+		}
+	}
+	if c.Path == "" {
+		c.Path = DefaultPath
+	}
+	if !strings.HasPrefix(c.Path, "/") || strings.HasSuffix(c.Path, "/") || strings.ContainsAny(c.Path, "?#%\\") || strings.Contains(c.Path, "//") {
+		bad("Path %q must start with / and not end with one, without ?, #, %% or \\", c.Path)
+	}
+	pub, err := checkHTTPURL(c.PublicURL, c.InsecureAllowHTTP)
+	if err != nil {
+		bad("PublicURL: %v", err)
+	} else {
+		c.PublicURL = strings.TrimSuffix(c.PublicURL, "/")
+		if c.AllowedOrigins == nil {
+			c.AllowedOrigins = []string{pub.Scheme + "://" + pub.Host}
+		}
+		if pub.Scheme != "https" {
+			// __Host- cookies need Secure, which browsers only keep
+			// from https, except on localhost.
+			if h := pub.Hostname(); h != "localhost" && h != "127.0.0.1" && h != "::1" {
+				bad("PublicURL %q: the session cookie is Secure, so browsers need https (or localhost)", c.PublicURL)
+			}
+		}
+	}
+	for _, o := range c.AllowedOrigins {
+		if u, err := url.Parse(o); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Path != "" || u.RawQuery != "" || u.User != nil || o != strings.ToLower(o) {
+			bad("AllowedOrigins: %q is not an origin (scheme://host[:port], lower case, nothing after)", o)
+		}
+	}
+	if c.PostLogoutRedirectURL != "" {
+		if _, err := checkHTTPURL(c.PostLogoutRedirectURL, c.InsecureAllowHTTP); err != nil {
+			bad("PostLogoutRedirectURL: %v", err)
+		}
+	}
+	if c.Store == nil {
+		c.Store, _ = NewMemoryStore(0)
+	}
+	if _, mem := c.Store.(*MemoryStore); !mem && c.SessionKey == nil {
+		bad("SessionKey is required with a store outside this process: it encrypts the tokens the store keeps")
+	}
+	if c.SessionKey != nil && len(c.SessionKey) != SessionKeySize {
+		bad("SessionKey must be %d bytes, got %d", SessionKeySize, len(c.SessionKey))
+	}
+	if c.PreviousSessionKey != nil && len(c.PreviousSessionKey) != SessionKeySize {
+		bad("PreviousSessionKey must be %d bytes, got %d", SessionKeySize, len(c.PreviousSessionKey))
+	}
+	if c.SessionIdleTimeout == 0 {
+		c.SessionIdleTimeout = DefaultSessionIdleTimeout
+	}
+	if c.SessionLifetime == 0 {
+		c.SessionLifetime = DefaultSessionLifetime
+	}
+	if c.SessionIdleTimeout < time.Minute || c.SessionLifetime < time.Minute {
+		bad("SessionIdleTimeout and SessionLifetime must be at least a minute")
+	}
+	if c.SessionIdleTimeout > c.SessionLifetime {
+		bad("SessionIdleTimeout %v is longer than SessionLifetime %v", c.SessionIdleTimeout, c.SessionLifetime)
+	}
+	if c.RefreshMargin == 0 {
+		c.RefreshMargin = DefaultRefreshMargin
+	}
+	if c.RefreshMargin < 0 {
+		bad("RefreshMargin must not be negative")
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c, errors.Join(errs...)
+}
+
+// checkHTTPURL checks an absolute http(s) URL without user info, query or
+// fragment; http only to loopback unless insecure.
+func checkHTTPURL(raw string, insecure bool) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case u.Scheme != "https" && u.Scheme != "http", u.Host == "":
+		return nil, fmt.Errorf("%q is not an absolute http(s) URL", raw)
+	case u.User != nil || u.RawQuery != "" || u.Fragment != "":
+		return nil, fmt.Errorf("%q must not carry user info, a query or a fragment", raw)
+	case u.Scheme == "http" && !insecure && !loopback(u.Hostname()):
+		return nil, fmt.Errorf("%q is plain http to a host that is not loopback (set InsecureAllowHTTP to allow it)", raw)
+	}
+	return u, nil
+}
+
+func loopback(host string) bool {
+	return host == "localhost" || host == "::1" || strings.HasPrefix(host, "127.")
+}

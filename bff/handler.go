@@ -1,0 +1,276 @@
+package bff
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/oauth2"
+
+	"github.com/tokenguard/tokenguard/internal/discovery"
+	"github.com/tokenguard/tokenguard/jwks"
+)
+
+// Cookie names (DESIGN.md). Both carry the __Host- prefix, so a browser
+// keeps them only with Secure, Path=/ and no Domain: no other host, not
+// even a sibling subdomain, can set or overwrite them.
+const (
+	// SessionCookie holds the session id: 256 random bits, nothing else.
+	SessionCookie = "__Host-tokenguard-session"
+	// LoginCookie binds a started login to the browser that started it.
+	LoginCookie = "__Host-tokenguard-login"
+)
+
+// CSRFHeader must be "1" on every session-authenticated request. A page
+// of another site cannot add it without a CORS preflight that the API
+// does not grant, and a plain form or link cannot add it at all.
+const CSRFHeader = "X-CSRF"
+
+// Handler is the token handler: it serves the login, callback, user and
+// logout endpoints under Config.Path, and its Authenticate middleware
+// turns a session cookie into a verified-upstream Authorization header.
+// Its methods are safe for concurrent use.
+type Handler struct {
+	cfg     Config
+	seal    *sealer
+	meta    *discovery.Cache
+	client  *http.Client // to the authorization server, client auth added
+	metrics *metrics
+
+	keysMu sync.Mutex
+	keys   *jwks.Set // ID token keys, made on first use; guarded by keysMu
+
+	flightMu sync.Mutex
+	flights  map[string]*refreshCall // session key -> refresh in flight
+
+	closeOnce sync.Once
+}
+
+// New checks cfg and returns a Handler. It fetches nothing yet: the
+// issuer's metadata is read at the first login (and refreshed hourly), so
+// a gateway starts while its authorization server is still coming up.
+// Call Close when done.
+func New(cfg Config) (*Handler, error) {
+	c, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	seal, err := newSealer(c.SessionKey, c.PreviousSessionKey)
+	if err != nil {
+		return nil, err
+	}
+	h := &Handler{cfg: c, seal: seal, flights: map[string]*refreshCall{}}
+	h.client = h.clientFor(c.HTTPClient)
+	h.meta, err = discovery.NewCache(discovery.Config{
+		Issuer:            c.Issuer,
+		HTTPClient:        c.HTTPClient,
+		InsecureAllowHTTP: c.InsecureAllowHTTP,
+	}, 0)
+	if err != nil {
+		return nil, fmt.Errorf("bff: Issuer: %w", err)
+	}
+	if h.metrics, err = newMetrics(c.Registerer, c.Store); err != nil {
+		_ = h.meta.Close()
+		return nil, err
+	}
+	return h, nil
+}
+
+// Close stops the metadata and key refreshes. It does not close the Store.
+func (h *Handler) Close() error {
+	h.closeOnce.Do(func() {
+		_ = h.meta.Close()
+		h.keysMu.Lock()
+		if h.keys != nil {
+			_ = h.keys.Close()
+		}
+		h.keysMu.Unlock()
+		h.metrics.unregister()
+	})
+	return nil
+}
+
+// Path returns the prefix of the handler's endpoints (Config.Path).
+func (h *Handler) Path() string { return h.cfg.Path }
+
+// RedirectURI returns the URI to register at the authorization server.
+func (h *Handler) RedirectURI() string { return h.cfg.PublicURL + h.cfg.Path + "/callback" }
+
+// Owns reports whether r is for one of the handler's endpoints (its path
+// is under Config.Path), which ServeHTTP answers.
+func (h *Handler) Owns(r *http.Request) bool {
+	p := r.URL.Path
+	return p == h.cfg.Path || strings.HasPrefix(p, h.cfg.Path+"/")
+}
+
+// ServeHTTP serves the endpoints under Config.Path; any other path there
+// is 404.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	var method string
+	var serve func(http.ResponseWriter, *http.Request)
+	switch strings.TrimPrefix(r.URL.Path, h.cfg.Path) {
+	case "/login":
+		method, serve = http.MethodGet, h.login
+	case "/callback":
+		method, serve = http.MethodGet, h.callback
+	case "/user":
+		method, serve = http.MethodGet, h.user
+	case "/logout":
+		method, serve = http.MethodPost, h.logout
+	default:
+		writeError(w, http.StatusNotFound, "not_found")
+		return
+	}
+	if r.Method != method && !(method == http.MethodGet && r.Method == http.MethodHead) {
+		w.Header().Set("Allow", method)
+		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed")
+		return
+	}
+	serve(w, r)
+}
+
+// endpoints returns the issuer's metadata, or an error for a 503.
+func (h *Handler) endpoints(ctx context.Context) (*discovery.Metadata, error) {
+	md, err := h.meta.Get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if md.AuthorizationEndpoint == "" || md.TokenEndpoint == "" {
+		return nil, errors.New("bff: the issuer's metadata has no authorization_endpoint or token_endpoint")
+	}
+	if md.JWKSURI == "" {
+		return nil, errors.New("bff: the issuer's metadata has no jwks_uri to verify ID tokens with")
+	}
+	return md, nil
+}
+
+// oauthConfig is the x/oauth2 client for the issuer's current endpoints.
+func (h *Handler) oauthConfig(md *discovery.Metadata) *oauth2.Config {
+	style := oauth2.AuthStyleInHeader
+	if h.cfg.ClientAuthMethod != ClientSecretBasic {
+		style = oauth2.AuthStyleInParams
+	}
+	return &oauth2.Config{
+		ClientID:     h.cfg.ClientID,
+		ClientSecret: h.cfg.ClientSecret,
+		Endpoint:     oauth2.Endpoint{AuthURL: md.AuthorizationEndpoint, TokenURL: md.TokenEndpoint, AuthStyle: style},
+		RedirectURL:  h.RedirectURI(),
+		Scopes:       h.cfg.Scopes,
+	}
+}
+
+// keySet returns the issuer's keys, made on first use.
+func (h *Handler) keySet(ctx context.Context, md *discovery.Metadata) (*jwks.Set, error) {
+	h.keysMu.Lock()
+	defer h.keysMu.Unlock()
+	if h.keys != nil {
+		return h.keys, nil
+	}
+	set, err := jwks.New(ctx, jwks.Config{
+		URL:               md.JWKSURI,
+		HTTPClient:        h.cfg.HTTPClient,
+		InsecureAllowHTTP: h.cfg.InsecureAllowHTTP,
+		Logger:            h.cfg.Logger,
+		InitialWait:       5 * time.Second,
+	})
+	if err != nil {
+		return nil, err
+	}
+	h.keys = set
+	return set, nil
+}
+
+// writeError answers {"error": code}.
+func writeError(w http.ResponseWriter, status int, code string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_, _ = fmt.Fprintf(w, "{\"error\":%q}\n", code)
+}
+
+// logErr logs a failure without any secret: err never wraps a token.
+func (h *Handler) logErr(ctx context.Context, msg string, err error, attrs ...any) {
+	h.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, msg, append([]slog.Attr{slog.String("error", err.Error())}, toAttrs(attrs)...)...)
+}
+
+func toAttrs(kv []any) []slog.Attr {
+	out := make([]slog.Attr, 0, len(kv)/2)
+	for i := 0; i+1 < len(kv); i += 2 {
+		out = append(out, slog.Any(kv[i].(string), kv[i+1]))
+	}
+	return out
+}
+
+// metrics are the handler's Prometheus collectors.
+type metrics struct {
+	reg       prometheus.Registerer
+	logins    *prometheus.CounterVec
+	refreshes *prometheus.CounterVec
+	sessions  prometheus.Collector // nil without a MemoryStore
+}
+
+// Login and refresh results (the result label).
+const (
+	resultSuccess      = "success"
+	resultDenied       = "denied"        // the AS answered the authorization request with an error
+	resultInvalidState = "invalid_state" // unknown, used or cross-browser callback
+	resultExchange     = "exchange_failed"
+	resultIDToken      = "invalid_id_token"
+	resultStore        = "store_error"
+	resultInvalidGrant = "invalid_grant"
+	resultUnavailable  = "unavailable"
+)
+
+func newMetrics(reg prometheus.Registerer, store Store) (*metrics, error) {
+	m := &metrics{
+		reg: reg,
+		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokenguard_bff_logins_total",
+			Help: "Logins through the token handler by result (success, denied, invalid_state, exchange_failed, invalid_id_token, store_error, unavailable).",
+		}, []string{"result"}),
+		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokenguard_bff_refreshes_total",
+			Help: "Refresh grants made by the token handler by result (success, invalid_grant, unavailable, store_error).",
+		}, []string{"result"}),
+	}
+	if ms, ok := store.(*MemoryStore); ok {
+		m.sessions = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "tokenguard_bff_sessions",
+			Help: "Live sessions in the in-memory session store.",
+		}, func() float64 { return float64(ms.Count(sessionPrefix)) })
+	}
+	if reg == nil {
+		return m, nil
+	}
+	for _, c := range m.collectors() {
+		if err := reg.Register(c); err != nil {
+			m.unregister()
+			return nil, fmt.Errorf("bff: registering metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+func (m *metrics) collectors() []prometheus.Collector {
+	cs := []prometheus.Collector{m.logins, m.refreshes}
+	if m.sessions != nil {
+		cs = append(cs, m.sessions)
+	}
+	return cs
+}
+
+func (m *metrics) unregister() {
+	if m.reg == nil {
+		return
+	}
+	for _, c := range m.collectors() {
+		m.reg.Unregister(c)
+	}
+}

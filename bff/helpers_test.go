@@ -1,0 +1,263 @@
+package bff_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tokenguard/tokenguard/bff"
+	"github.com/tokenguard/tokenguard/internal/devissuer"
+	"github.com/tokenguard/tokenguard/internal/testkit"
+	"github.com/tokenguard/tokenguard/middleware"
+)
+
+const (
+	clientID     = "orders-spa"
+	clientSecret = "s3cret:with%odd chars"
+)
+
+// env is a token handler in front of a guarded API, with its issuer.
+type env struct {
+	is       *devissuer.Issuer
+	h        *bff.Handler
+	app      *httptest.Server // /bff/* to h, everything else Authenticate(guard(upstream))
+	reg      *prometheus.Registry
+	upstream *recorder
+	skew     atomic.Int64 // nanoseconds the handler's clock is ahead
+}
+
+// advance moves the handler's clock (not the issuer's, not the guard's).
+func (e *env) advance(d time.Duration) { e.skew.Add(int64(d)) }
+
+// expireSoon makes the next login's access token short (10 s, so its
+// refresh margin is 5 s) and the refreshed ones long: after a login,
+// advance(6 * time.Second) puts the token within its margin.
+func (e *env) expireSoon(t *testing.T) {
+	t.Helper()
+	e.is.SetAccessTokenTTL(10 * time.Second)
+}
+
+// recorder is the upstream: it remembers what it was sent.
+type recorder struct {
+	mu   sync.Mutex
+	reqs []*http.Request
+}
+
+func (u *recorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	u.mu.Lock()
+	u.reqs = append(u.reqs, r.Clone(context.Background()))
+	u.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json")
+	p, _ := middleware.PrincipalFrom(r.Context())
+	_ = json.NewEncoder(w).Encode(map[string]any{"subject": p.Subject, "session": bff.FromSession(r.Context())})
+}
+
+func (u *recorder) last(t *testing.T) *http.Request {
+	t.Helper()
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if len(u.reqs) == 0 {
+		t.Fatal("the upstream got no request")
+	}
+	return u.reqs[len(u.reqs)-1]
+}
+
+func (u *recorder) count() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return len(u.reqs)
+}
+
+// newEnv starts an issuer with login, a guard and a token handler;
+// change edits the handler's Config before New.
+func newEnv(t *testing.T, change func(*bff.Config)) *env {
+	t.Helper()
+	e := &env{is: testkit.StartIssuer(t), reg: prometheus.NewRegistry(), upstream: &recorder{}}
+	app := httptest.NewUnstartedServer(nil)
+	public := "http://" + app.Listener.Addr().String()
+	e.is.EnableLogin(devissuer.LoginConfig{
+		Clients: []devissuer.Client{{
+			ID: clientID, Secret: clientSecret,
+			RedirectURIs:           []string{public + "/bff/callback"},
+			PostLogoutRedirectURIs: []string{public + "/"},
+		}},
+		Subject: "alice",
+		Claims:  map[string]any{"name": "Alice", "email": "alice@example.com"},
+	})
+	cfg := bff.Config{
+		Issuer: e.is.URL(), ClientID: clientID, ClientSecret: clientSecret,
+		Scopes:    []string{"openid", "offline_access", "orders:read"},
+		Resource:  testkit.Audience,
+		PublicURL: public, PostLogoutRedirectURL: public + "/",
+		Registerer: e.reg,
+		Now:        func() time.Time { return time.Now().Add(time.Duration(e.skew.Load())) },
+	}
+	if change != nil {
+		change(&cfg)
+	}
+	h, err := bff.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = h.Close() })
+	e.h = h
+	g, err := middleware.New(t.Context(), middleware.Config{
+		Audience: testkit.Audience,
+		Issuers:  []middleware.Issuer{{Issuer: e.is.URL()}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = g.Close() })
+	api := h.Authenticate(g.Require("orders:read")(e.upstream))
+	app.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h.Owns(r) {
+			h.ServeHTTP(w, r)
+			return
+		}
+		api.ServeHTTP(w, r)
+	})
+	app.Start()
+	t.Cleanup(app.Close)
+	e.app = app
+	return e
+}
+
+// browser keeps cookies by name, Secure or not (the test servers are
+// plain http on loopback), and remembers every Set-Cookie it saw.
+type browser struct {
+	t       *testing.T
+	client  *http.Client
+	cookies map[string]string
+	seen    []*http.Cookie
+}
+
+func newBrowser(t *testing.T) *browser {
+	return &browser{
+		t:       t,
+		client:  &http.Client{Timeout: testkit.Wait, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
+		cookies: map[string]string{},
+	}
+}
+
+// do sends one request with the browser's cookies and headers hdr
+// ("Name: value" pairs) and keeps the cookies it is given.
+func (b *browser) do(method, rawURL string, hdr ...string) (*http.Response, string) {
+	b.t.Helper()
+	req, err := http.NewRequest(method, rawURL, nil)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	for _, h := range hdr {
+		k, v, _ := strings.Cut(h, ": ")
+		req.Header.Add(k, v)
+	}
+	for k, v := range b.cookies {
+		req.AddCookie(&http.Cookie{Name: k, Value: v})
+	}
+	resp, err := b.client.Do(req)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, c := range resp.Cookies() {
+		b.seen = append(b.seen, c)
+		if c.MaxAge < 0 {
+			delete(b.cookies, c.Name)
+		} else {
+			b.cookies[c.Name] = c.Value
+		}
+	}
+	return resp, string(body)
+}
+
+// startLogin follows /bff/login to the issuer and returns the callback
+// URL the issuer sends the browser to.
+func (b *browser) startLogin(e *env, query string) string {
+	b.t.Helper()
+	resp, _ := b.do("GET", e.app.URL+"/bff/login"+query)
+	if resp.StatusCode != http.StatusFound {
+		b.t.Fatalf("login: %d", resp.StatusCode)
+	}
+	resp, body := b.do("GET", resp.Header.Get("Location"))
+	if resp.StatusCode != http.StatusFound {
+		b.t.Fatalf("authorize: %d %s", resp.StatusCode, body)
+	}
+	return resp.Header.Get("Location")
+}
+
+// login runs the whole flow and returns where the browser landed.
+func (b *browser) login(e *env, query string) string {
+	b.t.Helper()
+	resp, body := b.do("GET", b.startLogin(e, query))
+	if resp.StatusCode != http.StatusFound {
+		b.t.Fatalf("callback: %d %s", resp.StatusCode, body)
+	}
+	if _, ok := b.cookies[bff.SessionCookie]; !ok {
+		b.t.Fatal("no session cookie after the callback")
+	}
+	return resp.Header.Get("Location")
+}
+
+// api calls the guarded API as the SPA does.
+func (b *browser) api(e *env, hdr ...string) (*http.Response, string) {
+	b.t.Helper()
+	return b.do("GET", e.app.URL+"/orders", append([]string{"X-CSRF: 1"}, hdr...)...)
+}
+
+func counter(t *testing.T, reg *prometheus.Registry, name, result string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "result" && l.GetValue() == result {
+					return m.GetCounter().GetValue()
+				}
+			}
+			if result == "" && m.GetGauge() != nil {
+				return m.GetGauge().GetValue()
+			}
+		}
+	}
+	return 0
+}
+
+// query returns a URL's query.
+func query(t *testing.T, raw string) url.Values {
+	t.Helper()
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.Query()
+}
+
+// eventually waits (bounded) until cond holds.
+func eventually(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(testkit.Wait)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in time")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -1,0 +1,144 @@
+package bff
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+)
+
+// Store key prefixes: a session, a pending login, a session's refresh lock.
+const (
+	sessionPrefix = "s/"
+	pendingPrefix = "p/"
+	lockPrefix    = "l/"
+)
+
+// session is what the store keeps for one browser session. Times are Unix
+// seconds.
+type session struct {
+	Created  int64 `json:"created"`
+	LastUsed int64 `json:"last_used"`
+	// Expires is the end of the session's lifetime (Created +
+	// SessionLifetime); the idle timeout ends it earlier.
+	Expires int64 `json:"expires"`
+
+	AccessToken  string `json:"access_token"`
+	AccessExpiry int64  `json:"access_expiry,omitempty"` // 0: unknown
+	AccessIssued int64  `json:"access_issued"`
+	RefreshToken string `json:"refresh_token,omitempty"`
+	IDToken      string `json:"id_token"`
+	// Claims are the verified ID token's claims, as /user returns them.
+	Claims json.RawMessage `json:"claims"`
+}
+
+// idleExpires is when the session ends if it is not used again.
+func (s *session) idleExpires(idle time.Duration) int64 {
+	return min(s.LastUsed+int64(idle/time.Second), s.Expires)
+}
+
+// ttl is how long the store keeps it from now.
+func (s *session) ttl(now time.Time, idle time.Duration) time.Duration {
+	return time.Unix(s.idleExpires(idle), 0).Sub(now)
+}
+
+// sessionKey is the store key of a session id: a hash, so the store (a
+// Redis an operator can read, a dump) never holds a usable cookie.
+func sessionKey(id string) string { return sessionPrefix + hashID(id) }
+
+func hashID(id string) string {
+	sum := sha256.Sum256([]byte(id))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// validID reports whether s looks like an id this handler made: 43
+// base64url characters (256 bits). Anything else is not looked up.
+func validID(s string) bool {
+	if len(s) != 43 {
+		return false
+	}
+	_, err := base64.RawURLEncoding.DecodeString(s)
+	return err == nil
+}
+
+// errNoSession: the cookie names no live session (never made, logged out,
+// expired, or an entry that does not open).
+var errNoSession = errors.New("bff: no such session")
+
+// loadSession reads and opens the session under id.
+func (h *Handler) loadSession(ctx context.Context, id string) (*session, error) {
+	key := sessionKey(id)
+	raw, err := h.cfg.Store.Get(ctx, key)
+	if errors.Is(err, ErrNotFound) {
+		return nil, errNoSession
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
+	}
+	plain, err := h.seal.open(raw, key)
+	if err != nil {
+		h.logErr(ctx, "bff: a stored session does not open; treating it as absent", err)
+		return nil, errNoSession
+	}
+	var s session
+	if err := json.Unmarshal(plain, &s); err != nil {
+		h.logErr(ctx, "bff: a stored session does not decode; treating it as absent", err)
+		return nil, errNoSession
+	}
+	now := h.cfg.Now()
+	if s.ttl(now, h.cfg.SessionIdleTimeout) <= 0 {
+		return nil, errNoSession
+	}
+	return &s, nil
+}
+
+// saveSession writes s under id, for as long as it may still live.
+func (h *Handler) saveSession(ctx context.Context, id string, s *session) error {
+	ttl := s.ttl(h.cfg.Now(), h.cfg.SessionIdleTimeout)
+	if ttl <= 0 {
+		return errNoSession
+	}
+	plain, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	key := sessionKey(id)
+	return h.cfg.Store.Set(ctx, key, h.seal.seal(plain, key), ttl)
+}
+
+// sessionID returns the session cookie's value when it is well formed.
+func sessionID(r *http.Request) (string, bool) {
+	for _, c := range r.CookiesNamed(SessionCookie) {
+		if validID(c.Value) {
+			return c.Value, true
+		}
+	}
+	return "", false
+}
+
+// hasCookie reports whether r carries a cookie named name, well formed or
+// not.
+func hasCookie(r *http.Request, name string) bool {
+	return len(r.CookiesNamed(name)) > 0
+}
+
+// setSessionCookie gives the browser its session id. No Max-Age: the
+// cookie lives for the browser session, the server decides expiry.
+func setSessionCookie(w http.ResponseWriter, id string) {
+	http.SetCookie(w, &http.Cookie{
+		Name: SessionCookie, Value: id, Path: "/",
+		Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode,
+	})
+}
+
+// expireCookie tells the browser to drop a cookie.
+func expireCookie(w http.ResponseWriter, name string, sameSite http.SameSite) {
+	http.SetCookie(w, &http.Cookie{
+		Name: name, Value: "", Path: "/", MaxAge: -1,
+		Secure: true, HttpOnly: true, SameSite: sameSite,
+	})
+}
