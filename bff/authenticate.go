@@ -64,7 +64,7 @@ func (h *Handler) Authenticate(next http.Handler) http.Handler {
 // with a fresh access token, or answers r itself and reports false.
 func (h *Handler) sessionFor(w http.ResponseWriter, r *http.Request) (string, *session, bool) {
 	if code, status := h.checkCSRF(r); code != "" {
-		writeError(w, status, code)
+		h.deny(w, r, status, code)
 		return "", nil, false
 	}
 	ctx := r.Context()
@@ -82,15 +82,23 @@ func (h *Handler) sessionFor(w http.ResponseWriter, r *http.Request) (string, *s
 	switch {
 	case errors.Is(err, errNoSession), errors.Is(err, errRefreshRefused):
 		expireCookie(w, SessionCookie, http.SameSiteStrictMode)
-		writeError(w, http.StatusUnauthorized, errLoginRequired)
+		h.deny(w, r, http.StatusUnauthorized, errLoginRequired)
 		return "", nil, false
 	case err != nil:
 		h.logErr(ctx, "bff: session unavailable", err)
-		writeError(w, http.StatusServiceUnavailable, errUnavailable)
+		h.deny(w, r, http.StatusServiceUnavailable, errUnavailable)
 		return "", nil, false
 	}
 	h.slide(ctx, id, s)
 	return id, s, true
+}
+
+// deny answers a request the session rule refuses.
+func (h *Handler) deny(w http.ResponseWriter, r *http.Request, status int, code string) {
+	if h.cfg.OnDeny != nil {
+		h.cfg.OnDeny(r, code)
+	}
+	writeError(w, status, code)
 }
 
 // checkCSRF applies the CSRF and Origin rule: "" when r passes, else the

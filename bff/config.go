@@ -127,6 +127,11 @@ type Config struct {
 	// tokenguard_bff_refreshes_total{result} and, with a MemoryStore,
 	// tokenguard_bff_sessions. nil means none are registered.
 	Registerer prometheus.Registerer
+	// OnDeny, when set, is called with the error code ("csrf_header_required",
+	// "origin_not_allowed", "login_required", "temporarily_unavailable")
+	// whenever the session rule refuses a request, before the answer is
+	// written: for access logs.
+	OnDeny func(r *http.Request, code string)
 	// Now is the clock; nil means time.Now. For tests.
 	Now func() time.Time
 }

@@ -44,7 +44,7 @@ func TestFlow(t *testing.T) {
 	if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "/orders/42?tab=items" {
 		t.Fatalf("callback: %d to %q (%s)", resp.StatusCode, resp.Header.Get("Location"), body)
 	}
-	checkCookieAttributes(t, b.seen)
+	checkCookieAttributes(t, b.Seen)
 	if n := counter(t, e.reg, "tokenguard_bff_logins_total", "success"); n != 1 {
 		t.Errorf("logins success = %v", n)
 	}
@@ -75,7 +75,7 @@ func TestFlow(t *testing.T) {
 
 	// The API: the session becomes a verified Bearer token; our cookies
 	// never reach the upstream, others do.
-	b.cookies["theme"] = "dark"
+	b.Cookies["theme"] = "dark"
 	resp, body = b.api(e)
 	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `"subject":"alice"`) || !strings.Contains(body, `"session":true`) {
 		t.Fatalf("api: %d %s", resp.StatusCode, body)
@@ -125,7 +125,7 @@ func TestFlow(t *testing.T) {
 	if _, _, rev := e.is.Grants(); rev != 2 {
 		t.Errorf("revocations = %d, want 2 (one per logout)", rev)
 	}
-	if _, ok := b.cookies[bff.SessionCookie]; ok {
+	if _, ok := b.Cookies[bff.SessionCookie]; ok {
 		t.Error("the session cookie was not expired")
 	}
 	if n := counter(t, e.reg, "tokenguard_bff_sessions", ""); n != 0 {
@@ -239,7 +239,7 @@ func TestSessionRule(t *testing.T) {
 	}
 	// No session: 401, login_required.
 	nb := newBrowser(t)
-	nb.cookies[bff.SessionCookie] = strings.Repeat("A", 43)
+	nb.Cookies[bff.SessionCookie] = strings.Repeat("A", 43)
 	if resp, body := nb.api(e); resp.StatusCode != 401 || !strings.Contains(body, "login_required") {
 		t.Errorf("unknown session: %d %s", resp.StatusCode, body)
 	}
@@ -262,7 +262,7 @@ func TestCallbackRefusals(t *testing.T) {
 	if resp, _ := b.do("GET", cb); resp.StatusCode != 400 {
 		t.Errorf("callback after a cross-browser attempt: %d, want 400", resp.StatusCode)
 	}
-	if _, ok := other.cookies[bff.SessionCookie]; ok {
+	if _, ok := other.Cookies[bff.SessionCookie]; ok {
 		t.Error("cross-browser callback created a session")
 	}
 
@@ -270,8 +270,8 @@ func TestCallbackRefusals(t *testing.T) {
 	if resp, body := b.do("GET", cb); resp.StatusCode != 302 {
 		t.Fatalf("callback: %d %s", resp.StatusCode, body)
 	}
-	first := b.cookies[bff.SessionCookie]
-	if resp, _ := b.do("GET", cb); resp.StatusCode != 400 || b.cookies[bff.SessionCookie] != first {
+	first := b.Cookies[bff.SessionCookie]
+	if resp, _ := b.do("GET", cb); resp.StatusCode != 400 || b.Cookies[bff.SessionCookie] != first {
 		t.Errorf("replayed callback: %d", resp.StatusCode)
 	}
 
@@ -288,7 +288,7 @@ func TestCallbackRefusals(t *testing.T) {
 			if resp, _ := fresh.do("GET", mangle(cb)); resp.StatusCode != 400 {
 				t.Errorf("%s: %d, want 400", name, resp.StatusCode)
 			}
-			if _, ok := fresh.cookies[bff.SessionCookie]; ok {
+			if _, ok := fresh.Cookies[bff.SessionCookie]; ok {
 				t.Errorf("%s created a session", name)
 			}
 		})
@@ -296,7 +296,7 @@ func TestCallbackRefusals(t *testing.T) {
 	// No login cookie at all.
 	fresh := newBrowser(t)
 	cb = fresh.startLogin(e, "")
-	delete(fresh.cookies, bff.LoginCookie)
+	delete(fresh.Cookies, bff.LoginCookie)
 	if resp, _ := fresh.do("GET", cb); resp.StatusCode != 400 {
 		t.Errorf("callback without the login cookie: %d", resp.StatusCode)
 	}
@@ -315,13 +315,13 @@ func TestFixation(t *testing.T) {
 	e := newEnv(t, nil)
 	b := newBrowser(t)
 	b.login(e, "")
-	first := b.cookies[bff.SessionCookie]
+	first := b.Cookies[bff.SessionCookie]
 	b.login(e, "")
-	if b.cookies[bff.SessionCookie] == first {
+	if b.Cookies[bff.SessionCookie] == first {
 		t.Fatal("the session id did not change at login")
 	}
 	old := newBrowser(t)
-	old.cookies[bff.SessionCookie] = first
+	old.Cookies[bff.SessionCookie] = first
 	if resp, _ := old.api(e); resp.StatusCode != 401 {
 		t.Errorf("the replaced session still works: %d", resp.StatusCode)
 	}
@@ -343,7 +343,7 @@ func TestConcurrentRefresh(t *testing.T) {
 		wg.Go(func() {
 			req, _ := http.NewRequest("GET", e.app.URL+"/orders", nil)
 			req.Header.Set("X-CSRF", "1")
-			req.AddCookie(&http.Cookie{Name: bff.SessionCookie, Value: b.cookies[bff.SessionCookie]})
+			req.AddCookie(&http.Cookie{Name: bff.SessionCookie, Value: b.Cookies[bff.SessionCookie]})
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
 				statuses <- 0
@@ -384,7 +384,7 @@ func TestRefreshRefused(t *testing.T) {
 	if resp.StatusCode != 401 || !strings.Contains(body, "login_required") {
 		t.Fatalf("api after revocation: %d %s", resp.StatusCode, body)
 	}
-	if _, ok := b.cookies[bff.SessionCookie]; ok {
+	if _, ok := b.Cookies[bff.SessionCookie]; ok {
 		t.Error("the cookie of the ended session was not expired")
 	}
 	if n := counter(t, e.reg, "tokenguard_bff_refreshes_total", "invalid_grant"); n != 1 {

@@ -3,11 +3,9 @@ package bff_test
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -133,86 +131,20 @@ func newEnv(t *testing.T, change func(*bff.Config)) *env {
 	return e
 }
 
-// browser keeps cookies by name, Secure or not (the test servers are
-// plain http on loopback), and remembers every Set-Cookie it saw.
-type browser struct {
-	t       *testing.T
-	client  *http.Client
-	cookies map[string]string
-	seen    []*http.Cookie
-}
+// browser is testkit.Browser with the token handler's shortcuts.
+type browser struct{ *testkit.Browser }
 
-func newBrowser(t *testing.T) *browser {
-	return &browser{
-		t:       t,
-		client:  &http.Client{Timeout: testkit.Wait, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
-		cookies: map[string]string{},
-	}
-}
+func newBrowser(t *testing.T) *browser { return &browser{testkit.NewBrowser(t)} }
 
-// do sends one request with the browser's cookies and headers hdr
-// ("Name: value" pairs) and keeps the cookies it is given.
+func (b *browser) startLogin(e *env, query string) string { return b.StartLogin(e.app.URL, query) }
+func (b *browser) login(e *env, query string) string      { return b.Login(e.app.URL, query) }
+
 func (b *browser) do(method, rawURL string, hdr ...string) (*http.Response, string) {
-	b.t.Helper()
-	req, err := http.NewRequest(method, rawURL, nil)
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	for _, h := range hdr {
-		k, v, _ := strings.Cut(h, ": ")
-		req.Header.Add(k, v)
-	}
-	for k, v := range b.cookies {
-		req.AddCookie(&http.Cookie{Name: k, Value: v})
-	}
-	resp, err := b.client.Do(req)
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	for _, c := range resp.Cookies() {
-		b.seen = append(b.seen, c)
-		if c.MaxAge < 0 {
-			delete(b.cookies, c.Name)
-		} else {
-			b.cookies[c.Name] = c.Value
-		}
-	}
-	return resp, string(body)
-}
-
-// startLogin follows /bff/login to the issuer and returns the callback
-// URL the issuer sends the browser to.
-func (b *browser) startLogin(e *env, query string) string {
-	b.t.Helper()
-	resp, _ := b.do("GET", e.app.URL+"/bff/login"+query)
-	if resp.StatusCode != http.StatusFound {
-		b.t.Fatalf("login: %d", resp.StatusCode)
-	}
-	resp, body := b.do("GET", resp.Header.Get("Location"))
-	if resp.StatusCode != http.StatusFound {
-		b.t.Fatalf("authorize: %d %s", resp.StatusCode, body)
-	}
-	return resp.Header.Get("Location")
-}
-
-// login runs the whole flow and returns where the browser landed.
-func (b *browser) login(e *env, query string) string {
-	b.t.Helper()
-	resp, body := b.do("GET", b.startLogin(e, query))
-	if resp.StatusCode != http.StatusFound {
-		b.t.Fatalf("callback: %d %s", resp.StatusCode, body)
-	}
-	if _, ok := b.cookies[bff.SessionCookie]; !ok {
-		b.t.Fatal("no session cookie after the callback")
-	}
-	return resp.Header.Get("Location")
+	return b.Do(method, rawURL, hdr...)
 }
 
 // api calls the guarded API as the SPA does.
 func (b *browser) api(e *env, hdr ...string) (*http.Response, string) {
-	b.t.Helper()
 	return b.do("GET", e.app.URL+"/orders", append([]string{"X-CSRF: 1"}, hdr...)...)
 }
 

@@ -39,7 +39,7 @@ func (h *Handler) user(w http.ResponseWriter, r *http.Request) {
 // the lookup and the refresh all still apply.
 func (h *Handler) sessionNoSlide(w http.ResponseWriter, r *http.Request) (string, *session, bool) {
 	if code, status := h.checkCSRF(r); code != "" {
-		writeError(w, status, code)
+		h.deny(w, r, status, code)
 		return "", nil, false
 	}
 	id, ok := sessionID(r)
@@ -62,7 +62,7 @@ func (h *Handler) sessionNoSlide(w http.ResponseWriter, r *http.Request) (string
 // to end the provider's session too.
 func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
 	if code, status := h.checkCSRF(r); code != "" {
-		writeError(w, status, code)
+		h.deny(w, r, status, code)
 		return
 	}
 	ctx := r.Context()

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tokenguard/tokenguard/bff"
 	"github.com/tokenguard/tokenguard/middleware"
 )
 
@@ -59,6 +60,7 @@ type accessRecord struct {
 	id             string
 	decided        bool
 	reason         middleware.Reason
+	session        bool   // authenticated by a bff session cookie
 	upstreamStatus int    // 0: no upstream response
 	upstreamError  string // "timeout", "unreachable", "response_headers_too_large"; "" if none
 	clientError    string // clientBodyTimeout, clientBadBody, clientGone; "" if none
@@ -79,6 +81,7 @@ func recordFrom(ctx context.Context) *accessRecord {
 func onDecision(r *http.Request, reason middleware.Reason) {
 	if rec := recordFrom(r.Context()); rec != nil {
 		rec.decided, rec.reason = true, reason
+		rec.session = bff.FromSession(r.Context())
 	}
 }
 
@@ -160,6 +163,10 @@ func logAccess(log *slog.Logger, r *http.Request, rec *accessRecord, rw *recordi
 	}
 	if reason != "" {
 		attrs = append(attrs, slog.String("reason", reason))
+	}
+	if rec.session {
+		// Never the session id: the cookie is a credential.
+		attrs = append(attrs, slog.String("auth", "session"))
 	}
 	attrs = append(attrs,
 		slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),

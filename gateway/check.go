@@ -45,7 +45,7 @@ func (c *config) checkOffline() error {
 		return c.guardError(err)
 	}
 	defer guard.Close()
-	_, err = newProxyHandler(c, guard, http.NotFoundHandler(), discard)
+	_, err = newProxyHandler(c, guard, nil, http.NotFoundHandler(), discard)
 	return err
 }
 

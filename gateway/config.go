@@ -101,6 +101,8 @@ type config struct {
 	AllowedHosts           []string // lower case; empty: any Host
 	AllowUnderscoreHeaders bool     // false: request headers whose names contain '_' are dropped
 
+	BFF *bffConfig // nil: no token handler
+
 	// NonceSecrets are the DPoP nonce HMAC keys from the environment
 	// (nonceSecretsEnv), set by applyEnv; never from the file, so the file
 	// can be shared and committed. Empty means a random key per process.
@@ -132,6 +134,18 @@ type tlsConfig struct {
 	ReloadInterval    time.Duration
 	Key               string // "tls", for messages
 	Line              int
+}
+
+// bffConfig is the bff block, checked; Go field names follow bff.Config.
+type bffConfig struct {
+	Issuer, ClientID, ClientSecret, ClientAuthMethod, ClientKeyFile, ClientKeyID string
+	Scopes                                                                       []string
+	Resource, Path, PostLogoutRedirectURL                                        string
+	AllowedOrigins                                                               []string
+	SessionStore                                                                 string // "" for memory, else a redis:// or rediss:// URL (may hold a password: never print it)
+	SessionKey, PreviousSessionKey                                               []byte // nil when unset
+	SessionIdleTimeout, SessionLifetime                                          time.Duration
+	Line                                                                         int // of the bff key, for messages
 }
 
 type routeConfig struct {

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/tokenguard/tokenguard/bff"
 	"github.com/tokenguard/tokenguard/dpop"
 	"github.com/tokenguard/tokenguard/dpop/redisstore"
 	"github.com/tokenguard/tokenguard/middleware"
@@ -79,6 +80,7 @@ type Gateway struct {
 	handler http.Handler      // the proxy side: access log, limits, hygiene, routes, guard, proxy
 	metrics http.Handler      // /metrics, /healthz, /readyz
 	replay  sharedReplayStore // nil: the guard's in-memory store
+	bff     *bffHandler       // nil without the bff block
 	// replayGates: readiness waits on the replay store only when DPoP is
 	// required, so no request could be served without it. In allowed
 	// mode a shared Redis outage must not take every replica, and with
@@ -147,6 +149,9 @@ func newGateway(cfg *Config, opts Options) (_ *Gateway, err error) {
 			if g.replay != nil {
 				g.replay.Close()
 			}
+			if g.bff != nil {
+				g.bff.Close()
+			}
 		}
 	}()
 	g.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -171,9 +176,16 @@ func newGateway(cfg *Config, opts Options) (_ *Gateway, err error) {
 	if g.guard, err = middleware.New(context.Background(), mc); err != nil {
 		return nil, c.guardError(err)
 	}
+	if g.bff, err = c.newBFF(log, g.reg); err != nil {
+		return nil, err
+	}
+	var th *bff.Handler
+	if g.bff != nil {
+		th = g.bff.Handler
+	}
 	proxy := newProxy(c, log)
 	g.upstream = proxy.Transport.(*http.Transport)
-	h, err := newProxyHandler(c, g.guard, proxy, log)
+	h, err := newProxyHandler(c, g.guard, th, proxy, log)
 	if err != nil {
 		return nil, err
 	}
@@ -454,6 +466,9 @@ func (g *Gateway) shutdown(drainCtx context.Context, stopCtx func() (context.Con
 		errs = append(errs, g.guard.Close())
 		if g.replay != nil {
 			errs = append(errs, g.replay.Close())
+		}
+		if g.bff != nil {
+			errs = append(errs, g.bff.Close())
 		}
 		g.shutdownErr = errors.Join(errs...)
 		g.log.Info("tokenguard gateway stopped")

@@ -1,13 +1,11 @@
 package gateway
 
 import (
-	"bufio"
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
-	"net"
 	"net/http"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +14,7 @@ import (
 
 	"github.com/tokenguard/tokenguard/internal/devissuer"
 	"github.com/tokenguard/tokenguard/internal/dpoptest"
+	"github.com/tokenguard/tokenguard/internal/redistest"
 	"github.com/tokenguard/tokenguard/middleware"
 )
 
@@ -294,61 +293,19 @@ func TestGatewayDPoPNonceWithoutSecretsWarns(t *testing.T) {
 }
 
 // startRedis runs a redis-server of the test's own on 127.0.0.1, without
-// persistence, and stops it at cleanup. It skips the test when
-// redis-server is not installed.
+// persistence, stops it at cleanup and returns its URL. It skips the test
+// when redis-server is not installed.
 func startRedis(t testing.TB) string {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
+	srv, err := redistest.Start(t.TempDir())
+	if errors.Is(err, redistest.ErrNotInstalled) {
+		t.Skip(err.Error())
+	}
 	if err != nil {
-		t.Skip("redis-server not in PATH; install it to run the Redis replay store tests")
+		t.Fatal(err)
 	}
-	for attempt := 1; ; attempt++ {
-		_, port, _ := net.SplitHostPort(closedAddr(t))
-		cmd := exec.Command(bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-			"--dir", t.TempDir(), "--daemonize", "no", "--loglevel", "warning")
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		exited := make(chan struct{})
-		go func() { cmd.Wait(); close(exited) }()
-		stop := func() {
-			cmd.Process.Kill()
-			<-exited
-		}
-		addr := net.JoinHostPort("127.0.0.1", port)
-		if redisAnswers(addr, exited) {
-			t.Cleanup(stop)
-			return "redis://" + addr + "/0"
-		}
-		stop()
-		if attempt == 3 {
-			t.Fatal("redis-server did not start")
-		}
-	}
-}
-
-// redisAnswers waits up to wait for a PONG from addr, giving up early if
-// the server exits.
-func redisAnswers(addr string, exited <-chan struct{}) bool {
-	deadline := time.Now().Add(wait)
-	for time.Now().Before(deadline) {
-		select {
-		case <-exited:
-			return false
-		default:
-		}
-		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
-			c.SetDeadline(time.Now().Add(time.Second))
-			_, err := c.Write([]byte("PING\r\n"))
-			line, err2 := bufio.NewReader(c).ReadString('\n')
-			c.Close()
-			if err == nil && err2 == nil && strings.HasPrefix(line, "+PONG") {
-				return true
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return false
+	t.Cleanup(func() { _ = srv.Kill() })
+	return srv.URL(0)
 }
 
 // Two replicas sharing a Redis replay store: a proof used at one is a

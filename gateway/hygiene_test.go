@@ -512,7 +512,7 @@ func inProcessGateway(t testing.TB, yamlText string, rt http.RoundTripper) http.
 	t.Cleanup(func() { guard.Close() })
 	proxy := newProxy(cfg, log)
 	proxy.Transport = rt
-	h, err := newProxyHandler(cfg, guard, proxy, log)
+	h, err := newProxyHandler(cfg, guard, nil, proxy, log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/tokenguard/tokenguard/bff"
 	"github.com/tokenguard/tokenguard/internal/hygiene"
 	"github.com/tokenguard/tokenguard/internal/netutil"
 	"github.com/tokenguard/tokenguard/middleware"
@@ -46,7 +47,12 @@ func writeJSONError(w http.ResponseWriter, status int, code string) {
 // guarded with its scopes, in front of proxy; a catch-all that answers 404
 // (so a method mismatch is 404 too, not 405); and the reserved paths,
 // which are never proxied.
-func newProxyHandler(cfg *config, guard *middleware.Guard, proxy http.Handler, log *slog.Logger) (http.Handler, error) {
+//
+// With a token handler (th, nil without the bff block), its endpoints
+// under bff.path are served before any route, and every other request
+// passes its Authenticate first: a session cookie becomes the
+// Authorization header the route's guard then verifies.
+func newProxyHandler(cfg *config, guard *middleware.Guard, th *bff.Handler, proxy http.Handler, log *slog.Logger) (http.Handler, error) {
 	mux := http.NewServeMux()
 	upstream := requirePrincipal(proxy, log)
 	for _, r := range cfg.Routes {
@@ -77,6 +83,10 @@ func newProxyHandler(cfg *config, guard *middleware.Guard, proxy http.Handler, l
 	// When a route already covers every method and path ("/"), the
 	// catch-all conflicts with it and is not needed.
 	_ = tryHandle(mux, "/", notFound)
+	api := http.Handler(mux)
+	if th != nil {
+		api = th.Authenticate(mux)
+	}
 	router := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if reservedPaths[r.URL.Path] {
 			notFound(w, r)
@@ -92,7 +102,11 @@ func newProxyHandler(cfg *config, guard *middleware.Guard, proxy http.Handler, l
 			writeJSONError(w, http.StatusMethodNotAllowed, "method_not_allowed")
 			return
 		}
-		mux.ServeHTTP(w, r)
+		if th != nil && th.Owns(r) {
+			th.ServeHTTP(w, r)
+			return
+		}
+		api.ServeHTTP(w, r)
 	})
 	// Hygiene runs before any route is matched: with path_normalization
 	// reject, the path the route is matched on is then the path the

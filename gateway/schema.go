@@ -39,6 +39,28 @@ type fileConfig struct {
 	Upgrades               *[]string `yaml:"upgrades"` // nil: absent (the default); empty: refuse every upgrade
 	AllowedHosts           []string  `yaml:"allowed_hosts"`
 	AllowUnderscoreHeaders bool      `yaml:"allow_underscore_headers"`
+
+	BFF *fileBFF `yaml:"bff"` // nil: no token handler
+}
+
+// fileBFF is the token handler (package bff).
+type fileBFF struct {
+	Issuer                string   `yaml:"issuer"`
+	ClientID              string   `yaml:"client_id"`
+	ClientSecret          string   `yaml:"client_secret"`
+	ClientAuthMethod      string   `yaml:"client_auth_method"`
+	ClientKeyFile         string   `yaml:"client_key_file"`
+	ClientKeyID           string   `yaml:"client_key_id"`
+	Scopes                []string `yaml:"scopes"`
+	Resource              string   `yaml:"resource"`
+	Path                  string   `yaml:"path"`
+	AllowedOrigins        []string `yaml:"allowed_origins"`
+	PostLogoutRedirectURI string   `yaml:"post_logout_redirect_uri"`
+	SessionStore          string   `yaml:"session_store"`
+	SessionKey            string   `yaml:"session_key"`
+	PreviousSessionKey    string   `yaml:"previous_session_key"`
+	SessionIdleTimeout    string   `yaml:"session_idle_timeout"`
+	SessionLifetime       string   `yaml:"session_lifetime"`
 }
 
 type fileTLS struct {

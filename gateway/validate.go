@@ -362,6 +362,7 @@ func (fc *fileConfig) validate(doc *yaml.Node) (*config, []*FieldError) {
 		})
 	}
 	errs = append(errs, checkRoutes(c.Routes)...)
+	c.BFF = fc.BFF.validate(c, pos, bad, dur)
 	return c, errs
 }
 

@@ -1,0 +1,91 @@
+// Package redisstore is a [bff.Store] kept in Redis, for when several
+// replicas of the token handler must share its sessions and pending
+// logins. With the in-process store (bff.MemoryStore) a session made on
+// one replica is unknown to the others; a single process has no need for
+// this package.
+//
+// It is a package of its own so that programs which do not use Redis never
+// link github.com/redis/go-redis: only importing redisstore does.
+//
+// # Use
+//
+//	store, err := redisstore.NewFromURL("redis://redis.internal:6379/0", redisstore.Options{})
+//	if err != nil { ... }
+//	defer store.Close()
+//	cfg.Store = store // bff.Config, with a session key
+//
+// NewFromURL makes and owns a single-node client with short, bounded
+// timeouts (internal/redisurl, as dpop/redisstore). For Sentinel or
+// Cluster, make the client yourself ([redis.NewFailoverClient],
+// [redis.NewClusterClient] or [redis.NewUniversalClient]), set
+// ContextTimeoutEnabled, and pass it to [New]; the caller then keeps
+// ownership and closes it.
+//
+// # What is stored
+//
+// The values are opaque bytes, at most [bff.MaxValueSize] each: sessions
+// (the access, refresh and ID tokens, the ID token's claims, the
+// session's times) and pending logins (PKCE verifier, nonce, return
+// path), and the tokens of refresh locks. The bff package seals sessions
+// and pending logins with its session key (AES-256-GCM) before it calls
+// Set, and bff.Config requires a SessionKey with any store but its own
+// MemoryStore, so Redis, its backups and whoever reads its traffic see
+// only ciphertext; this package neither encrypts nor looks inside. Keys are the handler's, which never contain a
+// cookie's value (a session's key is a hash of its id), under
+// [Options.Prefix], inside a Cluster hash tag:
+//
+//	<prefix>{<key>}   value, PX <ttl in milliseconds>
+//
+// Every key has a time to live: Set's and Lock's ttl, rounded up to a
+// whole millisecond, so Redis drops sessions, pending logins and locks by
+// itself when they run out, and nothing here sweeps. Each operation
+// touches a single key, so a Cluster never answers CROSSSLOT; the hash
+// tag only keeps the prefix out of the slot, so the keys spread over the
+// slots while a prefix that has a hash tag of its own still wins. The key
+// format is part of this package's compatibility promise: replicas on
+// different versions during a rolling upgrade must compute the same keys.
+//
+// # What a call costs and what it promises
+//
+// Each call is one round trip, bounded by [Options.Timeout] (on top of
+// the client's own dial, read and write timeouts and the caller's
+// context):
+//
+//   - Get is GET; Set is SET PX; Delete is DEL.
+//   - Take is GETDEL, which is atomic, so of concurrent Takes of one key
+//     (one pending login presented twice) exactly one gets the value.
+//     GETDEL needs Redis 6.2 or later; an older Redis answers every Take
+//     with an error, and logins fail closed.
+//   - Lock is SET NX PX with a token of 256 random bits; Unlock is a
+//     script that deletes the lock only if it still holds that token, so
+//     a replica whose lock expired cannot release another's.
+//
+// A missing key is [bff.ErrNotFound]. A timeout, a cancelled context, a
+// network error or an error reply from Redis (including OOM at maxmemory,
+// READONLY on a demoted primary and an unknown GETDEL) is an error
+// wrapping [bff.ErrStoreUnavailable] and its cause: the handler answers
+// 503 rather than guess (fail closed). Errors never quote the Redis URL or
+// its password.
+//
+// # Running Redis for this
+//
+//   - Memory: this package puts no bound on how many entries it writes;
+//     Redis's maxmemory does. One session is its sealed value (a few KiB,
+//     with the tokens) plus its key; the handler bounds values to
+//     bff.MaxValueSize. Set maxmemory to what you will give sessions and
+//     pending logins, with the policy noeviction (the Redis default): a
+//     full Redis then refuses new sessions, and logins fail with 503,
+//     rather than evict live sessions or, worse, locks. With an evicting
+//     policy (volatile-ttl, allkeys-lru) Redis logs users out to make
+//     room instead.
+//   - Restarts: with persistence off, a restarted Redis has forgotten
+//     every session, and every user must log in again. Turn on appendonly
+//     to keep them. Replication is asynchronous: after a Sentinel or
+//     Cluster failover the newest sessions may be missing, and a refresh
+//     token the AS rotated just before may be lost with them.
+//   - Access: the values are sealed, but whoever can write to Redis can
+//     delete sessions; keep it on a private network, with a password or
+//     ACL user, and TLS (rediss://) where the network is not trusted.
+//
+// A Store is safe for concurrent use.
+package redisstore

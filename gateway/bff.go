@@ -1,0 +1,196 @@
+package gateway
+
+import (
+	"encoding/base64"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tokenguard/tokenguard/bff"
+	"github.com/tokenguard/tokenguard/bff/redisstore"
+	"github.com/tokenguard/tokenguard/internal/keyfile"
+)
+
+// validate checks the bff block against the rest of the file: its issuer
+// is one of issuers, public_url is set (the redirect URI and the cookie
+// need it), a shared store has a session key. bff.New has the last word.
+func (fb *fileBFF) validate(c *config, pos positions, bad func(keyPos, string, ...any), dur func(key, v string, def time.Duration, allowZero bool) time.Duration) *bffConfig {
+	if fb == nil {
+		return nil
+	}
+	at := func(path ...any) keyPos { return pos.at(append([]any{"bff"}, path...)...) }
+	bc := &bffConfig{
+		Issuer: fb.Issuer, ClientID: fb.ClientID, ClientSecret: fb.ClientSecret,
+		ClientAuthMethod: fb.ClientAuthMethod, ClientKeyFile: fb.ClientKeyFile, ClientKeyID: fb.ClientKeyID,
+		Scopes: slices.Clone(fb.Scopes), Resource: fb.Resource, Path: fb.Path,
+		AllowedOrigins: slices.Clone(fb.AllowedOrigins), PostLogoutRedirectURL: fb.PostLogoutRedirectURI,
+		Line: at().Line,
+	}
+	if c.PublicURL == nil {
+		bad(pos.at("public_url"), "required with bff: the redirect URI is public_url + bff.path + /callback")
+	}
+	if fb.Issuer == "" {
+		bad(at("issuer"), "required (one of issuers[].issuer)")
+	} else if !slices.ContainsFunc(c.Issuers, func(is issuerConfig) bool { return is.Issuer == fb.Issuer }) {
+		bad(at("issuer"), "%q is not one of issuers[].issuer: the access tokens it gets must be ones the gateway accepts", fb.Issuer)
+	}
+	if fb.ClientID == "" {
+		bad(at("client_id"), "required")
+	}
+	switch fb.ClientAuthMethod {
+	case "", bff.ClientSecretBasic, bff.ClientSecretPost:
+		if fb.ClientSecret == "" {
+			bad(at("client_secret"), "required (or client_auth_method: private_key_jwt with client_key_file)")
+		}
+		if fb.ClientKeyFile != "" {
+			bad(at("client_key_file"), "needs client_auth_method: private_key_jwt")
+		}
+	case bff.PrivateKeyJWT:
+		if fb.ClientKeyFile == "" {
+			bad(at("client_key_file"), "required with private_key_jwt")
+		}
+		if fb.ClientSecret != "" {
+			bad(at("client_secret"), "must be empty with private_key_jwt")
+		}
+	default:
+		bad(at("client_auth_method"), "%q is not one of client_secret_basic, client_secret_post, private_key_jwt", fb.ClientAuthMethod)
+	}
+	if !slices.Contains(fb.Scopes, "openid") {
+		bad(at("scopes"), "must include openid: the ID token proves who logged in")
+	}
+	if bc.Resource == "" {
+		bc.Resource = c.Audience
+	}
+	switch st := fb.SessionStore; {
+	case st == "" || st == "memory":
+	case strings.HasPrefix(st, "redis://") || strings.HasPrefix(st, "rediss://"):
+		// The URL may carry a password: messages describe it, never quote it.
+		if err := checkRedisURL(st); err != nil {
+			bad(at("session_store"), "%v", err)
+		} else {
+			bc.SessionStore = st
+		}
+	default:
+		bad(at("session_store"), "must be memory or a redis:// or rediss:// URL")
+	}
+	key := func(name, v string) []byte {
+		if v == "" {
+			return nil
+		}
+		b, err := base64.StdEncoding.DecodeString(v)
+		if err != nil {
+			b, err = base64.RawURLEncoding.DecodeString(strings.TrimRight(v, "="))
+		}
+		if err != nil || len(b) != bff.SessionKeySize {
+			// Never quote it: it is a secret.
+			bad(at(name), "must be %d random bytes in base64 (openssl rand -base64 32)", bff.SessionKeySize)
+			return nil
+		}
+		return b
+	}
+	bc.SessionKey = key("session_key", fb.SessionKey)
+	bc.PreviousSessionKey = key("previous_session_key", fb.PreviousSessionKey)
+	if bc.SessionStore != "" && fb.SessionKey == "" {
+		bad(at("session_key"), "required with a Redis session store: it encrypts the tokens Redis keeps")
+	}
+	if fb.PreviousSessionKey != "" && fb.SessionKey == "" {
+		bad(at("previous_session_key"), "needs session_key")
+	}
+	bc.SessionIdleTimeout = dur("bff.session_idle_timeout", fb.SessionIdleTimeout, bff.DefaultSessionIdleTimeout, false)
+	bc.SessionLifetime = dur("bff.session_lifetime", fb.SessionLifetime, bff.DefaultSessionLifetime, false)
+	// The token handler's endpoints come before every route: a route
+	// under its path would never be reached.
+	prefix := cmpOr(bc.Path, bff.DefaultPath)
+	for i, r := range c.Routes {
+		_, p, _ := strings.Cut(r.Pattern, " ")
+		if p == "" {
+			p = r.Pattern
+		}
+		if j := strings.IndexByte(p, '/'); j > 0 {
+			p = p[j:] // a host pattern
+		}
+		if p == prefix || strings.HasPrefix(p, prefix+"/") {
+			bad(pos.at("routes", i, "pattern"), "%q is under bff.path %s, whose endpoints are served before any route", r.Pattern, prefix)
+		}
+	}
+	c.keys["BFF"] = at()
+	return bc
+}
+
+// bffHandler is the token handler and the store it opened.
+type bffHandler struct {
+	*bff.Handler
+	store *redisstore.Store // nil with the memory store
+}
+
+func (b *bffHandler) Close() error {
+	err := b.Handler.Close()
+	if b.store != nil {
+		if cerr := b.store.Close(); err == nil {
+			err = cerr
+		}
+	}
+	return err
+}
+
+// newBFF builds the token handler of the bff block; nil without one. No
+// I/O: the issuer's metadata is read at the first login, and Redis is
+// asked at the first request.
+func (c *config) newBFF(log *slog.Logger, reg prometheus.Registerer) (*bffHandler, error) {
+	bc := c.BFF
+	if bc == nil {
+		return nil, nil
+	}
+	fail := func(key string, err error) error {
+		p := keyPos{Key: "bff", Line: bc.Line}
+		if key != "" {
+			p = c.keys["BFF"]
+			p.Key = "bff." + key
+		}
+		return &ConfigError{File: c.File, Err: err, Fields: []*FieldError{{Line: p.Line, Key: p.Key, Msg: err.Error()}}}
+	}
+	cfg := bff.Config{
+		Issuer: bc.Issuer, ClientID: bc.ClientID, ClientSecret: bc.ClientSecret,
+		ClientAuthMethod: bc.ClientAuthMethod, ClientKeyID: bc.ClientKeyID,
+		Scopes: bc.Scopes, Resource: bc.Resource,
+		PublicURL: strings.TrimSuffix(c.PublicURL.String(), "/"), Path: bc.Path,
+		AllowedOrigins: bc.AllowedOrigins, PostLogoutRedirectURL: bc.PostLogoutRedirectURL,
+		SessionKey: bc.SessionKey, PreviousSessionKey: bc.PreviousSessionKey,
+		SessionIdleTimeout: bc.SessionIdleTimeout, SessionLifetime: bc.SessionLifetime,
+		InsecureAllowHTTP: c.InsecureAllowHTTP,
+		Logger:            log, Registerer: reg,
+		OnDeny: func(r *http.Request, code string) {
+			if rec := recordFrom(r.Context()); rec != nil {
+				rec.rejected = code
+			}
+		},
+	}
+	if bc.ClientKeyFile != "" {
+		key, err := keyfile.ReadPrivateKey(bc.ClientKeyFile)
+		if err != nil {
+			return nil, fail("client_key_file", err)
+		}
+		cfg.ClientKey = key
+	}
+	out := &bffHandler{}
+	if bc.SessionStore != "" {
+		s, err := redisstore.NewFromURL(bc.SessionStore, redisstore.Options{})
+		if err != nil {
+			return nil, fail("session_store", err) // redisstore never quotes the URL
+		}
+		out.store, cfg.Store = s, s
+	}
+	h, err := bff.New(cfg)
+	if err != nil {
+		if out.store != nil {
+			_ = out.store.Close()
+		}
+		return nil, fail("", err)
+	}
+	out.Handler = h
+	return out, nil
+}

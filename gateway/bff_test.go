@@ -1,0 +1,219 @@
+package gateway
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/tokenguard/tokenguard/internal/devissuer"
+	"github.com/tokenguard/tokenguard/internal/testkit"
+)
+
+// bffGateway runs a gateway with a bff block in front of a recording
+// upstream, with a development issuer that logs users in.
+type bffGateway struct {
+	*running
+	is *devissuer.Issuer
+	up *upstream
+}
+
+// startBFFGateway runs a gateway at a fixed loopback address (public_url
+// must be known before it starts); extraBFF is appended to the bff block.
+func startBFFGateway(t *testing.T, is *devissuer.Issuer, addr, extraBFF string) *bffGateway {
+	t.Helper()
+	up := startUpstream(t)
+	public := "http://" + addr
+	y := strings.Replace(gatewayYAML(is.URL(), is.URL()+"/jwks", up.URL, fmt.Sprintf(`public_url: %s
+bff:
+  issuer: %s
+  client_id: spa
+  client_secret: ${BFF_SECRET}
+  scopes: [openid, offline_access, orders:read]
+%s`, public, is.URL(), extraBFF)), "listen: 127.0.0.1:0", "listen: "+addr, 1)
+	return &bffGateway{running: runGateway(t, y), is: is, up: up}
+}
+
+func loginIssuer(t *testing.T, publics ...string) *devissuer.Issuer {
+	t.Helper()
+	t.Setenv("BFF_SECRET", "spa-secret")
+	is := startIssuer(t)
+	var redirects []string
+	for _, p := range publics {
+		redirects = append(redirects, p+"/bff/callback")
+	}
+	is.EnableLogin(devissuer.LoginConfig{
+		Clients: []devissuer.Client{{ID: "spa", Secret: "spa-secret", RedirectURIs: redirects}},
+		Subject: "alice",
+	})
+	return is
+}
+
+// TestGatewayBFF: the token handler mounted by the gateway, end to end:
+// login, an API call authenticated by the session (forwarded as Bearer,
+// without our cookies, logged as auth=session and never with the id),
+// the CSRF rule, metrics, logout.
+func TestGatewayBFF(t *testing.T) {
+	addr := closedAddr(t)
+	is := loginIssuer(t, "http://"+addr)
+	g := startBFFGateway(t, is, addr, "")
+	b := testkit.NewBrowser(t)
+	if to := b.Login(g.proxy, "?return_to=/orders/7"); to != "/orders/7" {
+		t.Fatalf("landed on %q", to)
+	}
+	session := b.Cookies["__Host-tokenguard-session"]
+
+	b.Cookies["pref"] = "1"
+	resp, body := b.Do("GET", g.proxy+"/orders/7", "X-CSRF: 1", "Origin: "+g.proxy)
+	if resp.StatusCode != 200 {
+		t.Fatalf("API call: %d %s", resp.StatusCode, body)
+	}
+	got := g.up.last(t)
+	if !strings.HasPrefix(got.Header.Get("Authorization"), "Bearer ") {
+		t.Errorf("upstream Authorization %q", got.Header.Get("Authorization"))
+	}
+	if c := got.Header.Get("Cookie"); strings.Contains(c, "tokenguard") || c != "pref=1" {
+		t.Errorf("upstream Cookie %q", c)
+	}
+	if got.Header.Get("X-Tokenguard-Subject") != "alice" {
+		t.Errorf("upstream subject %q", got.Header.Get("X-Tokenguard-Subject"))
+	}
+
+	n := g.up.count()
+	for _, tc := range []struct {
+		hdr    []string
+		status int
+		reason string
+	}{
+		{nil, 401, "csrf_header_required"},
+		{[]string{"X-CSRF: 1", "Origin: https://evil.example"}, 403, "origin_not_allowed"},
+	} {
+		if resp, body := b.Do("GET", g.proxy+"/orders/7", tc.hdr...); resp.StatusCode != tc.status || !strings.Contains(body, tc.reason) {
+			t.Errorf("%v: %d %s", tc.hdr, resp.StatusCode, body)
+		}
+	}
+	if g.up.count() != n {
+		t.Error("a refused session request reached the upstream")
+	}
+
+	resp, _ = b.Do("POST", g.proxy+"/bff/logout", "X-CSRF: 1")
+	if resp.StatusCode != 200 {
+		t.Fatalf("logout: %d", resp.StatusCode)
+	}
+	if _, _, rev := is.Grants(); rev != 1 {
+		t.Errorf("revocations %d", rev)
+	}
+
+	resp, _ = http.Get(g.metric + "/metrics")
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, m := range []string{`tokenguard_bff_logins_total{result="success"} 1`, "tokenguard_bff_sessions 0"} {
+		if !strings.Contains(string(metrics), m) {
+			t.Errorf("metrics lack %q", m)
+		}
+	}
+	log := g.stderr.String()
+	if !strings.Contains(log, "auth=session") {
+		t.Errorf("no access line with auth=session:\n%s", log)
+	}
+	if !strings.Contains(log, "reason=csrf_header_required") || !strings.Contains(log, "reason=origin_not_allowed") {
+		t.Errorf("refusals are not in the access log:\n%s", log)
+	}
+	if strings.Contains(log, session) || strings.Contains(log, "eyJ") {
+		t.Error("the access log holds the session id or a token")
+	}
+}
+
+// TestGatewayBFFRedis: two replicas share sessions through Redis, with
+// the tokens encrypted there.
+func TestGatewayBFFRedis(t *testing.T) {
+	rdb := startRedis(t)
+	a1, a2 := closedAddr(t), closedAddr(t)
+	is := loginIssuer(t, "http://"+a1, "http://"+a2)
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	t.Setenv("BFF_SESSION_KEY", base64.StdEncoding.EncodeToString(key))
+	extra := fmt.Sprintf("  session_store: %s\n  session_key: ${BFF_SESSION_KEY}\n  allowed_origins: [http://%s, http://%s]\n", rdb, a1, a2)
+	g1 := startBFFGateway(t, is, a1, extra)
+	g2 := startBFFGateway(t, is, a2, extra)
+	b := testkit.NewBrowser(t)
+	b.Login(g1.proxy, "")
+	session := b.Cookies["__Host-tokenguard-session"]
+	// The cookie is host-only: a browser would send it to one origin, but
+	// replicas behind one load balancer share that origin.
+	resp, body := b.Do("GET", g2.proxy+"/orders/1", "X-CSRF: 1")
+	if resp.StatusCode != 200 {
+		t.Fatalf("the other replica: %d %s", resp.StatusCode, body)
+	}
+	raw := redisValues(t, rdb)
+	if len(raw) == 0 {
+		t.Fatal("nothing in Redis")
+	}
+	for _, v := range raw {
+		if strings.Contains(v, "eyJ") || strings.Contains(v, "alice") {
+			t.Errorf("Redis holds a readable token or claim: %.60q", v)
+		}
+	}
+	resp, _ = b.Do("POST", g2.proxy+"/bff/logout", "X-CSRF: 1")
+	if resp.StatusCode != 200 {
+		t.Fatalf("logout: %d", resp.StatusCode)
+	}
+	b.Cookies["__Host-tokenguard-session"] = session
+	if resp, _ := b.Do("GET", g1.proxy+"/orders/1", "X-CSRF: 1"); resp.StatusCode != 401 {
+		t.Errorf("after logout on one replica, the other: %d", resp.StatusCode)
+	}
+}
+
+// redisValues returns every value in the Redis at url.
+func redisValues(t *testing.T, url string) []string {
+	t.Helper()
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := redis.NewClient(opt)
+	defer c.Close()
+	keys, err := c.Keys(t.Context(), "*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, k := range keys {
+		if v, err := c.Get(t.Context(), k).Result(); err == nil {
+			out = append(out, k+"="+v)
+		}
+	}
+	return out
+}
+
+// TestBFFConfigErrors: mistakes in the bff block name their key.
+func TestBFFConfigErrors(t *testing.T) {
+	is := "https://as.example.com"
+	base := func(public, block string) string {
+		return gatewayYAML(is, is+"/jwks", "http://127.0.0.1:1", public+"bff:\n"+block)
+	}
+	ok := "  issuer: " + is + "\n  client_id: spa\n  client_secret: s\n  scopes: [openid]\n"
+	tests := []struct{ name, yaml, want string }{
+		{"no public_url", base("", ok), "public_url: required with bff"},
+		{"unknown issuer", base("public_url: https://api.example.com\n", strings.Replace(ok, is, "https://other.example", 1)), "bff.issuer:"},
+		{"no openid", base("public_url: https://api.example.com\n", strings.Replace(ok, "[openid]", "[orders:read]", 1)), "bff.scopes: must include openid"},
+		{"no secret", base("public_url: https://api.example.com\n", strings.Replace(ok, "  client_secret: s\n", "", 1)), "bff.client_secret: required"},
+		{"redis without key", base("public_url: https://api.example.com\n", ok+"  session_store: redis://127.0.0.1:6379/0\n"), "bff.session_key: required with a Redis session store"},
+		{"short key", base("public_url: https://api.example.com\n", ok+"  session_key: c2hvcnQ=\n"), "bff.session_key: must be 32 random bytes"},
+		{"bad store", base("public_url: https://api.example.com\n", ok+"  session_store: memcached://x\n"), "bff.session_store: must be memory or a redis://"},
+		{"route under path", strings.Replace(base("public_url: https://api.example.com\n", ok), `"GET /slow"`, `"GET /bff/x"`, 1), "is under bff.path /bff"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseConfig("t.yaml", []byte(tc.yaml), noEnv)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("got %v, want an error with %q", err, tc.want)
+			}
+		})
+	}
+}
