@@ -40,27 +40,30 @@ func (e *env) advance(d time.Duration) { e.skew.Add(int64(d)) }
 // expireSoon makes the next login's access token short (10 s, so its
 // refresh margin is 5 s) and the refreshed ones long: after a login,
 // advance(6 * time.Second) puts the token within its margin.
-func (e *env) expireSoon(t *testing.T) {
+func (e *env) expireSoon(t testing.TB) {
 	t.Helper()
 	e.is.SetAccessTokenTTL(10 * time.Second)
 }
 
 // recorder is the upstream: it remembers what it was sent.
 type recorder struct {
-	mu   sync.Mutex
-	reqs []*http.Request
+	mu      sync.Mutex
+	reqs    []*http.Request
+	discard bool // benchmarks: remember nothing
 }
 
 func (u *recorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	u.mu.Lock()
-	u.reqs = append(u.reqs, r.Clone(context.Background()))
+	if !u.discard {
+		u.reqs = append(u.reqs, r.Clone(context.Background()))
+	}
 	u.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
 	p, _ := middleware.PrincipalFrom(r.Context())
 	_ = json.NewEncoder(w).Encode(map[string]any{"subject": p.Subject, "session": bff.FromSession(r.Context())})
 }
 
-func (u *recorder) last(t *testing.T) *http.Request {
+func (u *recorder) last(t testing.TB) *http.Request {
 	t.Helper()
 	u.mu.Lock()
 	defer u.mu.Unlock()
@@ -78,7 +81,7 @@ func (u *recorder) count() int {
 
 // newEnv starts an issuer with login, a guard and a token handler;
 // change edits the handler's Config before New.
-func newEnv(t *testing.T, change func(*bff.Config)) *env {
+func newEnv(t testing.TB, change func(*bff.Config)) *env {
 	t.Helper()
 	e := &env{is: testkit.StartIssuer(t), reg: prometheus.NewRegistry(), upstream: &recorder{}}
 	app := httptest.NewUnstartedServer(nil)
