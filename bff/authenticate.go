@@ -273,7 +273,7 @@ func (h *Handler) refresh(ctx context.Context, id string) (*session, error) {
 		tok, err = h.cfg.Store.Lock(ctx, lk, lockTTL)
 		if err != nil {
 			h.metrics.refreshes.WithLabelValues(resultStore).Inc()
-			return nil, err
+			return nil, errors.Join(errRefreshUnavailable, err)
 		}
 		// Under the lock or not, the session may have been refreshed
 		// (or ended) meanwhile by another replica.
@@ -281,6 +281,9 @@ func (h *Handler) refresh(ctx context.Context, id string) (*session, error) {
 		if err != nil {
 			if tok != "" {
 				_ = h.cfg.Store.Unlock(ctx, lk, tok)
+			}
+			if !errors.Is(err, errNoSession) {
+				err = errors.Join(errRefreshUnavailable, err)
 			}
 			return nil, err
 		}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/tokenguard/tokenguard/internal/discovery"
@@ -15,15 +16,11 @@ import (
 // idTokenLeeway is the clock skew allowed on exp and iat.
 const idTokenLeeway = time.Minute
 
-// idClaims are the ID token claims checked (OpenID Connect Core §3.1.3.7).
-type idClaims struct {
-	Issuer   string          `json:"iss"`
-	Subject  string          `json:"sub"`
-	Audience json.RawMessage `json:"aud"`
-	AZP      string          `json:"azp"`
-	Expires  *json.Number    `json:"exp"`
-	IssuedAt *json.Number    `json:"iat"`
-	Nonce    string          `json:"nonce"`
+// idExtra are the ID token claims jose.Claims does not read
+// (OpenID Connect Core §2), as JSON strings only.
+type idExtra struct {
+	AZP   *string `json:"azp"`
+	Nonce *string `json:"nonce"`
 }
 
 // verifyIDToken checks an ID token from the token response: signature with
@@ -55,73 +52,40 @@ func (h *Handler) verifyIDToken(ctx context.Context, md *discovery.Metadata, raw
 	if err := jose.VerifySignature(t.Header.Alg, key.Public, t.SigningInput, t.Signature); err != nil {
 		return nil, err
 	}
-	payload := bytes.TrimSpace(t.Payload)
-	if len(payload) == 0 || payload[0] != '{' {
-		return nil, errors.New("bff: id_token claims are not a JSON object")
-	}
-	var c idClaims
-	dec := json.NewDecoder(bytes.NewReader(payload))
-	dec.UseNumber()
-	if err := dec.Decode(&c); err != nil {
-		return nil, fmt.Errorf("bff: id_token claims: %w", err)
-	}
-	aud, err := audiences(c.Audience)
-	if err != nil {
+	// The registered claims with the same strict reader as access
+	// tokens: one object, no duplicate or trailing data, NumericDates
+	// that are numbers in range; then azp and nonce, which must be
+	// strings when present.
+	var c jose.Claims
+	if err := jose.ParseClaims(t.Payload, &c); err != nil {
 		return nil, err
 	}
-	exp, errExp := unix(c.Expires)
-	iat, errIat := unix(c.IssuedAt)
+	var x idExtra
+	if err := json.Unmarshal(t.Payload, &x); err != nil {
+		return nil, fmt.Errorf("bff: id_token azp or nonce: %w", err)
+	}
 	switch {
 	case c.Issuer != h.cfg.Issuer:
 		return nil, fmt.Errorf("bff: id_token iss %q is not the issuer", c.Issuer)
-	case !contains(aud, h.cfg.ClientID):
+	case !slices.Contains(c.Audience, h.cfg.ClientID):
 		return nil, errors.New("bff: id_token aud does not name this client")
-	case len(aud) > 1 && c.AZP != "" && c.AZP != h.cfg.ClientID:
+	case x.AZP != nil && *x.AZP != h.cfg.ClientID:
 		return nil, errors.New("bff: id_token azp is another client")
-	case errExp != nil || errIat != nil:
-		return nil, errors.New("bff: id_token exp or iat is missing or not a number")
-	case !now.Before(exp.Add(idTokenLeeway)):
+	case len(c.Audience) > 1 && x.AZP == nil:
+		return nil, errors.New("bff: id_token has several audiences and no azp")
+	case !c.ExpiresAt.Valid || !c.IssuedAt.Valid:
+		return nil, errors.New("bff: id_token exp or iat is missing")
+	case !now.Before(c.ExpiresAt.Time().Add(idTokenLeeway)):
 		return nil, errors.New("bff: id_token expired")
-	case iat.After(now.Add(idTokenLeeway)):
+	case c.IssuedAt.Time().After(now.Add(idTokenLeeway)):
 		return nil, errors.New("bff: id_token issued in the future")
-	case c.Nonce == "" || c.Nonce != nonce:
+	case x.Nonce == nil || *x.Nonce == "" || *x.Nonce != nonce:
 		return nil, errors.New("bff: id_token nonce is not the login's")
 	case c.Subject == "":
 		return nil, errors.New("bff: id_token has no sub")
 	}
+	payload := t.Payload
 	return json.RawMessage(bytes.Clone(payload)), nil
-}
-
-func audiences(raw json.RawMessage) ([]string, error) {
-	var one string
-	if err := json.Unmarshal(raw, &one); err == nil {
-		return []string{one}, nil
-	}
-	var many []string
-	if err := json.Unmarshal(raw, &many); err != nil {
-		return nil, errors.New("bff: id_token aud is neither a string nor an array of strings")
-	}
-	return many, nil
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
-}
-
-func unix(n *json.Number) (time.Time, error) {
-	if n == nil {
-		return time.Time{}, errors.New("missing")
-	}
-	f, err := n.Float64()
-	if err != nil {
-		return time.Time{}, err
-	}
-	return time.Unix(int64(f), 0), nil
 }
 
 // jwtExpiry reads exp from an access token that is a JWT, only to know

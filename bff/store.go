@@ -166,11 +166,21 @@ func (s *MemoryStore) Delete(_ context.Context, key string) error {
 
 // Lock implements Store.
 func (s *MemoryStore) Lock(_ context.Context, key string, ttl time.Duration) (string, error) {
+	if ttl <= 0 {
+		return "", fmt.Errorf("bff: lock ttl %v must be more than zero", ttl)
+	}
 	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if e, ok := s.m[key]; ok && now.Before(e.expires) {
+	e, ok := s.m[key]
+	if ok && now.Before(e.expires) {
 		return "", nil
+	}
+	if !ok && len(s.m) >= s.max {
+		s.sweep(now)
+		if len(s.m) >= s.max {
+			return "", ErrStoreFull
+		}
 	}
 	tok := randomToken()
 	s.m[key] = memoryEntry{value: []byte(tok), expires: now.Add(ttl)}

@@ -3,6 +3,7 @@ package bff
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/url"
 	"time"
@@ -35,8 +36,9 @@ func (h *Handler) user(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(claims)
 }
 
-// sessionNoSlide is sessionFor without recording the use: the CSRF rule,
-// the lookup and the refresh all still apply.
+// sessionNoSlide is sessionFor without recording the use, and without a
+// refresh (/user needs no access token): the CSRF rule and the lookup
+// still apply.
 func (h *Handler) sessionNoSlide(w http.ResponseWriter, r *http.Request) (string, *session, bool) {
 	if code, status := h.checkCSRF(r); code != "" {
 		h.deny(w, r, status, code)
@@ -45,13 +47,19 @@ func (h *Handler) sessionNoSlide(w http.ResponseWriter, r *http.Request) (string
 	id, ok := sessionID(r)
 	if !ok {
 		expireCookie(w, SessionCookie, http.SameSiteStrictMode)
-		writeError(w, http.StatusUnauthorized, errLoginRequired)
+		h.deny(w, r, http.StatusUnauthorized, errLoginRequired)
 		return "", nil, false
 	}
 	s, err := h.loadSession(r.Context(), id)
-	if err != nil {
+	switch {
+	case errors.Is(err, errNoSession):
 		expireCookie(w, SessionCookie, http.SameSiteStrictMode)
-		writeError(w, http.StatusUnauthorized, errLoginRequired)
+		h.deny(w, r, http.StatusUnauthorized, errLoginRequired)
+		return "", nil, false
+	case err != nil:
+		// The store did not answer: the session may well be alive.
+		h.logErr(r.Context(), "bff: session unavailable", err)
+		h.deny(w, r, http.StatusServiceUnavailable, errUnavailable)
 		return "", nil, false
 	}
 	return id, s, true
@@ -66,10 +74,10 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	expireCookie(w, SessionCookie, http.SameSiteStrictMode)
 	id, ok := sessionID(r)
 	if !ok {
-		writeError(w, http.StatusUnauthorized, errLoginRequired)
+		expireCookie(w, SessionCookie, http.SameSiteStrictMode)
+		h.deny(w, r, http.StatusUnauthorized, errLoginRequired)
 		return
 	}
 	// Wait (briefly) for a refresh in flight, so that it cannot save the
@@ -79,21 +87,25 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	tok := h.waitLock(lctx, lk)
 	s, err := h.loadSession(ctx, id)
-	if err != nil {
-		if tok != "" {
-			_ = h.cfg.Store.Unlock(ctx, lk, tok)
-		}
-		writeError(w, http.StatusUnauthorized, errLoginRequired)
-		return
-	}
-	if err := h.cfg.Store.Delete(ctx, sessionKey(id)); err != nil {
-		h.logErr(ctx, "bff: logout: deleting the session", err)
-		writeError(w, http.StatusServiceUnavailable, errUnavailable)
-		return
+	if err == nil {
+		err = h.cfg.Store.Delete(ctx, sessionKey(id))
 	}
 	if tok != "" {
 		_ = h.cfg.Store.Unlock(ctx, lk, tok)
 	}
+	switch {
+	case errors.Is(err, errNoSession):
+		expireCookie(w, SessionCookie, http.SameSiteStrictMode)
+		h.deny(w, r, http.StatusUnauthorized, errLoginRequired)
+		return
+	case err != nil:
+		// Not logged out: the session and its refresh token live on, so
+		// the app must be told to try again rather than that it worked.
+		h.logErr(ctx, "bff: logout: the session store did not answer", err)
+		h.deny(w, r, http.StatusServiceUnavailable, errUnavailable)
+		return
+	}
+	expireCookie(w, SessionCookie, http.SameSiteStrictMode)
 	body := map[string]string{}
 	if md, err := h.endpoints(ctx); err != nil {
 		h.logErr(ctx, "bff: logout: no metadata; the refresh token is not revoked", err)

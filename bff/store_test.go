@@ -1,0 +1,456 @@
+package bff_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tokenguard/tokenguard/bff"
+	"github.com/tokenguard/tokenguard/internal/testkit"
+)
+
+func newStore(t *testing.T, max int) *bff.MemoryStore {
+	t.Helper()
+	s, err := bff.NewMemoryStore(max)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// waitExpired waits (bounded) until key is gone from s.
+func waitExpired(t *testing.T, s *bff.MemoryStore, key string) {
+	t.Helper()
+	deadline := time.Now().Add(testkit.Wait)
+	for {
+		_, err := s.Get(context.Background(), key)
+		if errors.Is(err, bff.ErrNotFound) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not expire", key)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestMemoryStoreBasics(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t, 0)
+	if _, err := s.Get(ctx, "s/a"); !errors.Is(err, bff.ErrNotFound) {
+		t.Fatalf("Get of a missing key: %v", err)
+	}
+	if _, err := s.Take(ctx, "s/a"); !errors.Is(err, bff.ErrNotFound) {
+		t.Fatalf("Take of a missing key: %v", err)
+	}
+	if err := s.Delete(ctx, "s/a"); err != nil {
+		t.Fatalf("Delete of a missing key: %v", err)
+	}
+
+	v := []byte("one")
+	if err := s.Set(ctx, "s/a", v, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	v[0] = 'X' // the store keeps its own copy
+	got, err := s.Get(ctx, "s/a")
+	if err != nil || string(got) != "one" {
+		t.Fatalf("Get = %q, %v", got, err)
+	}
+	got[0] = 'Y' // and hands out copies
+	if got, _ := s.Get(ctx, "s/a"); string(got) != "one" {
+		t.Fatalf("Get after mutating a previous result = %q", got)
+	}
+	// Get does not consume.
+	if got, _ := s.Get(ctx, "s/a"); string(got) != "one" {
+		t.Fatalf("second Get = %q", got)
+	}
+	// Set replaces.
+	if err := s.Set(ctx, "s/a", []byte("two"), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Get(ctx, "s/a"); string(got) != "two" {
+		t.Fatalf("Get after overwrite = %q", got)
+	}
+	// Take returns and removes.
+	if got, err := s.Take(ctx, "s/a"); err != nil || string(got) != "two" {
+		t.Fatalf("Take = %q, %v", got, err)
+	}
+	if _, err := s.Take(ctx, "s/a"); !errors.Is(err, bff.ErrNotFound) {
+		t.Fatalf("second Take: %v", err)
+	}
+	if _, err := s.Get(ctx, "s/a"); !errors.Is(err, bff.ErrNotFound) {
+		t.Fatalf("Get after Take: %v", err)
+	}
+	// Delete removes.
+	_ = s.Set(ctx, "s/b", []byte("b"), time.Hour)
+	if err := s.Delete(ctx, "s/b"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(ctx, "s/b"); !errors.Is(err, bff.ErrNotFound) {
+		t.Fatalf("Get after Delete: %v", err)
+	}
+	// Keys are distinct.
+	_ = s.Set(ctx, "s/c", []byte("c"), time.Hour)
+	if _, err := s.Get(ctx, "p/c"); !errors.Is(err, bff.ErrNotFound) {
+		t.Fatalf("Get under another prefix: %v", err)
+	}
+}
+
+func TestMemoryStoreRefusals(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t, 0)
+	if err := s.Set(ctx, "s/big", make([]byte, bff.MaxValueSize+1), time.Hour); err == nil {
+		t.Error("a value larger than MaxValueSize was stored")
+	}
+	if _, err := s.Get(ctx, "s/big"); !errors.Is(err, bff.ErrNotFound) {
+		t.Errorf("the refused value is there: %v", err)
+	}
+	if err := s.Set(ctx, "s/max", make([]byte, bff.MaxValueSize), time.Hour); err != nil {
+		t.Errorf("a value of MaxValueSize: %v", err)
+	}
+	for _, ttl := range []time.Duration{0, -time.Second} {
+		if err := s.Set(ctx, "s/ttl", []byte("v"), ttl); err == nil {
+			t.Errorf("ttl %v was accepted", ttl)
+		}
+		if _, err := s.Get(ctx, "s/ttl"); !errors.Is(err, bff.ErrNotFound) {
+			t.Errorf("ttl %v: the value is there: %v", ttl, err)
+		}
+	}
+	if _, err := bff.NewMemoryStore(-1); err == nil {
+		t.Error("NewMemoryStore(-1) accepted")
+	}
+}
+
+// TestMemoryStoreTakeOnce: of concurrent Takes of one key, exactly one
+// gets the value (a pending login is used once).
+func TestMemoryStoreTakeOnce(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t, 0)
+	for round := range 50 {
+		key := fmt.Sprintf("p/%d", round)
+		if err := s.Set(ctx, key, []byte("pending"), time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		var (
+			wg    sync.WaitGroup
+			mu    sync.Mutex
+			wins  int
+			other []error
+			start = make(chan struct{})
+		)
+		for range 20 {
+			wg.Go(func() {
+				<-start
+				v, err := s.Take(ctx, key)
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case err == nil && string(v) == "pending":
+					wins++
+				case errors.Is(err, bff.ErrNotFound):
+				default:
+					other = append(other, fmt.Errorf("%q, %w", v, err))
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		if wins != 1 || len(other) != 0 {
+			t.Fatalf("round %d: %d Takes got the value, other results %v", round, wins, other)
+		}
+	}
+}
+
+// TestMemoryStoreLock: one holder at a time, even under concurrency;
+// Unlock needs the holder's token; an expired lock can be taken again and
+// its old holder cannot release the new one.
+func TestMemoryStoreLock(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t, 0)
+	for round := range 20 {
+		key := fmt.Sprintf("l/%d", round)
+		var (
+			wg     sync.WaitGroup
+			mu     sync.Mutex
+			tokens []string
+			start  = make(chan struct{})
+		)
+		for range 20 {
+			wg.Go(func() {
+				<-start
+				tok, err := s.Lock(ctx, key, time.Minute)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if tok != "" {
+					mu.Lock()
+					tokens = append(tokens, tok)
+					mu.Unlock()
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		if len(tokens) != 1 {
+			t.Fatalf("round %d: %d holders of one lock", round, len(tokens))
+		}
+	}
+
+	tok, err := s.Lock(ctx, "l/x", time.Minute)
+	if err != nil || tok == "" {
+		t.Fatalf("Lock: %q, %v", tok, err)
+	}
+	if len(tok) < 43 {
+		t.Errorf("lock token %q is guessable", tok)
+	}
+	for _, wrong := range []string{"", "x", tok[:len(tok)-1], tok + "x"} {
+		_ = s.Unlock(ctx, "l/x", wrong)
+		if again, _ := s.Lock(ctx, "l/x", time.Minute); again != "" {
+			t.Fatalf("Unlock with token %q released the lock", wrong)
+		}
+	}
+	// Another lock name is independent.
+	if other, _ := s.Lock(ctx, "l/y", time.Minute); other == "" {
+		t.Error("a lock of another name is held")
+	}
+	if err := s.Unlock(ctx, "l/x", tok); err != nil {
+		t.Fatal(err)
+	}
+	tok2, _ := s.Lock(ctx, "l/x", time.Minute)
+	if tok2 == "" || tok2 == tok {
+		t.Fatalf("Lock after Unlock: %q (first token %q)", tok2, tok)
+	}
+
+	// Expiry: a lock held past its ttl can be taken by someone else, and
+	// the first holder's late Unlock leaves the new holder's lock alone.
+	short, _ := s.Lock(ctx, "l/ttl", 50*time.Millisecond)
+	if short == "" {
+		t.Fatal("Lock l/ttl failed")
+	}
+	var next string
+	deadline := time.Now().Add(testkit.Wait)
+	for next == "" {
+		if time.Now().After(deadline) {
+			t.Fatal("an expired lock was never released")
+		}
+		time.Sleep(10 * time.Millisecond)
+		next, _ = s.Lock(ctx, "l/ttl", time.Minute)
+	}
+	_ = s.Unlock(ctx, "l/ttl", short)
+	if again, _ := s.Lock(ctx, "l/ttl", time.Minute); again != "" {
+		t.Error("the expired holder's Unlock released the new holder's lock")
+	}
+}
+
+func TestMemoryStoreExpiry(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t, 0)
+	if err := s.Set(ctx, "s/short", []byte("v"), 50*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Set(ctx, "p/short", []byte("v"), 50*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Set(ctx, "s/long", []byte("v"), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.Count("s/"); n != 2 {
+		t.Errorf("Count(s/) = %d, want 2", n)
+	}
+	waitExpired(t, s, "s/short")
+	if _, err := s.Take(ctx, "p/short"); !errors.Is(err, bff.ErrNotFound) {
+		t.Errorf("Take of an expired key: %v", err)
+	}
+	if n := s.Count("s/"); n != 1 {
+		t.Errorf("Count(s/) after expiry = %d, want 1", n)
+	}
+	if got, err := s.Get(ctx, "s/long"); err != nil || string(got) != "v" {
+		t.Errorf("the long-lived entry: %q, %v", got, err)
+	}
+	// Set refreshes the ttl.
+	_ = s.Set(ctx, "s/renew", []byte("v"), 50*time.Millisecond)
+	_ = s.Set(ctx, "s/renew", []byte("v2"), time.Hour)
+	time.Sleep(100 * time.Millisecond)
+	if got, err := s.Get(ctx, "s/renew"); err != nil || string(got) != "v2" {
+		t.Errorf("a re-set entry expired with its first ttl: %q, %v", got, err)
+	}
+}
+
+func TestMemoryStoreCount(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t, 0)
+	for i := range 3 {
+		_ = s.Set(ctx, fmt.Sprintf("s/%d", i), []byte("v"), time.Hour)
+	}
+	_ = s.Set(ctx, "p/1", []byte("v"), time.Hour)
+	_, _ = s.Lock(ctx, "l/1", time.Minute)
+	for prefix, want := range map[string]int{"s/": 3, "p/": 1, "l/": 1, "": 5, "x/": 0, "s/1": 1} {
+		if n := s.Count(prefix); n != want {
+			t.Errorf("Count(%q) = %d, want %d", prefix, n, want)
+		}
+	}
+	_ = s.Delete(ctx, "s/0")
+	_, _ = s.Take(ctx, "p/1")
+	if n := s.Count(""); n != 3 {
+		t.Errorf("Count after Delete and Take = %d, want 3", n)
+	}
+}
+
+// TestMemoryStoreFull: at its bound the store refuses new keys with
+// ErrStoreFull and keeps the live ones; an existing key may still be
+// rewritten; room comes back with deletes and expiry.
+func TestMemoryStoreFull(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t, 5)
+	for i := range 5 {
+		if err := s.Set(ctx, fmt.Sprintf("s/%d", i), []byte("v"), time.Hour); err != nil {
+			t.Fatalf("entry %d: %v", i, err)
+		}
+	}
+	if err := s.Set(ctx, "s/5", []byte("v"), time.Hour); !errors.Is(err, bff.ErrStoreFull) {
+		t.Fatalf("6th entry: %v, want ErrStoreFull", err)
+	}
+	for i := range 5 {
+		if _, err := s.Get(ctx, fmt.Sprintf("s/%d", i)); err != nil {
+			t.Fatalf("a live entry was dropped: %v", err)
+		}
+	}
+	if err := s.Set(ctx, "s/0", []byte("refreshed"), time.Hour); err != nil {
+		t.Errorf("rewriting an existing key when full: %v", err)
+	}
+	_ = s.Delete(ctx, "s/1")
+	if err := s.Set(ctx, "s/5", []byte("v"), time.Hour); err != nil {
+		t.Errorf("after a Delete: %v", err)
+	}
+	// Expired entries make room.
+	_ = s.Delete(ctx, "s/2")
+	if err := s.Set(ctx, "s/short", []byte("v"), 50*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Set(ctx, "s/6", []byte("v"), time.Hour); !errors.Is(err, bff.ErrStoreFull) {
+		t.Fatalf("when full again: %v", err)
+	}
+	waitExpired(t, s, "s/short")
+	if err := s.Set(ctx, "s/6", []byte("v"), time.Hour); err != nil {
+		t.Errorf("after an entry expired: %v", err)
+	}
+}
+
+// TestMemoryStorePendingCap: pending logins ("p/" keys), which anyone can
+// start, take at most a tenth of the store, so a flood of them leaves room
+// for sessions.
+func TestMemoryStorePendingCap(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t, 20)
+	for i := range 2 {
+		if err := s.Set(ctx, fmt.Sprintf("p/%d", i), []byte("v"), time.Minute); err != nil {
+			t.Fatalf("pending %d: %v", i, err)
+		}
+	}
+	if err := s.Set(ctx, "p/2", []byte("v"), time.Minute); !errors.Is(err, bff.ErrStoreFull) {
+		t.Fatalf("3rd pending login: %v, want ErrStoreFull", err)
+	}
+	for i := range 18 {
+		if err := s.Set(ctx, fmt.Sprintf("s/%d", i), []byte("v"), time.Hour); err != nil {
+			t.Fatalf("session %d beside the pending logins: %v", i, err)
+		}
+	}
+	if err := s.Set(ctx, "s/18", []byte("v"), time.Hour); !errors.Is(err, bff.ErrStoreFull) {
+		t.Fatalf("21st entry: %v, want ErrStoreFull", err)
+	}
+	_ = s.Delete(ctx, "s/0")
+	if err := s.Set(ctx, "p/2", []byte("v"), time.Minute); !errors.Is(err, bff.ErrStoreFull) {
+		t.Fatalf("3rd pending login with room in the store: %v, want ErrStoreFull", err)
+	}
+	// Rewriting a pending login at the cap is fine and does not count
+	// twice.
+	if err := s.Set(ctx, "p/0", []byte("v2"), time.Minute); err != nil {
+		t.Fatalf("rewriting a pending login at the cap: %v", err)
+	}
+	// A taken or deleted pending login frees its place.
+	if _, err := s.Take(ctx, "p/0"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Set(ctx, "p/2", []byte("v"), time.Minute); err != nil {
+		t.Fatalf("after a Take: %v", err)
+	}
+	_ = s.Delete(ctx, "p/1")
+	if err := s.Set(ctx, "p/3", []byte("v"), time.Minute); err != nil {
+		t.Fatalf("after a Delete: %v", err)
+	}
+	if err := s.Set(ctx, "p/4", []byte("v"), time.Minute); !errors.Is(err, bff.ErrStoreFull) {
+		t.Fatalf("over the cap again: %v", err)
+	}
+
+	// Expired pending logins free their places too.
+	s = newStore(t, 20)
+	_ = s.Set(ctx, "p/a", []byte("v"), 50*time.Millisecond)
+	_ = s.Set(ctx, "p/b", []byte("v"), 50*time.Millisecond)
+	waitExpired(t, s, "p/a")
+	waitExpired(t, s, "p/b")
+	if err := s.Set(ctx, "p/c", []byte("v"), time.Minute); err != nil {
+		t.Fatalf("after the pending logins expired: %v", err)
+	}
+	if err := s.Set(ctx, "p/d", []byte("v"), time.Minute); err != nil {
+		t.Fatalf("2nd after expiry: %v", err)
+	}
+	if err := s.Set(ctx, "p/e", []byte("v"), time.Minute); !errors.Is(err, bff.ErrStoreFull) {
+		t.Fatalf("3rd after expiry: %v, want ErrStoreFull", err)
+	}
+
+	// A tiny store still allows one pending login.
+	tiny := newStore(t, 3)
+	if err := tiny.Set(ctx, "p/a", []byte("v"), time.Minute); err != nil {
+		t.Fatalf("pending login in a store of 3: %v", err)
+	}
+	if err := tiny.Set(ctx, "p/b", []byte("v"), time.Minute); !errors.Is(err, bff.ErrStoreFull) {
+		t.Fatalf("2nd pending login in a store of 3: %v", err)
+	}
+}
+
+// TestMemoryStoreConcurrent: mixed operations from many goroutines keep
+// the bound (run with -race).
+func TestMemoryStoreConcurrent(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t, 100)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	stored := 0
+	for g := range 20 {
+		wg.Go(func() {
+			for i := range 50 {
+				key := fmt.Sprintf("s/%d-%d", g, i)
+				if i%2 == 0 {
+					key = fmt.Sprintf("p/%d-%d", g, i)
+				}
+				err := s.Set(ctx, key, []byte("v"), time.Minute)
+				switch {
+				case err == nil:
+					mu.Lock()
+					stored++
+					mu.Unlock()
+				case !errors.Is(err, bff.ErrStoreFull):
+					t.Error(err)
+				}
+				_, _ = s.Get(ctx, key)
+				if i%5 == 0 {
+					_, _ = s.Take(ctx, key)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if n := s.Count(""); n > 100 {
+		t.Errorf("%d entries in a store of 100", n)
+	}
+	if n := s.Count("p/"); n > 10 {
+		t.Errorf("%d pending logins in a store of 100", n)
+	}
+	if stored == 0 {
+		t.Error("nothing was stored")
+	}
+}
