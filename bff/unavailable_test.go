@@ -271,7 +271,7 @@ func TestStoreUnavailableUserNoSlide(t *testing.T) {
 func TestStoreUnavailableLogout(t *testing.T) {
 	mem, _ := bff.NewMemoryStore(0)
 	st := &failingStore{MemoryStore: mem, err: bff.ErrStoreUnavailable}
-	e := newEnv(t, func(c *bff.Config) { c.Store = st })
+	e := newEnv(t, func(c *bff.Config) { c.Store = st; c.SessionKey = make([]byte, bff.SessionKeySize) })
 	b := newBrowser(t)
 	b.login(e, "")
 	st.failGet.Store(true)
