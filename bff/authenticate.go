@@ -229,6 +229,15 @@ func (h *Handler) fresh(ctx context.Context, id string, s *session) (*session, e
 	if !h.needsRefresh(s, now) {
 		return s, nil
 	}
+	if s.RefreshToken == "" {
+		// Nothing to refresh with (no offline_access): the session lasts
+		// as long as its access token.
+		if now.Unix() < s.AccessExpiry {
+			return s, nil
+		}
+		_ = h.cfg.Store.Delete(ctx, sessionKey(id))
+		return nil, errors.Join(errRefreshRefused, errors.New("the access token expired and the session has no refresh token (is offline_access among the scopes?)"))
+	}
 	key := sessionKey(id)
 	h.flightMu.Lock()
 	call := h.flights[key]

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/tokenguard/tokenguard/bff"
 	"github.com/tokenguard/tokenguard/dpop/redisstore"
 	"github.com/tokenguard/tokenguard/internal/keyfile"
 	"github.com/tokenguard/tokenguard/middleware"
@@ -20,8 +21,8 @@ type offlineTransport struct{}
 func (offlineTransport) RoundTrip(*http.Request) (*http.Response, error) { return nil, errOffline }
 
 // checkOffline runs the checks startGateway runs after loading: the
-// client key files, the Redis URL as the client parses it, middleware.New's
-// validation and every route's policy. middleware.New gets a client that
+// client key files, the Redis URLs as the client parses them,
+// middleware.New's and bff.New's validation and every route's policy. middleware.New gets a client that
 // refuses every request and does not wait for keys, so nothing leaves the
 // machine.
 func (c *config) checkOffline() error {
@@ -45,7 +46,17 @@ func (c *config) checkOffline() error {
 		return c.guardError(err)
 	}
 	defer guard.Close()
-	_, err = newProxyHandler(c, guard, nil, http.NotFoundHandler(), discard)
+	// bff.New does no I/O either: metadata is read at the first login.
+	th, err := c.newBFF(discard, nil)
+	if err != nil {
+		return err
+	}
+	var h *bff.Handler
+	if th != nil {
+		defer th.Close()
+		h = th.Handler
+	}
+	_, err = newProxyHandler(c, guard, h, http.NotFoundHandler(), discard)
 	return err
 }
 
