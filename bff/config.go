@@ -195,7 +195,7 @@ func (c Config) withDefaults() (Config, error) {
 		if pub.Scheme != "https" {
 			// __Host- cookies need Secure, which browsers only keep
 			// from https, except on localhost.
-			if h := pub.Hostname(); h != "localhost" && h != "127.0.0.1" && h != "::1" {
+			if !loopback(pub.Hostname()) {
 				bad("PublicURL %q: the session cookie is Secure, so browsers need https (or localhost)", c.PublicURL)
 			}
 		}

@@ -100,6 +100,11 @@ func TestGatewayBFF(t *testing.T) {
 	if g.up.count() != n {
 		t.Error("a refused session request reached the upstream")
 	}
+	// A path no route serves is 404 with the cookie too: the session rule
+	// is for routes.
+	if resp, _ := b.Do("GET", g.proxy+"/favicon.ico"); resp.StatusCode != 404 {
+		t.Errorf("unrouted path with the session cookie: %d, want 404", resp.StatusCode)
+	}
 
 	resp, _ = b.Do("POST", g.proxy+"/bff/logout", "X-CSRF: 1")
 	if resp.StatusCode != 200 {

@@ -50,8 +50,8 @@ func writeJSONError(w http.ResponseWriter, status int, code string) {
 //
 // With a token handler (th, nil without the bff block), its endpoints
 // under bff.path are served before any route, and every other request
-// passes its Authenticate first: a session cookie becomes the
-// Authorization header the route's guard then verifies.
+// matched by a route passes its Authenticate before the route's guard: a
+// session cookie becomes the Authorization header the guard verifies.
 func newProxyHandler(cfg *config, guard *middleware.Guard, th *bff.Handler, proxy http.Handler, log *slog.Logger) (http.Handler, error) {
 	mux := http.NewServeMux()
 	upstream := requirePrincipal(proxy, log)
@@ -65,7 +65,13 @@ func newProxyHandler(cfg *config, guard *middleware.Guard, th *bff.Handler, prox
 			// Not expected: validate checked the same rules.
 			return nil, fmt.Errorf("tokenguard: config %s: line %d: %s: %w", cfg.File, r.Line, r.Key, err)
 		}
-		if err := tryHandle(mux, r.Pattern, guard.RequirePolicy(pol)(upstream)); err != nil {
+		route := guard.RequirePolicy(pol)(upstream)
+		if th != nil {
+			// Only on routes: a path no route serves is 404 whatever
+			// cookie it carries.
+			route = th.Authenticate(route)
+		}
+		if err := tryHandle(mux, r.Pattern, route); err != nil {
 			// Not expected: validate registered these on a scratch mux.
 			return nil, fmt.Errorf("tokenguard: config %s: line %d: %s: %w", cfg.File, r.Line, r.Key, err)
 		}
@@ -83,10 +89,6 @@ func newProxyHandler(cfg *config, guard *middleware.Guard, th *bff.Handler, prox
 	// When a route already covers every method and path ("/"), the
 	// catch-all conflicts with it and is not needed.
 	_ = tryHandle(mux, "/", notFound)
-	api := http.Handler(mux)
-	if th != nil {
-		api = th.Authenticate(mux)
-	}
 	router := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if reservedPaths[r.URL.Path] {
 			notFound(w, r)
@@ -106,7 +108,7 @@ func newProxyHandler(cfg *config, guard *middleware.Guard, th *bff.Handler, prox
 			th.ServeHTTP(w, r)
 			return
 		}
-		api.ServeHTTP(w, r)
+		mux.ServeHTTP(w, r)
 	})
 	// Hygiene runs before any route is matched: with path_normalization
 	// reject, the path the route is matched on is then the path the

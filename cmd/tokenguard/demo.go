@@ -17,12 +17,15 @@ func (c *cli) demo(ctx context.Context, args []string) int {
 	fs.SetOutput(c.stderr)
 	fs.StringVar(&opts.Issuer, "issuer", opts.Issuer, "`address` of the development issuer (loopback only)")
 	fs.StringVar(&opts.Upstream, "upstream", opts.Upstream, "`address` of the example upstream API (loopback only)")
-	fs.StringVar(&opts.Listen, "listen", opts.Listen, "`address` of the gateway (loopback only)")
+	fs.StringVar(&opts.Listen, "listen", opts.Listen, "`address` of the gateway, and with -bff of the browser app's page too (loopback only)")
 	fs.StringVar(&opts.MetricsListen, "metrics-listen", opts.MetricsListen, "`address` of /metrics, /healthz and /readyz (loopback only)")
+	fs.BoolVar(&opts.BFF, "bff", false, "browser mode: the gateway's token handler logs a browser app in; prints the one URL to open")
 	fs.Usage = func() {
 		fmt.Fprint(c.stderr, "Usage: tokenguard demo [flags]\n\n"+
 			"Runs a DEVELOPMENT ONLY token issuer, an example API and the gateway in front of\n"+
 			"it on 127.0.0.1, prints curl commands to try, and runs until interrupted.\n"+
+			"With -bff (or --bff) it runs a browser app instead, logged in through the gateway's\n"+
+			"token handler, and prints the page to open.\n"+
 			"A default port that is taken is replaced by a free one; a port given by a flag is not.\n\n")
 		fs.PrintDefaults()
 	}

@@ -19,9 +19,9 @@ import (
 	"github.com/tokenguard/tokenguard/internal/testkit"
 )
 
-// runDemo runs "tokenguard demo" on ephemeral ports and returns it with
-// its printed output. It stops the demo at cleanup.
-func runDemo(t *testing.T) (*demo.Demo, string) {
+// runDemo runs "tokenguard demo" (with flags) on ephemeral ports and
+// returns it with its printed output. It stops the demo at cleanup.
+func runDemo(t *testing.T, flags ...string) (*demo.Demo, string) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var stdout, stderr lockedBuffer
@@ -29,9 +29,9 @@ func runDemo(t *testing.T) (*demo.Demo, string) {
 	done := make(chan int, 1)
 	c := &cli{stdout: &stdout, stderr: &stderr, onDemo: func(d *demo.Demo) { started <- d }}
 	go func() {
-		done <- c.run(ctx, []string{"demo",
+		done <- c.run(ctx, append([]string{"demo",
 			"-issuer", "127.0.0.1:0", "-upstream", "127.0.0.1:0",
-			"-listen", "127.0.0.1:0", "-metrics-listen", "127.0.0.1:0"})
+			"-listen", "127.0.0.1:0", "-metrics-listen", "127.0.0.1:0"}, flags...))
 	}()
 	var d *demo.Demo
 	select {
@@ -140,6 +140,36 @@ func TestDemo(t *testing.T) {
 	jkt, _ := dpop.Thumbprint(key.Public())
 	if got := testkit.TokenJKT(t, sh.vars["TOKEN"]); got != jkt {
 		t.Errorf("the DPoP token's cnf.jkt = %q, want the thumbprint of demo-dpop.pem %q", got, jkt)
+	}
+}
+
+// "tokenguard demo --bff" prints the one URL to open, and it serves the
+// app's page (internal/demo's tests run the login flow behind it).
+func TestDemoBFF(t *testing.T) {
+	d, out := runDemo(t, "--bff")
+	urls := regexp.MustCompile(`https?://\S+`).FindAllString(out, -1)
+	if len(urls) != 1 || urls[0] != d.AppURL || d.AppURL != d.GatewayURL+"/" {
+		t.Fatalf("printed URLs %q, want only the app's page %q:\n%s", urls, d.AppURL, out)
+	}
+	if strings.Contains(out, "curl") || strings.Contains(out, "client_secret") {
+		t.Errorf("the browser mode prints commands or its configuration:\n%s", out)
+	}
+	resp, err := client.Get(d.AppURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `<script src="/app.js"`) ||
+		!strings.Contains(resp.Header.Get("Content-Security-Policy"), "script-src 'self'") {
+		t.Errorf("GET %s: %d %v\n%s", d.AppURL, resp.StatusCode, resp.Header, body)
+	}
+	b := testkit.NewBrowser(t)
+	if landed := b.Login(d.GatewayURL, "?return_to=/"); landed != "/" {
+		t.Errorf("the login landed at %q, want /", landed)
+	}
+	if resp, body := b.Do("GET", d.GatewayURL+"/bff/user", "X-CSRF: 1"); resp.StatusCode != 200 || !strings.Contains(body, `"sub":"demo-user"`) {
+		t.Errorf("GET /bff/user: %d %s", resp.StatusCode, body)
 	}
 }
 

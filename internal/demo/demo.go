@@ -4,10 +4,16 @@
 // ready-to-paste commands printed to try them. It composes the gateway
 // package's public API exactly as a user's program would. Never expose it:
 // its issuer is for trying things out only.
+//
+// With Options.BFF ("tokenguard demo --bff") it is a browser app instead:
+// the issuer also logs anyone in (as demo-user), the gateway runs its
+// token handler (the bff block), and one origin serves the app's page and,
+// behind it, the gateway's handler; the one URL printed is the page.
 package demo
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"html/template"
@@ -16,6 +22,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -28,6 +35,12 @@ import (
 // gateway requires.
 const audience = "https://api.example.com"
 
+// The browser mode's user and its client at the development issuer.
+const (
+	bffSubject  = "demo-user"
+	bffClientID = "demo-app"
+)
+
 // Options are the demo's listen addresses, which must all be on loopback.
 // An address not named in Explicit falls back to a free port when it is
 // taken.
@@ -37,6 +50,9 @@ type Options struct {
 	// "listen", "metrics-listen") whose addresses the user chose: those
 	// are never replaced.
 	Explicit map[string]bool
+	// BFF runs the browser mode: Listen is the app's origin, which serves
+	// the app's page and the gateway with its token handler.
+	BFF bool
 }
 
 // DefaultOptions are the addresses the printed commands are easiest with.
@@ -52,9 +68,17 @@ func DefaultOptions() Options {
 // Demo is a running demo.
 type Demo struct {
 	IssuerURL, UpstreamURL, GatewayURL, MetricsURL string
+	// AppURL is, in the browser mode, the app's page: the URL to open.
+	// With BFF the gateway's handler is served at GatewayURL, the same
+	// origin. "" without BFF.
+	AppURL string
 
 	gw                     *gateway.Gateway
 	issuerSrv, upstreamSrv *http.Server
+	// In the browser mode, the servers of the app's origin and of the
+	// metrics; the gateway's own servers are not started.
+	appSrv, metricsSrv *http.Server
+	stopping           atomic.Bool // Run is shutting down: /readyz says 503
 }
 
 // readHeaderTimeout bounds the demo issuer's and upstream's header reads.
@@ -109,7 +133,21 @@ func Start(ctx context.Context, opts Options, out io.Writer, log *slog.Logger) (
 		return nil, fmt.Errorf("tokenguard demo: %w", err)
 	}
 	is := devissuer.New(d.IssuerURL, audience, key)
-	issuerHandler, err := newIssuerHandler(is, d.IssuerURL+"/token")
+	clientSecret := ""
+	if opts.BFF {
+		d.AppURL = d.GatewayURL + "/"
+		clientSecret = rand.Text()
+		is.EnableLogin(devissuer.LoginConfig{
+			Clients: []devissuer.Client{{
+				ID: bffClientID, Secret: clientSecret,
+				RedirectURIs:           []string{d.GatewayURL + "/bff/callback"},
+				PostLogoutRedirectURIs: []string{d.AppURL},
+			}},
+			Subject: bffSubject,
+			Claims:  map[string]any{"name": "Demo User", "email": "demo-user@example.com"},
+		})
+	}
+	issuerHandler, err := newIssuerHandler(is, d.IssuerURL+"/token", opts.BFF)
 	if err != nil {
 		return nil, fmt.Errorf("tokenguard demo: %w", err)
 	}
@@ -127,9 +165,22 @@ func Start(ctx context.Context, opts Options, out io.Writer, log *slog.Logger) (
 	// The same YAML a user would write, read by the same code as
 	// "tokenguard -config".
 	yamlText := d.config(proxyLn.Addr().String(), metricsLn.Addr().String())
+	if opts.BFF {
+		yamlText = d.bffConfig(proxyLn.Addr().String(), metricsLn.Addr().String(), clientSecret)
+	}
 	cfg, err := gateway.ParseConfig("demo", []byte(yamlText), func(string) string { return "" })
 	if err != nil {
 		return nil, fmt.Errorf("tokenguard demo: generated config: %w", err) // a bug
+	}
+	if opts.BFF {
+		if err := d.startApp(ctx, cfg, proxyLn, metricsLn, log); err != nil {
+			return nil, err
+		}
+		if err := bffInstructions.Execute(out, d); err != nil {
+			d.stop()
+			return nil, fmt.Errorf("tokenguard demo: %w", err)
+		}
+		return d, nil
 	}
 	if d.gw, err = gateway.New(cfg, gateway.Options{Logger: log, Listener: proxyLn, MetricsListener: metricsLn}); err != nil {
 		return nil, err
@@ -179,6 +230,10 @@ func serve(srv *http.Server, ln net.Listener, log *slog.Logger) {
 // Run serves until ctx is done, then stops the gateway and the demo's
 // servers.
 func (d *Demo) Run(ctx context.Context) error {
+	if d.appSrv != nil {
+		<-ctx.Done()
+		return d.stop()
+	}
 	err := d.gw.Run(ctx)
 	d.issuerSrv.Close()
 	d.upstreamSrv.Close()
@@ -206,6 +261,120 @@ routes:
 shutdown_timeout: 5s
 `, listen, metricsListen, d.UpstreamURL, d.GatewayURL, audience, d.IssuerURL, d.IssuerURL)
 }
+
+// bffConfig is config for the browser mode: the API under /api/, and
+// the token handler logging users in at the demo issuer as bffClientID.
+func (d *Demo) bffConfig(listen, metricsListen, clientSecret string) string {
+	return fmt.Sprintf(`listen: %s
+metrics_listen: %s
+upstream: %s
+public_url: %s
+audience: %s
+issuers:
+  - issuer: %s
+    jwks_uri: %s/jwks
+routes:
+  - pattern: "GET /api/"
+    scopes: [orders:read]
+  - pattern: "POST /api/"
+    scopes: [orders:write]
+bff:
+  issuer: %s
+  client_id: %s
+  client_secret: %s
+  scopes: [openid, offline_access, orders:read]
+  post_logout_redirect_uri: %s
+shutdown_timeout: 5s
+`, listen, metricsListen, d.UpstreamURL, d.GatewayURL, audience, d.IssuerURL, d.IssuerURL,
+		d.IssuerURL, bffClientID, clientSecret, d.AppURL)
+}
+
+// startApp starts the browser mode's servers: the app's origin on
+// proxyLn, serving the app's page and the gateway's handler (the way
+// package gateway documents embedding it), and the gateway's metrics on
+// metricsLn. It first waits, as the gateway's Start does, for the
+// issuer's keys. On failure it stops everything it started.
+func (d *Demo) startApp(ctx context.Context, cfg *gateway.Config, proxyLn, metricsLn net.Listener, log *slog.Logger) error {
+	gw, err := gateway.New(cfg, gateway.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	d.gw = gw
+	wait, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !gw.Ready() {
+		select {
+		case <-tick.C:
+			continue
+		case <-wait.Done():
+		}
+		if ctx.Err() != nil {
+			gw.Shutdown(context.Background())
+			return ctx.Err()
+		}
+		log.Warn("issuer keys not loaded yet; answering 503 for their tokens until they are")
+		break
+	}
+	d.appSrv = &http.Server{
+		Handler:           appHandler(gw.Handler()),
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       2 * time.Minute,
+	}
+	metrics := http.NewServeMux()
+	metrics.Handle("/", gw.MetricsHandler())
+	// The gateway's own /readyz says "starting" until its Start runs,
+	// and here its handler is served by the demo's server instead.
+	metrics.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		switch {
+		case d.stopping.Load():
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = io.WriteString(w, "shutting down\n")
+		case !gw.Ready():
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = io.WriteString(w, "issuer keys not loaded\n")
+		default:
+			_, _ = io.WriteString(w, "ready\n")
+		}
+	})
+	d.metricsSrv = &http.Server{Handler: metrics, ReadHeaderTimeout: readHeaderTimeout}
+	go serve(d.appSrv, proxyLn, log)
+	go serve(d.metricsSrv, metricsLn, log)
+	log.Info("tokenguard demo: browser app started", "app", d.AppURL, "metrics_listen", metricsLn.Addr().String())
+	return nil
+}
+
+// stop ends the browser mode: the app's origin lets in-flight requests
+// finish for up to 5 s, then the gateway and the other servers close.
+func (d *Demo) stop() error {
+	d.stopping.Store(true)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := d.appSrv.Shutdown(ctx)
+	if err != nil {
+		err = errors.Join(err, d.appSrv.Close())
+	}
+	d.metricsSrv.Close()
+	err = errors.Join(err, d.gw.Shutdown(context.Background()))
+	d.issuerSrv.Close()
+	d.upstreamSrv.Close()
+	return err
+}
+
+var bffInstructions = template.Must(template.New("demo-bff").Parse(`
+tokenguard demo --bff: a browser app whose API is behind the gateway's token handler, and a
+DEVELOPMENT ONLY issuer that logs anyone in as demo-user, all on 127.0.0.1; Ctrl-C stops it.
+
+Open this page in a browser:
+
+  {{.AppURL}}
+
+Log in, call the API, log out. The tokens stay in the gateway: the page only has an
+HttpOnly session cookie, which it cannot read, and sends X-CSRF: 1 with every call.
+`))
 
 var instructions = template.Must(template.New("demo").Parse(`
 tokenguard demo: everything runs on 127.0.0.1; stop it with Ctrl-C.

@@ -60,7 +60,7 @@ func TestDemoTokenEndpoint(t *testing.T) {
 	}
 	is := devissuer.New("http://"+srv.Listener.Addr().String(), audience, key)
 	tokenURL := is.URL() + "/token"
-	h, err := newIssuerHandler(is, tokenURL)
+	h, err := newIssuerHandler(is, tokenURL, false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,22 +24,33 @@ const tokenTTL = time.Hour
 // The answer is the bare token as text/plain, for TOKEN=$(curl ...), or
 // an RFC 6749 §5.1 token response when the client accepts
 // application/json.
+//
+// With login (the development issuer's EnableLogin), a POST with
+// grant_type authorization_code or refresh_token is passed to the
+// development issuer's own token endpoint, which serves those grants.
 type tokenEndpoint struct {
 	is     *devissuer.Issuer
 	url    string         // this endpoint's URL as clients address it: the proofs' htu
 	proofs *dpop.Verifier // with its own in-memory replay store
+	grants http.Handler   // the development issuer's handler, for its grants; nil without login
 }
 
 // newIssuerHandler serves the development issuer's endpoints, with
-// /token replaced by a tokenEndpoint at tokenURL.
-func newIssuerHandler(is *devissuer.Issuer, tokenURL string) (http.Handler, error) {
+// /token replaced by a tokenEndpoint at tokenURL. login says whether
+// EnableLogin was called: then the authorization_code and refresh_token
+// grants reach the development issuer.
+func newIssuerHandler(is *devissuer.Issuer, tokenURL string, login bool) (http.Handler, error) {
 	v, err := dpop.NewVerifier(dpop.Config{})
 	if err != nil {
 		return nil, err
 	}
+	issuer := is.Handler()
 	te := &tokenEndpoint{is: is, url: tokenURL, proofs: v}
+	if login {
+		te.grants = issuer
+	}
 	mux := http.NewServeMux()
-	mux.Handle("/", is.Handler())
+	mux.Handle("/", issuer)
 	mux.Handle("GET /token", te)
 	mux.Handle("POST /token", te)
 	return mux, nil
@@ -49,6 +60,11 @@ func (te *tokenEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, 4<<10)
 	if err := r.ParseForm(); err != nil {
 		tokenError(w, http.StatusBadRequest, "invalid_request", "cannot parse the request")
+		return
+	}
+	if gt := r.PostForm.Get("grant_type"); te.grants != nil && r.Method == http.MethodPost &&
+		(gt == "authorization_code" || gt == "refresh_token") {
+		te.grants.ServeHTTP(w, r) // reads the form parsed above
 		return
 	}
 	scope := r.Form.Get("scope")
