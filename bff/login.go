@@ -5,8 +5,10 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -176,6 +178,12 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 	if err := checkTokenSizes(tok.AccessToken, tok.RefreshToken); err != nil {
 		fail(http.StatusBadGateway, resultExchange, "invalid_grant", err)
 		return
+	}
+	if tok.RefreshToken == "" && slices.Contains(h.cfg.Scopes, "offline_access") {
+		// Spec-strict providers drop offline_access unless the login had
+		// prompt=consent (OpenID Connect Core §11): without a refresh
+		// token the session ends with its access token.
+		h.cfg.Logger.LogAttrs(ctx, slog.LevelWarn, "bff: offline_access was asked for but the authorization server gave no refresh token; the session ends when its access token expires (the provider may need prompt=consent: /bff/login?prompt=consent, or a policy for this client)")
 	}
 	s := &session{
 		Created: now.Unix(), LastUsed: now.Unix(), Expires: now.Add(h.cfg.SessionLifetime).Unix(),
