@@ -1,10 +1,12 @@
 // Package interop_test runs the Node.js interop suite (interop/README.md)
 // from `go test ./...`, so the project's one test command covers it: the
 // gateway, built from this checkout, against panva's oidc-provider and
-// oauth4webapi. It needs Node.js and npm; node_modules is installed with
-// `npm ci` (from the npm registry) when missing. .ci/run installs it
-// first; the test is skipped only when node or npm is not on PATH, or
-// with -short.
+// oauth4webapi (TestInterop); and the gateway's token handler (bff),
+// in this process, through a whole browser session against
+// oidc-provider (TestBFFWithOIDCProvider, bff_test.go). They need Node.js
+// and npm; node_modules is installed with `npm ci` (from the npm
+// registry) when missing. .ci/run installs it first; the tests are
+// skipped only when node (or npm) is not on PATH, or with -short.
 package interop_test
 
 import (

@@ -8,16 +8,28 @@
 //   - RFC 9449 DPoP (enabled by default in oidc-provider 9), with one
 //     client whose tokens are always DPoP-bound;
 //   - RFC 7009 revocation and RFC 7662 introspection;
+//   - optionally (the bff option), a confidential client for tokenguard's
+//     token handler: the authorization code flow with PKCE, a test-only
+//     interaction that logs in the fixed user "alice" and grants what
+//     was asked, refresh tokens (offline_access) rotated at every use,
+//     short-lived JWT access tokens for our audience, and a test-only
+//     GET /__test/state that reports what the AS did (grants, refresh
+//     tokens issued, consumed and destroyed);
 //   - everything in memory, on 127.0.0.1 only.
+//
+// Run as a script (node lib/provider.mjs --serve '<json>'), it serves
+// until its standard input closes: that is how interop/bff_test.go runs
+// it (see serve below).
 //
 // It runs in the test process. "Restarting" it (startProvider again on
 // the same port with other keys) gives a fresh provider with a fresh
 // in-memory store, which is what a key rotation with a redeploy looks
 // like from the outside: the same issuer URL, a different JWKS.
 
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import http from 'node:http';
 import { once } from 'node:events';
+import { pathToFileURL } from 'node:url';
 import Provider from 'oidc-provider';
 
 // Client IDs and secrets. Secrets are test-only values.
@@ -30,10 +42,20 @@ export const clients = {
   opaque: { id: 'opaque-client', secret: 'opaque-secret-0123456789abcdef0123' },
   // The resource server's own client, used by tokenguard to introspect.
   rs: { id: 'tokenguard-rs', secret: 'rs-secret-0123456789abcdef0123456789' },
+  // tokenguard's token handler (bff): a confidential client using the
+  // authorization code flow. Registered only with startProvider's bff
+  // option.
+  bff: { id: 'tokenguard-bff', secret: 'bff-secret-0123456789abcdef012345678' },
 };
 
 // Every scope the resource servers know.
 export const scopes = ['orders:read', 'orders:write'];
+
+// The OpenID Connect scopes the token handler's client may ask for.
+const oidcScopes = ['openid', 'offline_access'];
+
+// The only user: the test-only interaction logs every login in as her.
+export const user = 'alice';
 
 // makeKey returns a private JWK for the provider's keystore. kid is set
 // so tests can tell which key signed a token.
@@ -51,11 +73,20 @@ export function makeKey(kid, alg) {
 // indicator; otherAudience is a second resource server, for tokens that
 // tokenguard must refuse.
 //
-// It returns { issuer, port, requests, close }. requests records every
-// request the provider received ({ method, path, cacheControl, at }), so
-// tests can see the gateway's discovery, JWKS and introspection calls.
-export async function startProvider({ port = 0, issuer, keys, audience, otherAudience, tokenTTL = 300 }) {
+// bff, when set, registers clients.bff for tokenguard's token handler:
+// { redirectURIs, postLogoutRedirectURIs, accessTokenTTL (seconds, its
+// access tokens only: short, so that tests can wait for a refresh),
+// tokenDelay (ms the token endpoint waits before answering, so that
+// concurrent requests surely meet a refresh in flight) }.
+//
+// It returns { issuer, port, requests, state, close }. requests records
+// every request the provider received ({ method, path, cacheControl, at }),
+// so tests can see the gateway's discovery, JWKS and introspection calls.
+// state is what the provider did for clients.bff (see bffState), also
+// served as JSON on GET /__test/state when bff is set.
+export async function startProvider({ port = 0, issuer, keys, audience, otherAudience, tokenTTL = 300, bff }) {
   const requests = [];
+  const state = bffState();
   const signingAlg = keys[0].alg;
   const server = http.createServer();
   server.listen(port, '127.0.0.1');
@@ -85,10 +116,42 @@ export async function startProvider({ port = 0, issuer, keys, audience, otherAud
         client_id: clients.rs.id, client_secret: clients.rs.secret,
         grant_types: [], response_types: [], redirect_uris: [],
       },
+      ...(bff ? [{
+        client_id: clients.bff.id, client_secret: clients.bff.secret,
+        token_endpoint_auth_method: 'client_secret_basic',
+        grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'],
+        redirect_uris: bff.redirectURIs,
+        post_logout_redirect_uris: bff.postLogoutRedirectURIs ?? [],
+        scope: [...oidcScopes, ...scopes].join(' '),
+      }] : []),
     ],
     clientDefaults: { id_token_signed_response_alg: signingAlg },
     jwks: { keys },
-    scopes,
+    scopes: [...oidcScopes, ...scopes],
+    // Test-only values; they sign the interaction and session cookies.
+    cookies: { keys: [randomBytes(32).toString('base64url')] },
+    findAccount: (ctx, sub) => (sub === user ? { accountId: sub, claims: () => ({ sub }) } : undefined),
+    // The test-only interaction below (devInteractions stays off: its
+    // form would need a browser that fills it in).
+    interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
+    // Rotate at every use, whatever the token's age: the default only
+    // rotates a confidential client's token after 70 % of its lifetime.
+    // A rotated token used again revokes the whole grant (oidc-provider's
+    // reuse detection), so a second refresh with the same token would
+    // show.
+    rotateRefreshToken: true,
+    // oidc-provider follows OpenID Connect Core §11 to the letter: it
+    // drops offline_access from an authorization request without
+    // prompt=consent, and the default policy then issues no refresh
+    // token. The token handler asks for offline_access but sends no
+    // prompt (the app may add one: /bff/login?prompt=consent), so this
+    // AS uses the spec's "other conditions permitting offline access":
+    // its first-party token handler always gets a refresh token, one
+    // that outlives the user's session at the AS, as offline access does.
+    issueRefreshToken: (ctx, client, code) => client.clientId === clients.bff.id
+      ? client.grantTypeAllowed('refresh_token')
+      : client.grantTypeAllowed('refresh_token') && code.scopes.has('offline_access'),
+    expiresWithSession: (ctx, code) => code.clientId !== clients.bff.id && !code.scopes.has('offline_access'),
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
@@ -116,7 +179,7 @@ export async function startProvider({ port = 0, issuer, keys, audience, otherAud
           return {
             audience: resourceIndicator,
             scope: scopes.join(' '),
-            accessTokenTTL: tokenTTL,
+            accessTokenTTL: client.clientId === clients.bff.id ? bff.accessTokenTTL ?? tokenTTL : tokenTTL,
             accessTokenFormat: client.clientId === clients.opaque.id ? 'opaque' : 'jwt',
             jwt: { sign: { alg: signingAlg } },
           };
@@ -124,17 +187,21 @@ export async function startProvider({ port = 0, issuer, keys, audience, otherAud
       },
     },
     ttl: {
-      AccessToken: tokenTTL,
+      // The resource server's lifetime (getResourceServerInfo), so the
+      // token handler's tokens can be short.
+      AccessToken: (ctx, token) => token.resourceServer?.accessTokenTTL ?? tokenTTL,
       ClientCredentials: tokenTTL,
     },
   });
   provider.on('server_error', (ctx, err) => console.error('oidc-provider server_error:', err));
+  state.watch(provider);
 
   const callback = provider.callback();
   server.on('request', (req, res) => {
+    const path = new URL(req.url, issuer).pathname;
     requests.push({
       method: req.method,
-      path: new URL(req.url, issuer).pathname,
+      path,
       cacheControl: req.headers['cache-control'] ?? '',
       userAgent: req.headers['user-agent'] ?? '',
       at: Date.now(),
@@ -145,6 +212,24 @@ export async function startProvider({ port = 0, issuer, keys, audience, otherAud
     // a reason that has nothing to do with what is tested. The gateway
     // keeps its connections, so it does face an AS that restarts.
     if (/^(oauth4webapi|node)\b/.test(req.headers['user-agent'] ?? '')) res.setHeader('Connection', 'close');
+    // Test-only endpoints, with the bff option only.
+    if (bff && path.startsWith('/interaction/')) {
+      login(provider, req, res, audience).catch((err) => {
+        console.error('test interaction failed:', err);
+        if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
+        res.end(String(err));
+      });
+      return;
+    }
+    if (bff && path === '/__test/state' && req.method === 'GET') {
+      res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+      res.end(JSON.stringify(state.snapshot()));
+      return;
+    }
+    if (bff?.tokenDelay && path === '/token' && req.method === 'POST') {
+      setTimeout(callback, bff.tokenDelay, req, res);
+      return;
+    }
     callback(req, res);
   });
 
@@ -152,6 +237,7 @@ export async function startProvider({ port = 0, issuer, keys, audience, otherAud
     issuer,
     port,
     requests,
+    state,
     // count returns how many requests went to path (optionally since a
     // time in ms).
     count(path, since = 0) {
@@ -163,4 +249,107 @@ export async function startProvider({ port = 0, issuer, keys, audience, otherAud
       await once(server, 'close');
     },
   };
+}
+
+// login is the test-only interaction (GET /interaction/:uid, where the
+// provider sends the browser when it needs a login or a consent): no
+// form, no password. It logs in `user` and grants exactly what the
+// authorization request asked for among the scopes the provider knows:
+// as the provider's own scopes (openid, offline_access and, since they
+// are in its scopes list, orders:*) and, for each requested resource
+// that is our audience, as that resource server's scopes (what its
+// access tokens carry). Then it sends the browser back to the
+// authorization endpoint, which redirects to the client.
+async function login(provider, req, res, audience) {
+  const details = await provider.interactionDetails(req, res);
+  const { params, grantId } = details;
+  const grant = grantId
+    ? await provider.Grant.find(grantId)
+    : new provider.Grant({ accountId: user, clientId: params.client_id });
+  const requested = String(params.scope ?? '').split(' ').filter(Boolean);
+  const op = requested.filter((s) => oidcScopes.includes(s) || scopes.includes(s));
+  if (op.length) grant.addOIDCScope(op.join(' '));
+  const resources = [params.resource ?? []].flat();
+  for (const resource of resources) {
+    if (resource !== audience) continue; // our API: the only resource the token handler names
+    const rs = requested.filter((s) => scopes.includes(s));
+    if (rs.length) grant.addResourceScope(resource, rs.join(' '));
+  }
+  const saved = await grant.save();
+  await provider.interactionFinished(req, res, {
+    login: { accountId: user },
+    consent: { grantId: saved },
+  }, { mergeWithLastSubmission: false });
+}
+
+// bffState counts what the provider does for clients.bff, from its own
+// events (so, what the AS did, not what a client says it asked):
+//   grants: successful token endpoint grants by grant_type;
+//   grantErrors: refused ones, by error code (a reused refresh token
+//     shows here as invalid_grant, and its grant is then revoked);
+//   refreshTokens: every refresh token saved, in order, with its grant
+//     ({ value, grantId, rotations }) - test-only: a real AS never shows
+//     them; tests introspect them to see rotation and revocation;
+//   consumed / destroyed: refresh tokens rotated away / deleted
+//     (revocation, reuse detection);
+//   revokedGrants: grants revoked (revocation of a refresh token revokes
+//     its grant).
+function bffState() {
+  const s = {
+    grants: {}, grantErrors: {}, refreshTokens: [], consumed: 0, destroyed: 0, revokedGrants: 0, endSessions: 0,
+  };
+  const ours = (clientId) => clientId === clients.bff.id;
+  return {
+    watch(provider) {
+      provider.on('grant.success', (ctx) => {
+        if (!ours(ctx.oidc.client?.clientId)) return;
+        const gty = ctx.oidc.params.grant_type;
+        s.grants[gty] = (s.grants[gty] ?? 0) + 1;
+      });
+      provider.on('grant.error', (ctx, err) => {
+        if (!ours(ctx.oidc.client?.clientId)) return;
+        s.grantErrors[err.error] = (s.grantErrors[err.error] ?? 0) + 1;
+      });
+      provider.on('refresh_token.saved', (t) => {
+        if (ours(t.clientId)) s.refreshTokens.push({ value: t.jti, grantId: t.grantId, rotations: t.rotations ?? 0 });
+      });
+      provider.on('refresh_token.consumed', (t) => { if (ours(t.clientId)) s.consumed += 1; });
+      provider.on('refresh_token.destroyed', (t) => { if (ours(t.clientId)) s.destroyed += 1; });
+      provider.on('grant.revoked', (ctx) => { if (ours(ctx.oidc.client?.clientId)) s.revokedGrants += 1; });
+      provider.on('end_session.success', () => { s.endSessions += 1; });
+    },
+    snapshot() {
+      return structuredClone(s);
+    },
+  };
+}
+
+// serve is the script mode: node lib/provider.mjs --serve '<json>', the
+// JSON being startProvider's options without keys ({ audience,
+// otherAudience, bff }). It starts the provider on 127.0.0.1 with a fresh
+// RS256 key, prints one line of JSON to standard output, { issuer, user,
+// clients: { bff, rs } } (ids and the test-only secrets), and serves
+// until its standard input closes (the parent ended, however it ended)
+// or it gets SIGTERM or SIGINT.
+async function serve(json) {
+  const opts = JSON.parse(json);
+  const provider = await startProvider({ ...opts, keys: [makeKey('interop-bff-rs256', 'RS256')] });
+  let closing = false;
+  const stop = async () => {
+    if (closing) return;
+    closing = true;
+    setTimeout(() => process.exit(1), 2_000).unref(); // bounded
+    await provider.close();
+    process.exit(0);
+  };
+  process.stdin.on('end', stop);
+  process.stdin.on('close', stop);
+  process.stdin.resume();
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
+  process.stdout.write(`${JSON.stringify({ issuer: provider.issuer, user, clients: { bff: clients.bff, rs: clients.rs } })}\n`);
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href && process.argv[2] === '--serve') {
+  await serve(process.argv[3] ?? '{}');
 }
