@@ -1,6 +1,7 @@
 package devissuer
 
 import (
+	"crypto"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
@@ -12,6 +13,11 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/lestrrat-go/jwx/v3/jwa"
+	"github.com/lestrrat-go/jwx/v3/jws"
+
+	"github.com/tokenguard/tokenguard/internal/clientauth"
 )
 
 // Client is a confidential client registered for the authorization code
@@ -20,6 +26,9 @@ type Client struct {
 	ID, Secret             string
 	RedirectURIs           []string // exact matches only
 	PostLogoutRedirectURIs []string
+	// PublicKey, when set, authenticates the client with private_key_jwt
+	// (RFC 7523 client assertions signed with ES256).
+	PublicKey crypto.PublicKey
 }
 
 // LoginConfig makes the issuer an OpenID Connect provider for the
@@ -133,8 +142,12 @@ func (l *login) client(id string) *Client {
 	return nil
 }
 
-// authenticate checks client_secret_basic or client_secret_post.
+// authenticate checks client_secret_basic, client_secret_post or
+// private_key_jwt.
 func (l *login) authenticate(r *http.Request) *Client {
+	if a := r.PostFormValue("client_assertion"); a != "" {
+		return l.assertion(r, a)
+	}
 	id, secret, ok := r.BasicAuth()
 	if ok {
 		id, _ = url.QueryUnescape(id)
@@ -146,6 +159,34 @@ func (l *login) authenticate(r *http.Request) *Client {
 	if c == nil || subtle.ConstantTimeCompare([]byte(c.Secret), []byte(secret)) != 1 {
 		return nil
 	}
+	return c
+}
+
+// assertion checks a private_key_jwt client assertion: signed by the
+// client's key, iss = sub = client_id, unexpired, used once.
+func (l *login) assertion(r *http.Request, a string) *Client {
+	c := l.client(r.PostFormValue("client_id"))
+	if c == nil || c.PublicKey == nil || r.PostFormValue("client_assertion_type") != clientauth.AssertionType {
+		return nil
+	}
+	payload, err := jws.Verify([]byte(a), jws.WithKey(jwa.ES256(), c.PublicKey))
+	if err != nil {
+		return nil
+	}
+	var claims struct {
+		Iss, Sub, Jti string
+		Exp           int64
+	}
+	if json.Unmarshal(payload, &claims) != nil || claims.Iss != c.ID || claims.Sub != c.ID ||
+		claims.Jti == "" || time.Now().Unix() >= claims.Exp {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.revoked["jti:"+claims.Jti] {
+		return nil
+	}
+	l.revoked["jti:"+claims.Jti] = true
 	return c
 }
 
