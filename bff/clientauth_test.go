@@ -18,10 +18,10 @@ func TestClientAuthMethods(t *testing.T) {
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tests := []struct {
-		name      string
-		change    func(*bff.Config)
+		name       string
+		change     func(*bff.Config)
 		registered *ecdsa.PublicKey // the key the AS knows, for private_key_jwt
-		works     bool
+		works      bool
 	}{
 		{"client_secret_basic", func(c *bff.Config) {}, nil, true},
 		{"client_secret_post", func(c *bff.Config) { c.ClientAuthMethod = bff.ClientSecretPost }, nil, true},
