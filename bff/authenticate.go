@@ -42,7 +42,7 @@ const (
 func (h *Handler) Authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hasSession := hasCookie(r, SessionCookie)
-		if !hasSession && !hasCookie(r, LoginCookie) {
+		if !hasSession && !hasLoginCookie(r) {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -139,7 +139,7 @@ func withoutOurCookies(r *http.Request, ctx context.Context) *http.Request {
 		var kept []string
 		for part := range strings.SplitSeq(line, ";") {
 			name, _, _ := strings.Cut(strings.TrimSpace(part), "=")
-			if name == SessionCookie || name == LoginCookie || strings.TrimSpace(part) == "" {
+			if name == SessionCookie || strings.HasPrefix(name, LoginCookiePrefix) || strings.TrimSpace(part) == "" {
 				continue
 			}
 			kept = append(kept, strings.TrimSpace(part))
@@ -244,7 +244,9 @@ func (h *Handler) fresh(ctx context.Context, id string, s *session) (*session, e
 	if call == nil {
 		call = &refreshCall{done: make(chan struct{})}
 		h.flights[key] = call
+		h.refreshing.Add(1)
 		go func() {
+			defer h.refreshing.Done()
 			// The refresh belongs to the session, not to the request
 			// that started it: a client that goes away does not
 			// abandon the rotated refresh token.
@@ -266,7 +268,11 @@ func (h *Handler) fresh(ctx context.Context, id string, s *session) (*session, e
 	if errors.Is(call.err, errRefreshUnavailable) && now.Unix() < s.AccessExpiry {
 		return s, nil // still valid for now; the next request tries again
 	}
-	return call.s, call.err
+	if call.err != nil {
+		return nil, call.err
+	}
+	cp := *call.s // each waiting request its own: slide writes to it
+	return &cp, nil
 }
 
 // lockPoll is how often a replica waiting for another's refresh looks
@@ -330,8 +336,13 @@ func (h *Handler) refreshLocked(ctx context.Context, id string, s *session) (*se
 	}
 	tok, err := h.oauthConfig(md).TokenSource(h.oauthContext(ctx), &oauth2.Token{RefreshToken: s.RefreshToken}).Token()
 	if err != nil {
-		if re, ok := errors.AsType[*oauth2.RetrieveError](err); ok && re.ErrorCode == "invalid_grant" {
+		// invalid_grant, or any other refusal (a 4xx: invalid_client,
+		// invalid_scope, ...) is an answer, not an outage: the session
+		// cannot go on, and retrying at every request would not help.
+		if re, ok := errors.AsType[*oauth2.RetrieveError](err); ok &&
+			(re.ErrorCode == "invalid_grant" || re.Response != nil && re.Response.StatusCode >= 400 && re.Response.StatusCode < 500) {
 			h.metrics.refreshes.WithLabelValues(resultInvalidGrant).Inc()
+			h.logErr(ctx, "bff: the authorization server refused the refresh; the session ends", err)
 			_ = h.cfg.Store.Delete(ctx, sessionKey(id))
 			return nil, errRefreshRefused
 		}

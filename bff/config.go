@@ -28,8 +28,8 @@ const (
 	DefaultSessionIdleTimeout = 8 * time.Hour
 	DefaultSessionLifetime    = 24 * time.Hour
 	DefaultRefreshMargin      = 30 * time.Second
-	// LoginTimeout is how long a started login may take: the pending
-	// login and the login cookie live this long.
+	// LoginTimeout is how long a started login may take: its login
+	// cookie lives this long.
 	LoginTimeout = 10 * time.Minute
 	// MaxTokenSize bounds each token the authorization server returns
 	// (access, refresh, ID): a larger one fails the login or refresh.
@@ -88,7 +88,7 @@ type Config struct {
 	// logout URL /logout returns; "" sends none.
 	PostLogoutRedirectURL string
 
-	// Store keeps sessions and pending logins. nil means a MemoryStore of
+	// Store keeps sessions (and the states of completed logins). nil means a MemoryStore of
 	// DefaultMaxEntries. A store shared by replicas (bff/redisstore)
 	// needs SessionKey.
 	Store Store
@@ -190,7 +190,7 @@ func (c Config) withDefaults() (Config, error) {
 	} else {
 		c.PublicURL = strings.TrimSuffix(c.PublicURL, "/")
 		if c.AllowedOrigins == nil {
-			c.AllowedOrigins = []string{pub.Scheme + "://" + pub.Host}
+			c.AllowedOrigins = []string{origin(pub)}
 		}
 		if pub.Scheme != "https" {
 			// __Host- cookies need Secure, which browsers only keep
@@ -203,6 +203,9 @@ func (c Config) withDefaults() (Config, error) {
 	for _, o := range c.AllowedOrigins {
 		if u, err := url.Parse(o); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.Path != "" || u.RawQuery != "" || u.User != nil || o != strings.ToLower(o) {
 			bad("AllowedOrigins: %q is not an origin (scheme://host[:port], lower case, nothing after)", o)
+		} else if origin(u) != o {
+			// Browsers never send the default port in Origin.
+			bad("AllowedOrigins: %q names its scheme's default port; browsers send %q", o, origin(u))
 		}
 	}
 	if c.PostLogoutRedirectURL != "" {
@@ -247,6 +250,16 @@ func (c Config) withDefaults() (Config, error) {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	return c, errors.Join(errs...)
+}
+
+// origin is u's origin as a browser serializes it in the Origin header:
+// scheme://host, with the port only when it is not the scheme's default.
+func origin(u *url.URL) string {
+	host := u.Host
+	if p := u.Port(); (u.Scheme == "https" && p == "443") || (u.Scheme == "http" && p == "80") {
+		host = strings.TrimSuffix(host, ":"+p)
+	}
+	return strings.ToLower(u.Scheme + "://" + host)
 }
 
 // checkHTTPURL checks an absolute http(s) URL without user info, query or

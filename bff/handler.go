@@ -2,6 +2,7 @@ package bff
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -23,8 +24,10 @@ import (
 const (
 	// SessionCookie holds the session id: 256 random bits, nothing else.
 	SessionCookie = "__Host-tokenguard-session"
-	// LoginCookie binds a started login to the browser that started it.
-	LoginCookie = "__Host-tokenguard-login"
+	// LoginCookiePrefix starts the name of a login cookie: one per
+	// started login, holding that login's PKCE verifier, nonce and
+	// return_to, sealed; it lives for LoginTimeout or until the callback.
+	LoginCookiePrefix = "__Host-tokenguard-login-"
 )
 
 // CSRFHeader must be "1" on every session-authenticated request. A page
@@ -37,17 +40,19 @@ const CSRFHeader = "X-CSRF"
 // turns a session cookie into a verified-upstream Authorization header.
 // Its methods are safe for concurrent use.
 type Handler struct {
-	cfg     Config
-	seal    *sealer
-	meta    *discovery.Cache
-	client  *http.Client // to the authorization server, client auth added
-	metrics *metrics
+	cfg       Config
+	seal      *sealer // what the store keeps
+	loginSeal *sealer // login cookies: always sealed, under SessionKey or a key of this process
+	meta      *discovery.Cache
+	client    *http.Client // to the authorization server, client auth added
+	metrics   *metrics
 
 	keysMu sync.Mutex
 	keys   *jwks.Set // ID token keys, made on first use; guarded by keysMu
 
-	flightMu sync.Mutex
-	flights  map[string]*refreshCall // session key -> refresh in flight
+	flightMu   sync.Mutex
+	flights    map[string]*refreshCall // session key -> refresh in flight
+	refreshing sync.WaitGroup          // refresh goroutines, which Close waits for
 
 	closeOnce sync.Once
 }
@@ -65,7 +70,17 @@ func New(cfg Config) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &Handler{cfg: c, seal: seal, flights: map[string]*refreshCall{}}
+	loginKey := c.SessionKey
+	if loginKey == nil {
+		// One process (a MemoryStore): a key of its own will do.
+		loginKey = make([]byte, SessionKeySize)
+		_, _ = rand.Read(loginKey)
+	}
+	loginSeal, err := newSealer(loginKey, c.PreviousSessionKey)
+	if err != nil {
+		return nil, err
+	}
+	h := &Handler{cfg: c, seal: seal, loginSeal: loginSeal, flights: map[string]*refreshCall{}}
 	h.client = h.clientFor(c.HTTPClient)
 	h.meta, err = discovery.NewCache(discovery.Config{
 		Issuer:            c.Issuer,
@@ -82,9 +97,18 @@ func New(cfg Config) (*Handler, error) {
 	return h, nil
 }
 
-// Close stops the metadata and key refreshes. It does not close the Store.
+// Close waits for the refresh grants in flight (at most lockTTL: one may
+// already have rotated a refresh token at the authorization server, and
+// the new one must reach the store before it closes), then stops the
+// metadata and key refreshes. It does not close the Store.
 func (h *Handler) Close() error {
 	h.closeOnce.Do(func() {
+		done := make(chan struct{})
+		go func() { h.refreshing.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(lockTTL):
+		}
 		_ = h.meta.Close()
 		h.keysMu.Lock()
 		if h.keys != nil {
@@ -128,7 +152,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found")
 		return
 	}
-	if r.Method != method && !(method == http.MethodGet && r.Method == http.MethodHead) {
+	// HEAD is GET without a body, except for /login, which sets a cookie
+	// and is only ever a navigation.
+	if r.Method != method && !(method == http.MethodGet && r.Method == http.MethodHead && serve != nil && strings.TrimPrefix(r.URL.Path, h.cfg.Path) != "/login") {
 		w.Header().Set("Allow", method)
 		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed")
 		return

@@ -2,7 +2,7 @@ package bff
 
 import (
 	"context"
-	"crypto/subtle"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -14,20 +14,39 @@ import (
 	"golang.org/x/oauth2"
 )
 
-// pending is a started login, kept server-side under its state until the
-// callback takes it (once).
+// pending is a started login. It lives in the browser that started it,
+// in a login cookie of its own (one per login, so logins in several tabs
+// all complete), sealed with AES-256-GCM under a key only the handler
+// has and bound to the login's state: nothing is stored server-side
+// before the authorization server has authenticated the user, so
+// anonymous requests to /login cannot fill the store.
 type pending struct {
-	Verifier string `json:"verifier"` // PKCE code_verifier
-	Nonce    string `json:"nonce"`
-	ReturnTo string `json:"return_to"`
-	// Binding is the hash of the login cookie of the browser that
-	// started the login: a callback from another browser does not match.
-	Binding string `json:"binding"`
+	Verifier string `json:"v"` // PKCE code_verifier
+	Nonce    string `json:"n"`
+	ReturnTo string `json:"r"`
+	// Old is the store key suffix of the session the browser had when it
+	// started the login (its cookie is SameSite=Strict, so it is sent to
+	// /login but not to the cross-site callback); that session ends when
+	// the new one begins.
+	Old     string `json:"o,omitempty"`
+	Expires int64  `json:"e"`
 }
 
 // maxStateLen bounds the state parameter a callback may carry; ours are
 // 43 characters.
 const maxStateLen = 64
+
+// maxLoginCookie bounds a login cookie's value: browsers keep about 4 KiB
+// per cookie.
+const maxLoginCookie = 3800
+
+// loginCookieName names the login cookie of the login with this state.
+func loginCookieName(state string) string {
+	return LoginCookiePrefix + hashID(state)[:16]
+}
+
+// loginAAD binds a sealed pending login to its state.
+func loginAAD(state string) string { return "login/" + state }
 
 // login is GET {path}/login: it starts the authorization code flow.
 func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
@@ -40,26 +59,19 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	// One login cookie per browser, reused by every tab that starts a
-	// login while it lives, so that logins in several tabs all complete.
-	binding := ""
-	for _, c := range r.CookiesNamed(LoginCookie) {
-		if validID(c.Value) {
-			binding = c.Value
-			break
-		}
-	}
-	if binding == "" {
-		binding = randomToken()
-	}
+	now := h.cfg.Now()
 	state, nonce, verifier := randomToken(), randomToken(), oauth2.GenerateVerifier()
-	p := pending{Verifier: verifier, Nonce: nonce, ReturnTo: SafeReturnTo(q.Get("return_to")), Binding: hashID(binding)}
+	p := pending{
+		Verifier: verifier, Nonce: nonce, ReturnTo: SafeReturnTo(q.Get("return_to")),
+		Expires: now.Add(LoginTimeout).Unix(),
+	}
+	if id, ok := sessionID(r); ok {
+		p.Old = hashID(id)
+	}
 	plain, _ := json.Marshal(p)
-	key := pendingPrefix + hashID(state)
-	if err := h.cfg.Store.Set(ctx, key, h.seal.seal(plain, key), LoginTimeout); err != nil {
-		h.logErr(ctx, "bff: login: cannot store the pending login", err)
-		h.metrics.logins.WithLabelValues(resultStore).Inc()
-		writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable")
+	value := base64.RawURLEncoding.EncodeToString(h.loginSeal.seal(plain, loginAAD(state)))
+	if len(value) > maxLoginCookie {
+		writeError(w, http.StatusBadRequest, "invalid_request")
 		return
 	}
 	opts := []oauth2.AuthCodeOption{
@@ -74,7 +86,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 		opts = append(opts, oauth2.SetAuthURLParam("prompt", prompt))
 	}
 	http.SetCookie(w, &http.Cookie{
-		Name: LoginCookie, Value: binding, Path: "/", MaxAge: int(LoginTimeout / time.Second),
+		Name: loginCookieName(state), Value: value, Path: "/", MaxAge: int(LoginTimeout / time.Second),
 		// Lax, not Strict: the callback is a top-level navigation from
 		// the authorization server, another site.
 		Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode,
@@ -83,8 +95,9 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusFound)
 }
 
-// callback is GET {path}/callback: it takes the pending login, exchanges
-// the code, verifies the ID token and only then creates a session.
+// callback is GET {path}/callback: it opens the login's cookie, exchanges
+// the code, verifies the ID token, marks the login used and only then
+// creates a session.
 func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	q := r.URL.Query()
@@ -96,38 +109,35 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 		writeError(w, status, code)
 	}
 	state := q.Get("state")
-	binding := ""
-	for _, c := range r.CookiesNamed(LoginCookie) {
-		if validID(c.Value) {
-			binding = c.Value
-			break
+	if state == "" || len(state) > maxStateLen {
+		fail(http.StatusBadRequest, resultInvalidState, "invalid_request", errors.New("no state"))
+		return
+	}
+	name := loginCookieName(state)
+	var raw string
+	for _, c := range r.CookiesNamed(name) {
+		raw = c.Value
+	}
+	if raw == "" {
+		fail(http.StatusBadRequest, resultInvalidState, "invalid_request", errors.New("no login cookie for this state (another browser, or the login expired)"))
+		return
+	}
+	// Whatever follows, this login is over for this browser.
+	expireCookie(w, name, http.SameSiteLaxMode)
+	var p pending
+	sealed, err := base64.RawURLEncoding.DecodeString(raw)
+	if err == nil {
+		var plain []byte
+		if plain, err = h.loginSeal.open(sealed, loginAAD(state)); err == nil {
+			err = json.Unmarshal(plain, &p)
 		}
 	}
-	if state == "" || len(state) > maxStateLen || binding == "" {
-		fail(http.StatusBadRequest, resultInvalidState, "invalid_request", errors.New("no state, or no login cookie (another browser, or the login expired)"))
-		return
-	}
-	key := pendingPrefix + hashID(state)
-	raw, err := h.cfg.Store.Take(ctx, key) // once, whatever follows
-	if errors.Is(err, ErrNotFound) {
-		fail(http.StatusBadRequest, resultInvalidState, "invalid_request", errors.New("unknown or used state"))
-		return
-	}
-	if err != nil {
-		fail(http.StatusServiceUnavailable, resultStore, "temporarily_unavailable", err)
-		return
-	}
-	var p pending
-	plain, err := h.seal.open(raw, key)
-	if err == nil {
-		err = json.Unmarshal(plain, &p)
+	now := h.cfg.Now()
+	if err == nil && now.Unix() >= p.Expires {
+		err = errors.New("the login expired")
 	}
 	if err != nil {
 		fail(http.StatusBadRequest, resultInvalidState, "invalid_request", err)
-		return
-	}
-	if subtle.ConstantTimeCompare([]byte(p.Binding), []byte(hashID(binding))) != 1 {
-		fail(http.StatusBadRequest, resultInvalidState, "invalid_request", errors.New("the callback comes from another browser than the login"))
 		return
 	}
 	// RFC 9207: an iss parameter names the server that answered; another
@@ -169,7 +179,6 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	idt, _ := tok.Extra("id_token").(string)
-	now := h.cfg.Now()
 	claims, err := h.verifyIDToken(ctx, md, idt, p.Nonce, now)
 	if err != nil {
 		fail(http.StatusBadRequest, resultIDToken, "invalid_id_token", err)
@@ -177,6 +186,19 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := checkTokenSizes(tok.AccessToken, tok.RefreshToken); err != nil {
 		fail(http.StatusBadGateway, resultExchange, "invalid_grant", err)
+		return
+	}
+	// A login completes once, even if its cookie and code were captured
+	// and replayed to an authorization server that let a code be used
+	// twice. The marker is written only now, after the authorization
+	// server has authenticated the user, so it cannot be flooded.
+	used, err := h.cfg.Store.Lock(ctx, usedPrefix+hashID(state), LoginTimeout)
+	switch {
+	case err != nil:
+		fail(http.StatusServiceUnavailable, resultStore, "temporarily_unavailable", err)
+		return
+	case used == "":
+		fail(http.StatusBadRequest, resultInvalidState, "invalid_request", errors.New("this login has completed already"))
 		return
 	}
 	if tok.RefreshToken == "" && slices.Contains(h.cfg.Scopes, "offline_access") {
@@ -197,12 +219,38 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusServiceUnavailable, resultStore, "temporarily_unavailable", err)
 		return
 	}
+	// The session this browser had before ends, refresh token and all.
+	if p.Old != "" {
+		h.endSession(ctx, sessionPrefix+p.Old)
+	}
 	if old, ok := sessionID(r); ok {
-		_ = h.cfg.Store.Delete(ctx, sessionKey(old))
+		h.endSession(ctx, sessionKey(old))
 	}
 	h.metrics.logins.WithLabelValues(resultSuccess).Inc()
 	setSessionCookie(w, id)
 	redirect(w, p.ReturnTo)
+}
+
+// endSession deletes the session under store key key and revokes its
+// refresh token, best effort: a session replaced by a new login.
+func (h *Handler) endSession(ctx context.Context, key string) {
+	raw, err := h.cfg.Store.Get(ctx, key)
+	if err != nil {
+		return
+	}
+	_ = h.cfg.Store.Delete(ctx, key)
+	plain, err := h.seal.open(raw, key)
+	var s session
+	if err != nil || s.unmarshal(plain) != nil || s.RefreshToken == "" {
+		return
+	}
+	if md, err := h.endpoints(ctx); err == nil && md.RevocationEndpoint != "" {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), defaultTimeout)
+		defer cancel()
+		if err := h.revoke(rctx, md.RevocationEndpoint, s.RefreshToken); err != nil {
+			h.logErr(ctx, "bff: revoking the refresh token of a replaced session", err)
+		}
+	}
 }
 
 // oauthContext makes x/oauth2 use the handler's client, bounded by ctx.

@@ -228,7 +228,7 @@ func (e *fuzzEnv) startLogin(t *testing.T) (state, cookie string) {
 		t.Fatal(err)
 	}
 	for _, c := range rec.Result().Cookies() {
-		if c.Name == bff.LoginCookie {
+		if strings.HasPrefix(c.Name, bff.LoginCookiePrefix) {
 			cookie = c.Name + "=" + c.Value
 		}
 	}
@@ -254,8 +254,8 @@ func FuzzCallback(f *testing.F) {
 		{"code=abc&iss=x&iss=y", 2, ""},
 		{"code=" + strings.Repeat("a", 20000), 2, ""},
 		{"state=%ZZ&code=;;;", 1, ""},
-		{"code=a&state=b", 3, bff.LoginCookie + "=" + strings.Repeat("A", 43) + "; " + bff.SessionCookie + "=x"},
-		{"state=" + strings.Repeat("s", 65), 3, bff.LoginCookie + "=\x00\xff"},
+		{"code=a&state=b", 3, bff.LoginCookiePrefix + "0123456789abcdef=" + strings.Repeat("A", 43) + "; " + bff.SessionCookie + "=x"},
+		{"state=" + strings.Repeat("s", 65), 3, bff.LoginCookiePrefix + "x=\x00\xff"},
 	} {
 		f.Add(s.query, s.mode, s.cookie)
 	}
@@ -263,8 +263,9 @@ func FuzzCallback(f *testing.F) {
 		switch mode % 4 {
 		case 0: // no cookie
 			cookie = ""
-		case 1: // a well-formed login cookie that started nothing
-			cookie = bff.LoginCookie + "=" + strings.Repeat("B", 43)
+		case 1: // a login cookie for the query's state that we never sealed
+			st, _ := url.ParseQuery(rawQuery)
+			cookie = bff.LoginCookieName(st.Get("state")) + "=" + strings.Repeat("B", 43)
 		case 2: // a real pending login of this browser: its state first
 			state, c := e.startLogin(t)
 			cookie = c

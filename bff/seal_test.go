@@ -45,11 +45,11 @@ func TestSealRoundTrip(t *testing.T) {
 }
 
 // TestSealBoundToKey: a value copied to another store key (another
-// session, a pending login) does not open there.
+// session, another kind of entry) does not open there.
 func TestSealBoundToKey(t *testing.T) {
 	s := mustSealer(t, testKey(t), testKey(t))
 	stored := s.seal([]byte(`{"sub":"alice"}`), sessionPrefix+"alice")
-	for _, aad := range []string{sessionPrefix + "mallory", pendingPrefix + "alice", "", sessionPrefix + "alice "} {
+	for _, aad := range []string{sessionPrefix + "mallory", usedPrefix + "alice", "", sessionPrefix + "alice "} {
 		if got, err := s.open(stored, aad); err == nil {
 			t.Errorf("opened under %q: %q", aad, got)
 		}

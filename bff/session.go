@@ -9,14 +9,16 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 )
 
-// Store key prefixes: a session, a pending login, a session's refresh lock.
+// Store key prefixes: a session, a session's refresh lock, a completed
+// login's state (used once).
 const (
 	sessionPrefix = "s/"
-	pendingPrefix = "p/"
 	lockPrefix    = "l/"
+	usedPrefix    = "u/"
 )
 
 // session is what the store keeps for one browser session. Times are Unix
@@ -175,6 +177,16 @@ func sessionID(r *http.Request) (string, bool) {
 // not.
 func hasCookie(r *http.Request, name string) bool {
 	return len(r.CookiesNamed(name)) > 0
+}
+
+// hasLoginCookie reports whether r carries a login cookie.
+func hasLoginCookie(r *http.Request) bool {
+	for _, c := range r.Cookies() {
+		if strings.HasPrefix(c.Name, LoginCookiePrefix) {
+			return true
+		}
+	}
+	return false
 }
 
 // setSessionCookie gives the browser its session id. No Max-Age: the

@@ -25,8 +25,8 @@ var (
 	ErrStoreUnavailable = errors.New("bff: session store unavailable")
 )
 
-// Store keeps the token handler's server-side state: sessions and pending
-// logins, as opaque values the handler has already encoded (and, with a
+// Store keeps the token handler's server-side state: sessions, their
+// refresh locks and the states of completed logins, as opaque values the handler has already encoded (and, with a
 // session key, encrypted). Keys are short ASCII strings that never contain
 // a cookie's value: a session's key is a hash of its id.
 //
@@ -40,7 +40,7 @@ type Store interface {
 	// Set stores value under key for ttl (more than zero).
 	Set(ctx context.Context, key string, value []byte, ttl time.Duration) error
 	// Take returns the value under key and deletes it, atomically, or
-	// ErrNotFound: what must be used once (a pending login).
+	// ErrNotFound: what must be used once.
 	Take(ctx context.Context, key string) ([]byte, error)
 	// Delete removes key; a missing key is not an error.
 	Delete(ctx context.Context, key string) error
@@ -53,8 +53,8 @@ type Store interface {
 	Unlock(ctx context.Context, key, token string) error
 }
 
-// DefaultMaxEntries bounds a MemoryStore made with zero: sessions and
-// pending logins together.
+// DefaultMaxEntries bounds a MemoryStore made with zero: sessions, locks
+// and completed-login markers together.
 const DefaultMaxEntries = 100_000
 
 // MaxValueSize bounds one stored value: a session holds an access, a
@@ -69,7 +69,6 @@ type MemoryStore struct {
 	mu        sync.Mutex // guards m and nextSweep
 	m         map[string]memoryEntry
 	max       int
-	pending   int // entries under pendingPrefix, live or not yet swept
 	nextSweep time.Time
 	now       func() time.Time // read-only after NewMemoryStore
 }
@@ -81,9 +80,9 @@ type memoryEntry struct {
 
 // NewMemoryStore returns a store of at most maxEntries entries (0 means
 // DefaultMaxEntries). At its bound it refuses new entries with
-// ErrStoreFull rather than drop live sessions. Pending logins, which
-// anyone can start without credentials, may take at most a tenth of it,
-// so that a flood of started logins cannot keep users from logging in.
+// ErrStoreFull rather than drop live sessions. Nothing is stored before
+// the authorization server has authenticated a user (a started login
+// lives in its login cookie), so anonymous requests cannot fill it.
 func NewMemoryStore(maxEntries int) (*MemoryStore, error) {
 	if maxEntries < 0 {
 		return nil, fmt.Errorf("bff: MemoryStore size must not be negative, got %d", maxEntries)
@@ -114,35 +113,22 @@ func (s *MemoryStore) Set(_ context.Context, key string, value []byte, ttl time.
 		return fmt.Errorf("bff: ttl %v must be more than zero", ttl)
 	}
 	now := s.now()
-	pending := strings.HasPrefix(key, pendingPrefix)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, exists := s.m[key]
-	full := func() bool { return len(s.m) >= s.max || (pending && s.pending >= max(1, s.max/10)) }
-	if !exists && full() {
+	if _, exists := s.m[key]; !exists && len(s.m) >= s.max {
 		s.sweep(now)
-		if full() {
+		if len(s.m) >= s.max {
 			return ErrStoreFull
 		}
 	} else if now.After(s.nextSweep) {
 		s.sweep(now)
-	}
-	if _, exists = s.m[key]; !exists && pending {
-		s.pending++
 	}
 	s.m[key] = memoryEntry{value: bytes.Clone(value), expires: now.Add(ttl)}
 	return nil
 }
 
 // remove deletes key; the caller holds s.mu.
-func (s *MemoryStore) remove(key string) {
-	if _, ok := s.m[key]; ok {
-		delete(s.m, key)
-		if strings.HasPrefix(key, pendingPrefix) {
-			s.pending--
-		}
-	}
-}
+func (s *MemoryStore) remove(key string) { delete(s.m, key) }
 
 // Take implements Store.
 func (s *MemoryStore) Take(_ context.Context, key string) ([]byte, error) {

@@ -340,78 +340,6 @@ func TestMemoryStoreFull(t *testing.T) {
 	}
 }
 
-// TestMemoryStorePendingCap: pending logins ("p/" keys), which anyone can
-// start, take at most a tenth of the store, so a flood of them leaves room
-// for sessions.
-func TestMemoryStorePendingCap(t *testing.T) {
-	ctx := context.Background()
-	s := newStore(t, 20)
-	for i := range 2 {
-		if err := s.Set(ctx, fmt.Sprintf("p/%d", i), []byte("v"), time.Minute); err != nil {
-			t.Fatalf("pending %d: %v", i, err)
-		}
-	}
-	if err := s.Set(ctx, "p/2", []byte("v"), time.Minute); !errors.Is(err, bff.ErrStoreFull) {
-		t.Fatalf("3rd pending login: %v, want ErrStoreFull", err)
-	}
-	for i := range 18 {
-		if err := s.Set(ctx, fmt.Sprintf("s/%d", i), []byte("v"), time.Hour); err != nil {
-			t.Fatalf("session %d beside the pending logins: %v", i, err)
-		}
-	}
-	if err := s.Set(ctx, "s/18", []byte("v"), time.Hour); !errors.Is(err, bff.ErrStoreFull) {
-		t.Fatalf("21st entry: %v, want ErrStoreFull", err)
-	}
-	_ = s.Delete(ctx, "s/0")
-	if err := s.Set(ctx, "p/2", []byte("v"), time.Minute); !errors.Is(err, bff.ErrStoreFull) {
-		t.Fatalf("3rd pending login with room in the store: %v, want ErrStoreFull", err)
-	}
-	// Rewriting a pending login at the cap is fine and does not count
-	// twice.
-	if err := s.Set(ctx, "p/0", []byte("v2"), time.Minute); err != nil {
-		t.Fatalf("rewriting a pending login at the cap: %v", err)
-	}
-	// A taken or deleted pending login frees its place.
-	if _, err := s.Take(ctx, "p/0"); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Set(ctx, "p/2", []byte("v"), time.Minute); err != nil {
-		t.Fatalf("after a Take: %v", err)
-	}
-	_ = s.Delete(ctx, "p/1")
-	if err := s.Set(ctx, "p/3", []byte("v"), time.Minute); err != nil {
-		t.Fatalf("after a Delete: %v", err)
-	}
-	if err := s.Set(ctx, "p/4", []byte("v"), time.Minute); !errors.Is(err, bff.ErrStoreFull) {
-		t.Fatalf("over the cap again: %v", err)
-	}
-
-	// Expired pending logins free their places too.
-	s = newStore(t, 20)
-	_ = s.Set(ctx, "p/a", []byte("v"), 50*time.Millisecond)
-	_ = s.Set(ctx, "p/b", []byte("v"), 50*time.Millisecond)
-	waitExpired(t, s, "p/a")
-	waitExpired(t, s, "p/b")
-	if err := s.Set(ctx, "p/c", []byte("v"), time.Minute); err != nil {
-		t.Fatalf("after the pending logins expired: %v", err)
-	}
-	if err := s.Set(ctx, "p/d", []byte("v"), time.Minute); err != nil {
-		t.Fatalf("2nd after expiry: %v", err)
-	}
-	if err := s.Set(ctx, "p/e", []byte("v"), time.Minute); !errors.Is(err, bff.ErrStoreFull) {
-		t.Fatalf("3rd after expiry: %v, want ErrStoreFull", err)
-	}
-
-	// A tiny store still allows one pending login.
-	tiny := newStore(t, 3)
-	if err := tiny.Set(ctx, "p/a", []byte("v"), time.Minute); err != nil {
-		t.Fatalf("pending login in a store of 3: %v", err)
-	}
-	if err := tiny.Set(ctx, "p/b", []byte("v"), time.Minute); !errors.Is(err, bff.ErrStoreFull) {
-		t.Fatalf("2nd pending login in a store of 3: %v", err)
-	}
-}
-
 // TestMemoryStoreConcurrent: mixed operations from many goroutines keep
 // the bound (run with -race).
 func TestMemoryStoreConcurrent(t *testing.T) {
@@ -446,9 +374,6 @@ func TestMemoryStoreConcurrent(t *testing.T) {
 	wg.Wait()
 	if n := s.Count(""); n > 100 {
 		t.Errorf("%d entries in a store of 100", n)
-	}
-	if n := s.Count("p/"); n > 10 {
-		t.Errorf("%d pending logins in a store of 100", n)
 	}
 	if stored == 0 {
 		t.Error("nothing was stored")

@@ -228,9 +228,9 @@ func TestStoreUnavailable(t *testing.T) {
 			}
 			st.failLock.Store(false)
 
-			// The callback cannot take its pending login: 503, no
+			// The callback cannot mark its login used: 503, no
 			// session.
-			st.failTake.Store(true)
+			st.failLock.Store(true)
 			b3 := newBrowser(t)
 			cb := b3.startLogin(e, "")
 			resp, body := b3.do("GET", cb)

@@ -16,6 +16,7 @@ type Browser struct {
 	client  *http.Client
 	Cookies map[string]string
 	Seen    []*http.Cookie
+	strict  map[string]bool // cookies set SameSite=Strict
 }
 
 // NewBrowser returns a Browser with no cookies.
@@ -24,6 +25,7 @@ func NewBrowser(t testing.TB) *Browser {
 		t:       t,
 		client:  &http.Client{Timeout: Wait, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
 		Cookies: map[string]string{},
+		strict:  map[string]bool{},
 	}
 }
 
@@ -31,6 +33,19 @@ func NewBrowser(t testing.TB) *Browser {
 // ("Name: value"), keeps the cookies it is given, and returns the
 // response with its body read.
 func (b *Browser) Do(method, rawURL string, hdr ...string) (*http.Response, string) {
+	b.t.Helper()
+	return b.do(method, rawURL, false, hdr)
+}
+
+// DoCrossSite is Do for a navigation that comes from another site (a
+// redirect from the authorization server): SameSite=Strict cookies stay
+// behind, as browsers keep them.
+func (b *Browser) DoCrossSite(method, rawURL string, hdr ...string) (*http.Response, string) {
+	b.t.Helper()
+	return b.do(method, rawURL, true, hdr)
+}
+
+func (b *Browser) do(method, rawURL string, crossSite bool, hdr []string) (*http.Response, string) {
 	b.t.Helper()
 	req, err := http.NewRequest(method, rawURL, nil)
 	if err != nil {
@@ -41,6 +56,9 @@ func (b *Browser) Do(method, rawURL string, hdr ...string) (*http.Response, stri
 		req.Header.Add(k, v)
 	}
 	for k, v := range b.Cookies {
+		if crossSite && b.strict[k] {
+			continue
+		}
 		req.AddCookie(&http.Cookie{Name: k, Value: v})
 	}
 	resp, err := b.client.Do(req)
@@ -55,6 +73,7 @@ func (b *Browser) Do(method, rawURL string, hdr ...string) (*http.Response, stri
 			delete(b.Cookies, c.Name)
 		} else {
 			b.Cookies[c.Name] = c.Value
+			b.strict[c.Name] = c.SameSite == http.SameSiteStrictMode
 		}
 	}
 	return resp, string(body)
@@ -76,9 +95,10 @@ func (b *Browser) StartLogin(app, query string) string {
 }
 
 // Login runs the whole flow at app and returns where the browser landed.
+// The callback is a cross-site navigation, as in a browser.
 func (b *Browser) Login(app, query string) string {
 	b.t.Helper()
-	resp, body := b.Do("GET", b.StartLogin(app, query))
+	resp, body := b.DoCrossSite("GET", b.StartLogin(app, query))
 	if resp.StatusCode != http.StatusFound {
 		b.t.Fatalf("callback: %d %s", resp.StatusCode, body)
 	}

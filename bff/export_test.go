@@ -1,0 +1,4 @@
+package bff
+
+// LoginCookieName is loginCookieName, for the external tests.
+var LoginCookieName = loginCookieName
