@@ -185,6 +185,9 @@ func newGateway(cfg *Config, opts Options) (_ *Gateway, err error) {
 	}
 	proxy := newProxy(c, log)
 	g.upstream = proxy.Transport.(*http.Transport)
+	if err := instrumentUpstream(proxy, g.reg); err != nil {
+		return nil, err
+	}
 	h, err := newProxyHandler(c, g.guard, th, proxy, log)
 	if err != nil {
 		return nil, err

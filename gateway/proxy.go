@@ -189,19 +189,7 @@ func newProxy(cfg *config, log *slog.Logger) *httputil.ReverseProxy {
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			rec := recordFrom(r.Context())
-			// A forwarded request fails on the client's side when its
-			// body could not be read (too slow, malformed, abandoned) or
-			// the client went away: that is never the upstream's fault,
-			// and never a 502.
-			var bodyErr error
-			if rec != nil && rec.body != nil {
-				_, bodyErr = rec.body.state()
-			}
-			if bodyErr != nil || errors.Is(err, context.Canceled) && r.Context().Err() != nil {
-				kind, status := clientGone, statusClientClosed
-				if bodyErr != nil {
-					kind, status = classifyBodyError(bodyErr)
-				}
+			if kind, status, ok := clientFailure(r.Context(), rec, err); ok {
 				if rec != nil {
 					rec.clientError = kind
 				}
@@ -237,6 +225,28 @@ func newProxy(cfg *config, log *slog.Logger) *httputil.ReverseProxy {
 		MaxResponseHeaderBytes: cfg.UpstreamMaxResponseHeaderBytes,
 	})
 	return p
+}
+
+// clientFailure reports whether err, from forwarding a request, is the
+// client's doing, and if so how the access log and the client's response
+// say so. A forwarded request fails on the client's side when its body
+// could not be read (too slow, malformed, abandoned) or the client went
+// away (ctx, the request's context, is done): that is never the
+// upstream's fault, never a 502, and never counted in
+// tokenguard_upstream_requests_total. rec may be nil.
+func clientFailure(ctx context.Context, rec *accessRecord, err error) (kind string, status int, ok bool) {
+	var bodyErr error
+	if rec != nil && rec.body != nil {
+		_, bodyErr = rec.body.state()
+	}
+	switch {
+	case bodyErr != nil:
+		kind, status = classifyBodyError(bodyErr)
+		return kind, status, true
+	case errors.Is(err, context.Canceled) && ctx.Err() != nil:
+		return clientGone, statusClientClosed, true
+	}
+	return "", 0, false
 }
 
 // clientOverrideHeaders are request headers, other than Forwarded and
