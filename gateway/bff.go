@@ -67,7 +67,7 @@ func (fb *fileBFF) validate(c *config, pos positions, bad func(keyPos, string, .
 	}
 	switch st := fb.SessionStore; {
 	case st == "" || st == "memory":
-	case strings.HasPrefix(st, "redis://") || strings.HasPrefix(st, "rediss://"):
+	case isRedisURL(st):
 		// The URL may carry a password: messages describe it, never quote it.
 		if err := checkRedisURL(st); err != nil {
 			bad(at("session_store"), "%v", err)
@@ -75,7 +75,7 @@ func (fb *fileBFF) validate(c *config, pos positions, bad func(keyPos, string, .
 			bc.SessionStore = st
 		}
 	default:
-		bad(at("session_store"), "must be memory or a redis:// or rediss:// URL")
+		bad(at("session_store"), "must be memory or a redis://, rediss://, redis+sentinel://, rediss+sentinel://, redis+cluster:// or rediss+cluster:// URL")
 	}
 	key := func(name, v string) []byte {
 		if v == "" {

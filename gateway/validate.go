@@ -16,6 +16,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/tokenguard/tokenguard/internal/netutil"
+	"github.com/tokenguard/tokenguard/internal/redisurl"
 )
 
 // validate checks the decoded file and builds a config. doc is the root
@@ -162,7 +163,7 @@ func (fc *fileConfig) validate(doc *yaml.Node) (*config, []*FieldError) {
 	}
 	switch rs := fc.DPoP.ReplayStore; {
 	case rs == "" || rs == "memory":
-	case strings.HasPrefix(rs, "redis://") || strings.HasPrefix(rs, "rediss://"):
+	case isRedisURL(rs):
 		// The URL may carry a password: messages describe it, never quote it.
 		if err := checkRedisURL(rs); err != nil {
 			bad(pos.at("dpop", "replay_store"), "%v", err)
@@ -172,7 +173,7 @@ func (fc *fileConfig) validate(doc *yaml.Node) (*config, []*FieldError) {
 			c.ReplayStore = rs
 		}
 	default:
-		bad(pos.at("dpop", "replay_store"), "must be memory or a redis:// or rediss:// URL")
+		bad(pos.at("dpop", "replay_store"), "must be memory or a redis://, rediss://, redis+sentinel://, rediss+sentinel://, redis+cluster:// or rediss+cluster:// URL")
 	}
 	c.keys["DPoP.ReplayKeyQuota"] = pos.at("dpop", "replay_key_quota")
 	switch q := fc.DPoP.ReplayKeyQuota; {
@@ -493,23 +494,39 @@ func checkURL(s string, allowQuery bool) (*url.URL, error) {
 	return u, nil
 }
 
-// checkRedisURL checks the shape of a redis:// or rediss:// URL. Its
+// isRedisURL reports whether s starts with one of the Redis schemes a
+// store accepts (redisurl.Schemes), without looking further.
+func isRedisURL(s string) bool {
+	scheme, _, ok := strings.Cut(s, "://")
+	return ok && slices.Contains(redisurl.Schemes, strings.ToLower(scheme))
+}
+
+// checkRedisURL checks a redis://, rediss://, redis+sentinel://,
+// rediss+sentinel://, redis+cluster:// or rediss+cluster:// URL: its shape
+// here, then everything else by making (and closing, unused) the client
+// the store would make, which parses it with go-redis's own parser. Its
 // errors never quote the URL, which may hold a password.
 func checkRedisURL(s string) error {
 	u, err := url.Parse(s)
 	switch {
 	case err != nil:
-		return errors.New("not a valid redis:// URL")
+		return errors.New("not a valid Redis URL")
 	case u.Host == "" || u.Hostname() == "":
-		return errors.New("the redis:// URL has no host")
+		return errors.New("the Redis URL has no host")
 	case u.Fragment != "" || strings.Contains(s, "#"):
-		return errors.New("the redis:// URL must not contain a fragment")
+		return errors.New("the Redis URL must not contain a fragment")
 	}
 	if db := strings.Trim(u.Path, "/"); db != "" {
 		if _, err := strconv.ParseUint(db, 10, 16); err != nil {
-			return errors.New("the redis:// URL's path must be a database number, such as /0")
+			return errors.New("the Redis URL's path must be a database number, such as /0")
 		}
 	}
+	// NewClient does not contact Redis; its errors never quote the URL.
+	c, err := redisurl.NewClient(s)
+	if err != nil {
+		return err
+	}
+	c.Close()
 	return nil
 }
 

@@ -14,12 +14,13 @@
 //	defer store.Close()
 //	cfg.Store = store // bff.Config, with a session key
 //
-// NewFromURL makes and owns a single-node client with short, bounded
-// timeouts (internal/redisurl, as dpop/redisstore). For Sentinel or
-// Cluster, make the client yourself ([redis.NewFailoverClient],
-// [redis.NewClusterClient] or [redis.NewUniversalClient]), set
-// ContextTimeoutEnabled, and pass it to [New]; the caller then keeps
-// ownership and closes it.
+// NewFromURL makes and owns a client with short, bounded timeouts
+// (internal/redisurl, as dpop/redisstore): a single node from redis:// or
+// rediss://, Sentinel from redis+sentinel://s1:26379?master_name=mymaster&addr=s2:26379,
+// Cluster from redis+cluster://n1:7000?addr=n2:7001. Every operation
+// touches one key, so any Cluster slot layout works. To configure a client
+// beyond what a URL says, make it yourself, set ContextTimeoutEnabled, and
+// pass it to [New]; the caller then keeps ownership and closes it.
 //
 // # What is stored
 //

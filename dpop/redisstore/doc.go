@@ -15,11 +15,13 @@
 //	defer store.Close()
 //	cfg.DPoP.ReplayStore = store // middleware.Config
 //
-// NewFromURL makes and owns a single-node client with short, bounded
-// timeouts. For Sentinel or Cluster, make the client yourself
-// ([redis.NewFailoverClient], [redis.NewClusterClient] or
-// [redis.NewUniversalClient]), set ContextTimeoutEnabled, and pass it to
-// [New]; the caller then keeps ownership and closes it.
+// NewFromURL makes and owns a client with short, bounded timeouts: a
+// single node from redis:// or rediss://, Sentinel from
+// redis+sentinel://s1:26379?master_name=mymaster&addr=s2:26379&addr=s3:26379,
+// Cluster from redis+cluster://n1:7000?addr=n2:7001&addr=n3:7002 (and
+// rediss+… for TLS). To configure a client beyond what a URL says, make it
+// yourself, set ContextTimeoutEnabled, and pass it to [New]; the caller
+// then keeps ownership and closes it.
 //
 // # What a call costs and what it promises
 //
@@ -59,7 +61,12 @@
 //     out. Turn on appendonly with appendfsync always to close that gap,
 //     or accept the risk for the length of one window after each restart.
 //     Replication is asynchronous too: after a Sentinel or Cluster
-//     failover the newest records may be missing from the new primary.
+//     failover the newest records may be missing from the new primary
+//     (a proof recorded in the last moments before the master died can
+//     be accepted once more, within its window). While the sentinels
+//     promote a replica, Use fails with ErrStoreUnavailable (503): in
+//     TestSentinel, with down-after-milliseconds 1000, service resumed
+//     by itself about 2.5 s after the master was killed.
 //   - Clocks: the record lives for expires minus now by the clock of the
 //     replica that wrote it. Keep the replicas' clocks synchronised (NTP),
 //     as the proof window check already requires.

@@ -133,20 +133,27 @@ func New(client redis.UniversalClient, opts Options) (*Store, error) {
 	return s, nil
 }
 
-// NewFromURL returns a Store with its own single-node client, made from a
-// URL that redis.ParseURL accepts:
+// NewFromURL returns a Store with its own client, made from a URL whose
+// scheme names the topology (internal/redisurl.NewClient; the rest is
+// go-redis's own URL grammar):
 //
-//	redis://[user:password@]host[:port][/db]
-//	rediss://[user:password@]host[:port][/db]   (TLS)
-//	unix://[user:password@]/path/to/redis.sock[?db=N]
+//	redis://[user:password@]host[:port][/db]              single node (redis.ParseURL)
+//	rediss://…                                            the same over TLS
+//	redis+sentinel://[user:password@]s1:26379[/db]?master_name=mymaster&addr=s2:26379&addr=s3:26379
+//	                                                      Sentinel (redis.ParseFailoverURL): the hosts
+//	                                                      are sentinels, user:password authenticates to
+//	                                                      them, username= and password= to the master
+//	redis+cluster://[user:password@]n1:7000?addr=n2:7001&addr=n3:7002
+//	                                                      Cluster seed nodes (redis.ParseClusterURL)
 //
-// Query parameters set client options as redis.ParseURL documents them
-// (for example pool_size=20, dial_timeout=2s). Dial, read, write and pool
+// and rediss+sentinel://, rediss+cluster:// for TLS (unix:// too).
+// Query parameters set client options as go-redis documents them (for
+// example pool_size=20, dial_timeout=2s). Dial, read, write and pool
 // timeouts not set there are one second each, and the pool holds at most
-// two connections per CPU; ContextTimeoutEnabled is always on. The Store
-// owns this client: call Close when done.
-//
-// For Sentinel or Cluster, make the client yourself and use New.
+// two connections per CPU (per node); ContextTimeoutEnabled is always on;
+// skip_verify and options that send commands to replicas are refused.
+// Errors never quote the URL, which may hold a password. The Store owns
+// this client: call Close when done.
 func NewFromURL(rawURL string, opts Options) (*Store, error) {
 	client, err := redisurl.NewClient(rawURL)
 	if err != nil {

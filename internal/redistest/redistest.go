@@ -32,6 +32,7 @@ const (
 // concurrent use.
 type Server struct {
 	bin, dir string
+	conf     string // a config file to name first (sentinels), or ""
 	port     int
 	extra    []string
 
@@ -44,11 +45,17 @@ type Server struct {
 // it on, and waits until it answers PING. The port is picked free but
 // could be taken before redis-server binds it, so Start tries three.
 func Start(dir string, extra ...string) (*Server, error) {
+	return startConf(dir, "", extra...)
+}
+
+// startConf is Start with a config file named before every other
+// argument, as redis-server wants it (a sentinel needs one it can write).
+func startConf(dir, conf string, extra ...string) (*Server, error) {
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		return nil, ErrNotInstalled
 	}
-	s := &Server{bin: bin, dir: dir, extra: extra}
+	s := &Server{bin: bin, dir: dir, conf: conf, extra: extra}
 	for attempt := 1; ; attempt++ {
 		if s.port, err = freePort(); err != nil {
 			return nil, err
@@ -71,6 +78,9 @@ func freePort() (int, error) {
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
+
+// Port returns the server's port.
+func (s *Server) Port() int { return s.port }
 
 // Addr returns the server's host:port.
 func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
@@ -95,6 +105,9 @@ func (s *Server) start() error {
 		"--daemonize", "no",
 		"--dir", s.dir,
 		"--logfile", s.logPath(),
+	}
+	if s.conf != "" {
+		args = append([]string{s.conf}, args...)
 	}
 	cmd := exec.Command(s.bin, append(args, s.extra...)...)
 	if err := cmd.Start(); err != nil {

@@ -6,10 +6,12 @@
 package redisurl
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/url"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -19,41 +21,178 @@ import (
 // pooled connection, unless the URL sets them.
 const ClientTimeout = time.Second
 
-// NewClient returns a client made from a URL that redis.ParseURL accepts:
+// Topology is what a URL's scheme names.
+type Topology int
+
+const (
+	Single   Topology = iota // redis://, rediss://, unix://
+	Sentinel                 // redis+sentinel://, rediss+sentinel://
+	Cluster                  // redis+cluster://, rediss+cluster://
+)
+
+// Schemes lists the URL schemes NewClient accepts for a networked Redis
+// (unix:// is accepted too, for programs that want it).
+var Schemes = []string{"redis", "rediss", "redis+sentinel", "rediss+sentinel", "redis+cluster", "rediss+cluster"}
+
+// Split returns the topology a URL's scheme names and the URL with
+// "+sentinel" or "+cluster" dropped from its scheme, which is what
+// go-redis's parsers take. ok is false for a scheme not in Schemes (nor
+// unix). It never fails on, or quotes, the rest of the URL.
+func Split(rawURL string) (t Topology, goRedisURL string, ok bool) {
+	scheme, rest, found := strings.Cut(rawURL, "://")
+	if !found {
+		return 0, "", false
+	}
+	switch strings.ToLower(scheme) {
+	case "redis", "rediss", "unix":
+		return Single, rawURL, true
+	case "redis+sentinel":
+		return Sentinel, "redis://" + rest, true
+	case "rediss+sentinel":
+		return Sentinel, "rediss://" + rest, true
+	case "redis+cluster":
+		return Cluster, "redis://" + rest, true
+	case "rediss+cluster":
+		return Cluster, "rediss://" + rest, true
+	}
+	return 0, "", false
+}
+
+// NewClient returns a client made from a URL, whose scheme names the
+// topology and whose rest is go-redis's own URL grammar:
 //
-//	redis://[user:password@]host[:port][/db]
-//	rediss://[user:password@]host[:port][/db]   (TLS)
-//	unix://[user:password@]/path/to/redis.sock[?db=N]
+//	redis://[user:password@]host[:port][/db]                      single node (redis.ParseURL)
+//	rediss://…                                                    the same over TLS
+//	unix://[user:password@]/path/to/redis.sock[?db=N]             single node, Unix socket
+//	redis+sentinel://[user:password@]s1:26379[/db]?master_name=mymaster&addr=s2:26379&addr=s3:26379
+//	rediss+sentinel://…                                           Sentinel (redis.ParseFailoverURL):
+//	                                                              the hosts are sentinels; user and
+//	                                                              password in the authority are the
+//	                                                              sentinels', the master's are the
+//	                                                              username= and password= parameters
+//	redis+cluster://[user:password@]n1:7000?addr=n2:7001&addr=n3:7002
+//	rediss+cluster://…                                            Cluster (redis.ParseClusterURL):
+//	                                                              seed nodes; no database number
 //
-// Query parameters set client options as redis.ParseURL documents them
+// It returns a *redis.Client for a single node and for Sentinel
+// (redis.NewFailoverClient: it asks the sentinels for the master and
+// follows a failover) and a *redis.ClusterClient for Cluster (it follows
+// MOVED and ASK redirections).
+//
+// Query parameters set client options as go-redis's parsers document them
 // (for example pool_size=20, dial_timeout=2s). Timeouts not set there are
-// ClientTimeout each, the pool holds at most two connections per CPU, and
-// ContextTimeoutEnabled is always on. skip_verify is refused. Errors never
+// ClientTimeout each, the pool holds at most two connections per CPU (per
+// node, for Cluster), and ContextTimeoutEnabled is always on. Refused:
+// skip_verify (TLS verification off), and options that send commands to
+// replicas (replica_only, route_by_latency, route_randomly, read_only),
+// which could miss a record just written to the master. Errors never
 // quote the URL, which may hold a password. The caller owns the client.
 func NewClient(rawURL string) (redis.UniversalClient, error) {
-	copts, err := redis.ParseURL(rawURL)
-	if err != nil {
-		// A *url.Error repeats the URL, which may hold a password.
-		if ue := (*url.Error)(nil); errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return nil, fmt.Errorf("bad Redis URL: %w", err)
+	topo, u, ok := Split(rawURL)
+	if !ok {
+		return nil, errors.New("bad Redis URL: the scheme must be one of redis, rediss, redis+sentinel, rediss+sentinel, redis+cluster, rediss+cluster (or unix)")
 	}
-	if copts.TLSConfig != nil && copts.TLSConfig.InsecureSkipVerify {
+	switch topo {
+	case Sentinel:
+		return newFailover(u)
+	case Cluster:
+		return newCluster(u)
+	}
+	copts, err := redis.ParseURL(u)
+	if err != nil {
+		return nil, parseError(err)
+	}
+	if err := checkTLS(copts.TLSConfig != nil && copts.TLSConfig.InsecureSkipVerify); err != nil {
+		return nil, err
+	}
+	setTimeouts(&copts.DialTimeout, &copts.ReadTimeout, &copts.WriteTimeout, &copts.PoolTimeout)
+	setPool(&copts.PoolSize)
+	copts.ContextTimeoutEnabled = true
+	return redis.NewClient(copts), nil
+}
+
+func newFailover(u string) (redis.UniversalClient, error) {
+	fopts, err := redis.ParseFailoverURL(u)
+	if err != nil {
+		return nil, parseError(err)
+	}
+	if fopts.MasterName == "" {
+		return nil, errors.New("bad Redis URL: a Sentinel URL needs master_name=<the name the sentinels monitor>")
+	}
+	if err := checkTLS(fopts.TLSConfig != nil && fopts.TLSConfig.InsecureSkipVerify); err != nil {
+		return nil, err
+	}
+	if fopts.ReplicaOnly || fopts.RouteByLatency || fopts.RouteRandomly || fopts.UseDisconnectedReplicas {
+		// redis.NewFailoverClient panics on the routing options, and
+		// replicas refuse writes or answer stale reads.
+		return nil, errors.New("bad Redis URL: replica_only, route_by_latency, route_randomly and use_disconnected_replicas are refused: the stores must talk to the master")
+	}
+	setTimeouts(&fopts.DialTimeout, &fopts.ReadTimeout, &fopts.WriteTimeout, &fopts.PoolTimeout)
+	setPool(&fopts.PoolSize)
+	fopts.ContextTimeoutEnabled = true
+	return redis.NewFailoverClient(fopts), nil
+}
+
+func newCluster(u string) (redis.UniversalClient, error) {
+	// ParseClusterURL ignores the path; a database number other than 0
+	// would be silently dropped (Cluster has only database 0).
+	if pu, err := url.Parse(u); err == nil {
+		if p := strings.Trim(pu.Path, "/"); p != "" && p != "0" {
+			return nil, errors.New("bad Redis URL: a Cluster URL has no database number (Cluster has only database 0)")
+		}
+	}
+	copts, err := redis.ParseClusterURL(u)
+	if err != nil {
+		// skip_verify is not a Cluster URL option: go-redis refuses it
+		// as unexpected, so TLS verification cannot be turned off here.
+		return nil, parseError(err)
+	}
+	if err := checkTLS(copts.TLSConfig != nil && copts.TLSConfig.InsecureSkipVerify); err != nil {
+		return nil, err
+	}
+	if copts.ReadOnly || copts.RouteByLatency || copts.RouteRandomly {
+		return nil, errors.New("bad Redis URL: read_only, route_by_latency and route_randomly are refused: replicas could answer without a record just written to their master")
+	}
+	if copts.TLSConfig != nil && copts.TLSConfig.MinVersion == 0 {
+		copts.TLSConfig.MinVersion = tls.VersionTLS12 // as the other parsers set
+	}
+	setTimeouts(&copts.DialTimeout, &copts.ReadTimeout, &copts.WriteTimeout, &copts.PoolTimeout)
+	setPool(&copts.PoolSize)
+	copts.ContextTimeoutEnabled = true
+	return redis.NewClusterClient(copts), nil
+}
+
+// parseError strips what could quote the URL from a go-redis parser's
+// error.
+func parseError(err error) error {
+	// A *url.Error repeats the URL, which may hold a password.
+	if ue := (*url.Error)(nil); errors.As(err, &ue) {
+		err = ue.Err
+	}
+	return fmt.Errorf("bad Redis URL: %w", err)
+}
+
+func checkTLS(skipVerify bool) error {
+	if skipVerify {
 		// rediss://...?skip_verify=true: whoever sits between us and
 		// Redis could answer anything.
-		return nil, errors.New("skip_verify turns off TLS certificate verification; refused (use a CA the system trusts)")
+		return errors.New("skip_verify turns off TLS certificate verification; refused (use a CA the system trusts)")
 	}
-	for _, d := range []*time.Duration{&copts.DialTimeout, &copts.ReadTimeout, &copts.WriteTimeout, &copts.PoolTimeout} {
+	return nil
+}
+
+func setTimeouts(ds ...*time.Duration) {
+	for _, d := range ds {
 		if *d == 0 {
 			*d = ClientTimeout
 		}
 	}
-	if copts.PoolSize == 0 {
-		copts.PoolSize = 2 * runtime.GOMAXPROCS(0)
+}
+
+func setPool(n *int) {
+	if *n == 0 {
+		*n = 2 * runtime.GOMAXPROCS(0)
 	}
-	copts.ContextTimeoutEnabled = true
-	return redis.NewClient(copts), nil
 }
 
 // HonoursContext reports whether client is a type whose options can be
