@@ -9,6 +9,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/tokenguard/tokenguard/bff"
 	"github.com/tokenguard/tokenguard/dpop"
 	"github.com/tokenguard/tokenguard/dpop/redisstore"
 	"github.com/tokenguard/tokenguard/middleware"
@@ -68,6 +69,25 @@ type (
 		Upgrades                       []string    `yaml:"upgrades,flow"`
 		AllowedHosts                   []string    `yaml:"allowed_hosts,omitempty,flow"`
 		AllowUnderscoreHeaders         bool        `yaml:"allow_underscore_headers"`
+		BFF                            *effBFF     `yaml:"bff,omitempty"`
+	}
+	effBFF struct {
+		Issuer                string   `yaml:"issuer"`
+		ClientID              string   `yaml:"client_id"`
+		ClientSecret          string   `yaml:"client_secret,omitempty"`
+		ClientAuthMethod      string   `yaml:"client_auth_method"`
+		ClientKeyFile         string   `yaml:"client_key_file,omitempty"`
+		ClientKeyID           string   `yaml:"client_key_id,omitempty"`
+		Scopes                []string `yaml:"scopes,flow"`
+		Resource              string   `yaml:"resource"`
+		Path                  string   `yaml:"path"`
+		AllowedOrigins        []string `yaml:"allowed_origins,omitempty,flow"`
+		PostLogoutRedirectURI string   `yaml:"post_logout_redirect_uri,omitempty"`
+		SessionStore          string   `yaml:"session_store"`
+		SessionKey            string   `yaml:"session_key,omitempty"`
+		PreviousSessionKey    string   `yaml:"previous_session_key,omitempty"`
+		SessionIdleTimeout    string   `yaml:"session_idle_timeout"`
+		SessionLifetime       string   `yaml:"session_lifetime"`
 	}
 	effIssuer struct {
 		Issuer                   string  `yaml:"issuer"`
@@ -236,6 +256,28 @@ func (c *config) effectiveYAML() ([]byte, error) {
 			e.Routes[len(e.Routes)-1].Scopes = []string{}
 		}
 	}
+	if b := c.BFF; b != nil {
+		eb := &effBFF{
+			Issuer: b.Issuer, ClientID: b.ClientID, ClientAuthMethod: cmpOr(b.ClientAuthMethod, "client_secret_basic"),
+			ClientKeyFile: b.ClientKeyFile, ClientKeyID: b.ClientKeyID, Scopes: b.Scopes, Resource: b.Resource,
+			Path: cmpOr(b.Path, bff.DefaultPath), AllowedOrigins: b.AllowedOrigins, PostLogoutRedirectURI: b.PostLogoutRedirectURL,
+			SessionStore:       "memory",
+			SessionIdleTimeout: b.SessionIdleTimeout.String(), SessionLifetime: b.SessionLifetime.String(),
+		}
+		if b.ClientSecret != "" {
+			eb.ClientSecret = redacted
+		}
+		if b.SessionStore != "" {
+			eb.SessionStore = redactUserinfo(b.SessionStore)
+		}
+		if b.SessionKey != nil {
+			eb.SessionKey = redacted
+		}
+		if b.PreviousSessionKey != nil {
+			eb.PreviousSessionKey = redacted
+		}
+		e.BFF = eb
+	}
 	if c.TLS != nil {
 		e.TLS = &effTLS{CertFile: c.TLS.CertFile, KeyFile: c.TLS.KeyFile, ReloadInterval: c.TLS.ReloadInterval.String()}
 	}
@@ -253,10 +295,10 @@ func (c *config) effectiveYAML() ([]byte, error) {
 			// where the expanded value is could print it.
 			return nil, fmt.Errorf("tokenguard check: cannot show %s without its value from the environment", key)
 		}
-		if key == "dpop.replay_store" {
+		if key == "dpop.replay_store" || key == "bff.session_store" {
 			written = redactUserinfo(written)
 		}
-		if strings.HasSuffix(key, ".client_secret") && !onlyReferences(written, "") {
+		if (strings.HasSuffix(key, ".client_secret") || strings.HasSuffix(key, "session_key")) && !onlyReferences(written, "") {
 			written = redacted
 		}
 		n.Value, n.Tag, n.Style = written, "!!str", yaml.DoubleQuotedStyle

@@ -88,10 +88,14 @@ func ExampleGateway_Handler() {
 	fmt.Println(get(srv.URL+"/orders/", tok))
 	fmt.Println(get(srv.URL+"/orders/", ""))
 	fmt.Println(get(srv.URL+"/admin/", tok))
+	metrics := httptest.NewServer(gw.MetricsHandler()) // keep it off the proxy's address
+	defer metrics.Close()
+	fmt.Println(get(metrics.URL+"/readyz", ""))
 	// Output:
 	// 200 orders for demo-user
 	// 401 {"error":"missing_token"}
 	// 404 {"error":"not_found"}
+	// 200 ready
 }
 
 // Run serves listen and metrics_listen until its context ends, then

@@ -95,6 +95,7 @@ type Gateway struct {
 	startOnce sync.Once
 	startErr  error
 	started   atomic.Bool // the proxy serves: /readyz may say ready
+	starting  atomic.Bool // Start was called: until started, /readyz says "starting"; without Start (Handler mounted elsewhere) readiness is the guard's
 	draining  atomic.Bool // Shutdown has begun: /readyz answers 503
 
 	// Written once by Start, read by Shutdown after startOnce.
@@ -233,6 +234,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 	called := true
 	g.startOnce.Do(func() {
 		called = false
+		g.starting.Store(true)
 		g.startErr = g.start(ctx)
 	})
 	if called {
@@ -494,7 +496,7 @@ func (g *Gateway) metricsHandler() http.Handler {
 		switch {
 		case g.draining.Load():
 			writePlain(w, http.StatusServiceUnavailable, "shutting down\n")
-		case !g.started.Load():
+		case g.starting.Load() && !g.started.Load():
 			writePlain(w, http.StatusServiceUnavailable, "starting\n")
 		case !g.guard.Ready():
 			writePlain(w, http.StatusServiceUnavailable, "issuer keys not loaded\n")

@@ -279,3 +279,41 @@ func TestEnvValuesNeverPrinted(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckBFF: check shows the bff block with its defaults, the values
+// from the environment as written, and never a secret, including the
+// session key written literally in the file.
+func TestCheckBFF(t *testing.T) {
+	const literalKey = "c2Vzc2lvbi1rZXktbGl0ZXJhbC0zMi1ieXRlcyEhISE="
+	yml := validYAML + `bff:
+  issuer: https://as.example.com
+  client_id: spa
+  client_secret: ${BFF_SECRET}
+  scopes: [openid, offline_access]
+  session_store: redis://:${REDIS_PW}@127.0.0.1:6379/0
+  session_key: ${BFF_KEY}
+  previous_session_key: ` + literalKey + "\n"
+	path := filepath.Join(t.TempDir(), "t.yaml")
+	os.WriteFile(path, []byte(yml), 0o600)
+	env := map[string]string{"BFF_SECRET": "bff-NEVER-PRINTED", "REDIS_PW": "redis-NEVER-PRINTED", "BFF_KEY": "bmV2ZXItcHJpbnRlZC1zZXNzaW9uLWtleS0zMmJ5dGU="}
+	code, stdout, stderr := runCheck(t, env, "-config", path)
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, v := range append([]string{literalKey}, env["BFF_SECRET"], env["REDIS_PW"], env["BFF_KEY"]) {
+		if strings.Contains(stdout, v) {
+			t.Errorf("output contains the secret %q", v)
+		}
+	}
+	for _, want := range []string{
+		`client_secret: "${BFF_SECRET}" # from the environment`,
+		`session_key: "${BFF_KEY}" # from the environment`,
+		`previous_session_key: '[redacted]'`,
+		"path: /bff",
+		"session_idle_timeout: 8h0m0s",
+	} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("output lacks %s:\n%s", want, stdout)
+		}
+	}
+}
