@@ -33,8 +33,9 @@ const (
 // Authenticate is the middleware for API routes. A request with an
 // Authorization header passes as it is; a request with the session cookie
 // and no Authorization header is authenticated by the session: it must
-// carry X-CSRF: 1 (else 401) and an Origin, when present (always, for a
-// WebSocket upgrade), in AllowedOrigins (else 403); then the session's
+// carry X-CSRF: 1 (else 401) and an Origin, when present, in
+// AllowedOrigins (else 403). A WebSocket handshake, to which a browser
+// cannot add a header, needs no X-CSRF but must carry an allowed Origin; then the session's
 // access token, refreshed when it expires within RefreshMargin, is set as
 // Authorization: Bearer for next, which must verify it (a
 // middleware.Guard). The session and login cookies never reach next,
@@ -104,7 +105,11 @@ func (h *Handler) deny(w http.ResponseWriter, r *http.Request, status int, code 
 // checkCSRF applies the CSRF and Origin rule: "" when r passes, else the
 // error code and status.
 func (h *Handler) checkCSRF(r *http.Request) (string, int) {
-	if v := r.Header.Values(CSRFHeader); len(v) != 1 || v[0] != "1" {
+	ws := isWebSocket(r)
+	// A browser cannot add a header to a WebSocket handshake, so there
+	// the Origin, which it always sends and a page cannot change, is the
+	// whole rule: required, and allowed.
+	if v := r.Header.Values(CSRFHeader); !ws && (len(v) != 1 || v[0] != "1") {
 		return errCSRF, http.StatusUnauthorized
 	}
 	origins := r.Header.Values("Origin")
@@ -115,8 +120,7 @@ func (h *Handler) checkCSRF(r *http.Request) (string, int) {
 		if !slices.Contains(h.cfg.AllowedOrigins, origins[0]) {
 			return errOrigin, http.StatusForbidden
 		}
-	case isUpgrade(r):
-		// Browsers always send Origin with a WebSocket handshake, and
+	case ws || isUpgrade(r):
 		// WebSockets are not subject to CORS: without an Origin to
 		// check, a page of any site could open one with the cookie.
 		return errOrigin, http.StatusForbidden
@@ -126,6 +130,22 @@ func (h *Handler) checkCSRF(r *http.Request) (string, int) {
 
 func isUpgrade(r *http.Request) bool {
 	return r.Header.Get("Upgrade") != "" || r.Method == http.MethodConnect
+}
+
+// isWebSocket reports whether r is a WebSocket handshake (RFC 6455 §4.1):
+// a GET with Upgrade: websocket.
+func isWebSocket(r *http.Request) bool {
+	if r.Method != http.MethodGet {
+		return false
+	}
+	for _, v := range r.Header.Values("Upgrade") {
+		for p := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(p), "websocket") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // withoutOurCookies returns a shallow copy of r under ctx whose Cookie
