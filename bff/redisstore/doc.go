@@ -26,9 +26,11 @@
 //
 // The values are opaque bytes, at most [bff.MaxValueSize] each: sessions
 // (the access, refresh and ID tokens, the ID token's claims, the
-// session's times) and pending logins (PKCE verifier, nonce, return
-// path), and the tokens of refresh locks. The bff package seals sessions
-// and pending logins with its session key (AES-256-GCM) before it calls
+// session's times), the states of completed logins (so that a login
+// completes once) and the tokens of refresh locks. A started login is
+// not stored: it lives in the browser's sealed login cookie, so
+// anonymous requests write nothing here. The bff package seals sessions
+// with its session key (AES-256-GCM) before it calls
 // Set, and bff.Config requires a SessionKey with any store but its own
 // MemoryStore, so Redis, its backups and whoever reads its traffic see
 // only ciphertext; this package neither encrypts nor looks inside. Keys are the handler's, which never contain a
@@ -38,7 +40,7 @@
 //	<prefix>{<key>}   value, PX <ttl in milliseconds>
 //
 // Every key has a time to live: Set's and Lock's ttl, rounded up to a
-// whole millisecond, so Redis drops sessions, pending logins and locks by
+// whole millisecond, so Redis drops sessions, login markers and locks by
 // itself when they run out, and nothing here sweeps. Each operation
 // touches a single key, so a Cluster never answers CROSSSLOT; the hash
 // tag only keeps the prefix out of the slot, so the keys spread over the
@@ -54,9 +56,9 @@
 //
 //   - Get is GET; Set is SET PX; Delete is DEL.
 //   - Take is GETDEL, which is atomic, so of concurrent Takes of one key
-//     (one pending login presented twice) exactly one gets the value.
-//     GETDEL needs Redis 6.2 or later; an older Redis answers every Take
-//     with an error, and logins fail closed.
+//     exactly one gets the value. GETDEL needs Redis 6.2 or later; an
+//     older Redis answers every Take with an error. (The token handler
+//     itself no longer calls Take.)
 //   - Lock is SET NX PX with a token of 256 random bits; Unlock is a
 //     script that deletes the lock only if it still holds that token, so
 //     a replica whose lock expired cannot release another's.
@@ -73,8 +75,8 @@
 //   - Memory: this package puts no bound on how many entries it writes;
 //     Redis's maxmemory does. One session is its sealed value (a few KiB,
 //     with the tokens) plus its key; the handler bounds values to
-//     bff.MaxValueSize. Set maxmemory to what you will give sessions and
-//     pending logins, with the policy noeviction (the Redis default): a
+//     bff.MaxValueSize. Set maxmemory to what you will give sessions,
+//     with the policy noeviction (the Redis default): a
 //     full Redis then refuses new sessions, and logins fail with 503,
 //     rather than evict live sessions or, worse, locks. With an evicting
 //     policy (volatile-ttl, allkeys-lru) Redis logs users out to make
