@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/oauth2"
+
+	"github.com/tokenguard/tokenguard/middleware"
 )
 
 type sessionKeyType struct{}
@@ -55,7 +57,10 @@ func (h *Handler) Authenticate(next http.Handler) http.Handler {
 		if !ok {
 			return
 		}
-		out := withoutOurCookies(r, context.WithValue(r.Context(), sessionKeyType{}, true))
+		// The token is the session's, held here: DPoP requirements
+		// are for clients that hold keys (DESIGN: "DPoP rules aside").
+		ctx := middleware.WithServerHeldToken(context.WithValue(r.Context(), sessionKeyType{}, true))
+		out := withoutOurCookies(r, ctx)
 		out.Header.Set("Authorization", "Bearer "+s.AccessToken)
 		next.ServeHTTP(w, out)
 	})

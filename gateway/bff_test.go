@@ -222,3 +222,47 @@ func TestBFFConfigErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestGatewayBFFUnderDPoPRequired: DPoP rules are for clients that hold
+// keys; a session's token is held by the gateway, so under dpop.mode
+// required (and on a require_dpop route) the session still works, while
+// a client's own Bearer token is refused as before.
+func TestGatewayBFFUnderDPoPRequired(t *testing.T) {
+	addr := closedAddr(t)
+	is := loginIssuer(t, "http://"+addr)
+	up := startUpstream(t)
+	y := fmt.Sprintf(`listen: %s
+metrics_listen: 127.0.0.1:0
+upstream: %s
+public_url: http://%s
+audience: %s
+issuers:
+  - issuer: %s
+dpop:
+  mode: required
+routes:
+  - pattern: "GET /orders/"
+    scopes: [orders:read]
+    require_dpop: true
+bff:
+  issuer: %s
+  client_id: spa
+  client_secret: ${BFF_SECRET}
+  scopes: [openid, offline_access, orders:read]
+`, addr, up.URL, addr, testkit.Audience, is.URL(), is.URL())
+	g := runGateway(t, y)
+	b := testkit.NewBrowser(t)
+	b.Login(g.proxy, "")
+	if resp, body := b.Do("GET", g.proxy+"/orders/1", "X-CSRF: 1"); resp.StatusCode != 200 {
+		t.Errorf("session request under dpop required: %d %s", resp.StatusCode, body)
+	}
+	tok := mint(t, is, "orders:read")
+	if resp, _ := do(t, "GET", g.proxy+"/orders/1", tok, nil); resp.StatusCode != 401 {
+		t.Errorf("a client's Bearer token under dpop required: %d, want 401", resp.StatusCode)
+	}
+	// A client cannot borrow the exemption by sending a session-looking
+	// request with its own Authorization header.
+	if resp, _ := b.Do("GET", g.proxy+"/orders/1", "X-CSRF: 1", "Authorization: Bearer "+tok); resp.StatusCode != 401 {
+		t.Errorf("a Bearer token beside the session cookie: %d, want 401", resp.StatusCode)
+	}
+}

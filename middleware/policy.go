@@ -192,7 +192,7 @@ func (g *Guard) enforce(r *http.Request, pol *policy, p *Principal, tok string) 
 		e.iss, e.dpop = p.Issuer, p.JKT != ""
 		return e
 	}
-	if pol.RequireDPoP && p.JKT == "" {
+	if pol.RequireDPoP && p.JKT == "" && !serverHeld(r.Context()) {
 		e := mark(invalidToken(ReasonDPoPRequired, descDPoPRequired, nil))
 		e.dpop, e.dpopOnly = true, true
 		return e

@@ -79,3 +79,24 @@ func PrincipalFrom(ctx context.Context) (*Principal, bool) {
 func withPrincipal(ctx context.Context, p *Principal) context.Context {
 	return context.WithValue(ctx, principalKey{}, p)
 }
+
+// serverHeldKey marks a request whose token a server-side component holds
+// (WithServerHeldToken).
+type serverHeldKey struct{}
+
+// WithServerHeldToken returns ctx marked for a request whose Authorization
+// header was set by a component in this process that holds the token
+// itself, never a client: the token handler (package bff) putting a
+// session's access token on the request. The DPoP requirements (DPoP mode
+// required, Policy.RequireDPoP) do not apply to it, as no client holds a
+// key to prove and the token never leaves the server; everything else
+// (signature, audience, expiry, scopes, a DPoP-bound token refused as
+// Bearer) does. Clients cannot set it.
+func WithServerHeldToken(ctx context.Context) context.Context {
+	return context.WithValue(ctx, serverHeldKey{}, true)
+}
+
+func serverHeld(ctx context.Context) bool {
+	v, _ := ctx.Value(serverHeldKey{}).(bool)
+	return v
+}

@@ -320,7 +320,7 @@ func (g *Guard) extract(r *http.Request) (bool, string, *denial) {
 	}
 	var isDPoP bool
 	switch {
-	case httpauth.EqualFoldASCII(scheme, "Bearer") && g.cfg.DPoP.Mode != DPoPRequired:
+	case httpauth.EqualFoldASCII(scheme, "Bearer") && (g.cfg.DPoP.Mode != DPoPRequired || serverHeld(r.Context())):
 		isDPoP = schemeBearer
 	case httpauth.EqualFoldASCII(scheme, "DPoP") && g.cfg.DPoP.Mode != DPoPDisabled:
 		isDPoP = schemeDPoP
