@@ -30,8 +30,8 @@ var (
 // session key, encrypted). Keys are short ASCII strings that never contain
 // a cookie's value: a session's key is a hash of its id.
 //
-// Implementations must be safe for concurrent use, and Take atomic: of
-// concurrent Takes of one key, exactly one gets the value. MemoryStore is
+// Implementations must be safe for concurrent use, and Lock atomic: of
+// concurrent Locks of one key, exactly one gets a token. MemoryStore is
 // the in-process implementation; bff/redisstore shares state between
 // replicas.
 type Store interface {
@@ -39,9 +39,6 @@ type Store interface {
 	Get(ctx context.Context, key string) ([]byte, error)
 	// Set stores value under key for ttl (more than zero).
 	Set(ctx context.Context, key string, value []byte, ttl time.Duration) error
-	// Take returns the value under key and deletes it, atomically, or
-	// ErrNotFound: what must be used once.
-	Take(ctx context.Context, key string) ([]byte, error)
 	// Delete removes key; a missing key is not an error.
 	Delete(ctx context.Context, key string) error
 	// Lock takes an exclusive lock named key for at most ttl and returns
@@ -129,18 +126,6 @@ func (s *MemoryStore) Set(_ context.Context, key string, value []byte, ttl time.
 
 // remove deletes key; the caller holds s.mu.
 func (s *MemoryStore) remove(key string) { delete(s.m, key) }
-
-// Take implements Store.
-func (s *MemoryStore) Take(_ context.Context, key string) ([]byte, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	e, ok := s.m[key]
-	s.remove(key)
-	if !ok || !s.now().Before(e.expires) {
-		return nil, ErrNotFound
-	}
-	return e.value, nil
-}
 
 // Delete implements Store.
 func (s *MemoryStore) Delete(_ context.Context, key string) error {

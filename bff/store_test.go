@@ -43,9 +43,6 @@ func TestMemoryStoreBasics(t *testing.T) {
 	if _, err := s.Get(ctx, "s/a"); !errors.Is(err, bff.ErrNotFound) {
 		t.Fatalf("Get of a missing key: %v", err)
 	}
-	if _, err := s.Take(ctx, "s/a"); !errors.Is(err, bff.ErrNotFound) {
-		t.Fatalf("Take of a missing key: %v", err)
-	}
 	if err := s.Delete(ctx, "s/a"); err != nil {
 		t.Fatalf("Delete of a missing key: %v", err)
 	}
@@ -73,16 +70,6 @@ func TestMemoryStoreBasics(t *testing.T) {
 	}
 	if got, _ := s.Get(ctx, "s/a"); string(got) != "two" {
 		t.Fatalf("Get after overwrite = %q", got)
-	}
-	// Take returns and removes.
-	if got, err := s.Take(ctx, "s/a"); err != nil || string(got) != "two" {
-		t.Fatalf("Take = %q, %v", got, err)
-	}
-	if _, err := s.Take(ctx, "s/a"); !errors.Is(err, bff.ErrNotFound) {
-		t.Fatalf("second Take: %v", err)
-	}
-	if _, err := s.Get(ctx, "s/a"); !errors.Is(err, bff.ErrNotFound) {
-		t.Fatalf("Get after Take: %v", err)
 	}
 	// Delete removes.
 	_ = s.Set(ctx, "s/b", []byte("b"), time.Hour)
@@ -121,46 +108,6 @@ func TestMemoryStoreRefusals(t *testing.T) {
 	}
 	if _, err := bff.NewMemoryStore(-1); err == nil {
 		t.Error("NewMemoryStore(-1) accepted")
-	}
-}
-
-// TestMemoryStoreTakeOnce: of concurrent Takes of one key, exactly one
-// gets the value (a pending login is used once).
-func TestMemoryStoreTakeOnce(t *testing.T) {
-	ctx := context.Background()
-	s := newStore(t, 0)
-	for round := range 50 {
-		key := fmt.Sprintf("p/%d", round)
-		if err := s.Set(ctx, key, []byte("pending"), time.Minute); err != nil {
-			t.Fatal(err)
-		}
-		var (
-			wg    sync.WaitGroup
-			mu    sync.Mutex
-			wins  int
-			other []error
-			start = make(chan struct{})
-		)
-		for range 20 {
-			wg.Go(func() {
-				<-start
-				v, err := s.Take(ctx, key)
-				mu.Lock()
-				defer mu.Unlock()
-				switch {
-				case err == nil && string(v) == "pending":
-					wins++
-				case errors.Is(err, bff.ErrNotFound):
-				default:
-					other = append(other, fmt.Errorf("%q, %w", v, err))
-				}
-			})
-		}
-		close(start)
-		wg.Wait()
-		if wins != 1 || len(other) != 0 {
-			t.Fatalf("round %d: %d Takes got the value, other results %v", round, wins, other)
-		}
 	}
 }
 
@@ -262,8 +209,8 @@ func TestMemoryStoreExpiry(t *testing.T) {
 		t.Errorf("Count(s/) = %d, want 2", n)
 	}
 	waitExpired(t, s, "s/short")
-	if _, err := s.Take(ctx, "p/short"); !errors.Is(err, bff.ErrNotFound) {
-		t.Errorf("Take of an expired key: %v", err)
+	if _, err := s.Get(ctx, "p/short"); !errors.Is(err, bff.ErrNotFound) {
+		t.Errorf("Get of an expired key: %v", err)
 	}
 	if n := s.Count("s/"); n != 1 {
 		t.Errorf("Count(s/) after expiry = %d, want 1", n)
@@ -294,9 +241,9 @@ func TestMemoryStoreCount(t *testing.T) {
 		}
 	}
 	_ = s.Delete(ctx, "s/0")
-	_, _ = s.Take(ctx, "p/1")
+	_ = s.Delete(ctx, "p/1")
 	if n := s.Count(""); n != 3 {
-		t.Errorf("Count after Delete and Take = %d, want 3", n)
+		t.Errorf("Count after two Deletes = %d, want 3", n)
 	}
 }
 
@@ -366,7 +313,7 @@ func TestMemoryStoreConcurrent(t *testing.T) {
 				}
 				_, _ = s.Get(ctx, key)
 				if i%5 == 0 {
-					_, _ = s.Take(ctx, key)
+					_ = s.Delete(ctx, key)
 				}
 			}
 		})

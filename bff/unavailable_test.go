@@ -130,8 +130,8 @@ func TestRefreshUnavailable(t *testing.T) {
 // a store across the network does.
 type failingStore struct {
 	*bff.MemoryStore
-	failGet, failTake, failLock atomic.Bool
-	err                         error
+	failGet, failLock atomic.Bool
+	err               error
 }
 
 func (s *failingStore) Get(ctx context.Context, key string) ([]byte, error) {
@@ -139,13 +139,6 @@ func (s *failingStore) Get(ctx context.Context, key string) ([]byte, error) {
 		return nil, s.err
 	}
 	return s.MemoryStore.Get(ctx, key)
-}
-
-func (s *failingStore) Take(ctx context.Context, key string) ([]byte, error) {
-	if s.failTake.Load() {
-		return nil, s.err
-	}
-	return s.MemoryStore.Take(ctx, key)
 }
 
 func (s *failingStore) Lock(ctx context.Context, key string, ttl time.Duration) (string, error) {

@@ -55,17 +55,13 @@
 // context):
 //
 //   - Get is GET; Set is SET PX; Delete is DEL.
-//   - Take is GETDEL, which is atomic, so of concurrent Takes of one key
-//     exactly one gets the value. GETDEL needs Redis 6.2 or later; an
-//     older Redis answers every Take with an error. (The token handler
-//     itself no longer calls Take.)
 //   - Lock is SET NX PX with a token of 256 random bits; Unlock is a
 //     script that deletes the lock only if it still holds that token, so
 //     a replica whose lock expired cannot release another's.
 //
 // A missing key is [bff.ErrNotFound]. A timeout, a cancelled context, a
 // network error or an error reply from Redis (including OOM at maxmemory,
-// READONLY on a demoted primary and an unknown GETDEL) is an error
+// READONLY on a demoted primary) is an error
 // wrapping [bff.ErrStoreUnavailable] and its cause: the handler answers
 // 503 rather than guess (fail closed). Errors never quote the Redis URL or
 // its password.

@@ -174,8 +174,8 @@ func TestExpiry(t *testing.T) {
 				}
 				waited := waitGone(t, "value", func() error { _, err := st.s.Get(ctx, "s/short"); return err })
 				t.Logf("value gone after %v", waited)
-				if _, err := st.s.Take(ctx, "s/short"); !errors.Is(err, bff.ErrNotFound) {
-					t.Errorf("Take of an expired value = %v, want ErrNotFound", err)
+				if _, err := st.s.Get(ctx, "s/short"); !errors.Is(err, bff.ErrNotFound) {
+					t.Errorf("Get of an expired value = %v, want ErrNotFound", err)
 				}
 				if _, err := st.s.Get(ctx, "s/long"); err != nil {
 					t.Errorf("value with a longer ttl: Get = %v", err)
@@ -254,58 +254,6 @@ func TestTTLOnServer(t *testing.T) {
 				// (no expiry) never is.
 				if pttl == -1 || pttl > tt.maxPTTL || (pttl >= 0 && pttl < tt.min) {
 					t.Errorf("%s: PTTL = %v, want in [%v, %v]", op.name, pttl, tt.min, tt.maxPTTL)
-				}
-			}
-		})
-	}
-}
-
-func TestTakeOnce(t *testing.T) {
-	const (
-		rounds  = 20
-		takers  = 20
-		pending = "p/login"
-	)
-	for _, st := range stores(t) {
-		t.Run(st.name, func(t *testing.T) {
-			ctx := t.Context()
-			if _, err := st.s.Take(ctx, "p/never"); !errors.Is(err, bff.ErrNotFound) {
-				t.Errorf("Take of a missing key = %v, want ErrNotFound", err)
-			}
-			for round := range rounds {
-				want := []byte{'v', byte(round)}
-				if err := st.s.Set(ctx, pending, want, time.Minute); err != nil {
-					t.Fatal(err)
-				}
-				var (
-					wg    sync.WaitGroup
-					mu    sync.Mutex // guards got
-					got   [][]byte
-					start = make(chan struct{})
-				)
-				for range takers {
-					wg.Go(func() {
-						<-start
-						v, err := st.s.Take(ctx, pending)
-						if errors.Is(err, bff.ErrNotFound) {
-							return
-						}
-						if err != nil {
-							t.Error(err)
-							return
-						}
-						mu.Lock()
-						got = append(got, v)
-						mu.Unlock()
-					})
-				}
-				close(start)
-				wg.Wait()
-				if len(got) != 1 || !bytes.Equal(got[0], want) {
-					t.Fatalf("round %d: %d of %d concurrent Takes got a value (%q), want exactly one with %q", round, len(got), takers, got, want)
-				}
-				if _, err := st.s.Get(ctx, pending); !errors.Is(err, bff.ErrNotFound) {
-					t.Fatalf("round %d: Get after Take = %v, want ErrNotFound", round, err)
 				}
 			}
 		})
@@ -531,7 +479,6 @@ func ops(s *redisstore.Store) []struct {
 	}{
 		{"Get", func(ctx context.Context) error { _, err := s.Get(ctx, "s/k"); return err }},
 		{"Set", func(ctx context.Context) error { return s.Set(ctx, "s/k", []byte("v"), time.Minute) }},
-		{"Take", func(ctx context.Context) error { _, err := s.Take(ctx, "p/k"); return err }},
 		{"Delete", func(ctx context.Context) error { return s.Delete(ctx, "s/k") }},
 		{"Lock", func(ctx context.Context) error { _, err := s.Lock(ctx, "l/k", time.Minute); return err }},
 		{"Unlock", func(ctx context.Context) error { return s.Unlock(ctx, "l/k", randomLikeToken()) }},

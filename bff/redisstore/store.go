@@ -154,19 +154,6 @@ func (s *Store) Set(ctx context.Context, key string, value []byte, ttl time.Dura
 	return nil
 }
 
-// Take implements bff.Store with GETDEL (Redis 6.2 or later), which is
-// atomic: of concurrent Takes of one key, across replicas, exactly one
-// gets the value; the others get bff.ErrNotFound.
-func (s *Store) Take(ctx context.Context, key string) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
-	defer cancel()
-	v, err := s.client.GetDel(ctx, s.key(key)).Bytes()
-	if err != nil {
-		return nil, lookupError(err)
-	}
-	return v, nil
-}
-
 // Delete implements bff.Store with DEL; a missing key is not an error.
 func (s *Store) Delete(ctx context.Context, key string) error {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
@@ -264,7 +251,7 @@ func (s *Store) key(key string) string {
 	return b.String()
 }
 
-// lookupError maps the error of a GET or GETDEL: redis.Nil (no such key)
+// lookupError maps the error of a GET: redis.Nil (no such key)
 // is bff.ErrNotFound, anything else unavailable.
 func lookupError(err error) error {
 	if errors.Is(err, redis.Nil) {

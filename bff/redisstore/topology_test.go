@@ -14,7 +14,7 @@ import (
 )
 
 // TestCluster: two stores (two gateway replicas) made by NewFromURL from
-// one redis+cluster:// URL share sessions: Set at one, Get, Take (once)
+// one redis+cluster:// URL share sessions: Set at one, Get and Delete
 // and Lock (exclusive) at the other, with keys spread over the masters.
 func TestCluster(t *testing.T) {
 	c, err := redistest.StartCluster(t.TempDir(), 3)
@@ -46,11 +46,11 @@ func TestCluster(t *testing.T) {
 	}
 	for i := range n {
 		k := "session-" + strconv.Itoa(i)
-		if _, err := s[i%2].Take(ctx, k); err != nil {
-			t.Fatalf("Take %s: %v", k, err)
+		if err := s[i%2].Delete(ctx, k); err != nil {
+			t.Fatalf("Delete %s: %v", k, err)
 		}
-		if _, err := s[(i+1)%2].Take(ctx, k); !errors.Is(err, bff.ErrNotFound) {
-			t.Fatalf("second Take %s: %v, want ErrNotFound", k, err)
+		if _, err := s[(i+1)%2].Get(ctx, k); !errors.Is(err, bff.ErrNotFound) {
+			t.Fatalf("Get %s after Delete at the other replica: %v, want ErrNotFound", k, err)
 		}
 	}
 	for i := range 20 {
