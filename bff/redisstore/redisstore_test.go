@@ -5,8 +5,6 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
-	"io"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -501,7 +499,7 @@ func TestUnavailable(t *testing.T) {
 	}
 	t.Cleanup(func() { closedPort.Close() })
 	const timeout = 300 * time.Millisecond
-	silent, err := redisstore.NewFromURL("redis://user:hunter2@"+silentServer(t)+"/0", redisstore.Options{Timeout: timeout})
+	silent, err := redisstore.NewFromURL("redis://user:hunter2@"+redistest.Silent(t)+"/0", redisstore.Options{Timeout: timeout})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -681,52 +679,4 @@ func TestClose(t *testing.T) {
 			t.Errorf("client after Store.Close: Ping = %v", err)
 		}
 	})
-}
-
-// silentServer accepts TCP connections on 127.0.0.1 and never answers,
-// like a hung Redis.
-func silentServer(tb testing.TB) string {
-	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var (
-		mu     sync.Mutex // guards conns and closed
-		conns  []net.Conn
-		closed bool
-		wg     sync.WaitGroup
-	)
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			if closed {
-				mu.Unlock()
-				c.Close()
-				return
-			}
-			conns = append(conns, c)
-			wg.Add(1)
-			mu.Unlock()
-			go func() {
-				defer wg.Done()
-				io.Copy(io.Discard, c) // read requests, answer none
-			}()
-		}
-	})
-	tb.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		closed = true
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return ln.Addr().String()
 }

@@ -66,17 +66,7 @@ type Store struct {
 // configuration error, and shows up as bff.ErrStoreUnavailable from the
 // Store's methods and Ping.
 func New(client redis.UniversalClient, opts Options) (*Store, error) {
-	if client == nil {
-		return nil, errors.New("redisstore: nil client")
-	}
-	var errs []error
-	if opts.Timeout < 0 {
-		errs = append(errs, fmt.Errorf("redisstore: Options.Timeout: must not be negative, got %v", opts.Timeout))
-	}
-	if known, ok := redisurl.HonoursContext(client); known && !ok {
-		errs = append(errs, errors.New("redisstore: client: ContextTimeoutEnabled must be set, or Options.Timeout cannot bound calls"))
-	}
-	if err := errors.Join(errs...); err != nil {
+	if err := errors.Join(redisurl.CheckClient("redisstore", client, opts.Timeout)...); err != nil {
 		return nil, err
 	}
 	s := &Store{client: client, prefix: opts.Prefix, timeout: opts.Timeout}

@@ -93,18 +93,9 @@ type Store struct {
 // configuration error, and shows up as ErrStoreUnavailable from Use and
 // Ping.
 func New(client redis.UniversalClient, opts Options) (*Store, error) {
-	if client == nil {
-		return nil, errors.New("redisstore: nil client")
-	}
-	var errs []error
-	if opts.Timeout < 0 {
-		errs = append(errs, fmt.Errorf("redisstore: Options.Timeout: must not be negative, got %v", opts.Timeout))
-	}
-	if opts.KeyQuota < 0 {
+	errs := redisurl.CheckClient("redisstore", client, opts.Timeout)
+	if client != nil && opts.KeyQuota < 0 {
 		errs = append(errs, fmt.Errorf("redisstore: Options.KeyQuota: must not be negative, got %d", opts.KeyQuota))
-	}
-	if known, ok := redisurl.HonoursContext(client); known && !ok {
-		errs = append(errs, errors.New("redisstore: client: ContextTimeoutEnabled must be set, or Options.Timeout cannot bound calls"))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err

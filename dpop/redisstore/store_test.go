@@ -14,6 +14,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/tokenguard/tokenguard/dpop"
+	"github.com/tokenguard/tokenguard/internal/redistest"
 	"github.com/tokenguard/tokenguard/internal/redisurl"
 )
 
@@ -328,7 +329,7 @@ func TestRestartWithAppendOnly(t *testing.T) {
 // connections and never answers: Use must give up after Options.Timeout
 // however patient the client's own timeouts are.
 func TestUnresponsiveServer(t *testing.T) {
-	addr := silentServer(t)
+	addr := redistest.Silent(t)
 	const timeout = 300 * time.Millisecond
 	patient := redis.NewClient(&redis.Options{
 		Addr:                  addr,

@@ -208,3 +208,22 @@ func HonoursContext(client redis.UniversalClient) (known, ok bool) {
 	}
 	return false, false
 }
+
+// CheckClient reports what makes client unusable by a store whose calls
+// are bounded by timeout: a nil client, a negative timeout, or a client
+// whose options leave ContextTimeoutEnabled false (a deadline could not
+// bound its calls). Both Redis stores' New call it, with their package
+// name as the errors' prefix.
+func CheckClient(pkg string, client redis.UniversalClient, timeout time.Duration) []error {
+	if client == nil {
+		return []error{errors.New(pkg + ": nil client")}
+	}
+	var errs []error
+	if timeout < 0 {
+		errs = append(errs, fmt.Errorf("%s: Options.Timeout: must not be negative, got %v", pkg, timeout))
+	}
+	if known, ok := HonoursContext(client); known && !ok {
+		errs = append(errs, errors.New(pkg+": client: ContextTimeoutEnabled must be set, or Options.Timeout cannot bound calls"))
+	}
+	return errs
+}
