@@ -667,8 +667,9 @@ func TestGatewayAccessLog(t *testing.T) {
 }
 
 // TestGatewayClientGoneIsQuiet: a client that hangs up while the upstream
-// works is not an upstream failure: no warning, and the access line says
-// status 499, client_error client_gone, and no upstream_error.
+// works is not an upstream failure: no warning, the access line says
+// status 499, client_error client_gone, and no upstream_error, and the
+// upstream metrics count nothing.
 func TestGatewayClientGoneIsQuiet(t *testing.T) {
 	is := startIssuer(t)
 	entered := make(chan struct{}, 1)
@@ -704,6 +705,7 @@ func TestGatewayClientGoneIsQuiet(t *testing.T) {
 	if strings.Contains(g.stderr.String(), `"level":"WARN"`) || strings.Contains(g.stderr.String(), `"level":"ERROR"`) {
 		t.Errorf("a client hanging up was logged as a problem:\n%s", g.stderr)
 	}
+	wantUpstream(t, scrapeUpstream(t, g), nil)
 }
 
 // TestGatewayAccessLogOffAboveInfo: with log_level warn no access line is

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -194,36 +193,7 @@ func TestUpstreamMetricsTimeout(t *testing.T) {
 	}
 }
 
-// TestUpstreamMetricsClientGone: a client that goes away before the
-// upstream answers is the client's doing (access log client_error
-// client_gone), not an upstream error.
-func TestUpstreamMetricsClientGone(t *testing.T) {
-	is := startIssuer(t)
-	entered := make(chan struct{}, 1)
-	up := startHandler(t, func(w http.ResponseWriter, r *http.Request) {
-		entered <- struct{}{}
-		<-r.Context().Done()
-	})
-	g := runGateway(t, rootYAML(is, up.URL, ""))
-	ctx, cancel := context.WithCancel(context.Background())
-	req, _ := http.NewRequestWithContext(ctx, "GET", g.proxy+"/x", nil)
-	req.Header.Set("Authorization", "Bearer "+mint(t, is, ""))
-	go func() {
-		<-entered
-		cancel()
-	}()
-	if _, err := client.Do(req); err == nil {
-		t.Fatal("the request was not cancelled")
-	}
-	deadline := time.Now().Add(wait)
-	for !strings.Contains(g.stderr.String(), `"client_error":"client_gone"`) {
-		if time.Now().After(deadline) {
-			t.Fatal("the access log never recorded the client going away")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	wantUpstream(t, scrapeUpstream(t, g), nil)
-}
+// The client-gone case is TestGatewayClientGoneIsQuiet (proxy_test.go).
 
 // TestUpstreamMetricsUpgrade: a 101 switches to another protocol and is
 // not counted (there is no class for it, and the upgraded connection's
