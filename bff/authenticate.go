@@ -44,8 +44,8 @@ const (
 // whichever way the request is authenticated.
 func (h *Handler) Authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		hasSession := hasCookie(r, SessionCookie)
-		if !hasSession && !hasLoginCookie(r) {
+		hasSession, hasLogin := ourCookies(r)
+		if !hasSession && !hasLogin {
 			next.ServeHTTP(w, r)
 			return
 		}

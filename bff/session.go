@@ -173,20 +173,18 @@ func sessionID(r *http.Request) (string, bool) {
 	return "", false
 }
 
-// hasCookie reports whether r carries a cookie named name, well formed or
-// not.
-func hasCookie(r *http.Request, name string) bool {
-	return len(r.CookiesNamed(name)) > 0
-}
-
-// hasLoginCookie reports whether r carries a login cookie.
-func hasLoginCookie(r *http.Request) bool {
+// ourCookies reports, in one pass over r's cookies, whether it carries
+// the session cookie (well formed or not) and any login cookie.
+func ourCookies(r *http.Request) (session, login bool) {
 	for _, c := range r.Cookies() {
-		if strings.HasPrefix(c.Name, LoginCookiePrefix) {
-			return true
+		switch {
+		case c.Name == SessionCookie:
+			session = true
+		case strings.HasPrefix(c.Name, LoginCookiePrefix):
+			login = true
 		}
 	}
-	return false
+	return session, login
 }
 
 // setSessionCookie gives the browser its session id. No Max-Age: the
