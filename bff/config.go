@@ -125,7 +125,10 @@ type Config struct {
 	// Registerer receives the handler's metrics:
 	// tokenguard_bff_logins_total{result},
 	// tokenguard_bff_refreshes_total{result} and, with a MemoryStore,
-	// tokenguard_bff_sessions. nil means none are registered.
+	// tokenguard_bff_sessions. nil means none are registered. Handlers
+	// given the same Registerer share the series (a handler replacing
+	// another keeps its counters going; the sessions gauge counts the
+	// MemoryStore of the handler made last).
 	Registerer prometheus.Registerer
 	// OnDeny, when set, is called with the error code ("csrf_header_required",
 	// "origin_not_allowed", "login_required", "temporarily_unavailable")

@@ -9,12 +9,14 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/oauth2"
 
 	"github.com/tokenguard/tokenguard/internal/discovery"
+	"github.com/tokenguard/tokenguard/internal/promreg"
 	"github.com/tokenguard/tokenguard/jwks"
 )
 
@@ -115,7 +117,6 @@ func (h *Handler) Close() error {
 			_ = h.keys.Close()
 		}
 		h.keysMu.Unlock()
-		h.metrics.unregister()
 	})
 	return nil
 }
@@ -234,12 +235,13 @@ func toAttrs(kv []any) []slog.Attr {
 	return out
 }
 
-// metrics are the handler's Prometheus collectors.
+// metrics are the handler's Prometheus collectors. Handlers sharing a
+// Registerer share them: a handler that replaces another (a reload)
+// counts on where it stopped, and the sessions gauge follows the newest
+// handler's MemoryStore.
 type metrics struct {
-	reg       prometheus.Registerer
 	logins    *prometheus.CounterVec
 	refreshes *prometheus.CounterVec
-	sessions  prometheus.Collector // nil without a MemoryStore
 }
 
 // Login and refresh results (the result label).
@@ -256,7 +258,6 @@ const (
 
 func newMetrics(reg prometheus.Registerer, store Store) (*metrics, error) {
 	m := &metrics{
-		reg: reg,
 		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tokenguard_bff_logins_total",
 			Help: "Logins through the token handler by result (success, denied, invalid_state, exchange_failed, invalid_id_token, store_error, unavailable).",
@@ -266,37 +267,38 @@ func newMetrics(reg prometheus.Registerer, store Store) (*metrics, error) {
 			Help: "Refresh grants made by the token handler by result (success, invalid_grant, unavailable, store_error).",
 		}, []string{"result"}),
 	}
-	if ms, ok := store.(*MemoryStore); ok {
-		m.sessions = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "tokenguard_bff_sessions",
-			Help: "Live sessions in the in-memory session store.",
-		}, func() float64 { return float64(ms.Count(sessionPrefix)) })
-	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range m.collectors() {
-		if err := reg.Register(c); err != nil {
-			m.unregister()
-			return nil, fmt.Errorf("bff: registering metrics: %w", err)
-		}
+	r := &promreg.Registration{Reg: reg}
+	promreg.Add(r, &m.logins)
+	promreg.Add(r, &m.refreshes)
+	if ms, ok := store.(*MemoryStore); ok {
+		g := newSessionGauge()
+		promreg.Add(r, &g)
+		g.store.Store(ms)
+	}
+	if r.Err != nil {
+		return nil, fmt.Errorf("bff: registering metrics: %w", r.Err)
 	}
 	return m, nil
 }
 
-func (m *metrics) collectors() []prometheus.Collector {
-	cs := []prometheus.Collector{m.logins, m.refreshes}
-	if m.sessions != nil {
-		cs = append(cs, m.sessions)
-	}
-	return cs
+// sessionGauge is tokenguard_bff_sessions: the live sessions of the
+// MemoryStore of the handler made last.
+type sessionGauge struct {
+	desc  *prometheus.Desc
+	store atomic.Pointer[MemoryStore]
 }
 
-func (m *metrics) unregister() {
-	if m.reg == nil {
-		return
-	}
-	for _, c := range m.collectors() {
-		m.reg.Unregister(c)
+func newSessionGauge() *sessionGauge {
+	return &sessionGauge{desc: prometheus.NewDesc("tokenguard_bff_sessions", "Live sessions in the in-memory session store.", nil, nil)}
+}
+
+func (g *sessionGauge) Describe(ch chan<- *prometheus.Desc) { ch <- g.desc }
+
+func (g *sessionGauge) Collect(ch chan<- prometheus.Metric) {
+	if ms := g.store.Load(); ms != nil {
+		ch <- prometheus.MustNewConstMetric(g.desc, prometheus.GaugeValue, float64(ms.Count(sessionPrefix)))
 	}
 }

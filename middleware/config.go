@@ -120,8 +120,9 @@ type Config struct {
 	Logger *slog.Logger
 
 	// Registerer receives the guard's Prometheus metrics. nil means the
-	// metrics are kept but not registered anywhere, so two Guards in one
-	// process never collide.
+	// metrics are kept but not registered anywhere. A Guard given a
+	// Registerer that already holds another Guard's metrics shares them:
+	// both count into the same series.
 	Registerer prometheus.Registerer
 
 	// OnDecision, when set, is told the outcome of every request a

@@ -121,6 +121,9 @@
 // # Concurrency and lifecycle
 //
 // A Guard is safe for concurrent use. New starts one background refresher
-// per issuer; Close stops them. Metrics go to Config.Registerer only; two
-// Guards in one process share nothing.
+// per issuer; Close stops them. Metrics go to Config.Registerer only.
+// Guards given the same Registerer share its series (their counts add
+// up), so a guard replaced by a new one, as in a configuration reload,
+// keeps its counters going; with different Registerers (or none) two
+// Guards share nothing.
 package middleware

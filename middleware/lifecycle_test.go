@@ -387,6 +387,18 @@ func TestMetrics(t *testing.T) {
 	// Two guards may share nothing: with no Registerer both work.
 	newGuard(t, Config{Audience: testAudience, Issuers: []Issuer{is.config()}})
 	newGuard(t, Config{Audience: testAudience, Issuers: []Issuer{is.config()}})
+
+	// A guard replacing another on the same registry (a reload) counts
+	// on into the same series, and the old one's late requests count too.
+	g2 := newGuard(t, Config{Audience: testAudience, Issuers: []Issuer{is.config()}, Registerer: reg})
+	do(g2.Require("a")(okHandler), "Bearer "+tok)
+	do(h, "Bearer "+tok)
+	if got := g2.metrics.requests.value(ReasonOK); got != 3 {
+		t.Errorf("allowed after the second guard = %v, want 3 (1 before, 1 each since)", got)
+	}
+	if _, err := reg.Gather(); err != nil {
+		t.Errorf("gathering two guards' metrics: %v", err)
+	}
 }
 
 func TestNewValidation(t *testing.T) {

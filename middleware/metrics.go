@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tokenguard/tokenguard/internal/promreg"
 )
 
 // Values of the "result" label of tokenguard_requests_total.
@@ -49,12 +51,19 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "DPoP proofs rejected because their jti was already used.",
 		}),
 	}
-	if reg != nil {
-		for _, c := range []prometheus.Collector{m.requests, m.verify, m.jwksRefresh, m.introspection, m.dpopReplays} {
-			if err := reg.Register(c); err != nil {
-				return nil, fmt.Errorf("middleware: registering metrics: %w", err)
-			}
-		}
+	if reg == nil {
+		return m, nil
+	}
+	// Guards sharing a Registerer share the series: a guard that replaces
+	// another (a reload) counts on from where it stopped.
+	r := &promreg.Registration{Reg: reg}
+	promreg.Add(r, &m.requests)
+	promreg.Add(r, &m.verify)
+	promreg.Add(r, &m.jwksRefresh)
+	promreg.Add(r, &m.introspection)
+	promreg.Add(r, &m.dpopReplays)
+	if r.Err != nil {
+		return nil, fmt.Errorf("middleware: registering metrics: %w", r.Err)
 	}
 	return m, nil
 }
