@@ -37,7 +37,7 @@ type MemoryReplayStore struct {
 	shards   [memoryShards]memoryShard
 	keys     [memoryShards]keyShard
 	perShard int
-	keyQuota int
+	keyQuota atomic.Int64
 	refused  atomic.Uint64
 	now      func() time.Time
 }
@@ -86,12 +86,25 @@ func NewMemoryReplayStoreQuota(maxEntries, keyQuota int) (*MemoryReplayStore, er
 	if keyQuota <= 0 || keyQuota > maxEntries {
 		return nil, fmt.Errorf("dpop: replay store key quota must be between 1 and the size (%d), got %d", maxEntries, keyQuota)
 	}
-	s := &MemoryReplayStore{perShard: (maxEntries + memoryShards - 1) / memoryShards, keyQuota: keyQuota, now: time.Now}
+	s := &MemoryReplayStore{perShard: (maxEntries + memoryShards - 1) / memoryShards, now: time.Now}
+	s.keyQuota.Store(int64(keyQuota))
 	for i := range s.shards {
 		s.shards[i].m = make(map[ReplayID]int64)
 		s.keys[i].m = make(map[uint64]keyWindow)
 	}
 	return s, nil
+}
+
+// SetKeyQuota changes the per-key quota (between 1 and the store's size)
+// from the next proof on; the proofs already recorded stay. The gateway
+// uses it when a reloaded configuration changes replay_key_quota, so the
+// store, and the proofs it knows, carry over.
+func (s *MemoryReplayStore) SetKeyQuota(keyQuota int) error {
+	if size := s.perShard * memoryShards; keyQuota <= 0 || keyQuota > size {
+		return fmt.Errorf("dpop: replay store key quota must be between 1 and the size (%d), got %d", size, keyQuota)
+	}
+	s.keyQuota.Store(int64(keyQuota))
+	return nil
 }
 
 // Use implements ReplayStore.
@@ -143,7 +156,7 @@ func (s *MemoryReplayStore) count(key KeyID, now, expires int64) bool {
 	switch {
 	case !ok || w.end < now:
 		w = keyWindow{end: expires}
-	case int(w.n) >= s.keyQuota:
+	case int64(w.n) >= s.keyQuota.Load():
 		return false
 	}
 	w.n++

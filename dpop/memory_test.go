@@ -220,6 +220,21 @@ func TestMemoryReplayStoreKeyQuota(t *testing.T) {
 	if err := use("greedy", 11); err != nil {
 		t.Fatalf("after the window: %v", err)
 	}
+	// A lower quota (a reload) applies from the next proof on.
+	if err := s.SetKeyQuota(2); err != nil {
+		t.Fatal(err)
+	}
+	if err := use("greedy", 12); err != nil {
+		t.Fatalf("second proof of the lowered quota: %v", err)
+	}
+	if err := use("greedy", 13); !errors.Is(err, ErrKeyQuota) {
+		t.Fatalf("third proof with quota 2 = %v, want ErrKeyQuota", err)
+	}
+	for _, bad := range []int{0, -1, 1 << 20} {
+		if err := s.SetKeyQuota(bad); err == nil {
+			t.Errorf("SetKeyQuota(%d) succeeded", bad)
+		}
+	}
 
 	for _, bad := range [][2]int{{10, 0}, {10, 11}, {10, -1}} {
 		if _, err := NewMemoryReplayStoreQuota(bad[0], bad[1]); err == nil {

@@ -315,31 +315,6 @@ func (c *prefixConn) Read(p []byte) (int, error) {
 	return c.Conn.Read(p)
 }
 
-// limitConcurrency lets at most n requests through next at once; the rest
-// get 503 with Retry-After at once, never a queue. A buffered channel
-// costs one uncontended channel operation per request and no lock shared
-// across requests beyond it. n < 0 means no limit.
-func limitConcurrency(next http.Handler, n int) http.Handler {
-	if n < 0 {
-		return next
-	}
-	sem := make(chan struct{}, n)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case sem <- struct{}{}:
-		default:
-			if rec := recordFrom(r.Context()); rec != nil {
-				rec.overloaded = true
-			}
-			w.Header().Set("Retry-After", "1")
-			writeJSONError(w, http.StatusServiceUnavailable, "overloaded")
-			return
-		}
-		defer func() { <-sem }()
-		next.ServeHTTP(w, r)
-	})
-}
-
 // classifyUpstreamError maps a ReverseProxy error that is the upstream's
 // to the status the client gets and the access log's upstream_error: a
 // timeout (dial, TLS handshake, or waiting for response headers) is 504, a

@@ -121,37 +121,39 @@ func (fb *fileBFF) validate(c *config, pos positions, bad func(keyPos, string, .
 	return bc
 }
 
-// bffHandler is the token handler and the store it opened.
-type bffHandler struct {
-	*bff.Handler
-	store *redisstore.Store // nil with the memory store
-}
-
-func (b *bffHandler) Close() error {
-	err := b.Handler.Close()
-	if b.store != nil {
-		if cerr := b.store.Close(); err == nil {
-			err = cerr
-		}
+// bffError places an error of the bff block at key ("" for the block).
+func (c *config) bffError(key string, err error) error {
+	p := keyPos{Key: "bff", Line: c.BFF.Line}
+	if key != "" {
+		p = c.keys["BFF"]
+		p.Key = "bff." + key
 	}
-	return err
+	return &ConfigError{File: c.File, Err: err, Fields: []*FieldError{{Line: p.Line, Key: p.Key, Msg: err.Error()}}}
 }
 
-// newBFF builds the token handler of the bff block; nil without one. No
-// I/O: the issuer's metadata is read at the first login, and Redis is
-// asked at the first request.
-func (c *config) newBFF(log *slog.Logger, reg prometheus.Registerer) (*bffHandler, error) {
+// openSessionStore opens the Redis session store of the bff block; nil
+// for the memory store. No I/O: Redis is asked at the first request.
+func (c *config) openSessionStore() (*redisstore.Store, error) {
+	if c.BFF == nil || c.BFF.SessionStore == "" {
+		return nil, nil
+	}
+	s, err := redisstore.NewFromURL(c.BFF.SessionStore, redisstore.Options{})
+	if err != nil {
+		return nil, c.bffError("session_store", err) // redisstore never quotes the URL
+	}
+	return s, nil
+}
+
+// newBFF builds the token handler of the bff block on store (nil: a
+// MemoryStore of its own); nil without a bff block. With a MemoryStore and
+// no session_key, processKey (when set) seals the sessions and login
+// cookies instead of a key of the handler's own, so that a handler built
+// by a reload opens what the one before it wrote. No I/O: the issuer's
+// metadata is read at the first login.
+func (c *config) newBFF(log *slog.Logger, reg prometheus.Registerer, store bff.Store, processKey []byte) (*bff.Handler, error) {
 	bc := c.BFF
 	if bc == nil {
 		return nil, nil
-	}
-	fail := func(key string, err error) error {
-		p := keyPos{Key: "bff", Line: bc.Line}
-		if key != "" {
-			p = c.keys["BFF"]
-			p.Key = "bff." + key
-		}
-		return &ConfigError{File: c.File, Err: err, Fields: []*FieldError{{Line: p.Line, Key: p.Key, Msg: err.Error()}}}
 	}
 	cfg := bff.Config{
 		Issuer: bc.Issuer, ClientID: bc.ClientID, ClientSecret: bc.ClientSecret,
@@ -162,35 +164,33 @@ func (c *config) newBFF(log *slog.Logger, reg prometheus.Registerer) (*bffHandle
 		SessionKey: bc.SessionKey, PreviousSessionKey: bc.PreviousSessionKey,
 		SessionIdleTimeout: bc.SessionIdleTimeout, SessionLifetime: bc.SessionLifetime,
 		InsecureAllowHTTP: c.InsecureAllowHTTP,
-		Logger:            log, Registerer: reg,
+		Logger:            log, Registerer: reg, Store: store,
 		OnDeny: func(r *http.Request, code string) {
 			if rec := recordFrom(r.Context()); rec != nil {
 				rec.rejected = code
 			}
 		},
 	}
+	if _, mem := store.(*bff.MemoryStore); mem && processKey != nil {
+		switch {
+		case cfg.SessionKey == nil:
+			cfg.SessionKey = processKey
+		case cfg.PreviousSessionKey == nil:
+			// session_key added by a reload: what the process key
+			// sealed still opens, and is sealed again under the new key.
+			cfg.PreviousSessionKey = processKey
+		}
+	}
 	if bc.ClientKeyFile != "" {
 		key, err := keyfile.ReadPrivateKey(bc.ClientKeyFile)
 		if err != nil {
-			return nil, fail("client_key_file", err)
+			return nil, c.bffError("client_key_file", err)
 		}
 		cfg.ClientKey = key
 	}
-	out := &bffHandler{}
-	if bc.SessionStore != "" {
-		s, err := redisstore.NewFromURL(bc.SessionStore, redisstore.Options{})
-		if err != nil {
-			return nil, fail("session_store", err) // redisstore never quotes the URL
-		}
-		out.store, cfg.Store = s, s
-	}
 	h, err := bff.New(cfg)
 	if err != nil {
-		if out.store != nil {
-			_ = out.store.Close()
-		}
-		return nil, fail("", err)
+		return nil, c.bffError("", err)
 	}
-	out.Handler = h
-	return out, nil
+	return h, nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 
@@ -264,5 +265,42 @@ bff:
 	// request with its own Authorization header.
 	if resp, _ := b.Do("GET", g.proxy+"/orders/1", "X-CSRF: 1", "Authorization: Bearer "+tok); resp.StatusCode != 401 {
 		t.Errorf("a Bearer token beside the session cookie: %d, want 401", resp.StatusCode)
+	}
+}
+
+// TestGatewayBFFReload: with the in-memory session store and no
+// session_key, a reload keeps the sessions and lets a login started
+// before it finish after it.
+func TestGatewayBFFReload(t *testing.T) {
+	addr := closedAddr(t)
+	is := loginIssuer(t, "http://"+addr)
+	g := startBFFGateway(t, is, addr, "")
+	b := testkit.NewBrowser(t)
+	b.Login(g.proxy, "")
+	call := func(b *testkit.Browser) int {
+		resp, _ := b.Do("GET", g.proxy+"/orders/7", "X-CSRF: 1", "Origin: "+g.proxy)
+		return resp.StatusCode
+	}
+	if got := call(b); got != 200 {
+		t.Fatalf("before the reload: %d", got)
+	}
+	late := testkit.NewBrowser(t)
+	callback := late.StartLogin(g.proxy, "")
+
+	y, err := os.ReadFile(g.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.reload(t, strings.Replace(string(y), "log_level: debug", "log_level: info", 1)); err != nil {
+		t.Fatal(err)
+	}
+	if got := call(b); got != 200 {
+		t.Errorf("the session after the reload: %d, want 200", got)
+	}
+	if resp, body := late.DoCrossSite("GET", callback); resp.StatusCode != http.StatusFound {
+		t.Fatalf("a login started before the reload, finished after it: %d %s", resp.StatusCode, body)
+	}
+	if got := call(late); got != 200 {
+		t.Errorf("that login's session: %d", got)
 	}
 }

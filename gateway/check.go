@@ -33,7 +33,9 @@ func (c *config) checkOffline() error {
 	if err := c.loadIssuerKeys(&mc); err != nil {
 		return err
 	}
-	if c.ReplayStore != "" {
+	if c.ReplayStore == "" {
+		mc.DPoP.ReplayKeyQuota = c.ReplayKeyQuota // the guard's own memory store checks it
+	} else {
 		s, err := redisstore.NewFromURL(c.ReplayStore, redisstore.Options{KeyQuota: c.ReplayKeyQuota})
 		if err != nil {
 			return c.replayStoreError(err)
@@ -47,16 +49,23 @@ func (c *config) checkOffline() error {
 	}
 	defer guard.Close()
 	// bff.New does no I/O either: metadata is read at the first login.
-	th, err := c.newBFF(discard, nil)
+	store, err := c.openSessionStore()
 	if err != nil {
 		return err
 	}
-	var h *bff.Handler
+	var bs bff.Store
+	if store != nil {
+		defer store.Close()
+		bs = store
+	}
+	th, err := c.newBFF(discard, nil, bs, nil)
+	if err != nil {
+		return err
+	}
 	if th != nil {
 		defer th.Close()
-		h = th.Handler
 	}
-	_, err = newProxyHandler(c, guard, h, http.NotFoundHandler(), discard)
+	_, err = newProxyHandler(c, guard, th, http.NotFoundHandler(), discard)
 	return err
 }
 

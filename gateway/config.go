@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -89,7 +90,10 @@ type config struct {
 	// DrainDelay is how long shutdown keeps serving, with /readyz at 503,
 	// before it closes the listener, so a load balancer stops sending first.
 	DrainDelay time.Duration
-	TLS        *tlsConfig // nil: plain HTTP on listen
+	// ConfigReloadInterval is how often the file is read to see whether it
+	// changed (then it is reloaded, as on SIGHUP); 0: never.
+	ConfigReloadInterval time.Duration
+	TLS                  *tlsConfig // nil: plain HTTP on listen
 
 	// InsecureAllowHTTP permits plain http issuer and JWKS URLs beyond
 	// loopback (middleware.Config.InsecureAllowHTTP).
@@ -112,6 +116,14 @@ type config struct {
 	// that used an environment variable to the value as written
 	// ("${SECRET}"). Such values are never printed.
 	FromEnv map[string]string
+
+	// env is the getenv the configuration was read with, and hash the
+	// SHA-256 of the file's bytes: ReloadConfig reads the file again with
+	// the same environment, and the config_reload_interval poller
+	// reloads when the bytes change.
+	env      func(string) string
+	hash     [32]byte
+	fromFile bool // LoadConfig made it: File is a path
 
 	// keys maps a middleware.Config field path ("Issuers[0].JWKSURI") to
 	// where its YAML counterpart is, so New's errors can name the line.
@@ -219,6 +231,7 @@ func ParseConfig(name string, data []byte, getenv func(string) string) (*Config,
 
 func wrap(c *config, err error, getenv func(string) string) (*Config, error) {
 	if err == nil {
+		c.env = getenv
 		err = c.applyEnv(getenv)
 	}
 	if err != nil {
@@ -256,7 +269,11 @@ func loadConfig(path string, getenv func(string) string) (*config, error) {
 	if len(data) > maxConfigSize {
 		return nil, fmt.Errorf("tokenguard: config %s: larger than %d bytes", path, maxConfigSize)
 	}
-	return parseConfigEnv(path, data, getenv)
+	c, err := parseConfigEnv(path, data, getenv)
+	if c != nil {
+		c.fromFile = true
+	}
+	return c, err
 }
 
 // noEnv is an empty environment.
@@ -324,6 +341,7 @@ func parseConfigEnv(name string, data []byte, getenv func(string) string) (*conf
 	}
 	c.File = name
 	c.FromEnv = x.fromEnv
+	c.hash = sha256.Sum256(data)
 	return c, nil
 }
 

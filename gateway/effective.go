@@ -53,6 +53,7 @@ type (
 		StartupWait                    string      `yaml:"startup_wait"`
 		ShutdownTimeout                string      `yaml:"shutdown_timeout"`
 		DrainDelay                     string      `yaml:"drain_delay"`
+		ConfigReloadInterval           string      `yaml:"config_reload_interval"`
 		UpstreamTimeout                string      `yaml:"upstream_timeout"`
 		UpstreamMaxResponseHeaderBytes int64       `yaml:"upstream_max_response_header_bytes"`
 		BodyReadTimeout                string      `yaml:"body_read_timeout"`
@@ -194,6 +195,7 @@ func (c *config) effectiveYAML() ([]byte, error) {
 		MaxTokenSize:                   c.MaxTokenSize,
 		ShutdownTimeout:                c.ShutdownTimeout.String(),
 		DrainDelay:                     c.DrainDelay.String(),
+		ConfigReloadInterval:           c.ConfigReloadInterval.String(),
 		UpstreamTimeout:                c.UpstreamTimeout.String(),
 		UpstreamMaxResponseHeaderBytes: c.UpstreamMaxResponseHeaderBytes,
 		BodyReadTimeout:                c.BodyReadTimeout.String(),

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -17,9 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/tokenguard/tokenguard/bff"
 	"github.com/tokenguard/tokenguard/dpop"
-	"github.com/tokenguard/tokenguard/dpop/redisstore"
 	"github.com/tokenguard/tokenguard/middleware"
 )
 
@@ -51,8 +50,11 @@ var ErrNoTLS = errors.New("tls is not configured: nothing to reload")
 type Options struct {
 	// Logger receives the gateway's log lines, one "access" line per
 	// request among them. Nil means the configured log_format and
-	// log_level on standard error (Config.NewLogger(os.Stderr)).
+	// log_level on LogOutput, remade at each reload.
 	Logger *slog.Logger
+	// LogOutput is where the gateway's own logger writes when Logger is
+	// nil; nil means standard error.
+	LogOutput io.Writer
 
 	// Listener and MetricsListener, when set, are served by Start instead
 	// of binding listen and metrics_listen: for a port chosen at run
@@ -69,26 +71,32 @@ type Options struct {
 //
 // Make one with New. Serve it with Start (or Run, which starts, serves
 // until its context ends and shuts down), or mount Handler and
-// MetricsHandler in a server of your own. Stop it with Shutdown. Its
-// methods are safe for concurrent use.
+// MetricsHandler in a server of your own. Replace its configuration with
+// Reload or ReloadConfig. Stop it with Shutdown. Its methods are safe for
+// concurrent use.
 type Gateway struct {
-	cfg *config // read-only
-	log *slog.Logger
-	reg *prometheus.Registry
+	log     *slog.Logger // the fixed Options.Logger; nil: each generation's own
+	logOut  io.Writer
+	reg     *prometheus.Registry
+	handler http.Handler // the proxy side: the current generation's chain
+	metrics http.Handler // /metrics, /healthz, /readyz
 
-	guard   *middleware.Guard
-	handler http.Handler      // the proxy side: access log, limits, hygiene, routes, guard, proxy
-	metrics http.Handler      // /metrics, /healthz, /readyz
-	replay  sharedReplayStore // nil: the guard's in-memory store
-	bff     *bffHandler       // nil without the bff block
-	// replayGates: readiness waits on the replay store only when DPoP is
-	// required, so no request could be served without it. In allowed
-	// mode a shared Redis outage must not take every replica, and with
-	// them all Bearer traffic, out of the load balancer.
-	replayGates bool
-	certs       *certReloader   // nil without tls
-	upstream    *http.Transport // the connection pool to the upstream
-	inflight    inflight        // requests being served, upgraded connections
+	gen      atomic.Pointer[generation] // the current configuration
+	reloadMu sync.Mutex                 // serialises reloads; guards shared, closed and the fields marked
+	shared   *shared
+	// generations are those that may still be open, the current one
+	// first: Shutdown closes them all.
+	generations []*generation
+	closed      bool                   // Shutdown has closed the generations: no more reloads
+	reloads     *prometheus.CounterVec // tokenguard_config_reloads_total{result}
+	watching    context.CancelFunc     // stops the config_reload_interval poller; nil when off (reloadMu)
+	fileHash    [32]byte               // of the configuration file last loaded (reloadMu)
+
+	limiter  limiter  // max_concurrent_requests, across generations
+	inflight inflight // requests being served, upgraded connections
+
+	certs     atomic.Pointer[certReloader] // nil without tls
+	stopWatch context.CancelFunc           // stops the certificate poller; nil without tls (reloadMu)
 
 	proxyLn, metricsLn net.Listener // from Options until Start; metricsLn may be nil
 
@@ -100,8 +108,8 @@ type Gateway struct {
 
 	// Written once by Start, read by Shutdown after startOnce.
 	proxySrv, metricsSrv *http.Server
-	stopWatch            context.CancelFunc // stops the certificate poller; nil without tls
-	serveErr             chan error         // a server that stopped for a reason other than shutdown
+	headerLimit          int        // the proxy server's MaxHeaderBytes
+	serveErr             chan error // a server that stopped for a reason other than shutdown
 
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -132,75 +140,61 @@ func New(cfg *Config, opts Options) (*Gateway, error) { return newGateway(cfg, o
 
 func newGateway(cfg *Config, opts Options) (_ *Gateway, err error) {
 	c := cfg.c
-	log := opts.Logger
-	if log == nil {
-		log = cfg.NewLogger(os.Stderr)
-	}
 	g := &Gateway{
-		cfg: c, log: log, reg: prometheus.NewRegistry(),
+		log: opts.Logger, logOut: opts.LogOutput, reg: prometheus.NewRegistry(),
+		shared:  newShared(),
 		proxyLn: opts.Listener, metricsLn: opts.MetricsListener,
 		serveErr: make(chan error, 2),
 	}
-	defer func() {
-		if err != nil {
-			closeAll(opts.Listener, opts.MetricsListener)
-			if g.guard != nil {
-				g.guard.Close()
-			}
-			if g.replay != nil {
-				g.replay.Close()
-			}
-			if g.bff != nil {
-				g.bff.Close()
-			}
-		}
-	}()
+	if g.logOut == nil {
+		g.logOut = os.Stderr
+	}
 	g.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	c.logDPoPNotes(log)
-	mc := c.guardConfig(log, g.reg)
-	mc.StartupWait = -1 // Start waits, with /healthz and /readyz served meanwhile
-	if err := c.loadIssuerKeys(&mc); err != nil {
-		return nil, err
-	}
-	if c.ReplayStore != "" {
-		// No I/O here: an unreachable Redis is not a config error; DPoP
-		// requests get 503 until it answers (and, in required mode,
-		// /readyz reports it).
-		s, err := redisstore.NewFromURL(c.ReplayStore, redisstore.Options{KeyQuota: c.ReplayKeyQuota})
-		if err != nil {
-			return nil, c.replayStoreError(err)
-		}
-		g.replay = s
-		g.replayGates = mc.DPoP.Mode == middleware.DPoPRequired
-		mc.DPoP.ReplayStore = s
-	}
-	if g.guard, err = middleware.New(context.Background(), mc); err != nil {
-		return nil, c.guardError(err)
-	}
-	if g.bff, err = c.newBFF(log, g.reg); err != nil {
-		return nil, err
-	}
-	var th *bff.Handler
-	if g.bff != nil {
-		th = g.bff.Handler
-	}
-	proxy := newProxy(c, log)
-	g.upstream = proxy.Transport.(*http.Transport)
-	if err := instrumentUpstream(proxy, g.reg); err != nil {
-		return nil, err
-	}
-	h, err := newProxyHandler(c, g.guard, th, proxy, log)
+	g.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tokenguard_config_reloads_total",
+		Help: "Configuration reloads (SIGHUP, config_reload_interval or Gateway.Reload) by result: success, or error (the running configuration was kept).",
+	}, []string{"result"})
+	g.reloads.WithLabelValues("success")
+	g.reloads.WithLabelValues("error")
+	g.reg.MustRegister(g.reloads)
+	gen, p, err := g.build(c, g.shared, g.loggerFor(c))
 	if err != nil {
+		closeAll(opts.Listener, opts.MetricsListener)
 		return nil, err
 	}
-	g.handler = accessLog(refuseAmbiguousFraming(limitConcurrency(h, c.MaxConcurrentRequests)), log, &g.inflight, c.ResponseWriteTimeout)
+	g.install(gen, p, nil)
+	g.fileHash = c.hash
+	g.handler = http.HandlerFunc(g.serveHTTP)
 	g.metrics = g.metricsHandler()
-	if c.TLS != nil {
-		if g.certs, err = newCertReloader(c.TLS.CertFile, c.TLS.KeyFile, log); err != nil {
-			return nil, &ConfigError{File: c.File, Err: err, Fields: []*FieldError{{Line: c.TLS.Line, Key: "tls.cert_file", Msg: err.Error()}}}
-		}
-	}
 	return g, nil
+}
+
+// loggerFor is the logger of a generation of c.
+func (g *Gateway) loggerFor(c *config) *slog.Logger {
+	if g.log != nil {
+		return g.log
+	}
+	return c.newLogger(g.logOut)
+}
+
+// current returns the current generation with a reference taken; release
+// it when done.
+func (g *Gateway) current() *generation {
+	for {
+		if gen := g.gen.Load(); gen.acquire() {
+			return gen
+		}
+		// It closed between the load and the acquire: a reload made a
+		// newer one current first.
+	}
+}
+
+// serveHTTP serves a request on the current generation, which stays
+// open until the request ends.
+func (g *Gateway) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	gen := g.current()
+	defer gen.release()
+	gen.handler.ServeHTTP(w, r)
 }
 
 // Handler returns the proxy side of the gateway, for a server of your own:
@@ -221,7 +215,9 @@ func (g *Gateway) MetricsHandler() http.Handler { return g.metrics }
 // the store answers. It is what /readyz reports, apart from starting and
 // draining.
 func (g *Gateway) Ready() bool {
-	return g.guard.Ready() && !(g.replayGates && g.replay.Ping(context.Background()) != nil)
+	gen := g.current()
+	defer gen.release()
+	return gen.ready(context.Background())
 }
 
 // Start serves the gateway: it binds listen and metrics_listen (or takes
@@ -255,7 +251,9 @@ var canceled = func() context.Context {
 }()
 
 func (g *Gateway) start(ctx context.Context) (err error) {
-	c, log := g.cfg, g.log
+	gen := g.current()
+	defer gen.release()
+	c, log := gen.cfg, gen.log
 	if g.proxyLn == nil {
 		if g.proxyLn, err = net.Listen("tcp", c.Listen); err != nil {
 			return fmt.Errorf("tokenguard: listen: %w", err)
@@ -277,23 +275,27 @@ func (g *Gateway) start(ctx context.Context) (err error) {
 		}
 		go g.serve("metrics", g.metricsSrv, g.metricsLn)
 	}
-	g.waitForKeys(ctx)
+	waitForKeys(ctx, gen, c.StartupWait)
 
+	g.headerLimit = maxHeaderBytes(c.MaxTokenSize)
 	g.proxySrv = &http.Server{
 		Handler:           g.handler,
 		ReadHeaderTimeout: readHeaderTimeout,
 		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    maxHeaderBytes(c.MaxTokenSize),
+		MaxHeaderBytes:    g.headerLimit,
 		// HTTP/2 (over TLS) takes its header-list limit from
 		// MaxHeaderBytes too.
 		HTTP2:    &http.HTTP2Config{MaxConcurrentStreams: maxConcurrentStreams},
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	if g.certs != nil {
-		g.proxySrv.TLSConfig = g.certs.serverTLSConfig()
-		var watchCtx context.Context
-		watchCtx, g.stopWatch = context.WithCancel(context.Background())
-		go g.certs.watch(watchCtx, c.TLS.ReloadInterval)
+	if c.TLS != nil {
+		g.proxySrv.TLSConfig = &tls.Config{
+			MinVersion: tls.VersionTLS12,
+			// Through the Gateway, so a reload can change the files.
+			GetCertificate: func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
+				return g.certs.Load().getCertificate(h)
+			},
+		}
 		go g.serveTLS(g.proxySrv, g.proxyLn)
 	} else {
 		// Plain HTTP/1: the requests' framing is followed as they are
@@ -301,31 +303,38 @@ func (g *Gateway) start(ctx context.Context) (err error) {
 		g.proxySrv.ConnContext = framingConnContext
 		go g.serve("proxy", g.proxySrv, framingListener{g.proxyLn})
 	}
+	g.reloadMu.Lock()
 	g.started.Store(true)
+	g.restartWatchers(g.gen.Load().cfg)
+	g.reloadMu.Unlock()
 
-	attrs := []any{"listen", g.proxyLn.Addr().String(), "tls", c.TLS != nil, "upstream", c.Upstream.String(), "routes", len(c.Routes), "ready", g.guard.Ready()}
+	attrs := []any{"listen", g.proxyLn.Addr().String(), "tls", c.TLS != nil, "upstream", c.Upstream.String(), "routes", len(c.Routes), "ready", gen.guard.Ready()}
 	if g.metricsLn != nil {
 		attrs = append(attrs, "metrics_listen", g.metricsLn.Addr().String())
 	}
 	attrs = append(attrs, "dpop", c.DPoPMode)
 	if c.DPoPMode != "disabled" {
 		store := "memory"
-		if g.replay != nil {
+		if c.ReplayStore != "" {
 			store = "redis" // never the URL: it may hold a password
 		}
 		attrs = append(attrs, "dpop_nonce", c.DPoPNonce, "dpop_replay_store", store)
+	}
+	if c.ConfigReloadInterval > 0 {
+		attrs = append(attrs, "config_reload_interval", c.ConfigReloadInterval.String())
 	}
 	log.Info("tokenguard gateway started", attrs...)
 	return nil
 }
 
-// waitForKeys waits until the guard is ready, startup_wait has passed or
-// ctx is done. The poll is coarse on purpose: it runs once per Start.
-func (g *Gateway) waitForKeys(ctx context.Context) {
-	d := g.cfg.StartupWait
+// waitForKeys waits until gen's guard is ready, d has passed (0: the
+// default startup wait; negative: not at all) or ctx is done, and
+// reports whether it is ready. The poll is coarse on purpose: it runs
+// once per Start or reload.
+func waitForKeys(ctx context.Context, gen *generation, d time.Duration) bool {
 	switch {
 	case d < 0:
-		return
+		return gen.guard.Ready()
 	case d == 0:
 		d = defaultStartupWait
 	}
@@ -333,16 +342,17 @@ func (g *Gateway) waitForKeys(ctx context.Context) {
 	defer deadline.Stop()
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
-	for !g.guard.Ready() {
+	for !gen.guard.Ready() {
 		select {
 		case <-ctx.Done():
-			return
+			return false
 		case <-deadline.C:
-			g.log.Warn("issuer keys not loaded yet; answering 503 for their tokens until they are", "startup_wait", d.String())
-			return
+			gen.log.Warn("issuer keys not loaded yet; answering 503 for their tokens until they are", "startup_wait", d.String())
+			return false
 		case <-tick.C:
 		}
 	}
+	return true
 }
 
 // serve runs srv on ln until shutdown; any other end is reported on
@@ -362,14 +372,15 @@ func (g *Gateway) serveTLS(srv *http.Server, ln net.Listener) {
 	}
 }
 
-// ReloadCertificate loads the TLS certificate and key files again (what
-// SIGHUP does). On failure the current certificate stays in use. Without
-// a tls block it returns ErrNoTLS.
+// ReloadCertificate loads the TLS certificate and key files again. On
+// failure the current certificate stays in use. Without a tls block it
+// returns ErrNoTLS. ReloadConfig (SIGHUP) does this too.
 func (g *Gateway) ReloadCertificate() error {
-	if g.certs == nil {
+	certs := g.certs.Load()
+	if certs == nil {
 		return ErrNoTLS
 	}
-	return g.certs.reload()
+	return certs.reload()
 }
 
 // Addr and MetricsAddr are the addresses Start serves on (useful with port
@@ -399,12 +410,14 @@ func (g *Gateway) Run(ctx context.Context) error {
 	var err error
 	select {
 	case <-ctx.Done():
-		g.log.Info("shutting down: draining in-flight requests", "timeout", g.cfg.ShutdownTimeout.String())
+		gen := g.gen.Load()
+		gen.log.Info("shutting down: draining in-flight requests", "timeout", gen.cfg.ShutdownTimeout.String())
 	case err = <-g.serveErr:
-		g.log.Error("server failed; shutting down", "err", err)
+		g.gen.Load().log.Error("server failed; shutting down", "err", err)
 	}
 	return errors.Join(err, g.shutdown(context.Background(), func() (context.Context, context.CancelFunc) {
-		return context.WithTimeout(context.Background(), g.cfg.ShutdownTimeout)
+		// The configuration current now: a reload may have changed it.
+		return context.WithTimeout(context.Background(), g.gen.Load().cfg.ShutdownTimeout)
 	}))
 }
 
@@ -426,21 +439,24 @@ func (g *Gateway) shutdown(drainCtx context.Context, stopCtx func() (context.Con
 	g.shutdownOnce.Do(func() {
 		g.startOnce.Do(func() {}) // no Start from now on
 		g.draining.Store(true)
+		g.reloadMu.Lock()
+		g.closed = true // no reload from now on
+		g.stopWatchers()
+		g.reloadMu.Unlock()
+		gen := g.gen.Load() // final: reloads are over
+		log := gen.log
 		var errs []error
 		if g.proxySrv != nil {
-			if d := g.cfg.DrainDelay; d > 0 {
+			if d := gen.cfg.DrainDelay; d > 0 {
 				// Keep serving while /readyz says 503, so load balancers
 				// take this instance out before its listener closes.
-				g.log.Info("draining: readiness is 503; still serving until drain_delay passes", "drain_delay", d.String())
+				log.Info("draining: readiness is 503; still serving until drain_delay passes", "drain_delay", d.String())
 				t := time.NewTimer(d)
 				select {
 				case <-t.C:
 				case <-drainCtx.Done():
 					t.Stop()
 				}
-			}
-			if g.stopWatch != nil {
-				g.stopWatch()
 			}
 			ctx, cancel := stopCtx()
 			err := g.proxySrv.Shutdown(ctx)
@@ -452,7 +468,7 @@ func (g *Gateway) shutdown(drainCtx context.Context, stopCtx func() (context.Con
 			cancel()
 			if err != nil {
 				cut := g.inflight.count()
-				g.log.Warn("shutdown_timeout reached: closing the requests still in flight", "cut", cut)
+				log.Warn("shutdown_timeout reached: closing the requests still in flight", "cut", cut)
 				errs = append(errs, g.proxySrv.Close())
 				g.inflight.closeTracked()
 				if cut > 0 {
@@ -460,23 +476,18 @@ func (g *Gateway) shutdown(drainCtx context.Context, stopCtx func() (context.Con
 				}
 			}
 		}
-		closeAll(g.proxyLn)               // bound but never served, or closed already
-		g.upstream.CloseIdleConnections() // in-flight ones are done or cut off by now
+		closeAll(g.proxyLn) // bound but never served, or closed already
 		if g.metricsSrv != nil {
 			// Kept up while the proxy drains, so /readyz reports 503 and
 			// scrapes go on; nothing long-running here needs draining.
 			errs = append(errs, g.metricsSrv.Close())
 		}
 		closeAll(g.metricsLn)
-		errs = append(errs, g.guard.Close())
-		if g.replay != nil {
-			errs = append(errs, g.replay.Close())
-		}
-		if g.bff != nil {
-			errs = append(errs, g.bff.Close())
-		}
+		// Every generation, the current one and those a reload replaced
+		// that still had requests: those are done or cut off by now.
+		errs = append(errs, g.closeGenerations())
 		g.shutdownErr = errors.Join(errs...)
-		g.log.Info("tokenguard gateway stopped")
+		log.Info("tokenguard gateway stopped")
 	})
 	return g.shutdownErr
 }
@@ -486,7 +497,7 @@ func (g *Gateway) shutdown(drainCtx context.Context, stopCtx func() (context.Con
 func (g *Gateway) metricsHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g.reg, promhttp.HandlerOpts{
-		ErrorLog: slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
+		ErrorLog: slog.NewLogLogger(g.gen.Load().log.Handler(), slog.LevelWarn),
 		Registry: g.reg, // counts its own errors
 	}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -498,12 +509,17 @@ func (g *Gateway) metricsHandler() http.Handler {
 			writePlain(w, http.StatusServiceUnavailable, "shutting down\n")
 		case g.starting.Load() && !g.started.Load():
 			writePlain(w, http.StatusServiceUnavailable, "starting\n")
-		case !g.guard.Ready():
-			writePlain(w, http.StatusServiceUnavailable, "issuer keys not loaded\n")
-		case g.replayGates && g.replay.Ping(r.Context()) != nil:
-			writePlain(w, http.StatusServiceUnavailable, "replay store unreachable\n")
 		default:
-			writePlain(w, http.StatusOK, "ready\n")
+			gen := g.current()
+			defer gen.release()
+			switch {
+			case !gen.guard.Ready():
+				writePlain(w, http.StatusServiceUnavailable, "issuer keys not loaded\n")
+			case gen.replayGates && gen.replay.Ping(r.Context()) != nil:
+				writePlain(w, http.StatusServiceUnavailable, "replay store unreachable\n")
+			default:
+				writePlain(w, http.StatusOK, "ready\n")
+			}
 		}
 	})
 	return mux

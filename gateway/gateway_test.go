@@ -95,6 +95,7 @@ type running struct {
 	done   chan error // what Run returned, once it has
 	proxy  string     // http://host:port
 	metric string     // http://host:port
+	path   string     // the configuration file
 }
 
 // runGateway writes yamlText to a file and runs the gateway from it, with
@@ -110,7 +111,7 @@ func runGateway(t testing.TB, yamlText string) *running {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &running{stderr: &lockedBuffer{}, done: make(chan error, 1)}
+	r := &running{stderr: &lockedBuffer{}, done: make(chan error, 1), path: path}
 	if r.gw, err = New(cfg, Options{Logger: cfg.NewLogger(r.stderr)}); err != nil {
 		t.Fatalf("gateway: %v", err)
 	}

@@ -47,12 +47,9 @@ func (c *config) guardConfig(log *slog.Logger, reg prometheus.Registerer) middle
 		mc.Resource = c.publicURL()
 	}
 	mc.DPoP.Nonce = c.DPoPNonce
-	if c.ReplayStore == "" {
-		mc.DPoP.ReplayKeyQuota = c.ReplayKeyQuota // a Redis store takes it in its Options
-	}
 	mc.DPoP.NonceSecrets = slices.Clone(c.NonceSecrets)
-	// DPoP.ReplayStore: nil is the in-memory store; startGateway sets a
-	// Redis one.
+	// DPoP.ReplayStore: the gateway sets it (generation.go), in memory or
+	// Redis, and with it the key quota; check leaves it to the guard.
 	for _, is := range c.Issuers {
 		mc.Issuers = append(mc.Issuers, middleware.Issuer{
 			Issuer:                is.Issuer,

@@ -31,6 +31,7 @@ type fileConfig struct {
 	UpstreamDialTimeout            string  `yaml:"upstream_dial_timeout"`
 	MaxConcurrentRequests          int     `yaml:"max_concurrent_requests"`
 	DrainDelay                     string  `yaml:"drain_delay"`
+	ConfigReloadInterval           string  `yaml:"config_reload_interval"`
 	TLS                            fileTLS `yaml:"tls"`
 
 	InsecureAllowHTTP bool `yaml:"insecure_allow_http"`

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tokenguard/tokenguard/internal/promreg"
 )
 
 // Values of the code_class label of tokenguard_upstream_requests_total:
@@ -49,13 +51,15 @@ func newUpstreamMetrics(reg prometheus.Registerer) (*upstreamMetrics, error) {
 			Buckets: upstreamDurationBuckets,
 		}),
 	}
+	// A reloaded gateway's new proxy counts on into the same series.
+	r := &promreg.Registration{Reg: reg}
+	promreg.Add(r, &vec)
+	promreg.Add(r, &m.duration)
+	if r.Err != nil {
+		return nil, fmt.Errorf("tokenguard: registering upstream metrics: %w", r.Err)
+	}
 	for i, l := range codeClassLabels {
 		m.requests[i] = vec.WithLabelValues(l) // every class is exported from the start, at 0
-	}
-	for _, c := range []prometheus.Collector{vec, m.duration} {
-		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("tokenguard: registering upstream metrics: %w", err)
-		}
 	}
 	return m, nil
 }

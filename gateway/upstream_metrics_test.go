@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 )
@@ -27,24 +25,12 @@ var upstreamSeries = []string{
 // each must be there (the counters from the start, at 0).
 func scrapeUpstream(t *testing.T, g *running) map[string]float64 {
 	t.Helper()
-	_, body := do(t, "GET", g.metric+"/metrics", "", nil)
-	got := map[string]float64{}
-	for line := range strings.Lines(body) {
-		name, value, ok := strings.Cut(strings.TrimSpace(line), " ")
-		if !ok || strings.HasPrefix(name, "#") {
-			continue
-		}
-		v, err := strconv.ParseFloat(value, 64)
-		if err != nil {
-			t.Fatalf("/metrics: %q: %v", line, err)
-		}
-		got[name] = v
-	}
+	got := scrapeMetrics(t, g)
 	out := map[string]float64{}
 	for _, s := range upstreamSeries {
 		v, ok := got[s]
 		if !ok {
-			t.Fatalf("/metrics lacks %s:\n%s", s, body)
+			t.Fatalf("/metrics lacks %s", s)
 		}
 		out[s] = v
 	}

@@ -49,6 +49,10 @@ func (fc *fileConfig) validate(doc *yaml.Node) (*config, []*FieldError) {
 	c.keys["DPoP.NonceSecrets"] = keyPos{Key: NonceSecretsEnv} // not in the file
 	c.keys["DPoP.ReplayStore"] = pos.at("dpop", "replay_store")
 	c.keys["PublicURL"] = pos.at("public_url")
+	// The keys a reload cannot change (reload.go), for its messages.
+	c.keys["Listen"] = pos.at("listen")
+	c.keys["MetricsListen"] = pos.at("metrics_listen")
+	c.keys["TLS"] = pos.at("tls")
 
 	// Listeners.
 	if fc.Listen == "" {
@@ -249,6 +253,9 @@ func (fc *fileConfig) validate(doc *yaml.Node) (*config, []*FieldError) {
 		c.UpstreamMaxResponseHeaderBytes = n
 	}
 	c.DrainDelay = dur("drain_delay", fc.DrainDelay, 0, true)
+	if c.ConfigReloadInterval = dur("config_reload_interval", fc.ConfigReloadInterval, 0, true); c.ConfigReloadInterval > 0 && c.ConfigReloadInterval < time.Second {
+		bad(pos.at("config_reload_interval"), "must be 0s (off) or at least 1s")
+	}
 	switch n := fc.MaxConcurrentRequests; {
 	case n == 0:
 		c.MaxConcurrentRequests = defaultMaxConcurrentRequests

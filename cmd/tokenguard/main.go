@@ -21,8 +21,12 @@
 // Values in the file may be ${NAME}, read from the environment; the DPoP
 // nonce secrets only come from it (TOKENGUARD_DPOP_NONCE_SECRETS).
 //
-// Logs go to standard error. SIGHUP reloads the TLS certificate and key (a
-// failed reload keeps the current ones). On SIGINT or SIGTERM the gateway
+// Logs go to standard error. SIGHUP reloads the configuration file (and
+// the TLS certificate and key): a valid file replaces the running
+// configuration without dropping a request; an invalid one is logged, with
+// its line and key, and the running configuration stays (the certificate
+// is still reloaded). config_reload_interval does the same when the file
+// changes. On SIGINT or SIGTERM the gateway
 // reports 503 on /readyz, keeps serving for drain_delay, stops accepting
 // connections, lets in-flight requests finish for up to shutdown_timeout,
 // closes what is left, and exits; a second signal ends it at once.
@@ -78,10 +82,10 @@ type cli struct {
 	stdout, stderr io.Writer
 	getenv         func(string) string // nil means os.Getenv
 
-	// handleHUP makes serve take over SIGHUP (reload the TLS certificate)
+	// handleHUP makes serve take over SIGHUP (reload the configuration)
 	// instead of letting it end the process; only serve does, so demo,
 	// check and the other commands still end when their terminal closes.
-	// false in tests, which call Gateway.ReloadCertificate directly.
+	// false in tests, which send on reload themselves.
 	handleHUP bool
 	reload    <-chan os.Signal // SIGHUPs while serve runs
 
@@ -154,8 +158,10 @@ func (c *cli) serve(ctx context.Context, args []string) int {
 		fmt.Fprintln(c.stderr, err)
 		return exitError
 	}
-	log := cfg.NewLogger(c.stderr)
-	g, err := gateway.New(cfg, gateway.Options{Logger: log})
+	log := cfg.NewLogger(c.stderr) // this command's own lines
+	// The gateway makes its logger from each configuration it runs, so a
+	// reload can change log_format and log_level.
+	g, err := gateway.New(cfg, gateway.Options{LogOutput: c.stderr})
 	if err == nil {
 		err = g.Start(ctx)
 	}
@@ -175,9 +181,12 @@ func (c *cli) serve(ctx context.Context, args []string) int {
 				case <-stopReload:
 					return
 				case <-c.reload:
-					if err := g.ReloadCertificate(); errors.Is(err, gateway.ErrNoTLS) {
-						log.Info("SIGHUP: " + err.Error())
-					} // reloadCertificate logs the outcome itself
+					// The file and, with it, the certificate; a file
+					// that does not load still leaves certificate
+					// rotation working. Both log their outcome.
+					if err := g.ReloadConfig(ctx); err != nil {
+						_ = g.ReloadCertificate()
+					}
 				}
 			}
 		}()

@@ -142,6 +142,52 @@ func TestSIGHUPBinary(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+
+	// SIGHUP reloads the configuration: a new route answers 401 where
+	// there was none (404).
+	code := func() int {
+		resp, err := c.Get("https://" + addr + "/nothing")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	base := testkit.GatewayYAML(is.URL(), is.URL()+"/jwks", up.URL,
+		fmt.Sprintf("tls:\n  cert_file: %s\n  key_file: %s\n  reload_interval: 1h\nshutdown_timeout: 2s\n", certFile, keyFile))
+	testkit.WriteAtomic(t, cfgFile, []byte(strings.Replace(base, "routes:\n", "routes:\n  - pattern: \"GET /nothing\"\n    scopes: [x]\n", 1)))
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, func() bool { return code() == http.StatusUnauthorized }, "the reloaded route", logs)
+
+	// A broken file keeps the running configuration, says why with the
+	// line, and the certificate is still reloaded.
+	one.Write(t, certFile, keyFile)
+	testkit.WriteAtomic(t, cfgFile, []byte(base+"no_such_key: 1\n"))
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, func() bool { return serial() == "1" }, "the certificate after a broken reload", logs)
+	if code() != http.StatusUnauthorized {
+		t.Errorf("a broken file changed the running configuration")
+	}
+	waitUntil(t, func() bool {
+		return strings.Contains(logs.String(), "configuration reload failed; keeping the running configuration") &&
+			strings.Contains(logs.String(), "no_such_key")
+	}, "the failure in the log", logs)
+}
+
+// waitUntil polls cond for up to wait.
+func waitUntil(t *testing.T, cond func() bool, what string, logs fmt.Stringer) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s:\n%s", what, logs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // TestSIGTERMCutDrain: SIGTERM while a request outlasts shutdown_timeout
