@@ -112,6 +112,8 @@ func TestDependencies(t *testing.T) {
 		{"github.com/MicahParks/", "peers belong in bench/'s own module"},
 		{"github.com/lestrrat-go/jwx/v2", "v2 is unmaintained (DESIGN.md)"},
 		{"github.com/tokenguard/tokenguard/internal/devissuer", "the development issuer must never ship in the library"},
+		{"go.opentelemetry.io/", "tracing is the gateway's only (DESIGN.md); the library offers Config.WrapTransport instead"},
+		{"google.golang.org/grpc", "the OTLP/gRPC exporter is the gateway's only"},
 	}
 	for _, pkg := range []string{"./middleware", "./jwks", "./internal/jose", "./bff"} {
 		out, err := exec.Command("go", "list", "-deps", pkg).CombinedOutput()
@@ -138,6 +140,13 @@ func TestDependencies(t *testing.T) {
 		"golang.org/x/oauth2",          // the token handler's code exchange, refresh and PKCE
 		"github.com/chromedp/chromedp", // browser tests only
 		"github.com/chromedp/cdproto",  // chromedp's protocol types, browser tests only
+		// Tracing, in the gateway only, and its OTLP exporters.
+		"go.opentelemetry.io/otel", "go.opentelemetry.io/otel/sdk", "go.opentelemetry.io/otel/trace",
+		"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp",
+		"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc",
+		// The exporters' own dependencies, imported directly by the gateway's
+		// tests only: their OTLP/HTTP and OTLP/gRPC receivers.
+		"go.opentelemetry.io/proto/otlp", "google.golang.org/grpc", "google.golang.org/protobuf",
 	}
 	for _, line := range strings.Split(string(mod), "\n") {
 		line = strings.TrimSpace(line)

@@ -134,26 +134,8 @@ func accessLog(next http.Handler, log *slog.Logger, inflight *inflight, writeTim
 // logAccess writes the access line of r; v is what the handler panicked
 // with, if anything.
 func logAccess(log *slog.Logger, r *http.Request, rec *accessRecord, rw *recordingWriter, start time.Time, v any) {
-	status := rw.status
-	switch {
-	case rec.clientError == clientGone:
-		status = statusClientClosed // whatever was written, nobody read it
-	case status == 0 && v == nil:
-		status = http.StatusOK // nothing written: net/http sends 200
-	}
-	decision, reason := "none", ""
-	switch {
-	case rec.decided && rec.reason == middleware.ReasonOK:
-		decision, reason = "allow", string(rec.reason)
-	case rec.decided:
-		decision, reason = "deny", string(rec.reason)
-	case rec.overloaded:
-		decision, reason = "reject", "overloaded"
-	case rec.rejected != "":
-		decision, reason = "reject", rec.rejected
-	case status == http.StatusNotFound:
-		decision = "not_found"
-	}
+	status := rec.loggedStatus(rw.status, v != nil)
+	decision, reason := rec.outcome(status)
 	attrs := []slog.Attr{
 		slog.String("request_id", rec.id),
 		slog.String("method", r.Method),
@@ -187,6 +169,38 @@ func logAccess(log *slog.Logger, r *http.Request, rec *accessRecord, rw *recordi
 		attrs = append(attrs, slog.Bool("aborted", true))
 	}
 	log.LogAttrs(r.Context(), slog.LevelInfo, "access", attrs...)
+}
+
+// loggedStatus is the status the access log reports for a response whose
+// writer recorded written (0: nothing written) and that was aborted or
+// not: 499 when the client went away, 200 when nothing was written.
+func (rec *accessRecord) loggedStatus(written int, aborted bool) int {
+	switch {
+	case rec.clientError == clientGone:
+		return statusClientClosed // whatever was written, nobody read it
+	case written == 0 && !aborted:
+		return http.StatusOK // nothing written: net/http sends 200
+	}
+	return written
+}
+
+// outcome is the access log's decision ("allow", "deny", "reject",
+// "not_found" or "none") and reason for a request answered with status
+// (as loggedStatus gives it).
+func (rec *accessRecord) outcome(status int) (decision, reason string) {
+	switch {
+	case rec.decided && rec.reason == middleware.ReasonOK:
+		return "allow", string(rec.reason)
+	case rec.decided:
+		return "deny", string(rec.reason)
+	case rec.overloaded:
+		return "reject", "overloaded"
+	case rec.rejected != "":
+		return "reject", rec.rejected
+	case status == http.StatusNotFound:
+		return "not_found", ""
+	}
+	return "none", ""
 }
 
 // recordingWriter counts the status and body bytes for the access log

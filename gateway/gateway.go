@@ -92,6 +92,7 @@ type Gateway struct {
 	watching    context.CancelFunc     // stops the config_reload_interval poller; nil when off (reloadMu)
 	fileHash    [32]byte               // of the configuration file last loaded (reloadMu)
 
+	tracer   *tracer  // nil: tracing off (the OTEL_* environment)
 	limiter  limiter  // max_concurrent_requests, across generations
 	inflight inflight // requests being served, upgraded connections
 
@@ -157,9 +158,16 @@ func newGateway(cfg *Config, opts Options) (_ *Gateway, err error) {
 	g.reloads.WithLabelValues("success")
 	g.reloads.WithLabelValues("error")
 	g.reg.MustRegister(g.reloads)
+	// Tracing is the process's (OTEL_* variables), not the file's: a
+	// reload keeps it.
+	if g.tracer, err = newTracer(nil); err != nil {
+		closeAll(opts.Listener, opts.MetricsListener)
+		return nil, err
+	}
 	gen, p, err := g.build(c, g.shared, g.loggerFor(c))
 	if err != nil {
 		closeAll(opts.Listener, opts.MetricsListener)
+		_ = g.tracer.shutdown(context.Background())
 		return nil, err
 	}
 	g.install(gen, p, nil)
@@ -486,6 +494,10 @@ func (g *Gateway) shutdown(drainCtx context.Context, stopCtx func() (context.Con
 		// Every generation, the current one and those a reload replaced
 		// that still had requests: those are done or cut off by now.
 		errs = append(errs, g.closeGenerations())
+		// Last, so the spans of the requests drained above are sent.
+		tctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		errs = append(errs, g.tracer.shutdown(tctx))
+		cancel()
 		g.shutdownErr = errors.Join(errs...)
 		log.Info("tokenguard gateway stopped")
 	})

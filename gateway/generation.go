@@ -111,6 +111,9 @@ func (g *Gateway) build(c *config, s *shared, log *slog.Logger) (_ *generation, 
 	c.logDPoPNotes(log)
 	mc := c.guardConfig(log, g.reg)
 	mc.StartupWait = -1 // Start and reload wait, with /readyz served meanwhile
+	if g.tracer != nil { // a nil method value would not be a nil func
+		mc.WrapTransport = g.tracer.transport
+	}
 	if err := c.loadIssuerKeys(&mc); err != nil {
 		return nil, nil, err
 	}
@@ -122,7 +125,7 @@ func (g *Gateway) build(c *config, s *shared, log *slog.Logger) (_ *generation, 
 		if err != nil {
 			return nil, nil, err
 		}
-		mc.DPoP.ReplayStore = store
+		mc.DPoP.ReplayStore = g.tracer.replayStore(store)
 	}
 	if gen.guard, err = middleware.New(context.Background(), mc); err != nil {
 		return nil, nil, c.guardError(err)
@@ -154,11 +157,12 @@ func (g *Gateway) build(c *config, s *shared, log *slog.Logger) (_ *generation, 
 	if err := instrumentUpstream(proxy, g.reg); err != nil {
 		return nil, nil, err
 	}
+	proxy.Transport = g.tracer.transport("upstream", proxy.Transport)
 	h, err := newProxyHandler(c, gen.guard, gen.th, proxy, log)
 	if err != nil {
 		return nil, nil, err
 	}
-	gen.handler = accessLog(refuseAmbiguousFraming(g.limiter.wrap(h)), log, &g.inflight, c.ResponseWriteTimeout)
+	gen.handler = accessLog(g.tracer.serverSpan(refuseAmbiguousFraming(g.limiter.wrap(h))), log, &g.inflight, c.ResponseWriteTimeout)
 	if c.TLS != nil {
 		if p.certs, err = newCertReloader(c.TLS.CertFile, c.TLS.KeyFile, log); err != nil {
 			return nil, nil, &ConfigError{File: c.File, Err: err, Fields: []*FieldError{{Line: c.TLS.Line, Key: "tls.cert_file", Msg: err.Error()}}}

@@ -55,7 +55,7 @@ func New(cfg Config) (*Client, error) {
 		rate:  tokenBucket{rate: cfg.RateLimit, burst: max(cfg.RateLimit, 1), tokens: max(cfg.RateLimit, 1)},
 	}
 	if c.client == nil {
-		c.client, c.tr = defaultClient()
+		c.client, c.tr = defaultClient(cfg.WrapTransport)
 		c.client.Timeout = cfg.Timeout
 	}
 	return c, nil

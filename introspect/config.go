@@ -128,6 +128,15 @@ type Config struct {
 	// client you pass is used as it is, except that each call is also
 	// bounded by Timeout.
 	HTTPClient *http.Client
+	// WrapTransport, when set, is called once, by New, with the Transport
+	// of the default client (the one used when HTTPClient is nil) and
+	// returns the RoundTripper that client uses instead: for tracing,
+	// egress policy or logging. The client's timeout and its refusal of
+	// redirects stay as they are, and Close still drops the idle
+	// connections of the Transport it wrapped. A nil result keeps the
+	// Transport unwrapped. It is not applied to HTTPClient: wrap that
+	// client's Transport yourself.
+	WrapTransport func(http.RoundTripper) http.RoundTripper
 	// Timeout bounds one introspection request, body included. 0 means
 	// 5 seconds.
 	Timeout time.Duration
@@ -315,11 +324,19 @@ func checkURL(raw string, insecure bool) error {
 }
 
 // defaultClient builds the client used when Config.HTTPClient is nil. It
-// has its own Transport so Close can drop its idle connections.
-func defaultClient() (*http.Client, *http.Transport) {
+// has its own Transport so Close can drop its idle connections; the
+// client sends through wrap(Transport) when wrap is non-nil (and returns
+// non-nil).
+func defaultClient(wrap func(http.RoundTripper) http.RoundTripper) (*http.Client, *http.Transport) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
+	var rt http.RoundTripper = tr
+	if wrap != nil {
+		if w := wrap(tr); w != nil {
+			rt = w
+		}
+	}
 	return &http.Client{
-		Transport: tr,
+		Transport: rt,
 		Timeout:   defaultTimeout,
 		CheckRedirect: func(*http.Request, []*http.Request) error {
 			return http.ErrUseLastResponse

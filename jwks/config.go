@@ -41,6 +41,16 @@ type Config struct {
 	// a 30 s deadline.
 	HTTPClient *http.Client
 
+	// WrapTransport, when set, is called once, by New, with the Transport
+	// of the default client (the one used when HTTPClient is nil) and
+	// returns the RoundTripper that client uses instead: for tracing,
+	// egress policy or logging. The default client's timeout and redirect
+	// policy stay as they are, and Close still drops the idle connections
+	// of the Transport it wrapped. A nil result keeps the Transport
+	// unwrapped. It is not applied to HTTPClient: wrap that client's
+	// Transport yourself.
+	WrapTransport func(http.RoundTripper) http.RoundTripper
+
 	// Algorithms is the JWS "alg" allow-list; a key is usable only for
 	// algorithms on it. nil means [DefaultAlgorithms]. Supported: RS256,
 	// RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512, EdDSA. An
@@ -202,11 +212,19 @@ func checkURL(raw string, insecure bool) error {
 const maxRedirects = 5
 
 // defaultClient builds the client used when Config.HTTPClient is nil. It
-// has its own Transport so Close can drop its idle connections.
-func defaultClient(insecure bool) (*http.Client, *http.Transport) {
+// has its own Transport so Close can drop its idle connections; the
+// client sends through wrap(Transport) when wrap is non-nil (and returns
+// non-nil).
+func defaultClient(insecure bool, wrap func(http.RoundTripper) http.RoundTripper) (*http.Client, *http.Transport) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
+	var rt http.RoundTripper = tr
+	if wrap != nil {
+		if w := wrap(tr); w != nil {
+			rt = w
+		}
+	}
 	return &http.Client{
-		Transport: tr,
+		Transport: rt,
 		Timeout:   defaultHTTPTimeout,
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
 			if len(via) >= maxRedirects {

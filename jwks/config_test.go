@@ -118,7 +118,7 @@ func TestConfigDefaults(t *testing.T) {
 // non-https URLs (except within loopback http), downgrades, and long
 // chains.
 func TestDefaultClientRedirects(t *testing.T) {
-	client, _ := defaultClient(false)
+	client, _ := defaultClient(false, nil)
 	if client.Timeout != defaultHTTPTimeout {
 		t.Errorf("Timeout = %v", client.Timeout)
 	}

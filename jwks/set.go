@@ -108,7 +108,7 @@ func New(ctx context.Context, cfg Config) (*Set, error) {
 	}
 	client := c.HTTPClient
 	if client == nil {
-		client, s.tr = defaultClient(c.InsecureAllowHTTP)
+		client, s.tr = defaultClient(c.InsecureAllowHTTP, c.WrapTransport)
 	}
 	s.fetch = &fetcher{client: client, set: s}
 	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))

@@ -115,6 +115,21 @@ type Config struct {
 	// timeout that refuses redirects to non-https URLs.
 	HTTPClient *http.Client
 
+	// WrapTransport, when set, wraps the Transport of each HTTP client the
+	// guard builds itself, that is, when HTTPClient is nil: purpose is
+	// "jwks" (key set fetches), "discovery" (RFC 8414 / OpenID metadata)
+	// or "introspection" (RFC 7662), and the result is the RoundTripper
+	// that client sends through. Use it for tracing, egress policy or
+	// logging. It is called when a client is built, never per request: at
+	// New, when discovery brings a new jwks_uri or introspection_endpoint,
+	// and for each discovery fetch. The clients keep their timeouts and
+	// redirect policies (introspection follows none), and the guard still
+	// drops the idle connections of the Transports it wrapped. It may be
+	// called from the guard's background goroutines. nil, or a nil
+	// result, leaves the Transport unwrapped. It is not applied to
+	// HTTPClient: wrap that client's Transport yourself.
+	WrapTransport func(purpose string, rt http.RoundTripper) http.RoundTripper
+
 	// Logger receives denials (reason, issuer, kid; never a token) and key
 	// refresh events. nil means logs are discarded.
 	Logger *slog.Logger
@@ -530,4 +545,21 @@ func checkURL(s string, insecure bool) error {
 		return errors.New("must use https (plain http is allowed only to loopback, or with InsecureAllowHTTP)")
 	}
 	return fmt.Errorf("unsupported scheme %q", u.Scheme)
+}
+
+// The purposes Config.WrapTransport is called with.
+const (
+	purposeJWKS          = "jwks"
+	purposeDiscovery     = "discovery"
+	purposeIntrospection = "introspection"
+)
+
+// wrapTransport returns c.WrapTransport bound to purpose, in the shape the
+// jwks, discovery and introspect configs take, or nil without one.
+func (c *Config) wrapTransport(purpose string) func(http.RoundTripper) http.RoundTripper {
+	wrap := c.WrapTransport
+	if wrap == nil {
+		return nil
+	}
+	return func(rt http.RoundTripper) http.RoundTripper { return wrap(purpose, rt) }
 }

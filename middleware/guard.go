@@ -182,6 +182,7 @@ func New(ctx context.Context, cfg Config) (*Guard, error) {
 			return jwks.New(context.Background(), jwks.Config{
 				URL:                jwksURI,
 				HTTPClient:         cfg.HTTPClient,
+				WrapTransport:      cfg.wrapTransport(purposeJWKS),
 				Algorithms:         cfg.Algorithms,
 				MinRefreshInterval: cfg.JWKSMinRefreshInterval,
 				MaxRefreshInterval: cfg.JWKSMaxRefreshInterval,
@@ -249,6 +250,7 @@ func New(ctx context.Context, cfg Config) (*Guard, error) {
 		go is.discover(dctx, discovery.Config{
 			Issuer:            ic.Issuer,
 			HTTPClient:        cfg.HTTPClient,
+			WrapTransport:     cfg.wrapTransport(purposeDiscovery),
 			InsecureAllowHTTP: cfg.InsecureAllowHTTP,
 		}, refresh, found, cfg.Logger)
 	}
@@ -337,6 +339,7 @@ func (g *Guard) newIntrospector(ic Issuer, endpoint string, m *metrics) (*intros
 		PrivateKey:        ic.IntrospectionKey,
 		KeyID:             ic.IntrospectionKeyID,
 		HTTPClient:        hc,
+		WrapTransport:     g.cfg.wrapTransport(purposeIntrospection),
 		MaxCacheAge:       ic.IntrospectionCacheMaxAge,
 		RateLimit:         ic.IntrospectionRateLimit,
 		Leeway:            g.cfg.Leeway,

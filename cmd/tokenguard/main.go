@@ -42,6 +42,8 @@ import (
 	"os/signal"
 	"syscall"
 
+	"go.opentelemetry.io/otel"
+
 	"github.com/tokenguard/tokenguard/gateway"
 	"github.com/tokenguard/tokenguard/internal/demo"
 )
@@ -172,6 +174,11 @@ func (c *cli) serve(ctx context.Context, args []string) int {
 	if c.onGateway != nil {
 		c.onGateway(g)
 	}
+	// Span exports that fail (an unreachable collector) are logged like
+	// everything else, not printed by OpenTelemetry's default handler.
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
+		log.Warn("tracing: exporting spans failed", "err", err)
+	}))
 	if c.reload != nil {
 		stopReload := make(chan struct{})
 		defer close(stopReload)

@@ -76,7 +76,7 @@ func NewCache(cfg Config, refresh time.Duration) (*Cache, error) {
 	}
 	cache := &Cache{cfg: c, client: c.HTTPClient, refresh: refresh, now: time.Now}
 	if cache.client == nil {
-		cache.client, cache.tr = defaultClient(nil, c.InsecureAllowHTTP)
+		cache.client, cache.tr = defaultClient(nil, c.InsecureAllowHTTP, c.WrapTransport)
 	}
 	cache.ctx, cache.cancel = context.WithCancel(context.Background())
 	return cache, nil

@@ -42,6 +42,16 @@ type Config struct {
 	// Timeout still bounds each Fetch.
 	HTTPClient *http.Client
 
+	// WrapTransport, when set, is called with the Transport of the
+	// default client (the one used when HTTPClient is nil) each time one
+	// is built, by [NewCache] and by each [Fetch], and returns the
+	// RoundTripper that client uses instead: for tracing, egress policy
+	// or logging. The redirect policy stays as it is, and idle
+	// connections are still dropped from the Transport it wrapped. A nil
+	// result keeps the Transport unwrapped. It is not applied to
+	// HTTPClient.
+	WrapTransport func(http.RoundTripper) http.RoundTripper
+
 	// MaxBodySize caps the metadata document in bytes; a larger body is
 	// [ErrInvalid]. 0 means 256 KiB.
 	MaxBodySize int64
@@ -123,15 +133,23 @@ func checkURL(raw string, insecure bool) error {
 var errRedirect = errors.New("discovery: refusing redirect to a non-https URL")
 
 // defaultClient builds the client used when Config.HTTPClient is nil, on a
-// clone of base (http.DefaultTransport when nil). The caller owns the
-// returned Transport and closes its idle connections when done.
-func defaultClient(base *http.Transport, insecure bool) (*http.Client, *http.Transport) {
+// clone of base (http.DefaultTransport when nil), sending through
+// wrap(clone) when wrap is non-nil (and returns non-nil). The caller owns
+// the returned Transport (the clone) and closes its idle connections when
+// done.
+func defaultClient(base *http.Transport, insecure bool, wrap func(http.RoundTripper) http.RoundTripper) (*http.Client, *http.Transport) {
 	if base == nil {
 		base = http.DefaultTransport.(*http.Transport)
 	}
 	tr := base.Clone()
+	var rt http.RoundTripper = tr
+	if wrap != nil {
+		if w := wrap(tr); w != nil {
+			rt = w
+		}
+	}
 	return &http.Client{
-		Transport: tr,
+		Transport: rt,
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
 			if len(via) >= maxRedirects {
 				return errors.New("discovery: too many redirects")

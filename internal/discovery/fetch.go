@@ -43,7 +43,7 @@ func Fetch(ctx context.Context, cfg Config) (*Metadata, error) {
 	client := c.HTTPClient
 	if client == nil {
 		var tr *http.Transport
-		client, tr = defaultClient(nil, c.InsecureAllowHTTP)
+		client, tr = defaultClient(nil, c.InsecureAllowHTTP, c.WrapTransport)
 		defer tr.CloseIdleConnections()
 	}
 	return fetch(ctx, &c, client)

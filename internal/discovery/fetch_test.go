@@ -284,7 +284,7 @@ func TestFetchRedirects(t *testing.T) {
 			http.Redirect(w, r, plainIssuer+pathOAuth, http.StatusFound)
 		}))
 		defer tlsSrv.Close()
-		client, tr := defaultClient(tlsSrv.Client().Transport.(*http.Transport), false)
+		client, tr := defaultClient(tlsSrv.Client().Transport.(*http.Transport), false, nil)
 		defer tr.CloseIdleConnections()
 		c, err := Config{Issuer: tlsSrv.URL}.withDefaults()
 		if err != nil {
