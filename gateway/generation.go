@@ -111,7 +111,8 @@ func (g *Gateway) build(c *config, s *shared, log *slog.Logger) (_ *generation, 
 	c.logDPoPNotes(log)
 	mc := c.guardConfig(log, g.reg)
 	mc.StartupWait = -1 // Start and reload wait, with /readyz served meanwhile
-	if g.tracer != nil { // a nil method value would not be a nil func
+	if g.tracer != nil {
+		// Only then: a nil tracer's method value would not be a nil func.
 		mc.WrapTransport = g.tracer.transport
 	}
 	if err := c.loadIssuerKeys(&mc); err != nil {
