@@ -7,41 +7,49 @@ import (
 	"github.com/tokenguard/tokenguard/internal/httpauth"
 )
 
-// challenge returns the WWW-Authenticate value for a denial, per RFC 6750
+// setChallenges fills in e's WWW-Authenticate challenges, per RFC 6750
 // §3, RFC 9449 §7.1 and RFC 9728 §5.1: one challenge per scheme the guard
 // takes (Bearer unless DPoP is required; DPoP, with its algs=, when DPoP
-// is enabled), each with the realm and resource_metadata when configured.
-// The error code and description, and the required scopes for
-// insufficient_scope, go in the challenge of the scheme the request used.
-// A 503 carries no challenge: the credentials were not judged; nor does
-// a 429: they were good, the client must slow down.
-func (g *Guard) challenge(e *denial, scopes []string) string {
+// is enabled), each with the realm and, when the metadata document is
+// advertised, resource_metadata. The error code and description, and the
+// required scopes for insufficient_scope, go in the challenge of the
+// scheme the request used. A 503 carries no challenge: the credentials
+// were not judged; nor does a 429: they were good, the client must slow
+// down.
+func (g *Guard) setChallenges(e *Denial, scopes []string) {
 	if e.Status == http.StatusServiceUnavailable || e.Status == http.StatusTooManyRequests {
-		return ""
+		return
 	}
-	cs := make([]httpauth.Challenge, 0, 2)
+	var cs [2]httpauth.Challenge
+	n := 0
 	if g.cfg.DPoP.Mode != DPoPRequired && !e.dpopOnly {
-		cs = append(cs, httpauth.Challenge{Scheme: "Bearer", Params: g.challengeParams(e, !e.dpop, scopes)})
+		cs[n] = httpauth.Challenge{Scheme: "Bearer", Params: g.challengeParams(e, !e.dpop, scopes)}
+		n++
 	}
 	if g.cfg.DPoP.Mode != DPoPDisabled {
 		params := g.challengeParams(e, e.dpop || e.dpopOnly || g.cfg.DPoP.Mode == DPoPRequired, scopes)
 		params = append(params, httpauth.Param{Name: "algs", Value: g.algsParam})
-		cs = append(cs, httpauth.Challenge{Scheme: "DPoP", Params: params})
+		cs[n] = httpauth.Challenge{Scheme: "DPoP", Params: params}
+		n++
 	}
-	return httpauth.FormatChallenges(cs)
+	e.Challenges = make([]string, n)
+	for i := range n {
+		e.Challenges[i] = cs[i].String()
+	}
+	e.challenge = strings.Join(e.Challenges, ", ")
 }
 
 // challengeParams returns one challenge's parameters; withError says
 // whether the denial's error belongs in it.
-func (g *Guard) challengeParams(e *denial, withError bool, scopes []string) []httpauth.Param {
-	params := make([]httpauth.Param, 0, 6)
+func (g *Guard) challengeParams(e *Denial, withError bool, scopes []string) []httpauth.Param {
+	params := make([]httpauth.Param, 0, 7)
 	params = append(params, httpauth.Param{Name: "realm", Value: g.cfg.Realm})
-	if withError && e.Code != "" {
-		params = append(params, httpauth.Param{Name: "error", Value: e.Code})
+	if withError && e.errCode != "" {
+		params = append(params, httpauth.Param{Name: "error", Value: e.errCode})
 		if e.Description != "" {
 			params = append(params, httpauth.Param{Name: "error_description", Value: e.Description})
 		}
-		if e.Code == CodeInsufficientScope && len(scopes) > 0 {
+		if e.errCode == CodeInsufficientScope && len(scopes) > 0 {
 			params = append(params, httpauth.Param{Name: "scope", Value: strings.Join(scopes, " ")})
 		}
 		if e.acrValues != "" {
@@ -51,19 +59,22 @@ func (g *Guard) challengeParams(e *denial, withError bool, scopes []string) []ht
 			params = append(params, httpauth.Param{Name: "max_age", Value: e.maxAge})
 		}
 	}
-	if g.cfg.ResourceMetadataURL != "" {
-		params = append(params, httpauth.Param{Name: "resource_metadata", Value: g.cfg.ResourceMetadataURL})
+	if g.metadataURL != "" {
+		params = append(params, httpauth.Param{Name: "resource_metadata", Value: g.metadataURL})
 	}
 	return params
 }
 
-// writeError sends a denial: status, challenge, and a small JSON body that
-// repeats the code and description (RFC 6750 leaves the body open; APIs
-// like one they can parse). Nothing from the request is echoed.
-func (g *Guard) writeError(w http.ResponseWriter, e *denial, scopes []string) {
+// writeDenial sends a denial. It sets the headers every rendering gets,
+// WWW-Authenticate, DPoP-Nonce, Retry-After, Cache-Control: no-store and
+// X-Content-Type-Options, and then hands over to Config.OnDenial, or
+// writes the status and a small JSON body that repeats the code and
+// description (RFC 6750 leaves the body open; APIs like one they can
+// parse). Nothing from the request is echoed.
+func (g *Guard) writeDenial(w http.ResponseWriter, r *http.Request, e *Denial) {
 	h := w.Header()
-	if c := g.challenge(e, scopes); c != "" {
-		h.Set("WWW-Authenticate", c)
+	if e.challenge != "" {
+		h.Set("WWW-Authenticate", e.challenge)
 	}
 	switch e.Status {
 	case http.StatusServiceUnavailable:
@@ -74,20 +85,20 @@ func (g *Guard) writeError(w http.ResponseWriter, e *denial, scopes []string) {
 		// well before that, without hammering.
 		h.Set("Retry-After", "60")
 	}
-	if e.nonce != "" {
-		h.Set("DPoP-Nonce", e.nonce)
+	if e.DPoPNonce != "" {
+		h.Set("DPoP-Nonce", e.DPoPNonce)
 	}
-	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
+	if g.cfg.OnDenial != nil {
+		g.renderDenial(w, r, e)
+		return
+	}
+	h.Set("Content-Type", "application/json")
 	w.WriteHeader(e.Status)
 	var b strings.Builder
 	b.WriteString(`{"error":"`)
-	code := e.Code
-	if code == "" {
-		code = string(e.Reason)
-	}
-	b.WriteString(code) // codes and descriptions are constants without quotes or backslashes
+	b.WriteString(e.Code) // codes and descriptions are constants without quotes or backslashes
 	b.WriteString(`"`)
 	if e.Description != "" {
 		b.WriteString(`,"error_description":"`)
@@ -97,3 +108,42 @@ func (g *Guard) writeError(w http.ResponseWriter, e *denial, scopes []string) {
 	b.WriteString("}\n")
 	_, _ = w.Write([]byte(b.String()))
 }
+
+// renderDenial runs Config.OnDenial, holding it to the denial: a status
+// below 400 (a 200 from a framework's default, or none written at all)
+// becomes e.Status, so a denial is never sent as a success.
+func (g *Guard) renderDenial(w http.ResponseWriter, r *http.Request, e *Denial) {
+	dw := &denialWriter{ResponseWriter: w, status: e.Status}
+	g.cfg.OnDenial(dw, r, e)
+	if !dw.wrote {
+		dw.WriteHeader(e.Status)
+	}
+}
+
+// denialWriter is the ResponseWriter Config.OnDenial writes to.
+type denialWriter struct {
+	http.ResponseWriter
+	status int // the denial's status, sent in place of any below 400
+	wrote  bool
+}
+
+func (w *denialWriter) WriteHeader(code int) {
+	if w.wrote {
+		return
+	}
+	if code < 400 {
+		code = w.status
+	}
+	w.wrote = true
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *denialWriter) Write(p []byte) (int, error) {
+	if !w.wrote {
+		w.WriteHeader(w.status)
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *denialWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

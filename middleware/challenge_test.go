@@ -22,7 +22,11 @@ func TestChallengeGolden(t *testing.T) {
 	plain := newGuard(t, Config{Audience: testAudience, Issuers: []Issuer{is.config()}, Realm: "orders-api"})
 	withMeta := newGuard(t, Config{
 		Audience: testAudience, Issuers: []Issuer{is.config()},
-		ResourceMetadataURL: "https://api.example.com/.well-known/oauth-protected-resource",
+		ResourceMetadataURL: "https://docs.example.com/orders/resource.json",
+	})
+	advertised := newGuard(t, Config{
+		Audience: testAudience, Issuers: []Issuer{is.config()}, DPoP: DPoPConfig{Mode: DPoPAllowed},
+		AdvertiseResourceMetadata: true,
 	})
 	expired := is.mint(t, "orders:read", map[string]any{"exp": time.Now().Add(-time.Hour).Unix()})
 	readOnly := is.mint(t, "orders:read", nil)
@@ -45,6 +49,9 @@ func TestChallengeGolden(t *testing.T) {
 	}{
 		{name: "missing", g: plain},
 		{name: "missing_resource_metadata", g: withMeta},
+		{name: "missing_advertised", g: advertised},
+		{name: "invalid_token_advertised", g: advertised, auth: []string{"Bearer " + expired}},
+		{name: "dpop_insufficient_scope_advertised", g: advertised, scopes: []string{"orders:write"}, auth: []string{"DPoP " + bound}, dpop: proof},
 		{name: "unsupported_scheme", g: plain, auth: []string{"Basic dXNlcjpwYXNz"}},
 		{name: "invalid_request_two_headers", g: plain, auth: []string{"Bearer a", "Bearer b"}},
 		{name: "invalid_token_expired", g: plain, auth: []string{"Bearer " + expired}},

@@ -104,11 +104,24 @@ type Config struct {
 	// Audience is such a URL; otherwise the guard publishes no metadata.
 	Resource string
 
-	// ResourceMetadataURL is sent as resource_metadata= in every 401
-	// challenge (RFC 9728 §5.1). Empty means the metadata URL derived
-	// from the resource identifier (RFC 9728 §3.1), where
-	// Guard.MetadataHandler should be mounted; with no resource
-	// identifier, the parameter is omitted.
+	// AdvertiseResourceMetadata says that the program serves the guard's
+	// RFC 9728 metadata document: Guard.MetadataHandler mounted,
+	// unguarded, at Guard.MetadataPath on the host of the resource
+	// identifier. Every challenge then carries resource_metadata= with
+	// the document's URL (RFC 9728 §5.1), which MCP clients and other
+	// modern clients follow to find the authorization server. False (the
+	// default) means no resource_metadata=, unless ResourceMetadataURL is
+	// set: a client sent to a document nobody serves gets a 404 and
+	// gives up. It has no effect without a resource identifier (Resource,
+	// or an Audience that is a URL).
+	AdvertiseResourceMetadata bool
+
+	// ResourceMetadataURL, when set, is where the metadata document is
+	// served, sent as resource_metadata= in every challenge whatever
+	// AdvertiseResourceMetadata says: for a document served elsewhere
+	// than the URL derived from the resource identifier (RFC 9728 §3.1).
+	// Empty means that derived URL, advertised only with
+	// AdvertiseResourceMetadata.
 	ResourceMetadataURL string
 
 	// HTTPClient fetches JWKS documents. nil means a client with a 10 s
@@ -145,6 +158,21 @@ type Config struct {
 	// reason), for access logs; see DecisionFunc. nil means no call and no
 	// cost.
 	OnDecision DecisionFunc
+
+	// OnDenial, when set, renders a denial in the application's style
+	// (a framework's error format, a Connect or problem+json body): it is
+	// called, instead of writing the guard's JSON body, for every request
+	// a Require or RequirePolicy handler refuses and every request
+	// Hygiene refuses. d says what to answer (d.Status, d.Code,
+	// d.Description); the guard has already set WWW-Authenticate,
+	// DPoP-Nonce and Retry-After when they apply, Cache-Control: no-store
+	// and X-Content-Type-Options: nosniff, counted the request, told
+	// OnDecision and logged it. OnDenial writes the status and body: a
+	// status below 400, or none, is sent as d.Status, so a denial is never
+	// a success; it must not echo the request's credentials. nil means the
+	// guard's JSON body, {"error":"<d.Code>","error_description":"…"}. It is
+	// called concurrently for concurrent requests. Check never calls it.
+	OnDenial func(w http.ResponseWriter, r *http.Request, d *Denial)
 
 	// JWKSMinRefreshInterval and JWKSMaxRefreshInterval bound the refresh
 	// interval taken from the JWKS response's Cache-Control/Expires. Zero

@@ -12,6 +12,11 @@
 // Inside the handler, PrincipalFrom(r.Context()) returns who the token
 // speaks for.
 //
+// Guard.Check makes the same decision without net/http, for gRPC, Connect,
+// queues or WebSockets: it takes a Request (the Authorization value, the
+// DPoP proof, and the method and URL the proof must name) and returns the
+// Principal or a *Denial (see "Other transports" below).
+//
 // # What is checked, on every request
 //
 //   - RFC 6750 §2.1: exactly one Authorization header, scheme "Bearer"
@@ -78,9 +83,13 @@
 //
 // Guard.MetadataHandler serves the guard's protected resource metadata
 // (resource identifier, authorization servers, the scopes its routes
-// require, DPoP algorithms) at Guard.MetadataPath, and every 401
-// challenge carries resource_metadata= pointing there, which is how MCP
-// clients and other modern OAuth clients find the authorization server.
+// require, DPoP algorithms) at Guard.MetadataPath. A program that mounts
+// it sets Config.AdvertiseResourceMetadata, and every challenge then
+// carries resource_metadata= pointing there, which is how MCP clients and
+// other modern OAuth clients find the authorization server. Without it
+// (or Config.ResourceMetadataURL, for a document served elsewhere) no
+// challenge names a document: a client sent to one that is not served
+// gets a 404 and gives up.
 //
 // # Request hygiene: one reading of every request
 //
@@ -109,7 +118,21 @@
 // "exp", and dropped as soon as their signing key leaves the JWKS, so a
 // repeated token costs about a microsecond.
 //
-// # Observing decisions
+// # Other transports
+//
+// Require and RequirePolicy are thin: they read the request's
+// Authorization and DPoP headers, derive the URL a proof must name (see
+// Config.PublicURL), and hand them to the one decision that Guard.Check
+// and Guard.Checker (Check for a Policy) also make, with the same checks,
+// answers, metrics and logs. A transport maps the answer itself: a
+// *Denial's Status (400, 401, 403, 429, 503) to its own codes, its
+// Challenges to its way of carrying WWW-Authenticate, its DPoPNonce to
+// a DPoP-Nonce. For DPoP, Request.Method and Request.URL are what the
+// client signed as "htm" and "htu" (for gRPC: POST, and Config.PublicURL
+// plus the full method). ContextWithPrincipal puts the Principal where
+// PrincipalFrom finds it, behind any transport and in handler tests.
+//
+// # Observing and rendering decisions
 //
 // Config.OnDecision (a DecisionFunc) is called once per guarded request
 // with ReasonOK or the denial's Reason, before the response is written,
@@ -117,6 +140,12 @@
 // responses. The token is not passed to it, but the request it sees still
 // carries the Authorization and DPoP headers, so it must not log them. When it is nil the
 // guard adds no work and no allocation.
+//
+// Config.OnDenial renders denials in the application's style (a
+// framework's error format, problem details): it gets the *Denial after
+// the guard has set WWW-Authenticate, DPoP-Nonce, Retry-After and
+// Cache-Control, counted the request and logged it; nil means the
+// guard's JSON body, {"error":"…","error_description":"…"}.
 //
 // # Concurrency and lifecycle
 //

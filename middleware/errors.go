@@ -14,17 +14,67 @@ const (
 	CodeUseDPoPNonce      = "use_dpop_nonce"
 )
 
-// denial is a refusal as the client sees it, plus the cause the operator
-// logs.
-// Status, Code and Description go on the wire; Description is one of a
-// fixed set of short phrases and never contains token bytes or claim
-// values. Err, reachable with errors.Unwrap, carries the detail for logs.
-type denial struct {
-	Status      int    // HTTP status: 400, 401, 403 or 503
-	Code        string // RFC 6750 error code; "" for a plain challenge
-	Description string // fixed, token-free phrase
-	Reason      Reason // metric label and log key
-	Err         error  // internal cause; may be nil
+// Denial is the guard's refusal of a request. Check returns it as its
+// error (find it with errors.As); Require and RequirePolicy send it as the
+// response (Config.OnDenial renders it in the application's style); Hygiene
+// refusals are Denials too.
+//
+// Status, Code, Description, Challenges and DPoPNonce are what the client
+// is told. Description is one of a fixed set of short phrases and never
+// contains token bytes or claim values. Err, returned by Unwrap, carries
+// the detail for logs: never send it to a client. A Denial is built for
+// one request; it may be changed by the code that renders it.
+type Denial struct {
+	// Status is the HTTP status: 400 (a malformed request), 401 (no
+	// credential, an unsupported scheme, a bad token or proof, a nonce
+	// needed, step-up), 403 (a valid token that lacks a scope), 429 (a
+	// DPoP key over its replay quota: Require sends Retry-After: 60) or
+	// 503 (a dependency the decision needs is down: keys never loaded,
+	// introspection or the replay store unreachable; Require sends
+	// Retry-After: 5). Hygiene also refuses with 400 and 421. Other
+	// transports map it: gRPC's Unauthenticated for 401 and so on.
+	Status int
+
+	// Code is the error code, as the JSON body's "error" carries it: the
+	// RFC 6750, RFC 9449 or RFC 9470 code ("invalid_request",
+	// "invalid_token", "insufficient_scope", "invalid_dpop_proof",
+	// "use_dpop_nonce", "insufficient_user_authentication") when there
+	// is one, else the Reason ("missing_token", "unsupported_scheme",
+	// "keys_unavailable", …), which the challenge does not carry (RFC
+	// 6750 §3.1: no error code for a request without credentials).
+	Code string
+
+	// Description is a fixed, token-free phrase for the client (the
+	// challenge's error_description), or "".
+	Description string
+
+	// Reason is why the request was refused: the "reason" label of
+	// tokenguard_requests_total and the "reason" log key.
+	Reason Reason
+
+	// Challenges are the WWW-Authenticate challenges to send, one per
+	// scheme the guard takes: `Bearer realm="…", …` unless DPoP is
+	// required, and `DPoP realm="…", …, algs="…"` when it is enabled, the
+	// error in the challenge of the scheme the request used. The HTTP
+	// handlers send them joined with ", " as one WWW-Authenticate value.
+	// Empty for 429, 503 (the credentials were not judged) and Hygiene
+	// refusals.
+	Challenges []string
+
+	// DPoPNonce, when not "", is a fresh server nonce (RFC 9449 §8) for
+	// the client to put in its next proof: the HTTP handlers send it as
+	// the DPoP-Nonce header. It comes with use_dpop_nonce.
+	DPoPNonce string
+
+	// Err is the internal cause, for logs; may be nil.
+	Err error
+
+	// errCode is the challenge's error= ("" for none); Code repeats it,
+	// or holds the Reason when it is "".
+	errCode string
+
+	// challenge is Challenges joined, as the WWW-Authenticate header.
+	challenge string
 
 	// For logs only: the issuer, key id and algorithm involved, when
 	// known. They may come from an unverified token, so they are
@@ -32,10 +82,8 @@ type denial struct {
 	iss, kid, alg string
 
 	// dpop marks a denial of a request that used the DPoP scheme: its
-	// error goes in the DPoP challenge. nonce, when set, is sent as
-	// DPoP-Nonce.
-	dpop  bool
-	nonce string
+	// error goes in the DPoP challenge.
+	dpop bool
 
 	// dpopOnly: the route takes only DPoP, so no Bearer challenge.
 	dpopOnly bool
@@ -44,8 +92,9 @@ type denial struct {
 }
 
 // Error describes the denial for logs: the reason, the description and the
-// internal cause.
-func (e *denial) Error() string {
+// internal cause. Send the client Code and Description (and the
+// challenges), not Error.
+func (e *Denial) Error() string {
 	msg := "middleware: " + string(e.Reason)
 	if e.Description != "" {
 		msg += ": " + e.Description
@@ -57,7 +106,7 @@ func (e *denial) Error() string {
 }
 
 // Unwrap returns the internal cause.
-func (e *denial) Unwrap() error { return e.Err }
+func (e *Denial) Unwrap() error { return e.Err }
 
 // Reason is why a request was denied. The set is closed: every value is a
 // constant below, so it is safe as a metric label.
@@ -129,10 +178,15 @@ var errKeysUnavailable = errors.New("middleware: signing keys not loaded")
 // while the issuer's introspection endpoint is still being discovered.
 var errIntrospectionNotDiscovered = errors.New("middleware: introspection endpoint not discovered (yet)")
 
-func deny(status int, code string, reason Reason, desc string, cause error) *denial {
-	return &denial{Status: status, Code: code, Description: desc, Reason: reason, Err: cause}
+// deny makes a Denial; code is the challenge's error code, "" for none.
+func deny(status int, code string, reason Reason, desc string, cause error) *Denial {
+	e := &Denial{Status: status, Code: code, errCode: code, Description: desc, Reason: reason, Err: cause}
+	if code == "" {
+		e.Code = string(reason)
+	}
+	return e
 }
 
-func invalidToken(reason Reason, desc string, cause error) *denial {
+func invalidToken(reason Reason, desc string, cause error) *Denial {
 	return deny(http.StatusUnauthorized, CodeInvalidToken, reason, desc, cause)
 }

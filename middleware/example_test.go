@@ -3,6 +3,8 @@ package middleware_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -148,4 +150,121 @@ func ExampleGuard_Hygiene() {
 	// /orders/42 200 the orders
 	// /orders/..%2fadmin 400 {"error":"invalid_path"}
 	// /orders/%2e%2e/admin 400 {"error":"invalid_path"}
+}
+
+// Check makes Require's decision for a transport that is not net/http:
+// here, messages from a queue that carry the sender's Authorization in
+// their headers.
+func ExampleGuard_Check() {
+	iss, srv := startIssuer()
+	defer srv.Close()
+	guard, err := middleware.New(context.Background(), middleware.Config{
+		Audience: "https://api.example.com",
+		Issuers:  []middleware.Issuer{{Issuer: iss.URL(), JWKSURI: srv.URL + "/jwks"}},
+	})
+	if err != nil {
+		panic(err)
+	}
+	defer guard.Close()
+
+	type message struct {
+		Headers map[string]string
+		Body    string
+	}
+	// process is the application's handler: it finds the sender as an
+	// HTTP handler behind Require would.
+	process := func(ctx context.Context, m message) {
+		p, _ := middleware.PrincipalFrom(ctx)
+		fmt.Printf("accepted %q from %s\n", m.Body, p.Subject)
+	}
+	consume := func(ctx context.Context, m message) {
+		p, err := guard.Check(ctx, middleware.Request{Authorization: m.Headers["authorization"]}, "orders:write")
+		var d *middleware.Denial
+		switch {
+		case errors.As(err, &d):
+			fmt.Printf("refused %q: %d %s; %s\n", m.Body, d.Status, d.Code, strings.Join(d.Challenges, ", "))
+			return
+		case err != nil:
+			panic(err) // a programming error, such as a scope with a space
+		}
+		process(middleware.ContextWithPrincipal(ctx, p), m)
+	}
+
+	writer, _ := iss.Mint("orders:write", time.Hour, map[string]any{"sub": "alice"})
+	reader, _ := iss.Mint("orders:read", time.Hour, nil)
+	for _, m := range []message{
+		{Headers: map[string]string{"authorization": "Bearer " + writer}, Body: "order 1"},
+		{Headers: map[string]string{"authorization": "Bearer " + reader}, Body: "order 2"},
+		{Body: "order 3"},
+	} {
+		consume(context.Background(), m)
+	}
+	// Output:
+	// accepted "order 1" from alice
+	// refused "order 2": 403 insufficient_scope; Bearer realm="https://api.example.com", error="insufficient_scope", error_description="token lacks a required scope", scope="orders:write"
+	// refused "order 3": 401 missing_token; Bearer realm="https://api.example.com"
+}
+
+// OnDenial renders denials in the application's own error format, here
+// RFC 9457 problem details; the guard has already set WWW-Authenticate.
+func ExampleConfig_onDenial() {
+	iss, srv := startIssuer()
+	defer srv.Close()
+	guard, err := middleware.New(context.Background(), middleware.Config{
+		Audience: "https://api.example.com",
+		Issuers:  []middleware.Issuer{{Issuer: iss.URL(), JWKSURI: srv.URL + "/jwks"}},
+		OnDenial: func(w http.ResponseWriter, r *http.Request, d *middleware.Denial) {
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.WriteHeader(d.Status)
+			_ = json.NewEncoder(w).Encode(map[string]any{
+				"type":   "https://api.example.com/problems/" + d.Code,
+				"title":  http.StatusText(d.Status),
+				"status": d.Status,
+				"detail": d.Description,
+			})
+		},
+	})
+	if err != nil {
+		panic(err)
+	}
+	defer guard.Close()
+
+	h := guard.Require("orders:read")(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, "the orders")
+	}))
+	expired, _ := iss.Mint("orders:read", -time.Hour, nil)
+	req := httptest.NewRequest("GET", "http://api.example.com/orders/", nil)
+	req.Header.Set("Authorization", "Bearer "+expired)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	fmt.Println(rec.Code, rec.Header().Get("Content-Type"))
+	fmt.Println(rec.Header().Get("WWW-Authenticate"))
+	fmt.Print(rec.Body.String())
+	// Output:
+	// 401 application/problem+json
+	// Bearer realm="https://api.example.com", error="invalid_token", error_description="token expired"
+	// {"detail":"token expired","status":401,"title":"Unauthorized","type":"https://api.example.com/problems/invalid_token"}
+}
+
+// ContextWithPrincipal puts a Principal where PrincipalFrom finds it, so a
+// protected handler can be unit-tested without an issuer or a token.
+func ExampleContextWithPrincipal() {
+	orders := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, ok := middleware.PrincipalFrom(r.Context())
+		if !ok || !p.HasScope("orders:read") {
+			http.Error(w, "forbidden", http.StatusForbidden)
+			return
+		}
+		fmt.Fprintf(w, "the orders of %s", p.Subject)
+	})
+
+	req := httptest.NewRequest("GET", "/orders/", nil)
+	req = req.WithContext(middleware.ContextWithPrincipal(req.Context(), &middleware.Principal{
+		Subject: "alice",
+		Scopes:  []string{"orders:read"},
+	}))
+	rec := httptest.NewRecorder()
+	orders.ServeHTTP(rec, req)
+	fmt.Println(rec.Code, rec.Body.String())
+	// Output: 200 the orders of alice
 }

@@ -37,7 +37,8 @@ type Guard struct {
 	algsParam string // the challenge's algs= value
 	publicURL string // Config.PublicURL without a trailing "/"; "" when unset
 
-	meta resourceMeta // RFC 9728
+	meta        resourceMeta // RFC 9728
+	metadataURL string       // resource_metadata= in challenges; "" when not advertised
 
 	// Opaque tokens: the one issuer that introspects them, or nil.
 	introspector atomic.Pointer[introspect.Client] // nil until configured or discovered
@@ -350,20 +351,26 @@ func (g *Guard) newIntrospector(ic Issuer, endpoint string, m *metrics) (*intros
 }
 
 // setUpResourceMetadata picks the RFC 9728 resource identifier
-// (Config.Resource, else Audience when it is a URL) and, unless the caller
-// chose one, the resource_metadata URL sent in challenges.
+// (Config.Resource, else Audience when it is a URL) and the
+// resource_metadata URL sent in challenges: Config.ResourceMetadataURL,
+// else, with Config.AdvertiseResourceMetadata, the identifier's metadata
+// URL; else none, so that no client is sent to a document nobody serves.
 func (g *Guard) setUpResourceMetadata() {
 	res := g.cfg.Resource
 	if res == "" && checkPublicURL(g.cfg.Audience, g.cfg.InsecureAllowHTTP) == nil {
 		res = g.cfg.Audience
 	}
-	if res == "" {
-		return
+	if res != "" {
+		g.meta.resource = res
+		g.meta.url, g.meta.path = metadataURL(res)
 	}
-	g.meta.resource = res
-	g.meta.url, g.meta.path = metadataURL(res)
-	if g.cfg.ResourceMetadataURL == "" {
-		g.cfg.ResourceMetadataURL = g.meta.url
+	switch {
+	case g.cfg.ResourceMetadataURL != "":
+		g.metadataURL = g.cfg.ResourceMetadataURL
+	case g.cfg.AdvertiseResourceMetadata && g.meta.url != "":
+		g.metadataURL = g.meta.url
+	case g.cfg.AdvertiseResourceMetadata:
+		g.log.Warn("AdvertiseResourceMetadata is set but there is no resource identifier (Resource, or an Audience that is an https URL): challenges carry no resource_metadata")
 	}
 }
 
@@ -480,7 +487,9 @@ func (g *Guard) Close() error {
 //
 // The wrapped handler finds the verified token's Principal with
 // PrincipalFrom. Denied requests get 400, 401, 403 or 503 with an RFC 6750
-// WWW-Authenticate challenge and never reach the handler.
+// WWW-Authenticate challenge (and the guard's JSON body, or what
+// Config.OnDenial renders) and never reach the handler. The decision is
+// the one Check makes.
 //
 // Scopes must be non-empty and free of spaces and quotes; Require panics
 // otherwise, as RequirePolicy does. For any-of scope sets, DPoP-only
@@ -495,20 +504,20 @@ func (g *Guard) Require(scopes ...string) func(http.Handler) http.Handler {
 
 // logDenial records why a request was refused: reason, issuer and kid when
 // known, and the internal cause. It never logs the token.
-func (g *Guard) logDenial(r *http.Request, e *denial) {
+func (g *Guard) logDenial(in *request, e *Denial) {
 	level := slog.LevelInfo
 	if e.Status == http.StatusServiceUnavailable {
 		level = slog.LevelWarn
 	}
-	ctx := r.Context()
+	ctx := in.ctx
 	if !g.log.Enabled(ctx, level) {
 		return
 	}
 	attrs := []slog.Attr{
 		slog.String("reason", string(e.Reason)),
 		slog.Int("status", e.Status),
-		slog.String("method", r.Method),
-		slog.String("path", r.URL.EscapedPath()),
+		slog.String("method", in.method()),
+		slog.String("path", in.logPath()),
 	}
 	if e.iss != "" {
 		attrs = append(attrs, slog.String("iss", truncate(e.iss)))

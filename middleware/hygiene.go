@@ -2,7 +2,6 @@ package middleware
 
 import (
 	"fmt"
-	"io"
 	"net/http"
 	"net/netip"
 	"slices"
@@ -104,7 +103,7 @@ func (g *Guard) Hygiene(h Hygiene) func(http.Handler) http.Handler {
 }
 
 // check returns the refusal for r, or nil.
-func (h *Hygiene) check(r *http.Request) *denial {
+func (h *Hygiene) check(r *http.Request) *Denial {
 	if len(h.AllowedHosts) > 0 && !hostAllowed(h.AllowedHosts, r.Host) {
 		return deny(http.StatusMisdirectedRequest, codeMisdirected, ReasonMisdirected, "", nil)
 	}
@@ -127,22 +126,19 @@ func (h *Hygiene) check(r *http.Request) *denial {
 	return nil
 }
 
-// refuse counts, reports, logs and answers a Hygiene refusal. The body is
-// {"error":"<code>"}: nothing from the request is echoed.
-func (g *Guard) refuse(w http.ResponseWriter, r *http.Request, e *denial) {
+// refuse counts, reports, logs and answers a Hygiene refusal: with
+// Config.OnDenial, or a body of {"error":"<code>"}. Nothing from the
+// request is echoed.
+func (g *Guard) refuse(w http.ResponseWriter, r *http.Request, e *Denial) {
 	g.metrics.count(e.Reason)
 	g.decided(r, e.Reason)
-	g.logDenial(r, e)
-	hd := w.Header()
-	hd.Set("Content-Type", "application/json")
-	hd.Set("Cache-Control", "no-store")
-	hd.Set("X-Content-Type-Options", "nosniff")
+	in := request{ctx: r.Context(), hr: r}
+	g.logDenial(&in, e)
 	if e.Reason == ReasonUpgradeRefused {
 		// The client may already be speaking the protocol it asked for.
-		hd.Set("Connection", "close")
+		w.Header().Set("Connection", "close")
 	}
-	w.WriteHeader(e.Status)
-	_, _ = io.WriteString(w, `{"error":"`+e.Code+`"}`+"\n") // codes are constants
+	g.writeDenial(w, r, e)
 }
 
 // checkAllowedHosts validates and normalises Hygiene.AllowedHosts: lower

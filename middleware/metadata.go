@@ -100,12 +100,13 @@ func (g *Guard) ResourceMetadata() (md ResourceMetadata, ok bool) {
 func (g *Guard) MetadataPath() string { return g.meta.path }
 
 // MetadataHandler serves the guard's RFC 9728 protected resource metadata
-// as JSON to GET and HEAD requests. Mount it, unguarded, at MetadataPath:
+// as JSON to GET and HEAD requests. Mount it, unguarded, at MetadataPath,
+// and set Config.AdvertiseResourceMetadata so that every challenge points
+// clients to it with resource_metadata= (RFC 9728 §5.1):
 //
 //	mux.Handle("GET "+guard.MetadataPath(), guard.MetadataHandler())
 //
-// Every 401 challenge points clients to it with resource_metadata= (RFC
-// 9728 §5.1); MCP clients and other modern OAuth clients use it to find the
+// MCP clients and other modern OAuth clients use it to find the
 // authorization server. When the resource identifier is not a URL it
 // answers 404.
 func (g *Guard) MetadataHandler() http.Handler {

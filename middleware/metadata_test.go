@@ -23,21 +23,21 @@ func TestResourceMetadata(t *testing.T) {
 	}{
 		{
 			name:     "api",
-			cfg:      Config{Audience: testAudience, Issuers: []Issuer{is.config(), other.config()}},
+			cfg:      Config{Audience: testAudience, Issuers: []Issuer{is.config(), other.config()}, AdvertiseResourceMetadata: true},
 			scopes:   [][]string{{"orders:read"}, {"orders:write", "orders:read"}, nil},
 			wantPath: "/.well-known/oauth-protected-resource",
 			wantURL:  "https://api.example.com/.well-known/oauth-protected-resource",
 		},
 		{
 			name:     "mcp_dpop_required",
-			cfg:      Config{Audience: "mcp-server", Resource: "https://example.com/mcp/", Issuers: []Issuer{is.config()}, DPoP: DPoPConfig{Mode: DPoPRequired, Algorithms: []string{"ES256", "EdDSA"}}},
+			cfg:      Config{Audience: "mcp-server", Resource: "https://example.com/mcp/", Issuers: []Issuer{is.config()}, DPoP: DPoPConfig{Mode: DPoPRequired, Algorithms: []string{"ES256", "EdDSA"}}, AdvertiseResourceMetadata: true},
 			scopes:   [][]string{{"tools:call"}},
 			wantPath: "/.well-known/oauth-protected-resource/mcp/",
 			wantURL:  "https://example.com/.well-known/oauth-protected-resource/mcp/",
 		},
 		{
 			name:     "root_with_slash",
-			cfg:      Config{Audience: "https://api.example.com/", Issuers: []Issuer{is.config()}},
+			cfg:      Config{Audience: "https://api.example.com/", Issuers: []Issuer{is.config()}, AdvertiseResourceMetadata: true},
 			wantPath: "/.well-known/oauth-protected-resource",
 			wantURL:  "https://api.example.com/.well-known/oauth-protected-resource",
 		},
@@ -50,8 +50,22 @@ func TestResourceMetadata(t *testing.T) {
 			wantPath: "/.well-known/oauth-protected-resource",
 		},
 		{
+			// The default: the document can be served, but challenges
+			// send no client to it unless the program says it is.
+			name:     "not_advertised",
+			cfg:      Config{Audience: testAudience, Issuers: []Issuer{is.config()}},
+			scopes:   [][]string{{"a"}},
+			wantPath: "/.well-known/oauth-protected-resource",
+		},
+		{
 			name:   "no_resource_identifier",
 			cfg:    Config{Audience: "orders-api", Issuers: []Issuer{is.config()}},
+			scopes: [][]string{{"a"}},
+		},
+		{
+			// Nothing to advertise: no resource_metadata, no document.
+			name:   "advertised_without_resource_identifier",
+			cfg:    Config{Audience: "orders-api", Issuers: []Issuer{is.config()}, AdvertiseResourceMetadata: true},
 			scopes: [][]string{{"a"}},
 		},
 	}

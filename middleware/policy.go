@@ -83,33 +83,15 @@ const (
 // http.ServeMux does for a bad pattern, so it is found when routes are
 // set up rather than when requests arrive.
 func (g *Guard) RequirePolicy(p Policy) func(http.Handler) http.Handler {
-	pol, err := g.checkPolicy(p)
-	if err != nil {
-		panic(err)
-	}
-	g.meta.addScopes(pol.Scopes)
-	for _, set := range pol.AnyOf {
-		g.meta.addScopes(set)
-	}
+	pol := g.mustPolicy(p)
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			start := time.Now()
-			p, tok, nonce, proof, e := g.authenticate(r, start)
-			if e == nil {
-				e = g.enforce(r, pol, p, tok)
-			}
-			if e == nil && proof != nil {
-				e = g.recordProof(r, proof, p)
-			}
-			reason := ReasonOK
-			if e != nil {
-				reason = e.Reason
-			}
-			g.metrics.record(reason, time.Since(start))
+			in := request{ctx: r.Context(), hr: r}
+			p, nonce, e := g.decide(&in, pol, time.Now())
 			if e != nil {
 				g.decided(r, e.Reason)
-				g.logDenial(r, e)
-				g.writeError(w, e, pol.challengeScopes())
+				g.logDenial(&in, e)
+				g.writeDenial(w, r, e)
 				return
 			}
 			g.decided(r, ReasonOK)
@@ -148,9 +130,8 @@ func (g *Guard) checkPolicy(p Policy) (*policy, error) {
 	if p.MaxAuthAge > 0 && p.MaxAuthAge%time.Second != 0 {
 		return bad("MaxAuthAge must be whole seconds (it is sent as max_age)")
 	}
-	tokenOK := func(s string) bool { return s != "" && !strings.ContainsAny(s, " \t\"\\") }
 	for _, s := range p.Scopes {
-		if !tokenOK(s) {
+		if !scopeOK(s) {
 			return bad("scope %q is empty or has spaces or quotes", s)
 		}
 	}
@@ -159,13 +140,13 @@ func (g *Guard) checkPolicy(p Policy) (*policy, error) {
 			return bad("AnyOf[%d] is empty", i)
 		}
 		for _, s := range set {
-			if !tokenOK(s) {
+			if !scopeOK(s) {
 				return bad("AnyOf[%d]: scope %q is empty or has spaces or quotes", i, s)
 			}
 		}
 	}
 	for _, a := range p.ACRValues {
-		if !tokenOK(a) {
+		if !scopeOK(a) {
 			return bad("acr value %q is empty or has spaces or quotes", a)
 		}
 	}
@@ -185,14 +166,18 @@ func (g *Guard) checkPolicy(p Policy) (*policy, error) {
 	return pol, nil
 }
 
+// scopeOK reports whether s can be a scope or acr value in a challenge:
+// not empty, without spaces, quotes or backslashes.
+func scopeOK(s string) bool { return s != "" && !strings.ContainsAny(s, " \t\"\\") }
+
 // enforce applies pol to a verified token, in order: DPoP, introspection,
 // token age, step-up, scopes.
-func (g *Guard) enforce(r *http.Request, pol *policy, p *Principal, tok string) *denial {
-	mark := func(e *denial) *denial {
+func (g *Guard) enforce(in *request, pol *policy, p *Principal, tok string) *Denial {
+	mark := func(e *Denial) *Denial {
 		e.iss, e.dpop = p.Issuer, p.JKT != ""
 		return e
 	}
-	if pol.RequireDPoP && p.JKT == "" && !serverHeld(r.Context()) {
+	if pol.RequireDPoP && p.JKT == "" && !serverHeld(in.ctx) {
 		e := mark(invalidToken(ReasonDPoPRequired, descDPoPRequired, nil))
 		e.dpop, e.dpopOnly = true, true
 		return e
@@ -206,7 +191,7 @@ func (g *Guard) enforce(r *http.Request, pol *policy, p *Principal, tok string) 
 		if p.Issuer != g.introIss.cfg.Issuer {
 			return mark(invalidToken(ReasonInactive, descInactive, errors.New("middleware: the token's issuer has no introspection endpoint")))
 		}
-		if _, e := g.introspect(r, tok, pol.IntrospectionMaxAge); e != nil {
+		if _, e := g.introspect(in, tok, pol.IntrospectionMaxAge); e != nil {
 			return mark(e)
 		}
 	}
@@ -219,7 +204,7 @@ func (g *Guard) enforce(r *http.Request, pol *policy, p *Principal, tok string) 
 	if pol.MaxTokenAge > 0 && (p.IssuedAt.IsZero() || now.Sub(p.IssuedAt) > pol.MaxTokenAge+g.cfg.Leeway) {
 		return mark(invalidToken(ReasonTokenTooOld, descTokenTooOld, nil))
 	}
-	var stepUp *denial
+	var stepUp *Denial
 	if len(pol.ACRValues) > 0 && !slices.Contains(pol.ACRValues, p.ACR) {
 		stepUp = deny(http.StatusUnauthorized, CodeInsufficientUserAuthentication, ReasonStepUp, descStepUp, nil)
 		stepUp.acrValues = pol.acrParam

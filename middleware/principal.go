@@ -69,11 +69,27 @@ func (p *Principal) Claims(v any) error {
 // this package can set it.
 type principalKey struct{}
 
-// PrincipalFrom returns the Principal the guard stored in ctx, and whether
-// there was one. Outside a guarded handler it returns nil, false.
+// PrincipalFrom returns the Principal the guard (or ContextWithPrincipal)
+// stored in ctx, and whether there was one. Outside a guarded handler it
+// returns nil, false.
 func PrincipalFrom(ctx context.Context) (*Principal, bool) {
 	p, ok := ctx.Value(principalKey{}).(*Principal)
 	return p, ok && p != nil
+}
+
+// ContextWithPrincipal returns a copy of ctx carrying p, which
+// PrincipalFrom returns: the context Require gives a protected handler.
+// Use it to hand Check's Principal to code behind another transport (a
+// gRPC or Connect handler, a queue consumer), and to unit-test handlers
+// without an issuer:
+//
+//	req = req.WithContext(middleware.ContextWithPrincipal(req.Context(), &middleware.Principal{
+//		Subject: "alice", Scopes: []string{"orders:read"},
+//	}))
+//
+// A nil p is stored as none: PrincipalFrom then reports false.
+func ContextWithPrincipal(ctx context.Context, p *Principal) context.Context {
+	return withPrincipal(ctx, p)
 }
 
 func withPrincipal(ctx context.Context, p *Principal) context.Context {

@@ -53,15 +53,15 @@ const (
 // DPoP-Nonce to send with the response (usually "") and, for DPoP, the
 // checked proof, which must still be recorded (recordProof) once the
 // request is otherwise authorised; or the denial to send.
-func (g *Guard) authenticate(r *http.Request, start time.Time) (*Principal, string, string, *dpop.Proof, *denial) {
-	isDPoP, tok, e := g.extract(r)
+func (g *Guard) authenticate(in *request, start time.Time) (*Principal, string, string, *dpop.Proof, *Denial) {
+	isDPoP, tok, e := g.extract(in)
 	if e != nil {
 		// A refusal of DPoP credentials (too large) is stated in the DPoP
 		// challenge, like every later refusal (RFC 9449 §7.1).
 		e.dpop = isDPoP
 		return nil, "", "", nil, e
 	}
-	p, e := g.verifyToken(r, tok, start)
+	p, e := g.verifyToken(in, tok, start)
 	if e == nil {
 		switch {
 		case p.bound && !isDPoP:
@@ -83,7 +83,7 @@ func (g *Guard) authenticate(r *http.Request, start time.Time) (*Principal, stri
 	if !isDPoP {
 		return p, tok, "", nil, nil
 	}
-	proof, nonce, e := g.verifyProof(r, tok, p)
+	proof, nonce, e := g.verifyProof(in, tok, p)
 	if e != nil {
 		e.dpop, e.iss = true, p.Issuer
 		return nil, "", "", nil, e
@@ -93,7 +93,7 @@ func (g *Guard) authenticate(r *http.Request, start time.Time) (*Principal, stri
 
 // verifyToken verifies an access token, through the verified-token cache
 // when it is on.
-func (g *Guard) verifyToken(r *http.Request, tok string, start time.Time) (*Principal, *denial) {
+func (g *Guard) verifyToken(in *request, tok string, start time.Time) (*Principal, *Denial) {
 	if g.introIss != nil && strings.Count(tok, ".") != 2 {
 		// RFC 7662 for what is not three-segment compact JWS; a JWS is
 		// a JWT and is judged as one, never retried through
@@ -101,7 +101,7 @@ func (g *Guard) verifyToken(r *http.Request, tok string, start time.Time) (*Prin
 		if e := checkTokenChars(tok); e != nil {
 			return nil, e
 		}
-		return g.introspectToken(r, tok)
+		return g.introspectToken(in, tok)
 	}
 	// The request's start time is the verification time with the real
 	// clock: a clock read is a measurable share of a cached request.
@@ -126,7 +126,7 @@ func (g *Guard) verifyToken(r *http.Request, tok string, start time.Time) (*Prin
 	if e := checkTokenChars(tok); e != nil {
 		return nil, e
 	}
-	p, c, e := g.verifyJWT(r, tok, now)
+	p, c, e := g.verifyJWT(in, tok, now)
 	if e != nil {
 		return nil, e
 	}
@@ -139,7 +139,7 @@ func (g *Guard) verifyToken(r *http.Request, tok string, start time.Time) (*Prin
 // checkTokenChars refuses a token that is not an RFC 6750 b64token. It
 // runs on every token that was not found in the verified-token cache; a
 // cached token matched one that passed it, byte for byte (SHA-256).
-func checkTokenChars(tok string) *denial {
+func checkTokenChars(tok string) *Denial {
 	if !httpauth.IsB64Token(tok) {
 		return invalidToken(ReasonMalformedToken, descMalformed, httpauth.ErrInvalidToken)
 	}
@@ -150,12 +150,12 @@ func checkTokenChars(tok string) *denial {
 // answer no older than maxAge (0: any), and turns a refusal into the
 // denial to send: 401 for an inactive token, 503 when no verdict could be
 // had (endpoint not discovered, down, slow, 5xx, a redirect, nonsense).
-func (g *Guard) introspect(r *http.Request, tok string, maxAge time.Duration) (*introspect.Result, *denial) {
+func (g *Guard) introspect(in *request, tok string, maxAge time.Duration) (*introspect.Result, *Denial) {
 	c := g.introspector.Load()
 	if c == nil {
 		return nil, deny(http.StatusServiceUnavailable, "", ReasonIntrospectionUnavailable, descIntrospectionUnavailable, errIntrospectionNotDiscovered)
 	}
-	res, err := c.IntrospectWithin(r.Context(), tok, maxAge)
+	res, err := c.IntrospectWithin(in.ctx, tok, maxAge)
 	switch {
 	case err == nil:
 		return res, nil
@@ -166,8 +166,8 @@ func (g *Guard) introspect(r *http.Request, tok string, maxAge time.Duration) (*
 }
 
 // introspectToken asks the introspecting issuer about an opaque token.
-func (g *Guard) introspectToken(r *http.Request, tok string) (*Principal, *denial) {
-	res, e := g.introspect(r, tok, 0)
+func (g *Guard) introspectToken(in *request, tok string) (*Principal, *Denial) {
+	res, e := g.introspect(in, tok, 0)
 	if e != nil {
 		e.iss = g.introIss.cfg.Issuer
 		return nil, e
@@ -198,22 +198,22 @@ func (g *Guard) introspectToken(r *http.Request, tok string) (*Principal, *denia
 // all but its single use: recordProof does that once the request is
 // otherwise authorised. It returns the proof and the DPoP-Nonce to send
 // with the response, if any.
-func (g *Guard) verifyProof(r *http.Request, tok string, p *Principal) (*dpop.Proof, string, *denial) {
-	proofs := r.Header.Values("DPoP")
-	switch len(proofs) {
+func (g *Guard) verifyProof(in *request, tok string, p *Principal) (*dpop.Proof, string, *Denial) {
+	proofValue, n := in.proof()
+	switch n {
 	case 0:
 		return nil, "", deny(http.StatusUnauthorized, CodeInvalidDPoPProof, ReasonInvalidProof, descNoProof, nil)
 	case 1:
 	default:
 		return nil, "", deny(http.StatusUnauthorized, CodeInvalidDPoPProof, ReasonInvalidProof, descManyProofs, nil)
 	}
-	target, ok := g.requestURL(r)
+	target, ok := g.htu(in)
 	if !ok {
 		return nil, "", deny(http.StatusUnauthorized, CodeInvalidDPoPProof, ReasonInvalidProof, descHost, nil)
 	}
 	proof, err := g.proofs.Check(dpop.Request{
-		Proof:       proofs[0],
-		Method:      r.Method,
+		Proof:       proofValue,
+		Method:      in.method(),
 		URL:         target,
 		AccessToken: tok,
 		JKT:         p.JKT,
@@ -229,7 +229,7 @@ func (g *Guard) verifyProof(r *http.Request, tok string, p *Principal) (*dpop.Pr
 		return nil, "", invalidToken(ReasonKeyBinding, descKeyBinding, err)
 	case errors.Is(err, dpop.ErrUseNonce):
 		e := deny(http.StatusUnauthorized, CodeUseDPoPNonce, ReasonNonceRequired, descNonce, err)
-		e.nonce = nonces.Issue(g.cfg.now())
+		e.DPoPNonce = nonces.Issue(g.cfg.now())
 		return nil, "", e
 	}
 	return nil, "", deny(http.StatusUnauthorized, CodeInvalidDPoPProof, ReasonInvalidProof, descProof, err)
@@ -239,9 +239,9 @@ func (g *Guard) verifyProof(r *http.Request, tok string, p *Principal) (*dpop.Pr
 // DPoP request is served: a request the guard refuses for any other
 // reason (scope, policy, step-up) never takes a replay-store entry, so a
 // client cannot fill the store with requests that are refused anyway.
-func (g *Guard) recordProof(r *http.Request, proof *dpop.Proof, p *Principal) *denial {
-	err := g.proofs.Record(r.Context(), proof)
-	var e *denial
+func (g *Guard) recordProof(in *request, proof *dpop.Proof, p *Principal) *Denial {
+	err := g.proofs.Record(in.ctx, proof)
+	var e *Denial
 	switch {
 	case err == nil:
 		return nil
@@ -293,12 +293,11 @@ const (
 // scheme is DPoP. Tokens in the query string (§2.3) are refused; tokens in a form
 // body (§2.2) are not looked for, so such a request is simply
 // unauthenticated.
-func (g *Guard) extract(r *http.Request) (bool, string, *denial) {
-	vals := r.Header.Values("Authorization")
-	switch len(vals) {
+func (g *Guard) extract(in *request) (bool, string, *Denial) {
+	v, n := in.authorization()
+	switch n {
 	case 0:
-		// Query() decodes the names, so access%5Ftoken is caught too.
-		if r.URL != nil && r.URL.RawQuery != "" && r.URL.Query().Has("access_token") {
+		if in.queryToken() {
 			return false, "", deny(http.StatusBadRequest, CodeInvalidRequest, ReasonMalformedRequest, descQueryToken, nil)
 		}
 		return false, "", deny(http.StatusUnauthorized, "", ReasonMissingToken, "", nil)
@@ -306,7 +305,6 @@ func (g *Guard) extract(r *http.Request) (bool, string, *denial) {
 	default:
 		return false, "", deny(http.StatusBadRequest, CodeInvalidRequest, ReasonMalformedRequest, descMultipleAuth, nil)
 	}
-	v := vals[0]
 	// "Bearer " is the longest scheme we take (with its space): anything
 	// longer than that plus the limit is too large, whatever it holds.
 	if len(v) > g.cfg.MaxTokenSize+len("Bearer ") {
@@ -320,7 +318,7 @@ func (g *Guard) extract(r *http.Request) (bool, string, *denial) {
 	}
 	var isDPoP bool
 	switch {
-	case httpauth.EqualFoldASCII(scheme, "Bearer") && (g.cfg.DPoP.Mode != DPoPRequired || serverHeld(r.Context())):
+	case httpauth.EqualFoldASCII(scheme, "Bearer") && (g.cfg.DPoP.Mode != DPoPRequired || serverHeld(in.ctx)):
 		isDPoP = schemeBearer
 	case httpauth.EqualFoldASCII(scheme, "DPoP") && g.cfg.DPoP.Mode != DPoPDisabled:
 		isDPoP = schemeDPoP
@@ -346,7 +344,7 @@ func (g *Guard) extract(r *http.Request) (bool, string, *denial) {
 // verifyJWT checks a JWT access token per RFC 9068 §4 and RFC 8725: the
 // signature with the issuer's key for the header's kid and an allow-listed
 // alg bound to that key, the typ, and the iss, aud, exp, nbf and iat claims.
-func (g *Guard) verifyJWT(r *http.Request, tok string, now time.Time) (*Principal, *cachedToken, *denial) {
+func (g *Guard) verifyJWT(in *request, tok string, now time.Time) (*Principal, *cachedToken, *Denial) {
 	t, err := jose.Parse(tok)
 	if err != nil {
 		return nil, nil, invalidToken(ReasonMalformedToken, descMalformed, err)
@@ -369,7 +367,7 @@ func (g *Guard) verifyJWT(r *http.Request, tok string, now time.Time) (*Principa
 		e.iss = cl.Issuer
 		return nil, nil, e
 	}
-	annotate := func(e *denial) *denial {
+	annotate := func(e *Denial) *Denial {
 		e.iss, e.kid, e.alg = is.cfg.Issuer, kid, alg
 		return e
 	}
@@ -381,7 +379,7 @@ func (g *Guard) verifyJWT(r *http.Request, tok string, now time.Time) (*Principa
 		// The issuer's metadata has not been discovered yet.
 		return nil, nil, annotate(deny(http.StatusServiceUnavailable, "", ReasonKeysUnavailable, descKeysUnavailable, errKeysUnavailable))
 	}
-	key, err := set.Lookup(r.Context(), kid)
+	key, err := set.Lookup(in.ctx, kid)
 	switch {
 	case errors.Is(err, jwks.ErrUnknownKID):
 		return nil, nil, annotate(invalidToken(ReasonUnknownKey, descUnknownKey, err))

@@ -16,14 +16,16 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"html/template"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"syscall"
+	"text/template"
 	"time"
 
 	"github.com/tokenguard/tokenguard/gateway"
@@ -31,8 +33,10 @@ import (
 	"github.com/tokenguard/tokenguard/internal/netutil"
 )
 
-// audience is the audience the demo issuer mints for and the demo
-// gateway requires.
+// audience is what the tests' own issuers mint for. The demo itself
+// uses the gateway's URL as its audience and resource identifier, so the
+// resource_metadata URL in its challenges is where the gateway serves the
+// document (https://api.example.com would send clients nowhere).
 const audience = "https://api.example.com"
 
 // The browser mode's user and its client at the development issuer.
@@ -41,11 +45,17 @@ const (
 	bffClientID = "demo-app"
 )
 
-// Options are the demo's listen addresses, which must all be on loopback.
-// An address not named in Explicit falls back to a free port when it is
-// taken.
+// Options are the demo's listen addresses, which must all be on loopback,
+// and where its printed commands keep a DPoP key. An address not named in
+// Explicit falls back to a free port when it is taken.
 type Options struct {
 	Issuer, Upstream, Listen, MetricsListen string
+	// DPoPKey is the file the printed DPoP commands make their key in
+	// (with "tokenguard keygen", which keeps an existing key) and sign
+	// proofs with. The demo itself never reads or writes it. "" means
+	// DefaultDPoPKey(): outside the source tree, where the commands are
+	// run from.
+	DPoPKey string
 	// Explicit holds the command-line flag names ("issuer", "upstream",
 	// "listen", "metrics-listen") whose addresses the user chose: those
 	// are never replaced.
@@ -55,14 +65,31 @@ type Options struct {
 	BFF bool
 }
 
-// DefaultOptions are the addresses the printed commands are easiest with.
+// DefaultOptions are the addresses the printed commands are easiest with,
+// and the default DPoP key file.
 func DefaultOptions() Options {
 	return Options{
 		Issuer:        "127.0.0.1:7000",
 		Upstream:      "127.0.0.1:9000",
 		Listen:        "127.0.0.1:8080",
 		MetricsListen: "127.0.0.1:9090",
+		DPoPKey:       DefaultDPoPKey(),
 	}
+}
+
+// DefaultDPoPKey is where the printed commands keep the demo's DPoP
+// private key: tokenguard/demo-dpop.pem in the user's configuration
+// directory (os.UserConfigDir: $XDG_CONFIG_HOME or ~/.config on Linux,
+// ~/Library/Application Support on macOS), so that it never lands in the
+// source tree the commands are run from, and a later demo finds the same
+// key. Without a configuration directory (no $HOME), the system's
+// temporary directory.
+func DefaultDPoPKey() string {
+	dir, err := os.UserConfigDir()
+	if err != nil {
+		dir = os.TempDir()
+	}
+	return filepath.Join(dir, "tokenguard", "demo-dpop.pem")
 }
 
 // Demo is a running demo.
@@ -132,7 +159,7 @@ func Start(ctx context.Context, opts Options, out io.Writer, log *slog.Logger) (
 	if err != nil {
 		return nil, fmt.Errorf("tokenguard demo: %w", err)
 	}
-	is := devissuer.New(d.IssuerURL, audience, key)
+	is := devissuer.New(d.IssuerURL, d.GatewayURL, key)
 	clientSecret := ""
 	if opts.BFF {
 		d.AppURL = d.GatewayURL + "/"
@@ -188,7 +215,11 @@ func Start(ctx context.Context, opts Options, out io.Writer, log *slog.Logger) (
 	if err := d.gw.Start(ctx); err != nil {
 		return nil, err
 	}
-	if err := d.printInstructions(out, yamlText); err != nil {
+	keyFile := opts.DPoPKey
+	if keyFile == "" {
+		keyFile = DefaultDPoPKey()
+	}
+	if err := d.printInstructions(out, yamlText, keyFile); err != nil {
 		d.gw.Shutdown(context.Background())
 		return nil, fmt.Errorf("tokenguard demo: %w", err)
 	}
@@ -259,7 +290,7 @@ routes:
   - pattern: "POST /orders/"
     scopes: [orders:write]
 shutdown_timeout: 5s
-`, listen, metricsListen, d.UpstreamURL, d.GatewayURL, audience, d.IssuerURL, d.IssuerURL)
+`, listen, metricsListen, d.UpstreamURL, d.GatewayURL, d.GatewayURL, d.IssuerURL, d.IssuerURL)
 }
 
 // bffConfig is config for the browser mode: the API under /api/, and
@@ -285,7 +316,7 @@ bff:
   scopes: [openid, offline_access, orders:read]
   post_logout_redirect_uri: %s
 shutdown_timeout: 5s
-`, listen, metricsListen, d.UpstreamURL, d.GatewayURL, audience, d.IssuerURL, d.IssuerURL,
+`, listen, metricsListen, d.UpstreamURL, d.GatewayURL, d.GatewayURL, d.IssuerURL, d.IssuerURL,
 		d.IssuerURL, bffClientID, clientSecret, d.AppURL)
 }
 
@@ -400,14 +431,17 @@ curl -i -X POST -H "Authorization: Bearer $TOKEN" {{.GatewayURL}}/orders/
 
 # DPoP (RFC 9449): a token bound to a key of yours is useless to anyone without that key.
 # Run these from the tokenguard source tree (with tokenguard installed, write tokenguard
-# for go run ./cmd/tokenguard). Make a key; keygen prints its thumbprint (jkt) and never
-# overwrites a file, so a second run keeps the first key:
-go run ./cmd/tokenguard keygen -out demo-dpop.pem
+# for go run ./cmd/tokenguard). The key lives outside the source tree (tokenguard demo
+# -dpop-key FILE picks another place). Make it; keygen prints its thumbprint (jkt) and
+# keeps an existing key, so a second run keeps the first key:
+mkdir -p -m 700 {{.KeyDir}}
+KEY={{.KeyFile}}
+go run ./cmd/tokenguard keygen -out "$KEY"
 # ask for a token bound to it, with a proof of the key made for this token request:
-TOKEN=$(curl -s -X POST -H "DPoP: $(go run ./cmd/tokenguard proof -method POST -url {{.IssuerURL}}/token -key demo-dpop.pem)" '{{.IssuerURL}}/token?scope=orders:read')
+TOKEN=$(curl -s -X POST -H "DPoP: $(go run ./cmd/tokenguard proof -method POST -url {{.IssuerURL}}/token -key "$KEY")" '{{.IssuerURL}}/token?scope=orders:read')
 
 # 200: the bound token, with a fresh proof for this very request (a proof is good once)
-curl -i -H "Authorization: DPoP $TOKEN" -H "DPoP: $(go run ./cmd/tokenguard proof -method GET -url {{.GatewayURL}}/orders/ -key demo-dpop.pem -token $TOKEN)" {{.GatewayURL}}/orders/
+curl -i -H "Authorization: DPoP $TOKEN" -H "DPoP: $(go run ./cmd/tokenguard proof -method GET -url {{.GatewayURL}}/orders/ -key "$KEY" -token $TOKEN)" {{.GatewayURL}}/orders/
 
 # 401: the bound token without its key, sent as a Bearer token (invalid_token)
 curl -i -H "Authorization: Bearer $TOKEN" {{.GatewayURL}}/orders/
@@ -419,13 +453,21 @@ The gateway runs with this configuration (save it to a file and run tokenguard -
 
 {{.Config}}`))
 
-func (d *Demo) printInstructions(out io.Writer, config string) error {
+// printInstructions prints the commands to try, with keyFile as the DPoP
+// key's file.
+func (d *Demo) printInstructions(out io.Writer, config, keyFile string) error {
 	var indented strings.Builder
 	for line := range strings.Lines(config) {
 		indented.WriteString("  " + line)
 	}
 	return instructions.Execute(out, struct {
 		*Demo
-		Config string
-	}{d, indented.String()})
+		Config, KeyDir, KeyFile string
+	}{d, indented.String(), shellQuote(filepath.Dir(keyFile)), shellQuote(keyFile)})
+}
+
+// shellQuote quotes s as one word for a POSIX shell (a configuration
+// directory may have spaces in its name).
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
