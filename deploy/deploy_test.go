@@ -113,11 +113,11 @@ func TestExampleConfigs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// Their TLS files are under /etc: point them at a fresh pair.
-		if bytes.Contains(data, []byte("/etc/tokenguard/tls/")) {
+		// Their TLS files are under ${TLS_DIR}: point it at a fresh pair.
+		if bytes.Contains(data, []byte("${TLS_DIR}/")) {
 			dir := t.TempDir()
 			testkit.NewCert(t, 1).Write(t, filepath.Join(dir, "fullchain.pem"), filepath.Join(dir, "privkey.pem"))
-			data = bytes.ReplaceAll(data, []byte("/etc/tokenguard/tls/"), []byte(dir+"/"))
+			data = bytes.ReplaceAll(data, []byte("${TLS_DIR}/"), []byte(dir+"/"))
 		}
 		validate(t, f, data)
 	}

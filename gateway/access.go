@@ -68,6 +68,13 @@ type accessRecord struct {
 	rejected       string       // why the gateway refused the request itself: "method_not_allowed", "ambiguous_framing"
 	forwarded      bool         // the proxy took the request: its body is the upstream's to read
 	body           *requestBody // nil for a request without a body
+	denial         []slog.Attr  // the guard's details of a denial (iss, kid, alg, err): denial_log.go
+
+	public    bool // served by a public route: no token was asked for
+	preflight bool // a CORS preflight, answered by the gateway
+	// forwardedMethod and forwardedPath are the request an auth
+	// subrequest (forward_auth) described; "" for any other request.
+	forwardedMethod, forwardedPath string
 }
 
 type accessKey struct{}
@@ -146,6 +153,10 @@ func logAccess(log *slog.Logger, r *http.Request, rec *accessRecord, rw *recordi
 	if reason != "" {
 		attrs = append(attrs, slog.String("reason", reason))
 	}
+	attrs = append(attrs, rec.denial...)
+	if rec.forwardedMethod != "" {
+		attrs = append(attrs, slog.String("forwarded_method", rec.forwardedMethod), slog.String("forwarded_path", rec.forwardedPath))
+	}
 	if rec.session {
 		// Never the session id: the cookie is a credential.
 		attrs = append(attrs, slog.String("auth", "session"))
@@ -184,15 +195,19 @@ func (rec *accessRecord) loggedStatus(written int, aborted bool) int {
 	return written
 }
 
-// outcome is the access log's decision ("allow", "deny", "reject",
-// "not_found" or "none") and reason for a request answered with status
-// (as loggedStatus gives it).
+// outcome is the access log's decision ("allow", "deny", "public",
+// "preflight", "reject", "not_found" or "none") and reason for a request
+// answered with status (as loggedStatus gives it).
 func (rec *accessRecord) outcome(status int) (decision, reason string) {
 	switch {
 	case rec.decided && rec.reason == middleware.ReasonOK:
 		return "allow", string(rec.reason)
 	case rec.decided:
 		return "deny", string(rec.reason)
+	case rec.public:
+		return "public", ""
+	case rec.preflight:
+		return "preflight", ""
 	case rec.overloaded:
 		return "reject", "overloaded"
 	case rec.rejected != "":

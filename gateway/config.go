@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"net/url"
 	"os"
 	"reflect"
@@ -52,8 +53,8 @@ const (
 type config struct {
 	File            string
 	Listen          string
-	MetricsListen   string // "" means no metrics listener
-	Upstream        *url.URL
+	MetricsListen   string   // "" means no metrics listener
+	Upstream        *url.URL // nil only with forward_auth: then nothing is proxied
 	PublicURL       *url.URL // nil when unset: the DPoP htu base (middleware.Config.PublicURL)
 	Audience        string
 	Realm           string // "" means the audience
@@ -106,6 +107,11 @@ type config struct {
 	AllowUnderscoreHeaders bool     // false: request headers whose names contain '_' are dropped
 
 	BFF *bffConfig // nil: no token handler
+
+	// Behind another ingress (cors.go, forwardauth.go).
+	CORS           *corsConfig        // nil: no CORS handling; OPTIONS is routed like any request
+	ForwardAuth    *forwardAuthConfig // nil: no forward-auth endpoint
+	TrustedProxies []netip.Prefix     // peers whose forwarding headers are believed; empty: nobody's
 
 	// NonceSecrets are the DPoP nonce HMAC keys from the environment
 	// (nonceSecretsEnv), set by applyEnv; never from the file, so the file
@@ -174,6 +180,9 @@ type routeConfig struct {
 	MaxTokenAge         time.Duration
 	ACRValues           []string
 	MaxAuthAge          time.Duration
+
+	// Public: no token needed, and none is forwarded (public.go).
+	Public bool
 }
 
 // keyPos is a YAML key and the line it is on (or, when absent, the line of

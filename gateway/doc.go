@@ -45,6 +45,20 @@
 // patterns matched on exactly the path that is forwarded (no route: 404
 // {"error":"not_found"}); the route's guard (RFC 6750, RFC 9068, RFC 9449,
 // RFC 7662, RFC 9470: 401, 403 or 503 with a challenge); and the proxy.
+// With a cors block, the CORS headers go on every answer to an allowed
+// origin (before hygiene, so refusals carry them) and preflights are
+// answered after hygiene, never forwarded. A public route has no guard,
+// and forwards no credential.
+//
+// # Behind another ingress
+//
+// With forward_auth, an ingress that proxies itself (nginx auth_request,
+// Caddy forward_auth, Traefik forwardAuth) asks GET or POST
+// forward_auth.path about each request, described in X-Forwarded-* or
+// X-Original-* headers; only peers in trusted_proxies may ask. The request
+// described is built and served through the same chain, CORS to guard,
+// whose last handler answers 200 with the identity headers instead of
+// proxying; a denial is proxy mode's. upstream is optional then.
 //
 // To the upstream it forwards the request with HeaderSubject,
 // HeaderClientID and HeaderScope set from the verified token. Every
@@ -70,8 +84,9 @@
 // # Logs
 //
 // One "access" line per request at Info: request_id, method, path (as
-// escaped, never the query), status, decision (allow, deny, not_found,
-// reject or none), reason (the guard's, such as expired or
+// escaped, never the query), status, decision (allow, deny, public,
+// preflight, not_found, reject or none), forwarded_method and
+// forwarded_path for a forward-auth subrequest, reason (the guard's, such as expired or
 // insufficient_scope; "ok" when allowed), duration_ms, bytes, remote,
 // proto, and upstream_status or upstream_error. Tokens, proofs, query
 // strings and header values are never logged; neither is a value that came

@@ -40,7 +40,7 @@ type (
 	effectiveConfig struct {
 		Listen                         string      `yaml:"listen"`
 		MetricsListen                  string      `yaml:"metrics_listen"`
-		Upstream                       string      `yaml:"upstream"`
+		Upstream                       string      `yaml:"upstream,omitempty"`
 		PublicURL                      string      `yaml:"public_url,omitempty"`
 		Audience                       string      `yaml:"audience"`
 		Realm                          string      `yaml:"realm"`
@@ -71,6 +71,17 @@ type (
 		AllowedHosts                   []string    `yaml:"allowed_hosts,omitempty,flow"`
 		AllowUnderscoreHeaders         bool        `yaml:"allow_underscore_headers"`
 		BFF                            *effBFF     `yaml:"bff,omitempty"`
+		CORS                           *effCORS    `yaml:"cors,omitempty"`
+		ForwardAuth                    *effFwdAuth `yaml:"forward_auth,omitempty"`
+		TrustedProxies                 []string    `yaml:"trusted_proxies,omitempty,flow"`
+	}
+	effCORS struct {
+		AllowedOrigins []string `yaml:"allowed_origins,flow"`
+		AllowedHeaders []string `yaml:"allowed_headers,flow"`
+		MaxAge         string   `yaml:"max_age"`
+	}
+	effFwdAuth struct {
+		Path string `yaml:"path"`
 	}
 	effBFF struct {
 		Issuer                string   `yaml:"issuer"`
@@ -120,6 +131,7 @@ type (
 		MaxTokenAge         string     `yaml:"max_token_age,omitempty"`
 		ACRValues           []string   `yaml:"acr_values,omitempty,flow"`
 		MaxAuthAge          string     `yaml:"max_auth_age,omitempty"`
+		Public              bool       `yaml:"public,omitempty"`
 	}
 	effTLS struct {
 		CertFile       string `yaml:"cert_file"`
@@ -187,7 +199,7 @@ func (c *config) effectiveYAML() ([]byte, error) {
 	e := effectiveConfig{
 		Listen:                         c.Listen,
 		MetricsListen:                  c.MetricsListen,
-		Upstream:                       c.Upstream.String(),
+		Upstream:                       c.upstreamString(),
 		PublicURL:                      c.publicURL(),
 		Audience:                       c.Audience,
 		Realm:                          cmpOr(c.Realm, c.Audience),
@@ -253,6 +265,7 @@ func (c *config) effectiveYAML() ([]byte, error) {
 		e.Routes = append(e.Routes, effRoute{
 			Pattern: r.Pattern, Scopes: r.Scopes, AnyScopes: r.AnyScopes, RequireDPoP: r.RequireDPoP, Introspect: r.Introspect,
 			IntrospectionMaxAge: durIf(r.IntrospectionMaxAge), MaxTokenAge: durIf(r.MaxTokenAge), ACRValues: r.ACRValues, MaxAuthAge: durIf(r.MaxAuthAge),
+			Public: r.Public,
 		})
 		if e.Routes[len(e.Routes)-1].Scopes == nil {
 			e.Routes[len(e.Routes)-1].Scopes = []string{}
@@ -279,6 +292,18 @@ func (c *config) effectiveYAML() ([]byte, error) {
 			eb.PreviousSessionKey = redacted
 		}
 		e.BFF = eb
+	}
+	if cc := c.CORS; cc != nil {
+		e.CORS = &effCORS{AllowedOrigins: cc.AllowedOrigins, AllowedHeaders: cc.AllowedHeaders, MaxAge: cc.MaxAge.String()}
+		if e.CORS.AllowedHeaders == nil {
+			e.CORS.AllowedHeaders = []string{}
+		}
+	}
+	if c.ForwardAuth != nil {
+		e.ForwardAuth = &effFwdAuth{Path: c.ForwardAuth.Path}
+	}
+	for _, p := range c.TrustedProxies {
+		e.TrustedProxies = append(e.TrustedProxies, p.String())
 	}
 	if c.TLS != nil {
 		e.TLS = &effTLS{CertFile: c.TLS.CertFile, KeyFile: c.TLS.KeyFile, ReloadInterval: c.TLS.ReloadInterval.String()}

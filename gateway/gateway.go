@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	stdlog "log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -41,6 +42,33 @@ const (
 	// when startup_wait is not set (middleware.DefaultStartupWait).
 	defaultStartupWait = middleware.DefaultStartupWait
 )
+
+// tracerFlushTimeout bounds the export of the last spans at shutdown.
+const tracerFlushTimeout = 2 * time.Second
+
+// errorLog is the servers' ErrorLog: through the current configuration's
+// logger, so a reload that changes log_format or log_level applies to it.
+func (g *Gateway) errorLog() *stdlog.Logger {
+	return slog.NewLogLogger(currentLogHandler{g}, slog.LevelWarn)
+}
+
+// currentLogHandler is a slog.Handler writing through the current
+// generation's logger.
+type currentLogHandler struct{ g *Gateway }
+
+func (h currentLogHandler) handler() slog.Handler { return h.g.gen.Load().log.Handler() }
+
+func (h currentLogHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return h.handler().Enabled(ctx, l)
+}
+
+func (h currentLogHandler) Handle(ctx context.Context, r slog.Record) error {
+	return h.handler().Handle(ctx, r)
+}
+
+func (h currentLogHandler) WithAttrs(as []slog.Attr) slog.Handler { return h.handler().WithAttrs(as) }
+
+func (h currentLogHandler) WithGroup(n string) slog.Handler { return h.handler().WithGroup(n) }
 
 // ErrNoTLS is ReloadCertificate's answer when the configuration has no
 // tls block.
@@ -89,8 +117,12 @@ type Gateway struct {
 	generations []*generation
 	closed      bool                   // Shutdown has closed the generations: no more reloads
 	reloads     *prometheus.CounterVec // tokenguard_config_reloads_total{result}
-	watching    context.CancelFunc     // stops the config_reload_interval poller; nil when off (reloadMu)
 	fileHash    [32]byte               // of the configuration file last loaded (reloadMu)
+	// closing is cancelled when Shutdown begins, before it waits for
+	// reloadMu, so a reload waiting for keys gives up at once.
+	closing       context.Context
+	cancelClosing context.CancelFunc
+	ownListener   bool // Options.Listener: listen is not ours to bind
 
 	tracer   *tracer  // nil: tracing off (the OTEL_* environment)
 	limiter  limiter  // max_concurrent_requests, across generations
@@ -143,13 +175,15 @@ func newGateway(cfg *Config, opts Options) (_ *Gateway, err error) {
 	c := cfg.c
 	g := &Gateway{
 		log: opts.Logger, logOut: opts.LogOutput, reg: prometheus.NewRegistry(),
-		shared:  newShared(),
-		proxyLn: opts.Listener, metricsLn: opts.MetricsListener,
+		ownListener: opts.Listener != nil,
+		shared:      newShared(),
+		proxyLn:     opts.Listener, metricsLn: opts.MetricsListener,
 		serveErr: make(chan error, 2),
 	}
 	if g.logOut == nil {
 		g.logOut = os.Stderr
 	}
+	g.closing, g.cancelClosing = context.WithCancel(context.Background())
 	g.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	g.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tokenguard_config_reloads_total",
@@ -279,12 +313,17 @@ func (g *Gateway) start(ctx context.Context) (err error) {
 			ReadTimeout:       30 * time.Second, // nothing here reads a body or streams
 			WriteTimeout:      30 * time.Second,
 			IdleTimeout:       idleTimeout,
-			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+			ErrorLog:          g.errorLog(),
 		}
 		go g.serve("metrics", g.metricsSrv, g.metricsLn)
 	}
 	waitForKeys(ctx, gen, c.StartupWait)
 
+	// From here the configuration current now, which a reload during the
+	// wait may have replaced, and no reload until the server is set up:
+	// reloads check max_token_size against its header limit.
+	g.reloadMu.Lock()
+	c, log = g.gen.Load().cfg, g.gen.Load().log
 	g.headerLimit = maxHeaderBytes(c.MaxTokenSize)
 	g.proxySrv = &http.Server{
 		Handler:           g.handler,
@@ -294,9 +333,9 @@ func (g *Gateway) start(ctx context.Context) (err error) {
 		// HTTP/2 (over TLS) takes its header-list limit from
 		// MaxHeaderBytes too.
 		HTTP2:    &http.HTTP2Config{MaxConcurrentStreams: maxConcurrentStreams},
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ErrorLog: g.errorLog(),
 	}
-	if c.TLS != nil {
+	if c.TLS != nil { // a reload cannot turn tls on or off
 		g.proxySrv.TLSConfig = &tls.Config{
 			MinVersion: tls.VersionTLS12,
 			// Through the Gateway, so a reload can change the files.
@@ -311,12 +350,11 @@ func (g *Gateway) start(ctx context.Context) (err error) {
 		g.proxySrv.ConnContext = framingConnContext
 		go g.serve("proxy", g.proxySrv, framingListener{g.proxyLn})
 	}
-	g.reloadMu.Lock()
 	g.started.Store(true)
-	g.restartWatchers(g.gen.Load().cfg)
+	g.restartWatchers(c)
 	g.reloadMu.Unlock()
 
-	attrs := []any{"listen", g.proxyLn.Addr().String(), "tls", c.TLS != nil, "upstream", c.Upstream.String(), "routes", len(c.Routes), "ready", gen.guard.Ready()}
+	attrs := []any{"listen", g.proxyLn.Addr().String(), "tls", c.TLS != nil, "upstream", c.upstreamString(), "routes", len(c.Routes), "ready", gen.guard.Ready()}
 	if g.metricsLn != nil {
 		attrs = append(attrs, "metrics_listen", g.metricsLn.Addr().String())
 	}
@@ -447,6 +485,7 @@ func (g *Gateway) shutdown(drainCtx context.Context, stopCtx func() (context.Con
 	g.shutdownOnce.Do(func() {
 		g.startOnce.Do(func() {}) // no Start from now on
 		g.draining.Store(true)
+		g.cancelClosing() // a reload in progress gives up and lets go of reloadMu
 		g.reloadMu.Lock()
 		g.closed = true // no reload from now on
 		g.stopWatchers()
@@ -494,9 +533,13 @@ func (g *Gateway) shutdown(drainCtx context.Context, stopCtx func() (context.Con
 		// Every generation, the current one and those a reload replaced
 		// that still had requests: those are done or cut off by now.
 		errs = append(errs, g.closeGenerations())
-		// Last, so the spans of the requests drained above are sent.
-		tctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		errs = append(errs, g.tracer.shutdown(tctx))
+		// Last, so the spans of the requests drained above are sent; a
+		// collector that does not answer costs at most 2 s and is no
+		// failure of the gateway's.
+		tctx, cancel := context.WithTimeout(context.Background(), tracerFlushTimeout)
+		if err := g.tracer.shutdown(tctx); err != nil {
+			log.Warn("tracing: spans not exported at shutdown", "err", err)
+		}
 		cancel()
 		g.shutdownErr = errors.Join(errs...)
 		log.Info("tokenguard gateway stopped")
@@ -509,7 +552,7 @@ func (g *Gateway) shutdown(drainCtx context.Context, stopCtx func() (context.Con
 func (g *Gateway) metricsHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(g.reg, promhttp.HandlerOpts{
-		ErrorLog: slog.NewLogLogger(g.gen.Load().log.Handler(), slog.LevelWarn),
+		ErrorLog: g.errorLog(),
 		Registry: g.reg, // counts its own errors
 	}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {

@@ -5,11 +5,12 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/tokenguard/tokenguard/bff"
 	bffredis "github.com/tokenguard/tokenguard/bff/redisstore"
@@ -47,26 +48,25 @@ type generation struct {
 
 	closeOnce sync.Once
 	closed    atomic.Bool // close has run
-	// closers run when the generation closes: the Redis clients a reload
-	// replaced, which requests on this generation may still use.
-	closers []func() error
-	// closeAfter delays closers until the replay handover is over (see
-	// handoverReplayStore): the replaced replay store is asked until then.
-	closeAfter time.Time
-	closeTimer *time.Timer // runs closers after closeAfter; nil when they ran at once
+	// stores are the Redis clients it uses, shared with other
+	// generations: shared.stores closes each when the last user closes.
+	stores []io.Closer
+	set    *storeSet
 }
 
 // shared is what every generation of one Gateway uses; a reload keeps it.
-// Guarded by Gateway.reloadMu.
+// Guarded by Gateway.reloadMu (stores has its own lock).
 type shared struct {
-	memReplay *dpop.MemoryReplayStore // made by the first generation that needs it
+	memReplay *dpop.MemoryReplayStore // the in-memory replay store, whichever generation uses it
+	sessions  *bff.MemoryStore        // the in-memory session store
 
 	redisReplay    *redisstore.Store // the Redis replay store in use, and its URL
 	redisReplayURL string
+	sessionsRS     *bffredis.Store // the Redis session store in use, and its URL
+	sessionURL     string
+	replay         dpop.ReplayStore // the replay store the current configuration uses; nil: DPoP off
 
-	sessions   *bff.MemoryStore // made by the first generation with a memory session store
-	sessionsRS *bffredis.Store  // the Redis session store in use, and its URL
-	sessionURL string
+	stores *storeSet
 
 	// processKey seals in-memory sessions and login cookies when no
 	// session_key is set, nonceKey makes DPoP nonces when no
@@ -76,24 +76,29 @@ type shared struct {
 }
 
 func newShared() *shared {
-	s := &shared{processKey: make([]byte, bff.SessionKeySize), nonceKey: make([]byte, dpop.MinNonceSecretSize)}
+	s := &shared{processKey: make([]byte, bff.SessionKeySize), nonceKey: make([]byte, dpop.MinNonceSecretSize), stores: newStoreSet()}
 	_, _ = rand.Read(s.processKey)
 	_, _ = rand.Read(s.nonceKey)
+	// Made once, before any configuration: every generation uses the same
+	// ones (and the sessions gauge counts this store), so nothing a
+	// refused reload built is left pointed at.
+	s.memReplay, _ = dpop.NewMemoryReplayStore(dpop.DefaultReplayStoreSize)
+	s.sessions, _ = bff.NewMemoryStore(0)
 	return s
 }
 
-// pending is what building a generation opened that the current one does
-// not have yet: put in place by commit, closed by abandon.
+// pending is what building a generation opened or chose that the current
+// one does not have yet: put in place by commit, closed by abandon.
 type pending struct {
-	redisReplay, sessionsRS bool // opened for the new generation
-	replay                  *redisstore.Store
-	replayURL               string
-	sessions                *bffredis.Store
-	sessionURL              string
-	memReplay               *dpop.MemoryReplayStore
-	memQuota                int // the shared memory store's new key quota; 0: unchanged
-	memSessions             *bff.MemoryStore
-	certs                   *certReloader
+	replay     dpop.ReplayStore  // the generation's replay store (before wrapping); nil: DPoP off
+	redis      *redisstore.Store // the Redis replay store it uses, if any
+	redisURL   string
+	openedRS   bool            // redis was opened for it
+	sessions   *bffredis.Store // the Redis session store it uses, if any
+	sessionURL string
+	openedSS   bool // sessions was opened for it
+	memQuota   int  // the in-memory replay store's key quota, when it uses that store
+	certs      *certReloader
 }
 
 // build makes a generation from c on what s shares. It does no network
@@ -135,10 +140,7 @@ func (g *Gateway) build(c *config, s *shared, log *slog.Logger) (_ *generation, 
 		var store bff.Store
 		switch {
 		case c.BFF.SessionStore == "":
-			if p.memSessions = s.sessions; p.memSessions == nil {
-				p.memSessions, _ = bff.NewMemoryStore(0)
-			}
-			store = p.memSessions
+			store = s.sessions
 		case c.BFF.SessionStore == s.sessionURL && s.sessionsRS != nil:
 			p.sessions, p.sessionURL = s.sessionsRS, s.sessionURL
 			store = p.sessions
@@ -146,19 +148,23 @@ func (g *Gateway) build(c *config, s *shared, log *slog.Logger) (_ *generation, 
 			if p.sessions, err = c.openSessionStore(); err != nil {
 				return nil, nil, err
 			}
-			p.sessionsRS, p.sessionURL = true, c.BFF.SessionStore
+			p.openedSS, p.sessionURL = true, c.BFF.SessionStore
 			store = p.sessions
 		}
 		if gen.th, err = c.newBFF(log, g.reg, store, s.processKey); err != nil {
 			return nil, nil, err
 		}
 	}
-	proxy := newProxy(c, log)
-	gen.upstream = proxy.Transport.(*http.Transport)
-	if err := instrumentUpstream(proxy, g.reg); err != nil {
-		return nil, nil, err
+	var proxy http.Handler = notFoundHandler // forward_auth alone: nothing is proxied
+	if c.Upstream != nil {
+		rp := newProxy(c, log)
+		gen.upstream = rp.Transport.(*http.Transport)
+		if err := instrumentUpstream(rp, g.reg); err != nil {
+			return nil, nil, err
+		}
+		rp.Transport = g.tracer.transport("upstream", rp.Transport)
+		proxy = rp
 	}
-	proxy.Transport = g.tracer.transport("upstream", proxy.Transport)
 	h, err := newProxyHandler(c, gen.guard, gen.th, proxy, log)
 	if err != nil {
 		return nil, nil, err
@@ -174,87 +180,71 @@ func (g *Gateway) build(c *config, s *shared, log *slog.Logger) (_ *generation, 
 }
 
 // replayStore returns the DPoP replay store for a generation of c: the
-// shared memory store (its quota set to c's), the Redis store in use when
-// the URL is the same, or a new Redis store. When the store changes, the
-// one in use is asked too until every proof it recorded has expired
-// (handoverReplayStore).
+// shared memory store (its quota set to c's at commit), the Redis store in
+// use when the URL is the same, or a new Redis store; wrapped so that the
+// stores reloads replaced are still asked (handoverReplayStore).
 func (g *Gateway) replayStore(c *config, s *shared, p *pending, gen *generation) (dpop.ReplayStore, error) {
-	var store dpop.ReplayStore
 	switch {
 	case c.ReplayStore == "":
-		if p.memReplay = s.memReplay; p.memReplay == nil {
-			size := dpop.DefaultReplayStoreSize
-			var err error
-			if p.memReplay, err = dpop.NewMemoryReplayStoreQuota(size, cmp.Or(c.ReplayKeyQuota, dpop.DefaultKeyQuota(size))); err != nil {
-				return nil, c.guardError(errors.New("middleware: DPoP.ReplayKeyQuota: " + err.Error()))
-			}
-		} else {
-			p.memQuota = cmp.Or(c.ReplayKeyQuota, dpop.DefaultKeyQuota(dpop.DefaultReplayStoreSize)) // set by commit
+		q := cmp.Or(c.ReplayKeyQuota, dpop.DefaultKeyQuota(dpop.DefaultReplayStoreSize))
+		if q > dpop.DefaultReplayStoreSize {
+			return nil, c.guardError(fmt.Errorf("middleware: DPoP.ReplayKeyQuota: must be at most the store's size, %d", dpop.DefaultReplayStoreSize))
 		}
-		store = p.memReplay
+		p.replay, p.memQuota = s.memReplay, q
 	case c.ReplayStore == s.redisReplayURL && s.redisReplay != nil:
-		p.replay, p.replayURL = s.redisReplay, s.redisReplayURL
-		store = p.replay
+		p.redis, p.redisURL = s.redisReplay, s.redisReplayURL
+		p.replay = p.redis
 	default:
 		r, err := redisstore.NewFromURL(c.ReplayStore, redisstore.Options{KeyQuota: c.ReplayKeyQuota})
 		if err != nil {
 			return nil, c.replayStoreError(err)
 		}
-		p.replay, p.replayURL, p.redisReplay = r, c.ReplayStore, true
-		store = r
+		p.redis, p.redisURL, p.openedRS = r, c.ReplayStore, true
+		p.replay = r
 	}
-	if p.replay != nil {
-		gen.replay = p.replay
+	if p.redis != nil {
+		gen.replay = p.redis
 		gen.replayGates = c.DPoPMode == "required"
 	}
-	// The store in use, if this one replaces it.
-	var prev dpop.ReplayStore
-	switch {
-	case s.redisReplay != nil && p.replay != s.redisReplay:
-		prev = s.redisReplay
-	case s.memReplay != nil && p.memReplay == nil:
-		prev = s.memReplay
-	}
-	if prev != nil && g.gen.Load() != nil {
-		return &handoverReplayStore{ReplayStore: store, prev: prev, until: time.Now().Add(replayHandover)}, nil
-	}
-	return store, nil
+	return &handoverReplayStore{ReplayStore: p.replay, set: s.stores}, nil
 }
 
-// commit makes p's parts the shared ones. Called with reloadMu held, when
-// the generation built with p becomes current; old is the generation it
-// replaces, which closes the stores no longer in use when it closes.
-func (p *pending) commit(s *shared, old *generation) {
-	if old == nil { // the first generation: nothing is replaced
-		old = &generation{}
+// commit makes p's parts the shared ones and gen their user. Called with
+// reloadMu held, when gen becomes current; nothing here can fail.
+func (p *pending) commit(s *shared, gen *generation) {
+	if p.replay == s.memReplay && p.memQuota > 0 {
+		_ = s.memReplay.SetKeyQuota(p.memQuota) // replayStore checked the range
 	}
-	if p.memReplay != nil {
-		s.memReplay = p.memReplay
-		if p.memQuota > 0 {
-			_ = p.memReplay.SetKeyQuota(p.memQuota) // validate checked the range
+	gen.set = s.stores
+	if p.redis != nil {
+		gen.stores = append(gen.stores, p.redis)
+	}
+	if p.sessions != nil {
+		gen.stores = append(gen.stores, p.sessions)
+	}
+	s.stores.use(gen.stores)
+	if s.replay != nil && s.replay != p.replay {
+		// The replay store changes: later generations still ask the
+		// one in use until its proofs have expired.
+		var closer io.Closer
+		if s.redisReplay != nil && s.replay == dpop.ReplayStore(s.redisReplay) {
+			closer = s.redisReplay
 		}
+		s.stores.replaced(s.replay, closer)
 	}
-	if p.memSessions != nil {
-		s.sessions = p.memSessions
+	if p.replay != nil {
+		s.replay = p.replay
 	}
-	if s.redisReplay != nil && s.redisReplay != p.replay {
-		r := s.redisReplay
-		old.closers = append(old.closers, r.Close)
-		old.closeAfter = time.Now().Add(replayHandover)
-	}
-	s.redisReplay, s.redisReplayURL = p.replay, p.replayURL
-	if s.sessionsRS != nil && s.sessionsRS != p.sessions {
-		old.closers = append(old.closers, s.sessionsRS.Close)
-	}
+	s.redisReplay, s.redisReplayURL = p.redis, p.redisURL
 	s.sessionsRS, s.sessionURL = p.sessions, p.sessionURL
 }
 
 // abandon closes what building opened; the shared parts stay.
 func (p *pending) abandon() {
-	if p.redisReplay && p.replay != nil {
-		_ = p.replay.Close()
+	if p.openedRS {
+		_ = p.redis.Close()
 	}
-	if p.sessionsRS && p.sessions != nil {
+	if p.openedSS {
 		_ = p.sessions.Close()
 	}
 }
@@ -281,30 +271,19 @@ func (gen *generation) release() {
 }
 
 // close stops the generation's guard and token handler, drops its idle
-// upstream connections and closes the stores a reload replaced (after the
-// replay handover). Safe to call more than once, and while requests still
-// run on it (shutdown): they finish on what they hold.
+// upstream connections and gives up its use of the shared stores, which
+// close when nothing needs them (see storeSet). Safe to call more than
+// once, and while requests still run on it (Shutdown): they finish on
+// what they hold.
 func (gen *generation) close() error {
 	var err error
 	gen.closeOnce.Do(func() {
 		defer gen.closed.Store(true)
 		err = gen.closeParts()
-		if d := time.Until(gen.closeAfter); d > 0 {
-			gen.closeTimer = time.AfterFunc(d, func() { _ = runAll(gen.closers) })
-			return
+		if gen.set != nil {
+			gen.set.release(gen.stores)
 		}
-		err = errors.Join(err, runAll(gen.closers))
 	})
-	return err
-}
-
-// closeNow is close for Shutdown: the replaced stores are closed now, not
-// after the replay handover.
-func (gen *generation) closeNow() error {
-	err := gen.close() // waits for a close already running
-	if t := gen.closeTimer; t != nil && t.Stop() {
-		err = errors.Join(err, runAll(gen.closers))
-	}
 	return err
 }
 
@@ -323,43 +302,21 @@ func (gen *generation) closeParts() error {
 	return errors.Join(errs...)
 }
 
-func runAll(fs []func() error) error {
-	var errs []error
-	for _, f := range fs {
-		errs = append(errs, f())
-	}
-	return errors.Join(errs...)
-}
-
 // ready reports whether the generation can decide requests.
-func (gen *generation) ready(ctx context.Context) bool {
-	return gen.guard.Ready() && !(gen.replayGates && gen.replay.Ping(ctx) != nil)
-}
+func (gen *generation) ready(ctx context.Context) bool { return gen.notReady(ctx) == nil }
 
-// replayHandover is how long a replaced replay store is still asked: the
-// longest a proof it recorded can be accepted again (its maximum age,
-// plus the clock skew allowed in the other direction).
-const replayHandover = dpop.DefaultMaxAge + dpop.DefaultMaxClockSkew
-
-// handoverReplayStore records proofs in the new store and, until until,
-// refuses those the replaced store already holds: a reload that changes
-// dpop.replay_store (or turns the Redis store on or off) must not let a
-// proof used just before it be used again after it. The replaced store is
-// asked on a best-effort basis: when it cannot answer, the new store
-// alone decides, as it would after a restart.
-type handoverReplayStore struct {
-	dpop.ReplayStore // the new store
-	prev             dpop.ReplayStore
-	until            time.Time
-}
-
-func (h *handoverReplayStore) Use(ctx context.Context, r dpop.Replay) error {
-	if time.Now().Before(h.until) {
-		if err := h.prev.Use(ctx, r); errors.Is(err, dpop.ErrReplay) {
-			return err
+// notReady says why the generation cannot decide requests; nil when it
+// can.
+func (gen *generation) notReady(ctx context.Context) error {
+	if !gen.guard.Ready() {
+		return errors.New("the issuers' keys did not load")
+	}
+	if gen.replayGates {
+		if err := gen.replay.Ping(ctx); err != nil {
+			return errors.New("the Redis replay store (dpop.mode required) did not answer")
 		}
 	}
-	return h.ReplayStore.Use(ctx, r)
+	return nil
 }
 
 // limiter bounds the requests in flight across every generation, so a
@@ -374,17 +331,17 @@ type limiter struct {
 // with Retry-After at once, never a queue.
 func (l *limiter) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if lim := l.limit.Load(); lim >= 0 {
-			if l.n.Add(1) > lim {
-				l.n.Add(-1)
-				if rec := recordFrom(r.Context()); rec != nil {
-					rec.overloaded = true
-				}
-				w.Header().Set("Retry-After", "1")
-				writeJSONError(w, http.StatusServiceUnavailable, "overloaded")
-				return
+		// Counted even without a limit, so that a reload that sets one
+		// knows what is already in flight.
+		n := l.n.Add(1)
+		defer l.n.Add(-1)
+		if lim := l.limit.Load(); lim >= 0 && n > lim {
+			if rec := recordFrom(r.Context()); rec != nil {
+				rec.overloaded = true
 			}
-			defer l.n.Add(-1)
+			w.Header().Set("Retry-After", "1")
+			writeJSONError(w, http.StatusServiceUnavailable, "overloaded")
+			return
 		}
 		next.ServeHTTP(w, r)
 	})

@@ -24,9 +24,12 @@ func (c *config) guardConfig(log *slog.Logger, reg prometheus.Registerer) middle
 		Realm:             c.Realm,
 		StartupWait:       c.StartupWait,
 		InsecureAllowHTTP: c.InsecureAllowHTTP,
-		Logger:            log,
+		Logger:            denialsToAccessLog(log), // one line per denied request: the access line
 		Registerer:        reg,
 		OnDecision:        onDecision,
+		// The gateway serves the metadata document on listen
+		// (newProxyHandler), so its challenges point to it.
+		AdvertiseResourceMetadata: true,
 
 		JWKSMinRefreshInterval: c.JWKSMinRefreshInterval,
 		JWKSMaxRefreshInterval: c.JWKSMaxRefreshInterval,

@@ -52,9 +52,13 @@ func writeJSONError(w http.ResponseWriter, status int, code string) {
 // under bff.path are served before any route, and every other request
 // matched by a route passes its Authenticate before the route's guard: a
 // session cookie becomes the Authorization header the guard verifies.
+//
+// A public route has no guard (publicRoute). An auth subrequest's request
+// (forward_auth) goes through the same routes and guards, and the last
+// handler answers the ingress instead of proxying (proxyOrAnswer).
 func newProxyHandler(cfg *config, guard *middleware.Guard, th *bff.Handler, proxy http.Handler, log *slog.Logger) (http.Handler, error) {
 	mux := http.NewServeMux()
-	upstream := requirePrincipal(proxy, log)
+	upstream := proxyOrAnswer(requirePrincipal(proxy, log))
 	for _, r := range cfg.Routes {
 		pol := middleware.Policy{
 			Scopes: r.Scopes, AnyOf: r.AnyScopes, RequireDPoP: r.RequireDPoP, Introspect: r.Introspect,
@@ -66,10 +70,14 @@ func newProxyHandler(cfg *config, guard *middleware.Guard, th *bff.Handler, prox
 			return nil, fmt.Errorf("tokenguard: config %s: line %d: %s: %w", cfg.File, r.Line, r.Key, err)
 		}
 		route := guard.RequirePolicy(pol)(upstream)
-		if th != nil {
+		switch {
+		case r.Public:
+			route = publicRoute(proxy)
+		case th != nil:
 			// Only on routes: a path no route serves is 404 whatever
-			// cookie it carries.
-			route = th.Authenticate(route)
+			// cookie it carries. Never for an auth subrequest: the
+			// ingress forwards the request, cookie and all.
+			route = unlessForwardAuth(th.Authenticate(route), route)
 		}
 		if err := tryHandle(mux, r.Pattern, route); err != nil {
 			// Not expected: validate registered these on a scratch mux.
@@ -79,7 +87,7 @@ func newProxyHandler(cfg *config, guard *middleware.Guard, th *bff.Handler, prox
 	// RFC 9728 protected resource metadata, unguarded, where every 401
 	// challenge's resource_metadata= points.
 	if p := guard.MetadataPath(); p != "" {
-		if err := tryHandle(mux, "GET "+p, guard.MetadataHandler()); err != nil {
+		if err := tryHandle(mux, "GET "+p, unlessForwardAuth(guard.MetadataHandler(), notFoundHandler)); err != nil {
 			return nil, fmt.Errorf("tokenguard: config %s: a route conflicts with the protected resource metadata path %s: %w", cfg.File, p, err)
 		}
 	}
@@ -104,17 +112,15 @@ func newProxyHandler(cfg *config, guard *middleware.Guard, th *bff.Handler, prox
 			writeJSONError(w, http.StatusMethodNotAllowed, "method_not_allowed")
 			return
 		}
-		if th != nil && th.Owns(r) {
+		if th != nil && th.Owns(r) && !isForwardAuth(r.Context()) {
 			th.ServeHTTP(w, r)
 			return
 		}
 		mux.ServeHTTP(w, r)
 	})
-	// Hygiene runs before any route is matched: with path_normalization
-	// reject, the path the route is matched on is then the path the
-	// upstream gets, byte for byte, and means the same to it however it
-	// decodes (TestGatewayForwardsWhatItMatched, FuzzGatewayTarget).
-	return guard.Hygiene(cfg.hygiene())(router), nil
+	// Hygiene runs before any route is matched, CORS and forward auth
+	// around it (ingress).
+	return cfg.ingress(guard, router), nil
 }
 
 // hygiene is the gateway's middleware.Hygiene.
@@ -184,6 +190,9 @@ func newProxy(cfg *config, log *slog.Logger) *httputil.ReverseProxy {
 			res.Header.Del(headerRequestID)
 			if rec := recordFrom(res.Request.Context()); rec != nil {
 				rec.upstreamStatus = res.StatusCode
+			}
+			if cfg.CORS != nil {
+				dropUpstreamCORS(res.Header)
 			}
 			return nil
 		},

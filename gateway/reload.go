@@ -25,6 +25,9 @@ var errClosed = errors.New("gateway: shut down")
 func (g *Gateway) ReloadConfig(ctx context.Context) error {
 	g.reloadMu.Lock()
 	defer g.reloadMu.Unlock()
+	if g.closed {
+		return errClosed
+	}
 	c := g.gen.Load().cfg
 	if !c.fromFile {
 		return g.reloaded(ErrNotFromFile, c, nil)
@@ -69,8 +72,14 @@ func (g *Gateway) Reload(ctx context.Context, cfg *Config) error {
 func (g *Gateway) reloadLocked(ctx context.Context, next *config) error {
 	old := g.gen.Load()
 	if g.closed {
-		return g.reloaded(errClosed, old.cfg, nil)
+		return errClosed // not an attempt: nothing is counted
 	}
+	// Shutdown cancels closing before it waits for reloadMu: a reload
+	// waiting for keys must not hold it up.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(g.closing, cancel)
+	defer stop()
 	if err := g.checkRestartKeys(old.cfg, next); err != nil {
 		return g.reloaded(err, old.cfg, nil)
 	}
@@ -79,12 +88,19 @@ func (g *Gateway) reloadLocked(ctx context.Context, next *config) error {
 	if err != nil {
 		return g.reloaded(err, old.cfg, nil)
 	}
-	// Swap only to a configuration that can decide requests, unless the
-	// running one cannot either (a reload that fixes an issuer's URL).
-	if g.started.Load() && !waitForKeys(ctx, gen, next.StartupWait) && old.guard.Ready() {
+	// Swap only to a configuration that can decide requests (its issuers'
+	// keys loaded; with DPoP required, its Redis replay store answering),
+	// unless the running one cannot either: the reload may be the fix.
+	waitForKeys(ctx, gen, next.StartupWait)
+	if g.closing.Err() != nil {
 		_ = gen.close()
 		p.abandon()
-		return g.reloaded(fmt.Errorf("gateway: the new configuration's issuer keys did not load within startup_wait (%s); keeping the running configuration", startupWait(next)), old.cfg, nil)
+		return errClosed
+	}
+	if err := gen.notReady(ctx); err != nil && old.ready(ctx) {
+		_ = gen.close()
+		p.abandon()
+		return g.reloaded(fmt.Errorf("gateway: %w within startup_wait (%s); keeping the running configuration", err, startupWait(next)), old.cfg, nil)
 	}
 	g.install(gen, p, old)
 	g.fileHash = next.hash
@@ -97,13 +113,13 @@ func (g *Gateway) reloadLocked(ctx context.Context, next *config) error {
 func (g *Gateway) install(gen *generation, p *pending, old *generation) {
 	c := gen.cfg
 	g.limiter.limit.Store(int64(c.MaxConcurrentRequests))
-	p.commit(g.shared, old)
+	p.commit(g.shared, gen)
 	if p.certs != nil {
 		g.certs.Store(p.certs)
 	}
 	live := []*generation{gen}
 	for _, o := range g.generations {
-		if o.refs.Load() > 0 { // old among them: it is still current
+		if !o.closed.Load() { // old among them: it is still current
 			live = append(live, o)
 		}
 	}
@@ -128,7 +144,7 @@ func (g *Gateway) reloaded(err error, next, prev *config) error {
 	}
 	g.reloads.WithLabelValues("success").Inc()
 	log.Info("configuration reloaded", "file", next.File, "routes", len(next.Routes), "issuers", len(next.Issuers),
-		"dpop", next.DPoPMode, "upstream", next.Upstream.String(), "bff", next.BFF != nil)
+		"dpop", next.DPoPMode, "upstream", next.upstreamString(), "bff", next.BFF != nil)
 	return nil
 }
 
@@ -148,7 +164,7 @@ func (g *Gateway) checkRestartKeys(cur, next *config) error {
 		p, _ := next.keyFor(field)
 		fields = append(fields, &FieldError{Line: p.Line, Key: key, Msg: msg + "; it cannot change while the gateway runs: restart to apply it"})
 	}
-	if next.Listen != cur.Listen {
+	if next.Listen != cur.Listen && !g.ownListener { // with Options.Listener, listen is not used
 		refuse("Listen", "listen", fmt.Sprintf("changed from %s to %s", cur.Listen, next.Listen))
 	}
 	if next.MetricsListen != cur.MetricsListen {
@@ -161,7 +177,7 @@ func (g *Gateway) checkRestartKeys(cur, next *config) error {
 		}
 		refuse("TLS", "tls", what)
 	}
-	if g.headerLimit > 0 && maxHeaderBytes(next.MaxTokenSize) > g.headerLimit {
+	if g.headerLimit > 0 && maxHeaderBytes(next.MaxTokenSize) > g.headerLimit { // 0: not serving yet
 		refuse("MaxTokenSize", "max_token_size", fmt.Sprintf("raised to %d, beyond what the listener's header limit (%d bytes) allows", next.MaxTokenSize, g.headerLimit))
 	}
 	if len(fields) == 0 {
@@ -216,8 +232,12 @@ func (g *Gateway) watchConfig(ctx context.Context, path string, interval time.Du
 		if err != nil || !changed {
 			continue
 		}
-		if err := g.ReloadConfig(ctx); err != nil {
-			lastBad = h // not retried until the file changes again
+		var ce *ConfigError
+		if err := g.ReloadConfig(ctx); errors.As(err, &ce) {
+			// A mistake in the file: not retried until it changes again.
+			// Anything else (keys or Redis not answering in time) is
+			// tried again next interval.
+			lastBad = h
 		}
 	}
 }
@@ -243,17 +263,10 @@ func hashFile(path string) ([32]byte, error) {
 func (g *Gateway) closeGenerations() error {
 	g.reloadMu.Lock()
 	gens := g.generations
-	s := g.shared
 	g.reloadMu.Unlock()
 	var errs []error
 	for _, gen := range gens {
-		errs = append(errs, gen.closeNow())
+		errs = append(errs, gen.close())
 	}
-	if s.redisReplay != nil {
-		errs = append(errs, s.redisReplay.Close())
-	}
-	if s.sessionsRS != nil {
-		errs = append(errs, s.sessionsRS.Close())
-	}
-	return errors.Join(errs...)
+	return errors.Join(append(errs, g.shared.stores.closeAll())...)
 }

@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -13,6 +16,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/tokenguard/tokenguard/internal/testkit"
 )
@@ -227,7 +232,7 @@ func TestGatewayReloadInFlight(t *testing.T) {
 	if got := status(t, "GET", g.proxy+"/slow", tok); got != 404 {
 		t.Errorf("a new /slow request = %d, want 404 (no such route now)", got)
 	}
-	if old.refs.Load() == 0 {
+	if old.refs.Load() == 0 || old.closed.Load() {
 		t.Fatal("the old configuration closed while a request ran on it")
 	}
 	up.releaseAll()
@@ -476,5 +481,178 @@ func TestGatewayReloadNotFromFile(t *testing.T) {
 	}
 	if err := gw.Reload(ctx, cfg); err == nil {
 		t.Error("Reload after Shutdown succeeded")
+	}
+}
+
+// TestGatewayReloadKeepsNonces: without TOKENGUARD_DPOP_NONCE_SECRETS
+// nonces come from a per-process key; a reload keeps it, so a nonce issued
+// before the reload is accepted after it.
+func TestGatewayReloadKeepsNonces(t *testing.T) {
+	skipUnlessDPoP(t)
+	t.Setenv(NonceSecretsEnv, "")
+	is := startIssuer(t)
+	up := startUpstream(t)
+	y := dpopGatewayYAML(is, up, publicURL, "allowed", "  nonce: true\n")
+	g := runGateway(t, y)
+	key := newDPoPKey(t)
+	tok := key.mintBound(t, is, "orders:read")
+	resp, _ := doDPoP(t, "GET", g.proxy+"/orders/", tok, key.proof(t, "GET", publicURL+"/orders/", tok, ""))
+	nonce := resp.Header.Get("DPoP-Nonce")
+	if resp.StatusCode != http.StatusUnauthorized || nonce == "" {
+		t.Fatalf("no nonce issued: %d", resp.StatusCode)
+	}
+	if err := g.reload(t, strings.Replace(y, "log_level: debug", "log_level: info", 1)); err != nil {
+		t.Fatal(err)
+	}
+	if resp, body := doDPoP(t, "GET", g.proxy+"/orders/", tok, key.proof(t, "GET", publicURL+"/orders/", tok, nonce)); resp.StatusCode != http.StatusOK {
+		t.Errorf("a nonce issued before the reload, used after it: %d %s", resp.StatusCode, body)
+	}
+}
+
+// TestGatewayReloadRefusedChangesNothing: a reload refused after its
+// configuration was built (its keys do not load) leaves the limit and the
+// replay store's quota as they were.
+func TestGatewayReloadRefusedChangesNothing(t *testing.T) {
+	skipUnlessDPoP(t)
+	is := startIssuer(t)
+	up := startUpstream(t)
+	y := dpopGatewayYAML(is, up, publicURL, "allowed", "  replay_key_quota: 10\n") + "max_concurrent_requests: 100\n"
+	g := runGateway(t, y)
+	bad := strings.Replace(strings.Replace(strings.Replace(y, is.URL()+"/jwks", "http://"+closedAddr(t)+"/jwks", 1),
+		"replay_key_quota: 10", "replay_key_quota: 3", 1), "max_concurrent_requests: 100", "max_concurrent_requests: 5", 1)
+	bad = strings.Replace(bad, "startup_wait: 5s", "startup_wait: 300ms", 1)
+	if err := g.reload(t, bad); err == nil {
+		t.Fatal("reload to unreachable keys accepted")
+	}
+	if n := g.gw.limiter.limit.Load(); n != 100 {
+		t.Errorf("max_concurrent_requests after a refused reload = %d, want 100", n)
+	}
+	key := newDPoPKey(t)
+	tok := key.mintBound(t, is, "orders:read")
+	for i := range 5 { // more than the refused quota of 3
+		if resp, body := doDPoP(t, "GET", g.proxy+"/orders/", tok, key.proof(t, "GET", publicURL+"/orders/", tok, "")); resp.StatusCode != 200 {
+			t.Fatalf("proof %d after a refused reload: %d %s (the refused quota applied?)", i, resp.StatusCode, body)
+		}
+	}
+}
+
+// TestGatewayReloadReplayHandoverChain: the replaced replay store is
+// still asked after further reloads, not only by the next configuration.
+func TestGatewayReloadReplayHandoverChain(t *testing.T) {
+	skipUnlessDPoP(t)
+	r1, r2 := startRedis(t), startRedis(t)
+	is := startIssuer(t)
+	up := startUpstream(t)
+	y := dpopGatewayYAML(is, up, publicURL, "allowed", "  replay_store: memory\n")
+	g := runGateway(t, y)
+	key := newDPoPKey(t)
+	tok := key.mintBound(t, is, "orders:read")
+	use := func(proof string) int {
+		resp, _ := doDPoP(t, "GET", g.proxy+"/orders/", tok, proof)
+		return resp.StatusCode
+	}
+	inMemory := key.proof(t, "GET", publicURL+"/orders/", tok, "")
+	if use(inMemory) != 200 {
+		t.Fatal("first use in memory")
+	}
+	onR1 := key.proof(t, "GET", publicURL+"/orders/", tok, "")
+	for i, step := range []string{
+		strings.Replace(y, "replay_store: memory", "replay_store: "+r1, 1),
+		"use onR1",
+		strings.Replace(y, "replay_store: memory", "replay_store: "+r2, 1),
+		strings.Replace(strings.Replace(y, "replay_store: memory", "replay_store: "+r2, 1), "log_level: debug", "log_level: info", 1),
+	} {
+		if step == "use onR1" {
+			if use(onR1) != 200 {
+				t.Fatal("first use on Redis 1")
+			}
+			continue
+		}
+		if err := g.reload(t, step); err != nil {
+			t.Fatalf("reload %d: %v", i, err)
+		}
+	}
+	// Three configurations later, on Redis 2.
+	if got := use(inMemory); got != 401 {
+		t.Errorf("replay of a proof used in memory, two store changes ago: %d, want 401", got)
+	}
+	if got := use(onR1); got != 401 {
+		t.Errorf("replay of a proof used on Redis 1, after Redis 2 and another reload: %d, want 401", got)
+	}
+}
+
+// TestGatewayShutdownDuringReload: a reload waiting for keys does not hold
+// up Shutdown beyond its context.
+func TestGatewayShutdownDuringReload(t *testing.T) {
+	is := startIssuer(t)
+	up := startUpstream(t)
+	y := gatewayYAML(is.URL(), is.URL()+"/jwks", up.URL, "")
+	g := runGateway(t, y)
+	bad := strings.Replace(strings.Replace(y, is.URL()+"/jwks", "http://"+closedAddr(t)+"/jwks", 1), "startup_wait: 5s", "startup_wait: 20s", 1)
+	g.rewrite(t, bad)
+	done := make(chan error, 1)
+	go func() { done <- g.gw.ReloadConfig(context.Background()) }()
+	time.Sleep(200 * time.Millisecond) // the reload is waiting for keys
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	start := time.Now()
+	_ = g.gw.Shutdown(ctx)
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("Shutdown took %v with a reload waiting for keys", d)
+	}
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("the interrupted reload succeeded")
+		}
+	case <-time.After(wait):
+		t.Fatal("the reload did not end")
+	}
+	if e := testutil.ToFloat64(g.gw.reloads.WithLabelValues("error")); e != 0 {
+		t.Errorf("an interrupted reload was counted as an error (%v)", e) // the metrics listener is closed: read the counter
+	}
+}
+
+// TestGatewayReloadIntervalRetries: a reload that failed for a reason
+// outside the file (the new issuer's keys not answering yet) is tried
+// again at the next interval, not parked until the file changes.
+func TestGatewayReloadIntervalRetries(t *testing.T) {
+	is := startIssuer(t)
+	up := startUpstream(t)
+	y := gatewayYAML(is.URL(), is.URL()+"/jwks", up.URL, "config_reload_interval: 1s\n")
+	g := runGateway(t, y)
+	later := closedAddr(t) // where the keys will be served
+	g.rewrite(t, strings.Replace(strings.Replace(y, is.URL()+"/jwks", "http://"+later+"/jwks", 1), "startup_wait: 5s", "startup_wait: 300ms", 1))
+	waitFor(t, func() bool { _, e := reloads(t, g); return e >= 1 }, "the first, failed attempt")
+	ln, err := net.Listen("tcp", later)
+	if err != nil {
+		t.Skipf("the port was taken meanwhile: %v", err)
+	}
+	target, _ := url.Parse(is.URL())
+	srv := &http.Server{Handler: httputil.NewSingleHostReverseProxy(target)}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	waitFor(t, func() bool { s, _ := reloads(t, g); return s == 1 }, "a later attempt to succeed without the file changing")
+}
+
+// TestGatewayReloadWithoutStart: with Handler mounted in a server of the
+// program's own (no Start), Reload waits for the new keys too.
+func TestGatewayReloadWithoutStart(t *testing.T) {
+	is := startIssuer(t)
+	up := startUpstream(t)
+	cfg, err := ParseConfig("inline", []byte(gatewayYAML(is.URL(), is.URL()+"/jwks", up.URL, "")), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw, err := New(cfg, Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gw.Shutdown(canceled)
+	if err := gw.Reload(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	if !gw.Ready() {
+		t.Error("not ready right after Reload: it swapped in a guard whose keys had not loaded")
 	}
 }

@@ -42,6 +42,23 @@ type fileConfig struct {
 	AllowUnderscoreHeaders bool      `yaml:"allow_underscore_headers"`
 
 	BFF *fileBFF `yaml:"bff"` // nil: no token handler
+
+	// Behind another ingress (ingress.go).
+	CORS           *fileCORS        `yaml:"cors"`         // nil: no CORS handling
+	ForwardAuth    *fileForwardAuth `yaml:"forward_auth"` // nil: no forward-auth endpoint (unless the key is there with no value)
+	TrustedProxies []string         `yaml:"trusted_proxies"`
+}
+
+// fileCORS is the cors block.
+type fileCORS struct {
+	AllowedOrigins []string  `yaml:"allowed_origins"`
+	AllowedHeaders *[]string `yaml:"allowed_headers"` // nil: the default
+	MaxAge         string    `yaml:"max_age"`
+}
+
+// fileForwardAuth is the forward_auth block.
+type fileForwardAuth struct {
+	Path string `yaml:"path"`
 }
 
 // fileBFF is the token handler (package bff).
@@ -105,4 +122,5 @@ type fileRoute struct {
 	MaxTokenAge         string   `yaml:"max_token_age"`
 	ACRValues           []string `yaml:"acr_values"`
 	MaxAuthAge          string   `yaml:"max_auth_age"`
+	Public              bool     `yaml:"public"` // no token needed
 }

@@ -161,13 +161,3 @@ func (r *certReloader) watch(ctx context.Context, interval time.Duration) {
 		}
 	}
 }
-
-// serverTLSConfig is the proxy's TLS configuration: TLS 1.2 at least, the
-// reloader's certificate, and the standard library's default cipher suites
-// (only AEAD suites with forward secrecy in Go 1.26).
-func (r *certReloader) serverTLSConfig() *tls.Config {
-	return &tls.Config{
-		MinVersion:     tls.VersionTLS12,
-		GetCertificate: r.getCertificate,
-	}
-}

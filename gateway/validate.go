@@ -70,7 +70,9 @@ func (fc *fileConfig) validate(doc *yaml.Node) (*config, []*FieldError) {
 
 	// URLs.
 	if fc.Upstream == "" {
-		bad(pos.at("upstream"), "required (base URL of the API to protect)")
+		if !fc.forwardAuthOn(doc) {
+			bad(pos.at("upstream"), "required (base URL of the API to protect; optional with forward_auth)")
+		}
 	} else if u, err := checkURL(fc.Upstream, false); err != nil {
 		bad(pos.at("upstream"), "%v", err)
 	} else {
@@ -361,7 +363,11 @@ func (fc *fileConfig) validate(doc *yaml.Node) (*config, []*FieldError) {
 			}
 			return d
 		}
+		if r.Public {
+			checkPublicRoute(r, i, pos, bad)
+		}
 		c.Routes = append(c.Routes, routeConfig{
+			Public:  r.Public,
 			Pattern: r.Pattern, Scopes: slices.Clone(r.Scopes), Key: p.Key, Line: p.Line,
 			AnyScopes: r.AnyScopes, RequireDPoP: r.RequireDPoP, Introspect: r.Introspect, ACRValues: slices.Clone(r.ACRValues),
 			MaxTokenAge:         routeDur("max_token_age", r.MaxTokenAge),
@@ -371,6 +377,7 @@ func (fc *fileConfig) validate(doc *yaml.Node) (*config, []*FieldError) {
 	}
 	errs = append(errs, checkRoutes(c.Routes)...)
 	c.BFF = fc.BFF.validate(c, pos, bad, dur)
+	fc.validateIngress(c, doc, pos, bad, dur)
 	return c, errs
 }
 
