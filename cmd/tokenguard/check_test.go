@@ -32,25 +32,21 @@ var checkSecrets = map[string]string{
 	"TOKENGUARD_DPOP_NONCE_SECRETS": base64.StdEncoding.EncodeToString([]byte("nonce-secret-NEVER-PRINTED-32-bytes!")) + "," + base64.StdEncoding.EncodeToString([]byte("second-nonce-secret-NEVER-PRINTED-32")),
 }
 
-// exampleFile copies an examples/ file into a temporary directory with its
-// TLS files pointed at a fresh self-signed certificate there. It returns
-// the copy's path and the directory, which golden output shows as $DIR.
-func exampleFile(t *testing.T, name string) (path, dir string) {
+// exampleEnv is the environment an examples/ file is checked with: the
+// secrets it names (from checkSecrets), and TLS_DIR with a fresh
+// self-signed pair in it. examples_test.go checks that each file's
+// header names all it needs, and that its documented check command works
+// as written. The directory is returned too; golden output shows it as
+// $DIR.
+func exampleEnv(t *testing.T, secrets ...string) (env map[string]string, dir string) {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join("..", "..", "examples", name))
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir = t.TempDir()
-	if strings.Contains(string(data), "/etc/tokenguard/tls/") {
-		testkit.NewCert(t, 1).Write(t, filepath.Join(dir, "fullchain.pem"), filepath.Join(dir, "privkey.pem"))
-		data = []byte(strings.ReplaceAll(string(data), "/etc/tokenguard/tls/", dir+"/"))
+	testkit.NewCert(t, 1).Write(t, filepath.Join(dir, "fullchain.pem"), filepath.Join(dir, "privkey.pem"))
+	env = map[string]string{"TLS_DIR": dir}
+	for _, name := range secrets {
+		env[name] = checkSecrets[name]
 	}
-	path = filepath.Join(dir, name)
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path, dir
+	return env, dir
 }
 
 // TestCheckGolden runs check on the design example and every example
@@ -61,24 +57,25 @@ func TestCheckGolden(t *testing.T) {
 	tests := []struct {
 		name, file string
 		example    bool
-		env        map[string]string
+		secrets    []string // names in checkSecrets
 	}{
 		{"design-example", filepath.Join("..", "..", "gateway", "testdata", "design-example.yaml"), false, nil},
 		{"single", "single.yaml", true, nil},
-		{"replicas-redis", "replicas-redis.yaml", true, checkSecrets},
+		{"replicas-redis", "replicas-redis.yaml", true, []string{"INTROSPECTION_CLIENT_SECRET", "REDIS_PASSWORD", "TOKENGUARD_DPOP_NONCE_SECRETS"}},
 		{"mcp", "mcp.yaml", true, nil},
 	}
-	entries, _ := os.ReadDir(filepath.Join("..", "..", "examples"))
-	if len(entries) != 3 {
-		t.Errorf("examples/ has %d files; add new ones to this test", len(entries))
+	configs, _ := filepath.Glob(filepath.Join("..", "..", "examples", "*.yaml"))
+	if len(configs) != 3 {
+		t.Errorf("examples/ has %d configurations; add new ones to this test", len(configs))
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			path, dir := tt.file, ""
+			path, dir, env := tt.file, "", map[string]string(nil)
 			if tt.example {
-				path, dir = exampleFile(t, tt.file)
+				path = filepath.Join("..", "..", "examples", tt.file)
+				env, dir = exampleEnv(t, tt.secrets...)
 			}
-			code, stdout, stderr := runCheck(t, tt.env, "-config", path)
+			code, stdout, stderr := runCheck(t, env, "-config", path)
 			if code != exitOK || stderr != "" {
 				t.Fatalf("exit %d, stderr:\n%s", code, stderr)
 			}
@@ -109,7 +106,7 @@ func TestCheckGolden(t *testing.T) {
 			if err := os.WriteFile(again, []byte(stdout), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			if code, _, stderr := runCheck(t, tt.env, "-config", again); code != exitOK {
+			if code, _, stderr := runCheck(t, env, "-config", again); code != exitOK {
 				t.Errorf("check rejects its own output: %s", stderr)
 			}
 		})

@@ -19,6 +19,7 @@ func (c *cli) demo(ctx context.Context, args []string) int {
 	fs.StringVar(&opts.Upstream, "upstream", opts.Upstream, "`address` of the example upstream API (loopback only)")
 	fs.StringVar(&opts.Listen, "listen", opts.Listen, "`address` of the gateway, and with -bff of the browser app's page too (loopback only)")
 	fs.StringVar(&opts.MetricsListen, "metrics-listen", opts.MetricsListen, "`address` of /metrics, /healthz and /readyz (loopback only)")
+	fs.StringVar(&opts.DPoPKey, "dpop-key", opts.DPoPKey, "`file` the printed DPoP commands keep their key in (outside the source tree)")
 	fs.BoolVar(&opts.BFF, "bff", false, "browser mode: the gateway's token handler logs a browser app in; prints the one URL to open")
 	fs.Usage = func() {
 		fmt.Fprint(c.stderr, "Usage: tokenguard demo [flags]\n\n"+

@@ -2,9 +2,13 @@ package main
 
 import (
 	"context"
+	"crypto"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -64,8 +68,13 @@ func runDemo(t *testing.T, flags ...string) (*demo.Demo, string) {
 }
 
 func TestDemo(t *testing.T) {
-	t.Chdir(t.TempDir()) // the printed commands write demo-dpop.pem to the current directory
-	d, out := runDemo(t)
+	// The printed commands run in an empty directory standing in for the
+	// source tree, and must leave nothing in it: the DPoP key goes to
+	// -dpop-key, in a directory the commands create.
+	cwd := t.TempDir()
+	t.Chdir(cwd)
+	keyFile := filepath.Join(t.TempDir(), "config dir", "tokenguard", "demo-dpop.pem")
+	d, out := runDemo(t, "-dpop-key", keyFile)
 	for _, want := range []string{
 		"DEVELOPMENT ONLY",
 		"TOKEN=$(curl -s '" + d.IssuerURL + "/token?scope=orders:read')",
@@ -77,9 +86,11 @@ func TestDemo(t *testing.T) {
 		"public_url: " + d.GatewayURL,
 		"mode: allowed",
 		// DPoP
-		"go run ./cmd/tokenguard keygen -out demo-dpop.pem",
-		`-H "DPoP: $(go run ./cmd/tokenguard proof -method POST -url ` + d.IssuerURL + `/token -key demo-dpop.pem)" '` + d.IssuerURL + "/token?scope=orders:read'",
-		`curl -i -H "Authorization: DPoP $TOKEN" -H "DPoP: $(go run ./cmd/tokenguard proof -method GET -url ` + d.GatewayURL + `/orders/ -key demo-dpop.pem -token $TOKEN)" ` + d.GatewayURL + "/orders/",
+		"mkdir -p -m 700 '" + filepath.Dir(keyFile) + "'\n",
+		"KEY='" + keyFile + "'\n",
+		`go run ./cmd/tokenguard keygen -out "$KEY"`,
+		`-H "DPoP: $(go run ./cmd/tokenguard proof -method POST -url ` + d.IssuerURL + `/token -key "$KEY")" '` + d.IssuerURL + "/token?scope=orders:read'",
+		`curl -i -H "Authorization: DPoP $TOKEN" -H "DPoP: $(go run ./cmd/tokenguard proof -method GET -url ` + d.GatewayURL + `/orders/ -key "$KEY" -token $TOKEN)" ` + d.GatewayURL + "/orders/",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the demo's output lacks %q:\n%s", want, out)
@@ -125,6 +136,23 @@ func TestDemo(t *testing.T) {
 	if !strings.Contains(steps[1].wwwAuthenticate, "Bearer realm=") || !strings.Contains(steps[1].wwwAuthenticate, "DPoP ") {
 		t.Errorf("401 WWW-Authenticate = %q, want Bearer and DPoP challenges", steps[1].wwwAuthenticate)
 	}
+	// The challenge's resource_metadata is where the demo serves the
+	// document, about the resource the gateway is (RFC 9728 §3.3).
+	m := regexp.MustCompile(`resource_metadata="([^"]+)"`).FindStringSubmatch(steps[1].wwwAuthenticate)
+	if m == nil || !strings.HasPrefix(m[1], d.GatewayURL+"/") {
+		t.Errorf("401 advertises resource_metadata %v, want a URL on the gateway %s", m, d.GatewayURL)
+	} else {
+		resp, err := http.Get(m[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		var doc struct{ Resource string }
+		err = json.NewDecoder(resp.Body).Decode(&doc)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || err != nil || doc.Resource != d.GatewayURL {
+			t.Errorf("GET %s: %d, resource %q (%v), want 200 and %s", m[1], resp.StatusCode, doc.Resource, err, d.GatewayURL)
+		}
+	}
 	if !strings.Contains(steps[2].wwwAuthenticate, `error="insufficient_scope"`) {
 		t.Errorf("403 WWW-Authenticate = %q", steps[2].wwwAuthenticate)
 	}
@@ -133,13 +161,98 @@ func TestDemo(t *testing.T) {
 	}
 
 	// The last token is bound to the key keygen wrote (cnf.jkt).
-	key, err := keyfile.ReadPrivateKey("demo-dpop.pem")
+	key, err := keyfile.ReadPrivateKey(keyFile)
 	if err != nil {
 		t.Fatal(err)
 	}
 	jkt, _ := dpop.Thumbprint(key.Public())
 	if got := testkit.TokenJKT(t, sh.vars["TOKEN"]); got != jkt {
-		t.Errorf("the DPoP token's cnf.jkt = %q, want the thumbprint of demo-dpop.pem %q", got, jkt)
+		t.Errorf("the DPoP token's cnf.jkt = %q, want the thumbprint of %s %q", got, keyFile, jkt)
+	}
+	if fi, err := os.Stat(filepath.Dir(keyFile)); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("the key's directory: %v, %v; want mode 0700", fi, err)
+	}
+
+	// As the text says, a second run of the keygen command keeps the key.
+	for line := range strings.Lines(out) {
+		if strings.HasPrefix(line, "go run ./cmd/tokenguard keygen ") {
+			args := sh.words(strings.TrimSpace(line))[3:]
+			code, _, stderr := runCLI(t, args...)
+			if code != exitOK || printedJKT(t, stderr) != jkt {
+				t.Errorf("second %s: exit %d, %s", strings.TrimSpace(line), code, stderr)
+			}
+		}
+	}
+	if b, _ := os.ReadFile(keyFile); !strings.Contains(string(b), "PRIVATE KEY") {
+		t.Errorf("the key file after a second keygen: %q", b)
+	} else if k2, _ := keyfile.ReadPrivateKey(keyFile); !key.Public().(interface{ Equal(crypto.PublicKey) bool }).Equal(k2.Public()) {
+		t.Error("a second keygen replaced the demo's key")
+	}
+
+	// The printed configuration is one "tokenguard -config" accepts, as
+	// printed (plain text, nothing HTML-escaped).
+	_, printed, ok := strings.Cut(out, "run tokenguard -config FILE):\n\n")
+	if !ok {
+		t.Fatalf("no configuration printed:\n%s", out)
+	}
+	var cfg strings.Builder
+	for line := range strings.Lines(printed) {
+		cfg.WriteString(strings.TrimPrefix(line, "  "))
+	}
+	cfgFile := filepath.Join(t.TempDir(), "demo.yaml")
+	if err := os.WriteFile(cfgFile, []byte(cfg.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := runCheck(t, nil, "-config", cfgFile); code != exitOK {
+		t.Errorf("check rejects the printed configuration: %s\n%s", stderr, cfg.String())
+	}
+
+	// Nothing was written where the commands ran.
+	if entries, _ := os.ReadDir(cwd); len(entries) != 0 {
+		t.Errorf("the demo's commands wrote %v into the directory they ran in", entries)
+	}
+}
+
+// By default the demo's DPoP key is in the user's configuration directory,
+// never in the source tree the printed commands are run from; printing
+// the commands creates nothing.
+func TestDemoDefaultKeyOutsideSourceTree(t *testing.T) {
+	cfgHome := t.TempDir()
+	t.Setenv("XDG_CONFIG_HOME", cfgHome) // os.UserConfigDir on Linux and BSDs
+	t.Setenv("HOME", t.TempDir())        // and the base of the macOS one
+	cfgDir, err := os.UserConfigDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := filepath.Join(cfgDir, "tokenguard", "demo-dpop.pem")
+	if got := demo.DefaultOptions().DPoPKey; got != want || got != demo.DefaultDPoPKey() {
+		t.Errorf("default DPoP key %q, want %q", got, want)
+	}
+	root, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rel, err := filepath.Rel(root, want); err == nil && !strings.HasPrefix(rel, "..") {
+		t.Errorf("the default DPoP key %s is inside the source tree %s", want, root)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out strings.Builder
+	opts := demo.Options{Issuer: "127.0.0.1:0", Upstream: "127.0.0.1:0", Listen: "127.0.0.1:0", MetricsListen: "127.0.0.1:0"}
+	d, err := demo.Start(ctx, opts, &out, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if err := d.Run(ctx); err != nil {
+		t.Error(err)
+	}
+	if !strings.Contains(out.String(), "KEY='"+want+"'\n") {
+		t.Errorf("with no DPoPKey, the commands do not use %s:\n%s", want, out.String())
+	}
+	if entries, _ := os.ReadDir(cfgHome); len(entries) != 0 {
+		t.Errorf("starting the demo created %v; only the printed commands may", entries)
 	}
 }
 
@@ -209,6 +322,17 @@ func interpret(t *testing.T, out string) *shell {
 		case assignment.MatchString(line):
 			m := assignment.FindStringSubmatch(line)
 			sh.vars[m[1]] = sh.output(m[2])
+		case literalAssignment.MatchString(line):
+			m := literalAssignment.FindStringSubmatch(line)
+			sh.vars[m[1]] = sh.words(m[2])[0]
+		case strings.HasPrefix(line, "mkdir -p -m 700 "):
+			args := sh.words(line)
+			if len(args) != 5 {
+				t.Fatalf("%s: want one directory", line)
+			}
+			if err := os.MkdirAll(args[4], 0o700); err != nil {
+				t.Fatal(err)
+			}
 		case strings.HasPrefix(line, "go run ./cmd/tokenguard "):
 			sh.tokenguard(sh.words(line))
 		case strings.HasPrefix(line, "curl "):
@@ -225,7 +349,10 @@ func interpret(t *testing.T, out string) *shell {
 	return sh
 }
 
-var assignment = regexp.MustCompile(`^([A-Z_]+)=\$\((.*)\)$`)
+var (
+	assignment        = regexp.MustCompile(`^([A-Z_]+)=\$\((.*)\)$`)
+	literalAssignment = regexp.MustCompile(`^([A-Z_]+)=('[^']*')$`)
+)
 
 // output runs a command substitution and returns its output without
 // trailing newlines, as $(...) does.

@@ -39,12 +39,15 @@ func (c *cli) keygen(args []string) int {
 	fs := flag.NewFlagSet("tokenguard keygen", flag.ContinueOnError)
 	fs.SetOutput(c.stderr)
 	alg := fs.String("alg", "ES256", "JWS `algorithm` the key is for: "+strings.Join(keygenAlgs, ", "))
-	out := fs.String("out", "-", "`file` to write the private key to (created with mode 0600; an existing file is never overwritten); - for stdout")
+	out := fs.String("out", "-", "`file` to write the private key to (created with mode 0600); an existing key there is kept, never overwritten; - for stdout")
 	fs.Usage = func() {
 		fmt.Fprint(c.stderr, "Usage: tokenguard keygen [-alg ALG] [-out FILE]\n\n"+
 			"Makes a key pair for DPoP (RFC 9449) proofs. Writes the private key as PKCS#8 PEM\n"+
 			"and prints the public key's RFC 7638 thumbprint (the cnf.jkt of tokens bound to it)\n"+
-			"to stderr. Use the key with 'tokenguard proof -key FILE'.\n\n")
+			"to stderr. Use the key with 'tokenguard proof -key FILE'.\n"+
+			"If FILE already holds a private key, keygen keeps it and prints its thumbprint, so\n"+
+			"running it twice is harmless; any other existing file is an error. Nothing is ever\n"+
+			"overwritten.\n\n")
 		fs.PrintDefaults()
 	}
 	if code, ok := parseFlags(c, fs, args); !ok {
@@ -57,6 +60,13 @@ func (c *cli) keygen(args []string) int {
 	if *out == "" {
 		fmt.Fprintln(c.stderr, "tokenguard keygen: -out: want a file name, or - for stdout")
 		return exitUsage
+	}
+	if *out != "-" {
+		algGiven := false
+		fs.Visit(func(f *flag.Flag) { algGiven = algGiven || f.Name == "alg" })
+		if code, done := c.keepExistingKey(*out, *alg, algGiven); done {
+			return code
+		}
 	}
 
 	key, err := generateKey(*alg)
@@ -82,6 +92,8 @@ func (c *cli) keygen(args []string) int {
 			return exitError
 		}
 	} else {
+		// O_EXCL: a file that appeared since keepExistingKey looked is
+		// still never replaced.
 		if err := writeNewFile(*out, block); err != nil {
 			fmt.Fprintf(c.stderr, "tokenguard keygen: %v\n", err)
 			return exitError
@@ -93,6 +105,40 @@ func (c *cli) keygen(args []string) int {
 	}
 	fmt.Fprintf(c.stderr, "jkt: %s\n", jkt)
 	return exitOK
+}
+
+// keepExistingKey handles a keygen -out path that already exists
+// (including as a symlink, which is never written through). A private
+// key there is kept: its thumbprint is printed and keygen succeeds, so
+// a second run is harmless, unless alg was given on the command line and
+// the key cannot sign with it. Anything else there is an error. done is
+// false when nothing exists at path and keygen should make a key.
+func (c *cli) keepExistingKey(path, alg string, algGiven bool) (code int, done bool) {
+	if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
+		return 0, false
+	} else if err != nil {
+		fmt.Fprintf(c.stderr, "tokenguard keygen: %v\n", err)
+		return exitError, true
+	}
+	key, err := keyfile.ReadPrivateKey(path)
+	if err != nil {
+		fmt.Fprintf(c.stderr, "tokenguard keygen: %s already exists and holds no private key keygen can keep; not overwriting it (choose another -out, or remove the file first): %v\n", path, err)
+		return exitError, true
+	}
+	if algGiven {
+		if err := keyfile.AlgFitsKey(alg, key.Public()); err != nil {
+			fmt.Fprintf(c.stderr, "tokenguard keygen: %s already holds a key that cannot sign %s (%v); not overwriting it (choose another -out, or remove the file first)\n", path, alg, err)
+			return exitError, true
+		}
+	}
+	jkt, err := dpop.Thumbprint(key.Public())
+	if err != nil {
+		fmt.Fprintf(c.stderr, "tokenguard keygen: %s: %v\n", path, err)
+		return exitError, true
+	}
+	fmt.Fprintf(c.stderr, "kept the existing private key in %s (keygen never overwrites a file; remove it first for a new key)\n", path)
+	fmt.Fprintf(c.stderr, "jkt: %s\n", jkt)
+	return exitOK, true
 }
 
 // generateKey makes a private key for alg, one of keygenAlgs.

@@ -138,37 +138,72 @@ func TestKeygenDefaultsAndStdout(t *testing.T) {
 	}
 }
 
+// keygen never overwrites a file. A second run on a key keeps it, exits 0
+// and prints that key's thumbprint (as the demo's instructions promise);
+// anything else already there is an error and left alone.
 func TestKeygenNeverOverwrites(t *testing.T) {
-	path, _ := keygen(t, "ES256")
+	path, jkt := keygen(t, "ES256")
 	before, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	code, stdout, stderr := runCLI(t, "keygen", "-out", path)
-	if code != exitError || !strings.Contains(stderr, "already exists") || strings.Contains(stderr, "jkt:") || stdout != "" {
-		t.Errorf("second keygen: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	for _, args := range [][]string{
+		{"keygen", "-out", path},
+		{"keygen", "-alg", "ES256", "-out", path},
+	} {
+		code, stdout, stderr := runCLI(t, args...)
+		if code != exitOK || stdout != "" || !strings.Contains(stderr, "kept the existing private key in "+path) {
+			t.Errorf("%q on an existing key: exit %d, stdout %q, stderr %q", args, code, stdout, stderr)
+		}
+		if got := printedJKT(t, stderr); got != jkt {
+			t.Errorf("%q on an existing key printed jkt %q, want the kept key's %q", args, got, jkt)
+		}
+		if strings.Contains(stderr, "PRIVATE KEY") {
+			t.Errorf("%q: stderr shows the private key", args)
+		}
 	}
-	after, _ := os.ReadFile(path)
-	if string(after) != string(before) {
+	// An -alg the existing key cannot sign with is an error, not a new key.
+	if code, _, stderr := runCLI(t, "keygen", "-alg", "EdDSA", "-out", path); code != exitError || !strings.Contains(stderr, "cannot sign EdDSA") || strings.Contains(stderr, "jkt:") {
+		t.Errorf("keygen -alg EdDSA on an ES256 key: exit %d, stderr %q", code, stderr)
+	}
+	if after, _ := os.ReadFile(path); string(after) != string(before) {
 		t.Error("keygen replaced an existing key")
 	}
 
-	// A file that is not a key is not replaced either, nor a symlink's target.
+	// A symlink to a key is kept as well, and its target is untouched.
+	link := filepath.Join(t.TempDir(), "link.pem")
+	if err := os.Symlink(path, link); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, stderr := runCLI(t, "keygen", "-out", link); code != exitOK || printedJKT(t, stderr) != jkt {
+		t.Errorf("keygen -out a symlink to a key: exit %d, stderr %q", code, stderr)
+	}
+
+	// A file that is not a key is not replaced, nor a symlink's target,
+	// nor a dangling symlink's.
 	other := filepath.Join(t.TempDir(), "notes.txt")
 	if err := os.WriteFile(other, []byte("keep me"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	link := filepath.Join(t.TempDir(), "link.pem")
-	if err := os.Symlink(other, link); err != nil {
+	otherLink := filepath.Join(t.TempDir(), "other.pem")
+	if err := os.Symlink(other, otherLink); err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range []string{other, link} {
-		if code, _, _ := runCLI(t, "keygen", "-out", p); code != exitError {
-			t.Errorf("keygen -out %s: exit %d, want %d", p, code, exitError)
+	nowhere := filepath.Join(t.TempDir(), "nowhere.pem")
+	dangling := filepath.Join(t.TempDir(), "dangling.pem")
+	if err := os.Symlink(nowhere, dangling); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{other, otherLink, dangling} {
+		if code, stdout, stderr := runCLI(t, "keygen", "-out", p); code != exitError || !strings.Contains(stderr, "already exists") || strings.Contains(stderr, "jkt:") || stdout != "" {
+			t.Errorf("keygen -out %s: exit %d, stdout %q, stderr %q; want %d and no key", p, code, stdout, stderr, exitError)
 		}
 	}
 	if b, _ := os.ReadFile(other); string(b) != "keep me" {
 		t.Errorf("the existing file now holds %q", b)
+	}
+	if _, err := os.Lstat(nowhere); err == nil {
+		t.Error("keygen wrote through a dangling symlink")
 	}
 
 	// A directory that does not exist is a plain error, and leaves nothing.

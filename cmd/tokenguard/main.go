@@ -15,6 +15,9 @@
 //	                                 print a DPoP proof JWT for one request
 //	tokenguard version               print the module version, VCS revision and Go version
 //
+// When -config is not given, serve and check read the file named by
+// TOKENGUARD_CONFIG; a -config flag wins over it.
+//
 // docs/config.md lists every configuration key with its type, default and
 // meaning, and examples/ has a configuration for each deployment shape.
 // What the gateway does with a request is documented in package gateway.
@@ -65,6 +68,7 @@ Usage:
   tokenguard version               print the version, VCS revision and Go version
   tokenguard help                  show this text
 
+serve and check read $TOKENGUARD_CONFIG when -config is not given.
 Run 'tokenguard COMMAND -h' for a command's flags.
 `
 
@@ -161,6 +165,12 @@ func (c *cli) serve(ctx context.Context, args []string) int {
 		return exitError
 	}
 	log := cfg.NewLogger(c.stderr) // this command's own lines
+	// Span exports that fail (an unreachable collector) are logged like
+	// everything else, not printed by OpenTelemetry's default handler;
+	// set before the exporter starts.
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
+		log.Warn("tracing: exporting spans failed", "err", err)
+	}))
 	// The gateway makes its logger from each configuration it runs, so a
 	// reload can change log_format and log_level.
 	g, err := gateway.New(cfg, gateway.Options{LogOutput: c.stderr})
@@ -174,11 +184,6 @@ func (c *cli) serve(ctx context.Context, args []string) int {
 	if c.onGateway != nil {
 		c.onGateway(g)
 	}
-	// Span exports that fail (an unreachable collector) are logged like
-	// everything else, not printed by OpenTelemetry's default handler.
-	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
-		log.Warn("tracing: exporting spans failed", "err", err)
-	}))
 	if c.reload != nil {
 		stopReload := make(chan struct{})
 		defer close(stopReload)
@@ -205,14 +210,20 @@ func (c *cli) serve(ctx context.Context, args []string) int {
 	return exitOK
 }
 
+// configEnv names the environment variable that is the default for
+// -config, for containers and units that would rather set a variable than
+// change the command line.
+const configEnv = "TOKENGUARD_CONFIG"
+
 // configFlag parses the "-config FILE" flag that serve and check take,
-// and nothing else. head is the usage text printed before the flag list.
-// When ok is false the command is done and exits with code (help shown,
-// or a usage error reported).
+// and nothing else; TOKENGUARD_CONFIG is its default, so the flag wins
+// when both are given. head is the usage text printed before the flag
+// list. When ok is false the command is done and exits with code (help
+// shown, or a usage error reported).
 func (c *cli) configFlag(name, head string, args []string) (path string, code int, ok bool) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(c.stderr)
-	p := fs.String("config", "", "the gateway's YAML configuration `file`")
+	p := fs.String("config", c.env(configEnv), "the gateway's YAML configuration `file` (when not given: $"+configEnv+")")
 	fs.Usage = func() {
 		fmt.Fprint(c.stderr, head)
 		fs.PrintDefaults()
@@ -227,7 +238,7 @@ func (c *cli) configFlag(name, head string, args []string) (path string, code in
 		if fs.NArg() > 0 {
 			fmt.Fprintf(c.stderr, "tokenguard: unexpected argument %q\n", fs.Arg(0))
 		} else {
-			fmt.Fprintln(c.stderr, "tokenguard: -config FILE is required")
+			fmt.Fprintln(c.stderr, "tokenguard: -config FILE is required (or set "+configEnv+" to the file's path)")
 		}
 		fs.Usage()
 		return "", exitUsage, false

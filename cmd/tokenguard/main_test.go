@@ -51,7 +51,7 @@ func TestCLIUsage(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var stdout, stderr lockedBuffer
-			c := &cli{stdout: &stdout, stderr: &stderr}
+			c := &cli{stdout: &stdout, stderr: &stderr, getenv: envOf(nil)}
 			ctx, cancel := context.WithTimeout(context.Background(), wait)
 			defer cancel()
 			if code := c.run(ctx, tt.args); code != tt.wantCode {
@@ -62,6 +62,61 @@ func TestCLIUsage(t *testing.T) {
 			}
 			if !strings.Contains(stderr.String(), tt.wantStderr) {
 				t.Errorf("stderr %q lacks %q", stderr.String(), tt.wantStderr)
+			}
+		})
+	}
+}
+
+// TOKENGUARD_CONFIG is the default for -config in serve and check; a
+// -config flag wins over it, and with neither the usage error names both.
+func TestConfigFromEnvironment(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string) string {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := write("good.yaml", validYAML)
+	bad := write("bad.yaml", "listen: x\n")
+	missing := filepath.Join(dir, "missing.yaml")
+	tests := []struct {
+		name       string
+		env        string // TOKENGUARD_CONFIG
+		args       []string
+		wantCode   int
+		wantStdout string
+		wantStderr string
+	}{
+		{"check reads the variable", good, []string{"check"}, exitOK, "# tokenguard check: " + good + " is valid", ""},
+		{"check: the flag wins", missing, []string{"check", "-config", good}, exitOK, "# tokenguard check: " + good + " is valid", ""},
+		{"check: the variable's file is invalid", bad, []string{"check"}, exitError, "", "line 1: listen:"},
+		{"check: neither", "", []string{"check"}, exitUsage, "", "-config FILE is required (or set TOKENGUARD_CONFIG to the file's path)"},
+		{"check: an empty flag is not the variable", good, []string{"check", "-config", ""}, exitUsage, "", "-config FILE is required"},
+		{"serve reads the variable", bad, []string{"serve"}, exitError, "", "line 1: listen:"},
+		{"serve: the flag wins", missing, []string{"serve", "-config", bad}, exitError, "", "line 1: listen:"},
+		{"serve: neither", "", []string{"serve"}, exitUsage, "", "-config FILE is required (or set TOKENGUARD_CONFIG"},
+		{"serve -h shows the variable", good, []string{"serve", "-h"}, exitOK, "", "$TOKENGUARD_CONFIG"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr lockedBuffer
+			c := &cli{stdout: &stdout, stderr: &stderr, getenv: envOf(map[string]string{"TOKENGUARD_CONFIG": tt.env})}
+			ctx, cancel := context.WithTimeout(context.Background(), wait)
+			defer cancel()
+			if code := c.run(ctx, tt.args); code != tt.wantCode {
+				t.Errorf("exit code %d, want %d\nstderr: %s", code, tt.wantCode, stderr.String())
+			}
+			if !strings.Contains(stdout.String(), tt.wantStdout) {
+				t.Errorf("stdout %q lacks %q", stdout.String(), tt.wantStdout)
+			}
+			if !strings.Contains(stderr.String(), tt.wantStderr) {
+				t.Errorf("stderr %q lacks %q", stderr.String(), tt.wantStderr)
+			}
+			if strings.Contains(stderr.String(), missing) {
+				t.Errorf("the variable's file was read although -config was given: %s", stderr.String())
 			}
 		})
 	}
