@@ -122,6 +122,9 @@ type config struct {
 	// that used an environment variable to the value as written
 	// ("${SECRET}"). Such values are never printed.
 	FromEnv map[string]string
+	// FromFile maps the key ("issuers[0].client_secret") of every secret
+	// read from its *_file twin to that file's path (secretfile.go).
+	FromFile map[string]string
 
 	// env is the getenv the configuration was read with, and hash the
 	// SHA-256 of the file's bytes: ReloadConfig reads the file again with

@@ -84,22 +84,26 @@ type (
 		Path string `yaml:"path"`
 	}
 	effBFF struct {
-		Issuer                string   `yaml:"issuer"`
-		ClientID              string   `yaml:"client_id"`
-		ClientSecret          string   `yaml:"client_secret,omitempty"`
-		ClientAuthMethod      string   `yaml:"client_auth_method"`
-		ClientKeyFile         string   `yaml:"client_key_file,omitempty"`
-		ClientKeyID           string   `yaml:"client_key_id,omitempty"`
-		Scopes                []string `yaml:"scopes,flow"`
-		Resource              string   `yaml:"resource"`
-		Path                  string   `yaml:"path"`
-		AllowedOrigins        []string `yaml:"allowed_origins,omitempty,flow"`
-		PostLogoutRedirectURI string   `yaml:"post_logout_redirect_uri,omitempty"`
-		SessionStore          string   `yaml:"session_store"`
-		SessionKey            string   `yaml:"session_key,omitempty"`
-		PreviousSessionKey    string   `yaml:"previous_session_key,omitempty"`
-		SessionIdleTimeout    string   `yaml:"session_idle_timeout"`
-		SessionLifetime       string   `yaml:"session_lifetime"`
+		Issuer                 string   `yaml:"issuer"`
+		ClientID               string   `yaml:"client_id"`
+		ClientSecret           string   `yaml:"client_secret,omitempty"`
+		ClientSecretFile       string   `yaml:"client_secret_file,omitempty"`
+		ClientAuthMethod       string   `yaml:"client_auth_method"`
+		ClientKeyFile          string   `yaml:"client_key_file,omitempty"`
+		ClientKeyID            string   `yaml:"client_key_id,omitempty"`
+		Scopes                 []string `yaml:"scopes,flow"`
+		Resource               string   `yaml:"resource"`
+		Path                   string   `yaml:"path"`
+		AllowedOrigins         []string `yaml:"allowed_origins,omitempty,flow"`
+		PostLogoutRedirectURI  string   `yaml:"post_logout_redirect_uri,omitempty"`
+		SessionStore           string   `yaml:"session_store,omitempty"`
+		SessionStoreFile       string   `yaml:"session_store_file,omitempty"`
+		SessionKey             string   `yaml:"session_key,omitempty"`
+		SessionKeyFile         string   `yaml:"session_key_file,omitempty"`
+		PreviousSessionKey     string   `yaml:"previous_session_key,omitempty"`
+		PreviousSessionKeyFile string   `yaml:"previous_session_key_file,omitempty"`
+		SessionIdleTimeout     string   `yaml:"session_idle_timeout"`
+		SessionLifetime        string   `yaml:"session_lifetime"`
 	}
 	effIssuer struct {
 		Issuer                   string  `yaml:"issuer"`
@@ -107,6 +111,7 @@ type (
 		IntrospectionEndpoint    string  `yaml:"introspection_endpoint,omitempty"`
 		ClientID                 string  `yaml:"client_id,omitempty"`
 		ClientSecret             string  `yaml:"client_secret,omitempty"`
+		ClientSecretFile         string  `yaml:"client_secret_file,omitempty"`
 		ClientAuthMethod         string  `yaml:"client_auth_method,omitempty"`
 		ClientKeyFile            string  `yaml:"client_key_file,omitempty"`
 		ClientKeyID              string  `yaml:"client_key_id,omitempty"`
@@ -116,10 +121,11 @@ type (
 		ScpClaim                 bool    `yaml:"scp_claim"`
 	}
 	effDPoP struct {
-		Mode           string `yaml:"mode"`
-		Nonce          bool   `yaml:"nonce"`
-		ReplayStore    string `yaml:"replay_store"`
-		ReplayKeyQuota int    `yaml:"replay_key_quota,omitempty"` // shown when DPoP is on
+		Mode            string `yaml:"mode"`
+		Nonce           bool   `yaml:"nonce"`
+		ReplayStore     string `yaml:"replay_store,omitempty"`
+		ReplayStoreFile string `yaml:"replay_store_file,omitempty"`
+		ReplayKeyQuota  int    `yaml:"replay_key_quota,omitempty"` // shown when DPoP is on
 	}
 	effRoute struct {
 		Pattern             string     `yaml:"pattern"`
@@ -239,19 +245,24 @@ func (c *config) effectiveYAML() ([]byte, error) {
 		e.StartupWait = durOr(c.StartupWait, middleware.DefaultStartupWait)
 	}
 	switch {
+	case c.FromFile["dpop.replay_store"] != "":
+		e.DPoP.ReplayStore, e.DPoP.ReplayStoreFile = "", c.FromFile["dpop.replay_store"]
+		e.DPoP.ReplayKeyQuota = cmp.Or(c.ReplayKeyQuota, redisstore.DefaultKeyQuota)
 	case c.ReplayStore != "":
 		e.DPoP.ReplayStore = redactUserinfo(c.ReplayStore)
 		e.DPoP.ReplayKeyQuota = cmp.Or(c.ReplayKeyQuota, redisstore.DefaultKeyQuota)
 	case c.DPoPMode != "disabled":
 		e.DPoP.ReplayKeyQuota = cmp.Or(c.ReplayKeyQuota, dpop.DefaultKeyQuota(dpop.DefaultReplayStoreSize))
 	}
-	for _, is := range c.Issuers {
+	for i, is := range c.Issuers {
 		ei := effIssuer{
 			Issuer: is.Issuer, JWKSURI: is.JWKSURI, IntrospectionEndpoint: is.IntrospectionEndpoint,
 			ClientID: is.ClientID, ClientAuthMethod: is.ClientAuthMethod, ClientKeyFile: is.ClientKeyFile, ClientKeyID: is.ClientKeyID,
 			AllowLegacyTyp: is.AllowLegacyTyp, ScpClaim: is.ScpClaim,
 		}
-		if is.ClientSecret != "" {
+		if f, ok := c.FromFile[fmt.Sprintf("issuers[%d].client_secret", i)]; ok {
+			ei.ClientSecretFile = f
+		} else if is.ClientSecret != "" {
 			ei.ClientSecret = redacted
 		}
 		if is.IntrospectionEndpoint != "" || is.ClientID != "" {
@@ -290,6 +301,17 @@ func (c *config) effectiveYAML() ([]byte, error) {
 		}
 		if b.PreviousSessionKey != nil {
 			eb.PreviousSessionKey = redacted
+		}
+		// A secret read from a file is shown as its file.
+		for key, f := range map[string]*[2]*string{
+			"bff.client_secret":        {&eb.ClientSecret, &eb.ClientSecretFile},
+			"bff.session_store":        {&eb.SessionStore, &eb.SessionStoreFile},
+			"bff.session_key":          {&eb.SessionKey, &eb.SessionKeyFile},
+			"bff.previous_session_key": {&eb.PreviousSessionKey, &eb.PreviousSessionKeyFile},
+		} {
+			if path, ok := c.FromFile[key]; ok {
+				*f[0], *f[1] = "", path
+			}
 		}
 		e.BFF = eb
 	}

@@ -212,10 +212,23 @@ func (x *expander) scrub(errs []*FieldError) {
 // shared and committed.
 const NonceSecretsEnv = "TOKENGUARD_DPOP_NONCE_SECRETS"
 
+// NonceSecretsFileEnv names a file holding what NonceSecretsEnv would
+// (a mounted Secret); not both.
+const NonceSecretsFileEnv = NonceSecretsEnv + "_FILE"
+
 // applyEnv reads the settings that come from the environment rather than
 // the file.
 func (c *config) applyEnv(getenv func(string) string) error {
 	v := getenv(NonceSecretsEnv)
+	if path := getenv(NonceSecretsFileEnv); path != "" {
+		if v != "" {
+			return fmt.Errorf("tokenguard: set %s or %s, not both", NonceSecretsEnv, NonceSecretsFileEnv)
+		}
+		var err error
+		if v, err = readSecretFile(path); err != nil {
+			return fmt.Errorf("tokenguard: %s: %w", NonceSecretsFileEnv, err)
+		}
+	}
 	if v == "" {
 		return nil
 	}

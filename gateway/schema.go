@@ -63,22 +63,26 @@ type fileForwardAuth struct {
 
 // fileBFF is the token handler (package bff).
 type fileBFF struct {
-	Issuer                string   `yaml:"issuer"`
-	ClientID              string   `yaml:"client_id"`
-	ClientSecret          string   `yaml:"client_secret"`
-	ClientAuthMethod      string   `yaml:"client_auth_method"`
-	ClientKeyFile         string   `yaml:"client_key_file"`
-	ClientKeyID           string   `yaml:"client_key_id"`
-	Scopes                []string `yaml:"scopes"`
-	Resource              string   `yaml:"resource"`
-	Path                  string   `yaml:"path"`
-	AllowedOrigins        []string `yaml:"allowed_origins"`
-	PostLogoutRedirectURI string   `yaml:"post_logout_redirect_uri"`
-	SessionStore          string   `yaml:"session_store"`
-	SessionKey            string   `yaml:"session_key"`
-	PreviousSessionKey    string   `yaml:"previous_session_key"`
-	SessionIdleTimeout    string   `yaml:"session_idle_timeout"`
-	SessionLifetime       string   `yaml:"session_lifetime"`
+	Issuer                 string   `yaml:"issuer"`
+	ClientID               string   `yaml:"client_id"`
+	ClientSecret           string   `yaml:"client_secret"`
+	ClientSecretFile       string   `yaml:"client_secret_file"`
+	ClientAuthMethod       string   `yaml:"client_auth_method"`
+	ClientKeyFile          string   `yaml:"client_key_file"`
+	ClientKeyID            string   `yaml:"client_key_id"`
+	Scopes                 []string `yaml:"scopes"`
+	Resource               string   `yaml:"resource"`
+	Path                   string   `yaml:"path"`
+	AllowedOrigins         []string `yaml:"allowed_origins"`
+	PostLogoutRedirectURI  string   `yaml:"post_logout_redirect_uri"`
+	SessionStore           string   `yaml:"session_store"`
+	SessionStoreFile       string   `yaml:"session_store_file"`
+	SessionKey             string   `yaml:"session_key"`
+	SessionKeyFile         string   `yaml:"session_key_file"`
+	PreviousSessionKey     string   `yaml:"previous_session_key"`
+	PreviousSessionKeyFile string   `yaml:"previous_session_key_file"`
+	SessionIdleTimeout     string   `yaml:"session_idle_timeout"`
+	SessionLifetime        string   `yaml:"session_lifetime"`
 }
 
 type fileTLS struct {
@@ -93,6 +97,7 @@ type fileIssue struct {
 	IntrospectionEndpoint string `yaml:"introspection_endpoint"`
 	ClientID              string `yaml:"client_id"`
 	ClientSecret          string `yaml:"client_secret"`
+	ClientSecretFile      string `yaml:"client_secret_file"`
 	AllowLegacyTyp        bool   `yaml:"allow_legacy_typ"`
 	ScpClaim              bool   `yaml:"scp_claim"`
 	ClientAuthMethod      string `yaml:"client_auth_method"` // client_secret_basic (default), client_secret_post, private_key_jwt
@@ -105,10 +110,11 @@ type fileIssue struct {
 }
 
 type fileDPoP struct {
-	Mode           string `yaml:"mode"`
-	Nonce          bool   `yaml:"nonce"`
-	ReplayStore    string `yaml:"replay_store"`
-	ReplayKeyQuota int    `yaml:"replay_key_quota"`
+	Mode            string `yaml:"mode"`
+	Nonce           bool   `yaml:"nonce"`
+	ReplayStore     string `yaml:"replay_store"`
+	ReplayStoreFile string `yaml:"replay_store_file"`
+	ReplayKeyQuota  int    `yaml:"replay_key_quota"`
 }
 
 type fileRoute struct {

@@ -49,6 +49,7 @@ func (fc *fileConfig) validate(doc *yaml.Node) (*config, []*FieldError) {
 	c.keys["DPoP.NonceSecrets"] = keyPos{Key: NonceSecretsEnv} // not in the file
 	c.keys["DPoP.ReplayStore"] = pos.at("dpop", "replay_store")
 	c.keys["PublicURL"] = pos.at("public_url")
+	c.FromFile = fc.readSecretFiles(pos, bad)
 	// The keys a reload cannot change (reload.go), for its messages.
 	c.keys["Listen"] = pos.at("listen")
 	c.keys["MetricsListen"] = pos.at("metrics_listen")
