@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 
 	"github.com/tokenguard/tokenguard/bff"
 	"github.com/tokenguard/tokenguard/dpop/redisstore"
@@ -20,58 +21,107 @@ type offlineTransport struct{}
 
 func (offlineTransport) RoundTrip(*http.Request) (*http.Response, error) { return nil, errOffline }
 
-// checkOffline runs the checks startGateway runs after loading: the
-// client key files, the Redis URLs as the client parses them,
-// middleware.New's and bff.New's validation and every route's policy. middleware.New gets a client that
-// refuses every request and does not wait for keys, so nothing leaves the
-// machine.
+// checkOffline runs the checks New runs after loading: the client key
+// files, the Redis URLs as the client parses them, middleware.New's and
+// bff.New's validation and every route's policy, and reports every
+// mistake they find together, as one *ConfigError in line order. A step
+// that fails does not stop the others: with a bad replay_store URL the
+// guard is still checked (on the memory store), and so on.
+// middleware.New gets a client that refuses every request and does not
+// wait for keys, so nothing leaves the machine.
 func (c *config) checkOffline() error {
+	var errs []error
 	discard := slog.New(slog.DiscardHandler)
 	mc := c.guardConfig(discard, nil)
 	mc.HTTPClient = &http.Client{Transport: offlineTransport{}}
 	mc.StartupWait = -1
-	if err := c.loadIssuerKeys(&mc); err != nil {
-		return err
-	}
+	errs = append(errs, c.loadIssuerKeys(&mc))
 	if c.ReplayStore == "" {
 		mc.DPoP.ReplayKeyQuota = c.ReplayKeyQuota // the guard's own memory store checks it
+	} else if s, err := redisstore.NewFromURL(c.ReplayStore, redisstore.Options{KeyQuota: c.ReplayKeyQuota}); err != nil {
+		errs = append(errs, c.replayStoreError(err))
 	} else {
-		s, err := redisstore.NewFromURL(c.ReplayStore, redisstore.Options{KeyQuota: c.ReplayKeyQuota})
-		if err != nil {
-			return c.replayStoreError(err)
-		}
 		defer s.Close()
 		mc.DPoP.ReplayStore = s
 	}
 	guard, err := middleware.New(context.Background(), mc)
 	if err != nil {
-		return c.guardError(err)
+		errs = append(errs, c.guardError(err))
+	} else {
+		defer guard.Close()
 	}
-	defer guard.Close()
 	// bff.New does no I/O either: metadata is read at the first login.
-	store, err := c.openSessionStore()
-	if err != nil {
-		return err
-	}
 	var bs bff.Store
-	if store != nil {
+	if store, err := c.openSessionStore(); err != nil {
+		errs = append(errs, err)
+	} else if store != nil {
 		defer store.Close()
 		bs = store
 	}
 	th, err := c.newBFF(discard, nil, bs, nil)
 	if err != nil {
-		return err
-	}
-	if th != nil {
+		errs = append(errs, err)
+	} else if th != nil {
 		defer th.Close()
 	}
-	_, err = newProxyHandler(c, guard, th, http.NotFoundHandler(), discard)
-	return err
+	if guard != nil {
+		if _, err := newProxyHandler(c, guard, th, http.NotFoundHandler(), discard); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return c.joinErrors(errs)
+}
+
+// joinErrors merges the errors of several checks into one *ConfigError,
+// their fields in line order without repeats; nil if there are none.
+func (c *config) joinErrors(errs []error) error {
+	ce := &ConfigError{File: c.File}
+	var causes []error
+	reported := map[int]bool{} // lines an earlier check reported
+	for _, err := range errs {
+		if err == nil {
+			continue
+		}
+		causes = append(causes, err)
+		var e *ConfigError
+		if !errors.As(err, &e) {
+			ce.Fields = append(ce.Fields, &FieldError{Msg: err.Error()})
+			continue
+		}
+		var lines []int
+		for _, f := range e.Fields {
+			// A later check's error on a line already reported is the
+			// same mistake seen again (a key file that did not load is
+			// then missing to the guard).
+			if f.Line == 0 || !reported[f.Line] {
+				ce.Fields = append(ce.Fields, f)
+				lines = append(lines, f.Line)
+			}
+		}
+		for _, l := range lines {
+			reported[l] = true
+		}
+	}
+	switch len(causes) {
+	case 0:
+		return nil
+	case 1:
+		ce.Err = causes[0]
+		var e *ConfigError
+		if errors.As(causes[0], &e) {
+			ce.Err = e.Err
+		}
+	default:
+		ce.Err = errors.Join(causes...)
+	}
+	slices.SortStableFunc(ce.Fields, func(a, b *FieldError) int { return a.Line - b.Line })
+	return ce
 }
 
 // loadIssuerKeys reads each issuer's client_key_file (private_key_jwt) into
 // mc. Its errors name the key's line.
 func (c *config) loadIssuerKeys(mc *middleware.Config) error {
+	ce := &ConfigError{File: c.File}
 	for i, is := range c.Issuers {
 		if is.ClientKeyFile == "" {
 			continue
@@ -79,9 +129,14 @@ func (c *config) loadIssuerKeys(mc *middleware.Config) error {
 		key, err := keyfile.ReadPrivateKey(is.ClientKeyFile)
 		if err != nil {
 			p, _ := c.keyFor(fmt.Sprintf("Issuers[%d].IntrospectionKey", i))
-			return &ConfigError{File: c.File, Err: err, Fields: []*FieldError{{Line: p.Line, Key: p.Key, Msg: err.Error()}}}
+			ce.Fields = append(ce.Fields, &FieldError{Line: p.Line, Key: p.Key, Msg: err.Error()})
+			ce.Err = errors.Join(ce.Err, err)
+			continue
 		}
 		mc.Issuers[i].IntrospectionKey = key
+	}
+	if len(ce.Fields) > 0 {
+		return ce
 	}
 	return nil
 }

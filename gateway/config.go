@@ -245,6 +245,12 @@ func wrap(c *config, err error, getenv func(string) string) (*Config, error) {
 	if err == nil {
 		c.env = getenv
 		err = c.applyEnv(getenv)
+	} else if envErr := (&config{}).applyEnv(getenv); envErr != nil {
+		// Reported with the file's mistakes, not after they are fixed.
+		var ce *ConfigError
+		if errors.As(err, &ce) {
+			ce.Fields = append(ce.Fields, &FieldError{Msg: strings.TrimPrefix(envErr.Error(), "tokenguard: ")})
+		}
 	}
 	if err != nil {
 		return nil, err
@@ -326,30 +332,45 @@ func parseConfigEnv(name string, data []byte, getenv func(string) string) (*conf
 	if doc.Kind != yaml.MappingNode {
 		return nil, fail([]*FieldError{{Line: doc.Line, Msg: "the document must be a mapping of keys to values"}})
 	}
-	if errs := checkKeys(doc, reflect.TypeFor[fileConfig](), ""); len(errs) > 0 {
-		return nil, fail(errs)
+	// From here every pass runs, whatever the one before found, so that
+	// one run reports every mistake. A pass's error on a line an earlier
+	// pass already reported is left out: it is the same mistake seen
+	// again (an unknown key's value, a variable left unexpanded, a value
+	// that did not decode).
+	var all []*FieldError
+	reported := map[int]bool{}
+	collect := func(errs []*FieldError) {
+		var add []*FieldError
+		for _, e := range errs {
+			if e.Line == 0 || !reported[e.Line] {
+				add = append(add, e)
+			}
+		}
+		for _, e := range add {
+			reported[e.Line] = true
+		}
+		all = append(all, add...)
 	}
+	collect(checkKeys(doc, reflect.TypeFor[fileConfig](), ""))
 
 	// Pass 2: environment variables, in the parsed values only, so that a
 	// variable can never change the document's structure.
 	x := newExpander(getenv)
-	if errs := x.expand(doc, reflect.TypeFor[fileConfig](), ""); len(errs) > 0 {
-		return nil, fail(errs)
-	}
+	collect(x.expand(doc, reflect.TypeFor[fileConfig](), ""))
 
 	// Pass 3: the typed struct, from the expanded tree (checkKeys has
-	// already refused unknown keys, which KnownFields would).
+	// already reported unknown keys, which the decoder ignores). A value
+	// of the wrong type is reported; the others are decoded.
 	var fc fileConfig
 	if err := doc.Decode(&fc); err != nil {
-		errs := yamlErrors(err)
-		x.scrub(errs) // the decoder quotes the values it cannot convert
-		return nil, fail(errs)
+		collect(yamlErrors(err))
 	}
 
 	c, errs := fc.validate(doc)
-	if len(errs) > 0 {
-		x.scrub(errs)
-		return nil, fail(errs)
+	collect(errs)
+	if len(all) > 0 {
+		x.scrub(all) // the decoder and some checks quote values
+		return nil, fail(all)
 	}
 	c.File = name
 	c.FromEnv = x.fromEnv

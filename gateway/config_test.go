@@ -92,7 +92,7 @@ func TestParseConfigErrors(t *testing.T) {
   - pattern: "GET /orders/"`), []want{{16, "routes[1].pattern"}, {17, "routes[2].pattern"}}, "required"},
 		{"scope with space", edit(t, "scopes: [orders:read]", `scopes: ["orders read"]`), []want{{15, "routes[0].scopes[0]"}}, "not a valid scope"},
 		{"several errors, in line order", edit(t, "mode: disabled", "mode: nope") + "leeway: x\nbogus: 1\n",
-			[]want{{19, "bogus"}}, "unknown key"}, // unknown keys stop before validation
+			[]want{{10, "dpop.mode"}, {18, "leeway"}, {19, "bogus"}}, "is not one of"}, // every pass runs: one run, every mistake
 		{"several validation errors", edit(t, "listen: 127.0.0.1:8080", "listen: x") + "leeway: x\n",
 			[]want{{1, "listen"}, {18, "leeway"}}, "host:port"},
 	}

@@ -39,7 +39,8 @@ func yamlErrors(err error) []*FieldError {
 var goTypeName = regexp.MustCompile(` (?:in|into) (?:type )?main\.\w+`)
 
 // checkKeys reports every key of mapping n that t has no yaml field for, and
-// every key given twice, recursing into known fields. path is n's key path.
+// every key given twice (and drops the second from n), recursing into known
+// fields. path is n's key path.
 func checkKeys(n *yaml.Node, t reflect.Type, path string) []*FieldError {
 	n = resolve(n)
 	for t.Kind() == reflect.Pointer {
@@ -59,6 +60,10 @@ func checkKeys(n *yaml.Node, t reflect.Type, path string) []*FieldError {
 			key := joinKey(path, k.Value)
 			if line, dup := seen[k.Value]; dup {
 				errs = append(errs, &FieldError{Line: k.Line, Key: key, Msg: fmt.Sprintf("given twice (first on line %d)", line)})
+				// Dropped, so that the rest of the file still decodes
+				// and its other mistakes are reported in the same run.
+				n.Content = append(n.Content[:i], n.Content[i+2:]...)
+				i -= 2
 				continue
 			}
 			seen[k.Value] = k.Line

@@ -1,0 +1,58 @@
+package gateway
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestCheckReportsEveryMistake: the checks that run after loading (key
+// files, the guard's own rules) report every mistake in one run, with its
+// line, not the first one only.
+func TestCheckReportsEveryMistake(t *testing.T) {
+	dir := t.TempDir()
+	notAKey := filepath.Join(dir, "not-a-key.pem")
+	if err := os.WriteFile(notAKey, []byte("hello\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	y := `listen: 127.0.0.1:8080
+upstream: http://127.0.0.1:9000
+audience: https://api.example.com
+issuers:
+  - issuer: https://as1.example.com
+    jwks_uri: https://as1.example.com/jwks
+    introspection_endpoint: https://as1.example.com/introspect
+    client_id: rs
+    client_auth_method: private_key_jwt
+    client_key_file: ` + filepath.Join(dir, "missing.pem") + `
+  - issuer: https://as2.example.com
+    jwks_uri: https://as2.example.com/jwks
+    introspection_endpoint: https://as2.example.com/introspect
+    client_id: rs
+    client_auth_method: private_key_jwt
+    client_key_file: ` + notAKey + `
+routes:
+  - pattern: GET /orders/
+`
+	cfg, err := ParseConfig("t.yaml", []byte(y), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = cfg.Check()
+	ce, ok := err.(*ConfigError)
+	if !ok {
+		t.Fatalf("Check = %v, want a *ConfigError", err)
+	}
+	var got []string
+	for _, f := range ce.Fields {
+		got = append(got, f.Key)
+	}
+	// Both key files (from loading them) and the guard's own rule (only
+	// one issuer may introspect opaque tokens), in line order; not the
+	// guard's "required with private_key_jwt" for the key that did not
+	// load, which is the same mistake again.
+	if want := "issuers[0].client_key_file issuers[1].introspection_endpoint issuers[1].client_key_file"; strings.Join(got, " ") != want {
+		t.Errorf("Check reported %q, want %q:\n%v", got, want, err)
+	}
+}
