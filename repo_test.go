@@ -114,6 +114,7 @@ func TestDependencies(t *testing.T) {
 		{"github.com/tokenguard/tokenguard/internal/devissuer", "the development issuer must never ship in the library"},
 		{"go.opentelemetry.io/", "tracing is the gateway's only (DESIGN.md); the library offers Config.WrapTransport instead"},
 		{"google.golang.org/grpc", "the OTLP/gRPC exporter is the gateway's only"},
+		{"connectrpc.com/", "Connect is connectguard's, in its own module"},
 	}
 	for _, pkg := range []string{"./middleware", "./jwks", "./internal/jose", "./bff"} {
 		out, err := exec.Command("go", "list", "-deps", pkg).CombinedOutput()
@@ -161,6 +162,24 @@ func TestDependencies(t *testing.T) {
 		}
 		if !ok {
 			t.Errorf("go.mod requires %s directly; DESIGN.md does not list it", name)
+		}
+	}
+}
+
+// TestNestedModules keeps the gRPC and Connect interceptors (and the
+// benchmarks' peers) in modules of their own, so that a net/http user of
+// the library never downloads gRPC or Connect: without its go.mod, a
+// directory's imports would become the root module's requirements.
+func TestNestedModules(t *testing.T) {
+	for _, dir := range []string{"bench", "grpcguard", "connectguard"} {
+		mod, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+		if err != nil {
+			t.Errorf("%s must be its own module: %v", dir, err)
+			continue
+		}
+		want := "module github.com/tokenguard/tokenguard/" + dir + "\n"
+		if !strings.HasPrefix(string(mod), want) {
+			t.Errorf("%s/go.mod does not start %q", dir, want)
 		}
 	}
 }
