@@ -173,7 +173,10 @@ func (cc *corsConfig) preflight(next http.Handler) http.Handler {
 	allowHeaders := strings.Join(cc.AllowedHeaders, ", ")
 	maxAge := strconv.FormatInt(int64(cc.MaxAge/time.Second), 10)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodOptions || len(r.Header.Values("Origin")) == 0 || len(r.Header.Values("Access-Control-Request-Method")) == 0 {
+		// An auth subrequest's preflight is routed like any request: to
+		// an ingress a 204 means "forward it", and anyone can send the
+		// two headers that make a request a preflight.
+		if r.Method != http.MethodOptions || len(r.Header.Values("Origin")) == 0 || len(r.Header.Values("Access-Control-Request-Method")) == 0 || isForwardAuth(r.Context()) {
 			next.ServeHTTP(w, r)
 			return
 		}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/tokenguard/tokenguard/bff"
 	"github.com/tokenguard/tokenguard/internal/hygiene"
+	"github.com/tokenguard/tokenguard/middleware"
 )
 
 // Forward auth (the forward_auth block): an ingress that is already the
@@ -124,6 +125,8 @@ var (
 	errForwardedMethod    = errors.New("gateway: forward auth: the original method is not a token")
 	errForwardedProto     = errors.New("gateway: forward auth: X-Forwarded-Proto is neither http nor https")
 	errForwardedHost      = errors.New("gateway: forward auth: the original host is not a host or host:port")
+	errForwardedNoHost    = errors.New("gateway: forward auth: X-Forwarded-Host is missing (nginx: proxy_set_header X-Forwarded-Host $host:$server_port)")
+	errForwardedOverride  = errors.New("gateway: forward auth: the request carries a header that overrides its method, URL or client address, which the ingress would pass on to the upstream")
 	errForwardedURIFormat = errors.New("gateway: forward auth: the original URI is not an origin-form request-target")
 )
 
@@ -175,7 +178,10 @@ func parseForwarded(h http.Header, subTLS bool, subHost string) (forwarded, erro
 	}
 	switch vals := h.Values("X-Forwarded-Host"); len(vals) {
 	case 0:
-		f.Host = subHost
+		// Not the subrequest's own Host: that names the gateway, and a
+		// host route would then be chosen by where the ingress sends
+		// its subrequests rather than by the client's request.
+		return forwarded{}, errForwardedNoHost
 	case 1:
 		f.Host = vals[0]
 	default:
@@ -183,6 +189,21 @@ func parseForwarded(h http.Header, subTLS bool, subHost string) (forwarded, erro
 	}
 	if checkHost(f.Host) != nil {
 		return forwarded{}, errForwardedHost
+	}
+	// In proxy mode these are removed before the upstream sees them; here
+	// the ingress forwards the client's headers as they are, so a request
+	// carrying one is refused: the upstream could act on another method
+	// or URL than the one decided on (X-HTTP-Method-Override: DELETE on a
+	// POST the token may make).
+	for k := range h {
+		for _, o := range clientOverrideHeaders {
+			if o != "client-cert" && o != "client-cert-chain" && hygiene.FoldedEqual(k, o) {
+				return forwarded{}, errForwardedOverride
+			}
+		}
+		if hygiene.FoldedEqual(k, "x-forwarded-prefix") {
+			return forwarded{}, errForwardedOverride
+		}
 	}
 	return f, nil
 }
@@ -293,6 +314,12 @@ func (fa *forwardAuth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // "{http.reverse_proxy.header.X-Tokenguard-Subject}", for a header the
 // answer lacks; nginx sends no header for an empty value).
 func allowForwardAuth(w http.ResponseWriter, r *http.Request) {
+	if _, ok := middleware.PrincipalFrom(r.Context()); !ok && !isPublic(r.Context()) {
+		// Not expected: every route but a public one runs the guard
+		// first. Fail closed, as proxy mode's requirePrincipal does.
+		writeJSONError(w, http.StatusInternalServerError, "internal_error")
+		return
+	}
 	h := w.Header()
 	h.Set("Cache-Control", "no-store")
 	for _, k := range []string{HeaderSubject, HeaderClientID, HeaderScope} {

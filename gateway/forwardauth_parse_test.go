@@ -26,13 +26,17 @@ func TestParseForwarded(t *testing.T) {
 		want    forwarded
 		err     error
 	}{
-		{name: "nginx", h: hdr("X-Original-Method", "GET", "X-Original-URI", "/orders/1?x=1"), subHost: "api.example.com",
+		{name: "nginx", h: hdr("X-Original-Method", "GET", "X-Original-URI", "/orders/1?x=1", "X-Forwarded-Host", "api.example.com"), subHost: "gateway:8080",
 			want: forwarded{Method: "GET", Proto: "http", Host: "api.example.com", URI: "/orders/1?x=1"}},
-		{name: "nginx over TLS, host from the subrequest", h: hdr("X-Original-Method", "POST", "X-Original-URI", "/orders/"), subTLS: true, subHost: "api.example.com:8443",
+		{name: "nginx over TLS", h: hdr("X-Original-Method", "POST", "X-Original-URI", "/orders/", "X-Forwarded-Host", "api.example.com:8443"), subTLS: true, subHost: "gateway:8080",
 			want: forwarded{Method: "POST", Proto: "https", Host: "api.example.com:8443", URI: "/orders/"}},
+		{name: "no X-Forwarded-Host: never the subrequest's own Host", h: hdr("X-Original-Method", "GET", "X-Original-URI", "/orders/"), subHost: "api.example.com", err: errForwardedNoHost},
+		{name: "a method override the ingress would pass on", h: hdr("X-Original-Method", "POST", "X-Original-URI", "/orders/", "X-Forwarded-Host", "a", "X-Http-Method-Override", "DELETE"), subHost: "h", err: errForwardedOverride},
+		{name: "an original-URL header the ingress would pass on", h: hdr("X-Original-Method", "GET", "X-Original-URI", "/orders/", "X-Forwarded-Host", "a", "X-Original-Url", "/admin"), subHost: "h", err: errForwardedOverride},
+		{name: "a prefix the ingress would pass on", h: hdr("X-Original-Method", "GET", "X-Original-URI", "/orders/", "X-Forwarded-Host", "a", "X-Forwarded-Prefix", "/admin"), subHost: "h", err: errForwardedOverride},
 		{name: "traefik and caddy", h: hdr("X-Forwarded-Method", "DELETE", "X-Forwarded-Proto", "HTTPS", "X-Forwarded-Host", "api.example.com", "X-Forwarded-Uri", "/orders/7"), subHost: "gateway:8080",
 			want: forwarded{Method: "DELETE", Proto: "https", Host: "api.example.com", URI: "/orders/7"}},
-		{name: "both spellings agreeing", h: hdr("X-Forwarded-Method", "GET", "X-Original-Method", "GET", "X-Forwarded-Uri", "/a", "X-Original-Uri", "/a"), subHost: "h",
+		{name: "both spellings agreeing", h: hdr("X-Forwarded-Method", "GET", "X-Original-Method", "GET", "X-Forwarded-Uri", "/a", "X-Original-Uri", "/a", "X-Forwarded-Host", "h"), subHost: "gw",
 			want: forwarded{Method: "GET", Proto: "http", Host: "h", URI: "/a"}},
 		{name: "both spellings disagreeing on the URI", h: hdr("X-Forwarded-Method", "GET", "X-Forwarded-Uri", "/public", "X-Original-URI", "/admin"), subHost: "h", err: errForwardedRepeated},
 		{name: "both spellings disagreeing on the method", h: hdr("X-Forwarded-Method", "GET", "X-Original-Method", "DELETE", "X-Forwarded-Uri", "/a"), subHost: "h", err: errForwardedRepeated},
@@ -50,7 +54,7 @@ func TestParseForwarded(t *testing.T) {
 		{name: "proto neither http nor https", h: hdr("X-Original-Method", "GET", "X-Original-URI", "/a", "X-Forwarded-Proto", "ws"), subHost: "h", err: errForwardedProto},
 		{name: "host with a path", h: hdr("X-Original-Method", "GET", "X-Original-URI", "/a", "X-Forwarded-Host", "api.example.com/admin"), subHost: "h", err: errForwardedHost},
 		{name: "host list", h: hdr("X-Original-Method", "GET", "X-Original-URI", "/a", "X-Forwarded-Host", "a.example, b.example"), subHost: "h", err: errForwardedHost},
-		{name: "no host at all", h: hdr("X-Original-Method", "GET", "X-Original-URI", "/a"), subHost: "", err: errForwardedHost},
+		{name: "empty host", h: hdr("X-Original-Method", "GET", "X-Original-URI", "/a", "X-Forwarded-Host", ""), subHost: "", err: errForwardedHost},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"slices"
@@ -59,7 +60,11 @@ func writeJSONError(w http.ResponseWriter, status int, code string) {
 func newProxyHandler(cfg *config, guard *middleware.Guard, th *bff.Handler, proxy http.Handler, log *slog.Logger) (http.Handler, error) {
 	mux := http.NewServeMux()
 	upstream := proxyOrAnswer(requirePrincipal(proxy, log))
+	guarded := map[string]bool{} // the patterns of routes that are not public
 	for _, r := range cfg.Routes {
+		if !r.Public {
+			guarded[r.Pattern] = true
+		}
 		pol := middleware.Policy{
 			Scopes: r.Scopes, AnyOf: r.AnyScopes, RequireDPoP: r.RequireDPoP, Introspect: r.Introspect,
 			IntrospectionMaxAge: r.IntrospectionMaxAge,
@@ -116,11 +121,64 @@ func newProxyHandler(cfg *config, guard *middleware.Guard, th *bff.Handler, prox
 			th.ServeHTTP(w, r)
 			return
 		}
+		// Routes match the host and path case-sensitively, as written;
+		// many upstreams (and DNS) do not. The host is matched in lower
+		// case without a trailing dot, as allowed_hosts compares it; a
+		// path that selects a guarded route only in lower case is
+		// refused, so /Admin/ cannot reach an upstream that serves
+		// /admin/ through a public or weaker route.
+		r.Host = canonicalHost(r.Host)
+		if hasUpper(r.URL.Path) && caseAmbiguous(mux, r, guarded) {
+			if rec := recordFrom(r.Context()); rec != nil {
+				rec.rejected = "ambiguous_case"
+			}
+			writeJSONError(w, http.StatusBadRequest, "invalid_path")
+			return
+		}
 		mux.ServeHTTP(w, r)
 	})
 	// Hygiene runs before any route is matched, CORS and forward auth
 	// around it (ingress).
 	return cfg.ingress(guard, router), nil
+}
+
+// canonicalHost is host in lower case, without the trailing dot of a
+// fully qualified name: the name every route, allowed_hosts and DNS
+// mean by it.
+func canonicalHost(host string) string {
+	if !hasUpper(host) && !strings.Contains(host, ".:") && !strings.HasSuffix(host, ".") {
+		return host
+	}
+	h, port, err := net.SplitHostPort(host)
+	if err != nil {
+		h, port = host, ""
+	}
+	h = strings.TrimSuffix(strings.ToLower(h), ".")
+	if port != "" {
+		return net.JoinHostPort(h, port)
+	}
+	return h
+}
+
+func hasUpper(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if 'A' <= s[i] && s[i] <= 'Z' {
+			return true
+		}
+	}
+	return false
+}
+
+// caseAmbiguous reports whether r's path, in lower case, selects a
+// guarded route other than the one it selects as written.
+func caseAmbiguous(mux *http.ServeMux, r *http.Request, guarded map[string]bool) bool {
+	_, as := mux.Handler(r)
+	lower := *r
+	u := *r.URL
+	u.Path, u.RawPath = strings.ToLower(u.Path), strings.ToLower(u.RawPath)
+	lower.URL = &u
+	_, lp := mux.Handler(&lower)
+	return lp != as && guarded[lp]
 }
 
 // hygiene is the gateway's middleware.Hygiene.

@@ -611,7 +611,7 @@ func TestGatewayAccessLog(t *testing.T) {
 		header http.Header
 		want   map[string]any
 	}{
-		{"allowed", g, "/orders/1?access_token=" + secretQuery, tok, http.Header{"Dpop": {"proof.should.never.appear"}, "Cookie": {"session=COOKIEVALUE"}},
+		{"allowed", g, "/orders/1?code=" + secretQuery, tok, http.Header{"Dpop": {"proof.should.never.appear"}, "Cookie": {"session=COOKIEVALUE"}},
 			map[string]any{"status": 200.0, "decision": "allow", "reason": "ok", "path": "/orders/1", "method": "GET", "upstream_status": 200.0}},
 		{"denied: expired", g, "/orders/2", expired, nil,
 			map[string]any{"status": 401.0, "decision": "deny", "reason": "expired", "path": "/orders/2"}},

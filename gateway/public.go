@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"net/http"
 	"strings"
 
@@ -50,12 +51,28 @@ func publicRoute(proxy http.Handler) http.Handler {
 		if rec := recordFrom(r.Context()); rec != nil {
 			rec.public = true
 		}
+		// A token in the query is refused here as on any route: the
+		// upstream would act on a token nobody checked.
+		if r.URL.RawQuery != "" && r.URL.Query().Has("access_token") {
+			if rec := recordFrom(r.Context()); rec != nil {
+				rec.rejected = "query_token"
+			}
+			writeJSONError(w, http.StatusBadRequest, "invalid_request")
+			return
+		}
 		if isForwardAuth(r.Context()) {
 			allowForwardAuth(w, r)
 			return
 		}
 		proxy.ServeHTTP(w, withoutCredentials(r))
 	})
+}
+
+// isPublic reports whether the request whose context this is matched a
+// public route.
+func isPublic(ctx context.Context) bool {
+	rec := recordFrom(ctx)
+	return rec != nil && rec.public
 }
 
 // withoutCredentials returns a copy of r without Authorization, DPoP (in
@@ -75,6 +92,7 @@ func withoutCredentials(r *http.Request) *http.Request {
 		for part := range strings.SplitSeq(line, ";") {
 			part = strings.TrimSpace(part)
 			name, _, _ := strings.Cut(part, "=")
+			name = strings.TrimSpace(name) // Go's cookie parser trims it too
 			if part == "" || name == bff.SessionCookie || strings.HasPrefix(name, bff.LoginCookiePrefix) {
 				continue
 			}

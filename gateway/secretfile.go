@@ -69,6 +69,14 @@ func (fc *fileConfig) readSecretFiles(pos positions, bad func(keyPos, string, ..
 // readSecretFile returns the contents of the file at path without its
 // trailing line break. Its errors name the path, never the contents.
 func readSecretFile(path string) (string, error) {
+	// A FIFO or a device would block the open or the read (and, on a
+	// reload, the gateway's reload lock): only a regular file, after
+	// symlinks.
+	if st, err := os.Stat(path); err != nil {
+		return "", err
+	} else if !st.Mode().IsRegular() {
+		return "", fmt.Errorf("%s is not a regular file", path)
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return "", err

@@ -88,8 +88,9 @@ bff:
 		name, old, new, want string
 	}{
 		{"both", "    client_secret_file: " + secretFile, "    client_secret: x\n    client_secret_file: " + secretFile, "line 11: issuers[0].client_secret_file: set client_secret or client_secret_file, not both"},
-		{"missing", "  session_key_file: " + keyFile, "  session_key_file: " + dir + "/nope", "bff.session_key_file: open " + dir + "/nope: no such file or directory"},
+		{"missing", "  session_key_file: " + keyFile, "  session_key_file: " + dir + "/nope", "bff.session_key_file: stat " + dir + "/nope: no such file or directory"},
 		{"empty", "  replay_store_file: " + redisFile, "  replay_store_file: " + empty, "line 13: dpop.replay_store_file: " + empty + " is empty"},
+		{"a directory", "  replay_store_file: " + redisFile, "  replay_store_file: " + dir, "dpop.replay_store_file: " + dir + " is not a regular file"},
 		{"too large", "  client_secret_file: " + secretFile + "\n  session_store", "  client_secret_file: " + big + "\n  session_store", "bff.client_secret_file: " + big + " is larger than 65536 bytes"},
 		{"bad key in file", "  session_key_file: " + keyFile, "  session_key_file: " + secretFile, "bff.session_key: must be 32 random bytes in base64"},
 	}

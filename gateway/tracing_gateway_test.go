@@ -46,7 +46,7 @@ func TestGatewayTracing(t *testing.T) {
 			// its own trace context.
 			const clientTrace = "0af7651916cd43dd8448eb211c80319c"
 			h := http.Header{"Traceparent": {"00-" + clientTrace + "-b7ad6b7169203331-01"}}
-			if resp, body := do(t, "GET", g.proxy+"/orders/1?access_token=SECRET-QUERY", "opaque-SECRET-1", h); resp.StatusCode != 200 {
+			if resp, body := do(t, "GET", g.proxy+"/orders/1?code=SECRET-QUERY", "opaque-SECRET-1", h); resp.StatusCode != 200 {
 				t.Fatalf("introspected request: %d %s", resp.StatusCode, body)
 			}
 			upTP := up.last(t).Header.Get("Traceparent")

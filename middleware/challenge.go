@@ -145,5 +145,17 @@ func (w *denialWriter) Write(p []byte) (int, error) {
 	return w.ResponseWriter.Write(p)
 }
 
-// Unwrap lets http.ResponseController reach the underlying writer.
-func (w *denialWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+// FlushError sends the denial's status first if nothing was written, so
+// that flushing (which http.ResponseController would otherwise do on the
+// underlying writer, sending 200) cannot turn a denial into a success.
+// There is deliberately no Unwrap: everything a renderer may do to the
+// response goes through this writer.
+func (w *denialWriter) FlushError() error {
+	if !w.wrote {
+		w.WriteHeader(w.status)
+	}
+	return http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+// Flush is FlushError for http.Flusher.
+func (w *denialWriter) Flush() { _ = w.FlushError() }

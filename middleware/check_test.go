@@ -397,6 +397,9 @@ func TestOnDenialStatus(t *testing.T) {
 		{"a 200", func(w http.ResponseWriter) { w.WriteHeader(200) }, 401},
 		{"a 302", func(w http.ResponseWriter) { w.Header().Set("Location", "/login"); w.WriteHeader(302) }, 401},
 		{"its own 4xx", func(w http.ResponseWriter) { w.WriteHeader(404) }, 404},
+		// A flush before any write would send 200 on the writer below.
+		{"flushes first", func(w http.ResponseWriter) { _ = http.NewResponseController(w).Flush() }, 401},
+		{"flushes through http.Flusher", func(w http.ResponseWriter) { w.(http.Flusher).Flush() }, 401},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -294,12 +294,15 @@ const (
 // body (§2.2) are not looked for, so such a request is simply
 // unauthenticated.
 func (g *Guard) extract(in *request) (bool, string, *Denial) {
+	// A token in the query is refused even beside an Authorization
+	// header (RFC 6750 §2: one method per request): an upstream that
+	// reads the query would otherwise act on a token nobody checked.
+	if in.queryToken() {
+		return false, "", deny(http.StatusBadRequest, CodeInvalidRequest, ReasonMalformedRequest, descQueryToken, nil)
+	}
 	v, n := in.authorization()
 	switch n {
 	case 0:
-		if in.queryToken() {
-			return false, "", deny(http.StatusBadRequest, CodeInvalidRequest, ReasonMalformedRequest, descQueryToken, nil)
-		}
 		return false, "", deny(http.StatusUnauthorized, "", ReasonMissingToken, "", nil)
 	case 1:
 	default:
