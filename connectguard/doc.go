@@ -30,6 +30,19 @@
 // without it every DPoP call is refused (401 invalid_dpop_proof), while
 // Bearer calls are unaffected.
 //
+// An interceptor does not see the TLS connection, so a token bound to a
+// client certificate (cnf."x5t#S256", RFC 8705) is checked against the
+// certificate in the call's context: hand it over in front of the Connect
+// handler, or such tokens are refused (CodeUnauthenticated):
+//
+//	h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+//		var leaf *x509.Certificate
+//		if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+//			leaf = r.TLS.PeerCertificates[0]
+//		}
+//		next.ServeHTTP(w, r.WithContext(middleware.ContextWithClientCertificate(r.Context(), leaf, nil)))
+//	})
+//
 // # The answer
 //
 // A denial (a *middleware.Denial) becomes a *connect.Error:

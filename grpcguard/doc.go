@@ -39,7 +39,12 @@
 // request URL of its own to trust, so a guard that takes DPoP over gRPC
 // needs PublicURL; without it every DPoP call is refused (401
 // invalid_dpop_proof: no proof can name a URL that is not there), while
-// Bearer calls are unaffected.
+// Bearer calls are unaffected. A token bound to a client certificate
+// (cnf."x5t#S256", RFC 8705) is checked against the leaf certificate the
+// client presented on the call's TLS connection (serve with
+// credentials.NewTLS and a tls.Config whose ClientAuth asks for one, such
+// as tls.RequestClientCert); without TLS, or without a certificate, such a
+// token is refused (Unauthenticated).
 //
 // # The answer
 //

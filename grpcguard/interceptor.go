@@ -2,11 +2,14 @@ package grpcguard
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	"github.com/tokenguard/tokenguard/internal/rpcguard"
@@ -70,6 +73,22 @@ const (
 	mdDPoPNonce       = "dpop-nonce"
 )
 
+// peerCertificate returns the leaf certificate the client presented on
+// the call's TLS connection (credentials.NewTLS on the server, with
+// ClientAuth asking for one), or nil: what a certificate-bound token (RFC
+// 8705) is checked against.
+func peerCertificate(ctx context.Context) *x509.Certificate {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return nil
+	}
+	ti, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(ti.State.PeerCertificates) == 0 {
+		return nil
+	}
+	return ti.State.PeerCertificates[0]
+}
+
 // errNotListed refuses a method that Rules does not list.
 var errNotListed = status.Error(codes.PermissionDenied, "grpcguard: method not allowed by the server's rules")
 
@@ -89,7 +108,7 @@ func (g *guarded) check(ctx context.Context, fullMethod string) (*middleware.Pri
 	if len(dpopProof) > 1 {
 		return nil, nil, status.Error(codes.InvalidArgument, middleware.CodeInvalidRequest+": more than one dpop value")
 	}
-	req := middleware.Request{Method: "POST", URL: htu}
+	req := middleware.Request{Method: "POST", URL: htu, ClientCertificate: peerCertificate(ctx)}
 	if len(authz) == 1 {
 		req.Authorization = authz[0]
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/lestrrat-go/jwx/v3/jwa"
+
 	"github.com/tokenguard/tokenguard/internal/tokencache"
 )
 
@@ -211,7 +212,11 @@ func (c *Client) request(ctx context.Context, token string) (*Result, string, er
 	req.ContentLength = int64(len(body))
 	req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(body)), nil }
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Accept", "application/json")
+	if c.cfg.ResponseFormat == ResponseJWT {
+		req.Header.Set("Accept", mediaTypeJWT)
+	} else {
+		req.Header.Set("Accept", "application/json")
+	}
 
 	res, err := c.client.Do(req)
 	if err != nil {
@@ -231,8 +236,15 @@ func (c *Client) request(ctx context.Context, token string) (*Result, string, er
 	if int64(len(raw)) > c.cfg.MaxResponseSize {
 		return nil, ResultInvalid, fmt.Errorf("%w: response larger than %d bytes", ErrUnavailable, c.cfg.MaxResponseSize)
 	}
-	r, err := parseResponse(raw)
-	if err != nil {
+	var r *Result
+	if c.cfg.ResponseFormat == ResponseJWT {
+		// A signed answer's token_introspection goes through the same
+		// parser and the same checks as a JSON answer.
+		var result string
+		if r, result, err = c.verifySigned(ctx, res.Header.Get("Content-Type"), raw); err != nil {
+			return nil, result, err
+		}
+	} else if r, err = parseResponse(raw); err != nil {
 		return nil, ResultInvalid, fmt.Errorf("%w: %w", ErrInvalidResponse, err)
 	}
 	if !c.valid(r, c.cfg.Now()) {

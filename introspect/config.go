@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"reflect"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v3/jwa"
@@ -57,6 +58,32 @@ func (m AuthMethod) String() string {
 	return fmt.Sprintf("AuthMethod(%d)", int(m))
 }
 
+// ResponseFormat is the form of introspection answers a [Client] asks for
+// and believes.
+type ResponseFormat int
+
+const (
+	// ResponseJSON asks for and accepts plain JSON answers (RFC 7662
+	// §2.2), believed on the strength of the TLS connection alone. The
+	// zero value.
+	ResponseJSON ResponseFormat = iota
+	// ResponseJWT asks for answers signed by the authorization server
+	// (RFC 9701) and believes nothing else: see "Signed answers" in the
+	// package doc. It needs [Config.Keys].
+	ResponseJWT
+)
+
+// String returns the format's configuration name, "json" or "jwt".
+func (f ResponseFormat) String() string {
+	switch f {
+	case ResponseJSON:
+		return "json"
+	case ResponseJWT:
+		return "jwt"
+	}
+	return fmt.Sprintf("ResponseFormat(%d)", int(f))
+}
+
 // Results passed to [Config.OnRequest], one per HTTP request; they make a
 // bounded metric label. Cache hits and collapsed waiters are not reported.
 const (
@@ -64,13 +91,16 @@ const (
 	ResultActive = "active"
 	// ResultInactive: active=false, or an iss, aud, exp or nbf failure.
 	ResultInactive = "inactive"
-	// ResultError: no response (network error, timeout, cancellation) or
-	// the body could not be read.
+	// ResultError: no response (network error, timeout, cancellation),
+	// the body could not be read, or (ResponseJWT) no keys to verify the
+	// answer with could be had.
 	ResultError = "error"
 	// ResultHTTPError: a response with a status other than 200.
 	ResultHTTPError = "http_error"
 	// ResultInvalid: a 200 whose body was too large or not a valid
-	// introspection response.
+	// introspection response; with ResponseJWT, also an answer that is
+	// not a signed JWT whose signature, "typ", "iss", "aud" and "iat"
+	// all check out.
 	ResultInvalid = "invalid"
 	// ResultThrottled: no request was sent, because MaxConcurrent
 	// requests were already in flight or RateLimit was reached; the
@@ -121,6 +151,16 @@ type Config struct {
 	// for RSA, ES256/ES384/ES512 by curve, and EdDSA for Ed25519. It must
 	// match the key type.
 	Algorithm string
+
+	// ResponseFormat selects plain JSON answers (ResponseJSON, the zero
+	// value) or signed ones (ResponseJWT, RFC 9701).
+	ResponseFormat ResponseFormat
+	// Keys verifies ResponseJWT answers: required with ResponseJWT, and
+	// must be nil otherwise. Use the Issuer's key set, the one its access
+	// tokens are verified with (a *jwks.Set, whose allow-list applies):
+	// a second fetcher of the same JWKS would only add load and a second
+	// view of the keys.
+	Keys KeySet
 
 	// HTTPClient sends introspection requests. nil means a client with a
 	// 5 s timeout that follows no redirects (a 3xx is ErrUnavailable: a
@@ -178,8 +218,9 @@ type Config struct {
 	// get ErrUnavailable without another call. 0 means 1 second;
 	// negative is an error.
 	FailureCacheAge time.Duration
-	// Leeway is the clock skew allowed when checking "exp" and "nbf". 0
-	// means 30 seconds.
+	// Leeway is the clock skew allowed when checking "exp" and "nbf"
+	// (and, for ResponseJWT, the signed answer's "iat", "exp" and "nbf").
+	// 0 means 30 seconds.
 	Leeway time.Duration
 
 	// InsecureAllowHTTP permits a plain http:// Endpoint to a non-loopback
@@ -248,6 +289,19 @@ func (c Config) withDefaults() (Config, jwa.SignatureAlgorithm, error) {
 		bad("AuthMethod", "unknown method %d", int(c.AuthMethod))
 	}
 
+	switch c.ResponseFormat {
+	case ResponseJSON:
+		if c.Keys != nil {
+			bad("Keys", "set, but ResponseFormat is %v (keys verify only %v answers)", c.ResponseFormat, ResponseJWT)
+		}
+	case ResponseJWT:
+		if isNil(c.Keys) {
+			bad("Keys", "required for ResponseFormat %v", c.ResponseFormat)
+		}
+	default:
+		bad("ResponseFormat", "unknown format %d", int(c.ResponseFormat))
+	}
+
 	durations := []struct {
 		name string
 		v    *time.Duration
@@ -295,6 +349,16 @@ func (c Config) withDefaults() (Config, jwa.SignatureAlgorithm, error) {
 		c.Now = time.Now
 	}
 	return c, alg, errors.Join(errs...)
+}
+
+// isNil reports whether v is nil, or an interface holding a nil pointer
+// (a *jwks.Set not yet made), which would panic at the first answer.
+func isNil(v any) bool {
+	if v == nil {
+		return true
+	}
+	rv := reflect.ValueOf(v)
+	return rv.Kind() == reflect.Pointer && rv.IsNil()
 }
 
 // checkURL enforces the URL policy: an absolute https URL, or http to a

@@ -24,6 +24,35 @@
 // [Config.Audience]; "exp" must not have passed and "nbf" must have, each
 // with [Config.Leeway].
 //
+// # Signed answers (RFC 9701)
+//
+// With [Config.ResponseFormat] set to [ResponseJWT], the request carries
+// Accept: application/token-introspection+jwt and only a signed answer is
+// believed: a 200 whose Content-Type is application/token-introspection+jwt
+// (parameters ignored) and whose body is a compact JWS, at most
+// [Config.MaxResponseSize] bytes, with
+//   - "typ" token-introspection+jwt (or application/token-introspection+jwt);
+//   - a signature by the key for its "kid" in [Config.Keys] (the issuer's
+//     JWKS, the keys its access tokens are checked with), under an "alg"
+//     that key allows: on the set's allow-list and matching the key, so
+//     never "none" or HMAC; "jwk", "jku", "x5u", "x5c" and "crit" headers
+//     are refused;
+//   - "iss" equal to [Config.Issuer];
+//   - "aud" containing [Config.ClientID] or [Config.Audience] (RFC 9701 §5
+//     only says it identifies the resource server; some servers name the
+//     client, others, such as oidc-provider, the token's audience);
+//   - "iat" present, not later than now + Leeway and not earlier than
+//     now − Leeway − 1 minute (RFC 9701 sets no bound: an answer is made
+//     for the request it answers, so an older one is stale or replayed);
+//   - "exp" and "nbf", when present, honoured with Leeway;
+//   - a "token_introspection" object, then parsed and checked exactly as
+//     a JSON answer (above): it is the Result, and [Result.Raw] holds it.
+//
+// The claims set is parsed as strictly as a JSON answer. Any failure,
+// a plain JSON answer included, is [ErrInvalidResponse] (an unknown "kid"
+// too; keys that cannot be had are [ErrUnavailable]): never an inactive
+// verdict, never a Result. Encrypted answers (JWE) are not supported.
+//
 // # Failing closed
 //
 // Introspect returns a [Result] only for an active token that passed every
@@ -49,8 +78,11 @@
 // until the token's "exp" or for [Config.MaxCacheAge], whichever is
 // sooner, so revocation takes effect within MaxCacheAge. An inactive
 // answer is kept for [Config.NegativeCacheAge], so a client retrying a
-// dead token does not hammer the server. Errors are never cached: the
-// next call asks again.
+// dead token does not hammer the server. A failure (no answer, a 5xx, an
+// invalid or unverifiable answer) is never cached as a verdict: it is
+// remembered for [Config.FailureCacheAge] only to answer ErrUnavailable
+// without another call, and a call its callers all abandoned is not
+// remembered at all. Signed answers are cached exactly like JSON ones.
 //
 // Concurrent calls for a token that is not cached share one HTTP request.
 // It runs on its own goroutine, bounded by [Config.Timeout], with a
@@ -64,9 +96,10 @@
 // This package does not check scopes, DPoP proofs or the binding of a
 // token to one ("cnf.jkt" is returned in [Result.JKT] for the caller to
 // compare), does not discover the introspection endpoint from issuer
-// metadata (RFC 8414), does not handle JWT introspection responses
-// (RFC 9701), and does not pin TLS certificates or filter the addresses
-// it connects to; supply an [net/http.Client] for that.
+// metadata (RFC 8414), does not fetch keys for signed answers
+// ([Config.Keys] is the caller's key set), and does not pin TLS
+// certificates or filter the addresses it connects to; supply an
+// [net/http.Client] for that.
 //
 // A [Client] is safe for concurrent use.
 package introspect

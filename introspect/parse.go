@@ -70,7 +70,8 @@ type Result struct {
 	AuthTime time.Time
 	JTI      string
 	// Raw is the response body, for members this type does not carry;
-	// decode it with encoding/json.
+	// decode it with encoding/json. For a signed answer (ResponseJWT) it
+	// is the verified "token_introspection" object.
 	Raw json.RawMessage
 
 	hasIssuer bool      // "iss" was present, possibly as ""

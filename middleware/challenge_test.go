@@ -1,6 +1,9 @@
 package middleware
 
 import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"flag"
 	"net/http"
 	"net/http/httptest"
@@ -39,13 +42,19 @@ func TestChallengeGolden(t *testing.T) {
 	alice := newDPoPClient(t)
 	bound := is.mint(t, "orders:read", map[string]any{"cnf": map[string]any{"jkt": alice.jkt}})
 	proof := alice.proof(t, "GET", "http://api.example.com/orders/1", bound)
+	aliceCert, malloryCert := newClientCert(t, "alice"), newClientCert(t, "mallory")
+	certBound := is.mint(t, "orders:read", map[string]any{"cnf": map[string]any{"x5t#S256": aliceCert.x5t}})
+	bothBound := is.mint(t, "orders:read", map[string]any{"cnf": map[string]any{"jkt": alice.jkt, "x5t#S256": aliceCert.x5t}})
+	bothProof := alice.proof(t, "GET", "http://api.example.com/orders/1", bothBound)
 
 	tests := []struct {
 		name   string
 		g      *Guard
 		scopes []string
 		auth   []string
-		dpop   string // DPoP header, if any
+		dpop   string            // DPoP header, if any
+		cert   *x509.Certificate // the TLS client certificate, if any
+		report error             // a malformed certificate report (ContextWithClientCertificate), if any
 	}{
 		{name: "missing", g: plain},
 		{name: "missing_resource_metadata", g: withMeta},
@@ -65,6 +74,10 @@ func TestChallengeGolden(t *testing.T) {
 		{name: "dpop_use_nonce", g: nonces, auth: []string{"DPoP " + bound}, dpop: proof},
 		{name: "dpop_required_missing", g: required},
 		{name: "dpop_required_bearer", g: required, auth: []string{"Bearer " + readOnly}},
+		{name: "certificate_required", g: plain, auth: []string{"Bearer " + certBound}},
+		{name: "certificate_mismatch", g: plain, auth: []string{"Bearer " + certBound}, cert: malloryCert.leaf},
+		{name: "certificate_malformed_report", g: plain, auth: []string{"Bearer " + readOnly}, report: errors.New("not base64")},
+		{name: "dpop_certificate_required", g: allowed, auth: []string{"DPoP " + bothBound}, dpop: bothProof},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -74,6 +87,12 @@ func TestChallengeGolden(t *testing.T) {
 			}
 			if tt.dpop != "" {
 				req.Header.Set("DPoP", tt.dpop)
+			}
+			if tt.cert != nil {
+				req.TLS = &tls.ConnectionState{PeerCertificates: []*x509.Certificate{tt.cert}}
+			}
+			if tt.report != nil {
+				req = req.WithContext(ContextWithClientCertificate(req.Context(), nil, tt.report))
 			}
 			rec := httptest.NewRecorder()
 			tt.g.Require(tt.scopes...)(okHandler).ServeHTTP(rec, req)

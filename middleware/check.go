@@ -2,6 +2,7 @@ package middleware
 
 import (
 	"context"
+	"crypto/x509"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -36,6 +37,16 @@ type Request struct {
 	// request without Authorization whose query has an access_token is
 	// refused (400 invalid_request, RFC 6750 §2.3 tokens are not taken).
 	URL string
+
+	// ClientCertificate is the leaf certificate the client presented on
+	// its TLS connection, such as the first of a gRPC peer's
+	// credentials.TLSInfo State.PeerCertificates; nil when it presented
+	// none. Only a token bound to a certificate (cnf."x5t#S256", RFC
+	// 8705) needs it: it is accepted only with that very certificate.
+	// When nil, a certificate reported in ctx (ContextWithClientCertificate)
+	// is used. Pass only what the TLS stack verified was presented with
+	// the private key, never a certificate a client merely sent as data.
+	ClientCertificate *x509.Certificate
 }
 
 // Check makes the decision Require makes, without net/http: it verifies
@@ -57,10 +68,12 @@ type Request struct {
 // Require does; Config.OnDecision and Config.OnDenial, which take an
 // *http.Request, are not called. ctx bounds the waits the decision may
 // need (keys, introspection, the replay store); WithServerHeldToken
-// applies to it as to a request's context. Check does not hand out the
-// fresh DPoP-Nonce that Require sends with an allowed response whose
-// proof's nonce is about to expire: the client is told use_dpop_nonce
-// once it has expired, and retries.
+// applies to it as to a request's context, and so does a client
+// certificate report (ContextWithClientCertificate): its certificate when
+// req.ClientCertificate is nil, and a malformed report refuses the
+// request. Check does not hand out the fresh DPoP-Nonce that Require
+// sends with an allowed response whose proof's nonce is about to expire:
+// the client is told use_dpop_nonce once it has expired, and retries.
 //
 // Any error that is not a *Denial is a programming error: a scope that is
 // empty or has spaces or quotes. For a Policy, use Checker.

@@ -60,6 +60,17 @@ type Config struct {
 	// presented as Bearer is rejected.
 	DPoP DPoPConfig
 
+	// TLSClientCertificateBoundAccessTokens says that clients can present
+	// TLS client certificates to this API: the server requests them
+	// (tls.Config.ClientAuth), or a trusted TLS-terminating proxy reports
+	// them (ContextWithClientCertificate). The RFC 9728 metadata then
+	// carries "tls_client_certificate_bound_access_tokens": true, telling
+	// clients that certificate-bound tokens (RFC 8705) work here. It only
+	// advertises: a token bound to a certificate is checked against the
+	// request's certificate, and refused without it, whatever this says.
+	// False (the default): not advertised.
+	TLSClientCertificateBoundAccessTokens bool
+
 	// PublicURL is the external base URL clients use to reach the
 	// protected API, such as "https://api.example.com". DPoP proofs' "htu"
 	// is checked against PublicURL's scheme and host, its path (if any)
@@ -263,6 +274,18 @@ type Issuer struct {
 	// a load generator against the authorization server. Zero means 200.
 	IntrospectionRateLimit float64
 
+	// IntrospectionResponse is the form of introspection answers the
+	// guard asks for and believes: "json" (the default, ""), plain RFC
+	// 7662 JSON trusted on TLS alone, or "jwt", answers signed by the
+	// issuer (RFC 9701), verified with this issuer's keys under the rules
+	// for access tokens (Algorithms, kid, no "none"), with "typ"
+	// token-introspection+jwt, "iss" this issuer, "aud" ClientID or
+	// Audience and a recent "iat". An answer that fails any check, a
+	// plain JSON one included, is never believed: the request gets 503,
+	// never access and never a cached "inactive". Only with introspection
+	// (ClientID).
+	IntrospectionResponse string
+
 	// AllowLegacyTyp accepts tokens whose JOSE "typ" is "JWT" or absent,
 	// as some identity providers still issue, instead of requiring
 	// "at+jwt" (RFC 9068 §2.1). Such tokens need only "iss", "aud" and
@@ -432,6 +455,15 @@ func (c *Config) validate() error {
 		}
 		if is.IntrospectionRateLimit < 0 || math.IsNaN(is.IntrospectionRateLimit) || math.IsInf(is.IntrospectionRateLimit, 0) {
 			bad(name+".IntrospectionRateLimit", "must be a positive number of requests per second (0: 200)")
+		}
+		switch is.IntrospectionResponse {
+		case "", "json":
+		case "jwt":
+			if is.IntrospectionEndpoint == "" && is.ClientID == "" {
+				bad(name+".IntrospectionResponse", "set only with ClientID (for introspection)")
+			}
+		default:
+			bad(name+".IntrospectionResponse", "%q is not json or jwt", is.IntrospectionResponse)
 		}
 	}
 

@@ -34,9 +34,13 @@
 //     byte; "aud" contains Config.Audience; "exp" is required and "nbf"
 //     and "iat" are honoured with Config.Leeway; an at+jwt token carries
 //     "sub", "client_id", "iat" and "jti" (RFC 9068 §2.2).
-//   - A token with a "cnf" claim is sender-constrained (RFC 9449 §7.1,
-//     RFC 8705): presented as Bearer it is rejected, never downgraded,
-//     whatever the DPoP mode.
+//   - A token with a "cnf" claim is sender-constrained (RFC 7800). With
+//     "cnf.jkt" (DPoP, RFC 9449 §7.1), or with no confirmation method the
+//     guard can check, presented as Bearer it is rejected, never
+//     downgraded, whatever the DPoP mode. With "cnf"."x5t#S256" (RFC 8705
+//     §3) it is accepted, on any scheme, only with that client
+//     certificate; see "Certificate-bound tokens" below. Other members of
+//     "cnf" are ignored.
 //   - With DPoP enabled (DPoPConfig.Mode), the "DPoP" scheme is taken too
 //     (and, in DPoPRequired, only it). Its token must carry "cnf.jkt", and
 //     the request exactly one DPoP header holding a proof (package dpop)
@@ -65,6 +69,30 @@
 // 503: the guard fails closed. Error
 // descriptions are fixed phrases and never contain token bytes or claim
 // values; the detail goes to Config.Logger.
+//
+// # Certificate-bound tokens (RFC 8705)
+//
+// A token whose "cnf" has "x5t#S256" (a JWT's claim, or an introspection
+// answer's member) is bound to a TLS client certificate: on every request,
+// after the verified-token cache, the SHA-256 of the client certificate's
+// DER must equal it (crypto/subtle), whatever the scheme. No certificate is
+// 401 invalid_token (ReasonCertificateRequired), another one too
+// (ReasonCertificateMismatch), and a value that is not the canonical
+// unpadded base64url of 32 bytes makes the token malformed. A token with
+// "jkt" too needs its DPoP proof as well. Tokens without "x5t#S256" are
+// not affected by a certificate being presented or not.
+//
+// The certificate is, in order: a report in the request's context
+// (ContextWithClientCertificate, for a trusted TLS-terminating proxy; a
+// malformed report refuses the request, 401 invalid_request,
+// ReasonMalformedCertificate); else the leaf of the request's own TLS
+// connection (r.TLS.PeerCertificates[0]: set tls.Config.ClientAuth to
+// tls.RequestClientCert). For Check, Request.ClientCertificate, else the
+// context's report. Only the binding is checked, never the certificate's
+// chain, validity dates or names (RFC 8705 §2.2): that is the TLS
+// configuration's business. Principal.Confirmation says which proofs were
+// checked; Config.TLSClientCertificateBoundAccessTokens advertises the
+// support in the RFC 9728 metadata.
 //
 // # Opaque tokens (RFC 7662)
 //

@@ -97,7 +97,7 @@ func TestDPoP(t *testing.T) {
 	is := newTestIssuer(t, "ES256", "k1")
 	alice, mallory := newDPoPClient(t), newDPoPClient(t)
 	bound := is.mint(t, "orders:read", map[string]any{"cnf": map[string]any{"jkt": alice.jkt}})
-	mtlsBound := is.mint(t, "orders:read", map[string]any{"cnf": map[string]any{"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}})
+	mtlsBound := is.mint(t, "orders:read", map[string]any{"cnf": map[string]any{"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg0"}})
 	plain := is.mint(t, "orders:read", nil)
 	var logs syncBuffer
 	g := newGuard(t, Config{
@@ -131,7 +131,7 @@ func TestDPoP(t *testing.T) {
 		{"replayed proof", "DPoP " + bound, []string{replayed}, "", 401, "DPoP", CodeInvalidDPoPProof, ReasonReplay},
 		{"bound token as Bearer", "Bearer " + bound, nil, "", 401, "Bearer", CodeInvalidToken, ReasonDPoPBound},
 		{"bound token as Bearer with proof", "Bearer " + bound, []string{alice.proof(t, "GET", dpopURL, bound)}, "", 401, "Bearer", CodeInvalidToken, ReasonDPoPBound},
-		{"mTLS-bound token as Bearer", "Bearer " + mtlsBound, nil, "", 401, "Bearer", CodeInvalidToken, ReasonDPoPBound},
+		{"mTLS-bound token as Bearer without a certificate", "Bearer " + mtlsBound, nil, "", 401, "Bearer", CodeInvalidToken, ReasonCertificateRequired},
 		{"mTLS-bound token as DPoP", "DPoP " + mtlsBound, []string{alice.proof(t, "GET", dpopURL, mtlsBound)}, "", 401, "DPoP", CodeInvalidToken, ReasonNotBound},
 		{"unbound token as DPoP", "DPoP " + plain, []string{alice.proof(t, "GET", dpopURL, plain)}, "", 401, "DPoP", CodeInvalidToken, ReasonNotBound},
 		{"no proof", "DPoP " + bound, nil, "", 401, "DPoP", CodeInvalidDPoPProof, ReasonInvalidProof},

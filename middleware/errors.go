@@ -27,7 +27,8 @@ const (
 type Denial struct {
 	// Status is the HTTP status: 400 (a malformed request), 401 (no
 	// credential, an unsupported scheme, a bad token or proof, a nonce
-	// needed, step-up), 403 (a valid token that lacks a scope), 429 (a
+	// needed, step-up, a client certificate missing, wrong or malformed
+	// for a certificate-bound token: the last with invalid_request), 403 (a valid token that lacks a scope), 429 (a
 	// DPoP key over its replay quota: Require sends Retry-After: 60) or
 	// 503 (a dependency the decision needs is down: keys never loaded,
 	// introspection or the replay store unreachable; Require sends
@@ -150,6 +151,13 @@ const (
 	ReasonInactive                 Reason = "token_inactive"
 	ReasonIntrospectionUnavailable Reason = "introspection_unavailable"
 
+	// Certificate-bound tokens (RFC 8705): the token names a client
+	// certificate and the request presented none, or another one; or
+	// the certificate report was malformed (ContextWithClientCertificate).
+	ReasonCertificateRequired  Reason = "certificate_required"
+	ReasonCertificateMismatch  Reason = "certificate_mismatch"
+	ReasonMalformedCertificate Reason = "malformed_certificate"
+
 	// Refusals by Guard.Hygiene, before any token is looked at.
 	ReasonInvalidPath    Reason = "invalid_path"
 	ReasonUpgradeRefused Reason = "upgrade_refused"
@@ -167,6 +175,7 @@ var allReasons = []Reason{
 	ReasonReplay, ReasonReplayStoreFull, ReasonReplayStoreUnavailable, ReasonDPoPKeyQuota,
 	ReasonDPoPRequired, ReasonTokenTooOld, ReasonStepUp,
 	ReasonInactive, ReasonIntrospectionUnavailable,
+	ReasonCertificateRequired, ReasonCertificateMismatch, ReasonMalformedCertificate,
 	ReasonInvalidPath, ReasonUpgradeRefused, ReasonMisdirected,
 }
 

@@ -210,7 +210,7 @@ func New(ctx context.Context, cfg Config) (*Guard, error) {
 			is.keys.Store(set)
 		}
 		if ic.IntrospectionEndpoint != "" {
-			c, err := g.newIntrospector(ic, ic.IntrospectionEndpoint, m)
+			c, err := g.newIntrospector(is, ic.IntrospectionEndpoint, m)
 			if err != nil {
 				g.Close()
 				return nil, fmt.Errorf("middleware: Issuers[%d]: %w", i, err)
@@ -234,7 +234,7 @@ func New(ctx context.Context, cfg Config) (*Guard, error) {
 					log.Error("issuer metadata has no introspection_endpoint; opaque tokens get 503 (or keep the last one)", "iss", ic.Issuer)
 					return
 				}
-				c, err := g.newIntrospector(ic, md.IntrospectionEndpoint, m)
+				c, err := g.newIntrospector(is, md.IntrospectionEndpoint, m)
 				if err != nil {
 					log.Error("discovered introspection_endpoint refused", "iss", ic.Issuer, "err", err)
 					return
@@ -313,8 +313,16 @@ func (g *Guard) retireIntrospector(old *introspect.Client) {
 	}
 }
 
-// newIntrospector makes the RFC 7662 client for issuer ic's endpoint.
-func (g *Guard) newIntrospector(ic Issuer, endpoint string, m *metrics) (*introspect.Client, error) {
+// newIntrospector makes the RFC 7662 client for issuer is's endpoint.
+// Signed answers (RFC 9701) are verified with the issuer's own key set,
+// whichever is in use at the time: no second fetcher of its JWKS.
+func (g *Guard) newIntrospector(is *issuer, endpoint string, m *metrics) (*introspect.Client, error) {
+	ic := is.cfg
+	var format introspect.ResponseFormat
+	var keys introspect.KeySet
+	if ic.IntrospectionResponse == "jwt" {
+		format, keys = introspect.ResponseJWT, issuerKeys{is}
+	}
 	method := map[string]introspect.AuthMethod{
 		"":                    introspect.ClientSecretBasic,
 		"client_secret_basic": introspect.ClientSecretBasic,
@@ -341,6 +349,8 @@ func (g *Guard) newIntrospector(ic Issuer, endpoint string, m *metrics) (*intros
 		KeyID:             ic.IntrospectionKeyID,
 		HTTPClient:        hc,
 		WrapTransport:     g.cfg.wrapTransport(purposeIntrospection),
+		ResponseFormat:    format,
+		Keys:              keys,
 		MaxCacheAge:       ic.IntrospectionCacheMaxAge,
 		RateLimit:         ic.IntrospectionRateLimit,
 		Leeway:            g.cfg.Leeway,
@@ -348,6 +358,19 @@ func (g *Guard) newIntrospector(ic Issuer, endpoint string, m *metrics) (*intros
 		OnRequest:         func(result string) { m.introspection.WithLabelValues(result).Inc() },
 		Now:               g.cfg.now,
 	})
+}
+
+// issuerKeys looks keys up in the key set an issuer has in use: none
+// (jwks.ErrNotLoaded) until its jwks_uri is discovered, then the current
+// one, also after a jwks_uri change.
+type issuerKeys struct{ is *issuer }
+
+func (k issuerKeys) Lookup(ctx context.Context, kid string) (*jwks.Key, error) {
+	set := k.is.keys.Load()
+	if set == nil {
+		return nil, jwks.ErrNotLoaded
+	}
+	return set.Lookup(ctx, kid)
 }
 
 // setUpResourceMetadata picks the RFC 9728 resource identifier

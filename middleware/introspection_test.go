@@ -66,7 +66,8 @@ func TestIntrospection(t *testing.T) {
 	as.set("opaque-no-sub", map[string]any{"active": true, "exp": exp, "client_id": "svc", "scope": "orders:read"})
 	as.set("opaque-other-aud", map[string]any{"active": true, "aud": "https://other.example.com", "exp": exp, "scope": "orders:read"})
 	as.set("opaque-bound", map[string]any{"active": true, "exp": exp, "client_id": "app", "scope": "orders:read", "cnf": map[string]any{"jkt": alice.jkt}})
-	as.set("opaque-mtls", map[string]any{"active": true, "exp": exp, "client_id": "app", "scope": "orders:read", "cnf": map[string]any{"x5t#S256": "abc"}})
+	as.set("opaque-mtls", map[string]any{"active": true, "exp": exp, "client_id": "app", "scope": "orders:read", "cnf": map[string]any{"x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg0"}})
+	as.set("opaque-mtls-malformed", map[string]any{"active": true, "exp": exp, "client_id": "app", "scope": "orders:read", "cnf": map[string]any{"x5t#S256": "abc"}})
 	as.set("opaque-read-only", map[string]any{"active": true, "exp": exp, "client_id": "app", "scope": "profile"})
 
 	cfg := Config{
@@ -93,7 +94,8 @@ func TestIntrospection(t *testing.T) {
 		{"another audience", "Bearer opaque-other-aud", "", 401, `error="invalid_token"`},
 		{"scope missing", "Bearer opaque-read-only", "", 403, `error="insufficient_scope"`},
 		{"DPoP-bound opaque token as Bearer", "Bearer opaque-bound", "", 401, `error="invalid_token"`},
-		{"mTLS-bound opaque token as Bearer", "Bearer opaque-mtls", "", 401, `error="invalid_token"`},
+		{"mTLS-bound opaque token as Bearer without a certificate", "Bearer opaque-mtls", "", 401, `error="invalid_token"`},
+		{"opaque token with a malformed x5t#S256", "Bearer opaque-mtls-malformed", "", 401, `error="invalid_token"`},
 		{"DPoP-bound opaque token with its proof", "DPoP opaque-bound", alice.proof(t, "GET", dpopURL, "opaque-bound"), 200, ""},
 	}
 	for _, tt := range tests {

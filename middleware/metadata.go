@@ -61,22 +61,28 @@ type ResourceMetadata struct {
 	BearerMethodsSupported        []string `json:"bearer_methods_supported"`
 	DPoPSigningAlgValuesSupported []string `json:"dpop_signing_alg_values_supported,omitempty"`
 	DPoPBoundAccessTokensRequired bool     `json:"dpop_bound_access_tokens_required"`
+	// TLSClientCertificateBoundAccessTokens is RFC 9728's
+	// tls_client_certificate_bound_access_tokens (RFC 8705 tokens),
+	// omitted when false (its default).
+	TLSClientCertificateBoundAccessTokens bool `json:"tls_client_certificate_bound_access_tokens,omitempty"`
 }
 
 // ResourceMetadata returns the guard's RFC 9728 protected resource
 // metadata: the resource identifier (Config.Resource, else Config.Audience),
 // the configured issuers as authorization servers, the scopes every route
 // registered with Require has asked for so far, the bearer method
-// ("header": tokens are taken from the Authorization header only), and the
-// DPoP algorithms and requirement. ok is false when the resource
+// ("header": tokens are taken from the Authorization header only), the
+// DPoP algorithms and requirement, and whether certificate-bound tokens
+// are supported (Config.TLSClientCertificateBoundAccessTokens). ok is false when the resource
 // identifier is not an absolute URL, as RFC 9728 §1.2 requires.
 func (g *Guard) ResourceMetadata() (md ResourceMetadata, ok bool) {
 	if g.meta.resource == "" {
 		return ResourceMetadata{}, false
 	}
 	md = ResourceMetadata{
-		Resource:               g.meta.resource,
-		BearerMethodsSupported: []string{"header"},
+		Resource:                              g.meta.resource,
+		BearerMethodsSupported:                []string{"header"},
+		TLSClientCertificateBoundAccessTokens: g.cfg.TLSClientCertificateBoundAccessTokens,
 	}
 	for _, is := range g.order {
 		md.AuthorizationServers = append(md.AuthorizationServers, is.cfg.Issuer)

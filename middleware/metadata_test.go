@@ -58,6 +58,15 @@ func TestResourceMetadata(t *testing.T) {
 			wantPath: "/.well-known/oauth-protected-resource",
 		},
 		{
+			// RFC 8705 certificate-bound tokens advertised (the
+			// gateway's tls.client_certs: request).
+			name:     "mtls_bound_tokens",
+			cfg:      Config{Audience: testAudience, Issuers: []Issuer{is.config()}, TLSClientCertificateBoundAccessTokens: true, AdvertiseResourceMetadata: true},
+			scopes:   [][]string{{"orders:read"}},
+			wantPath: "/.well-known/oauth-protected-resource",
+			wantURL:  "https://api.example.com/.well-known/oauth-protected-resource",
+		},
+		{
 			name:   "no_resource_identifier",
 			cfg:    Config{Audience: "orders-api", Issuers: []Issuer{is.config()}},
 			scopes: [][]string{{"a"}},

@@ -30,6 +30,18 @@ type Principal struct {
 	// JKT is the RFC 7638 thumbprint of the DPoP key the token is bound to
 	// ("cnf.jkt"), empty for bearer tokens.
 	JKT string
+	// CertificateThumbprint is the token's cnf."x5t#S256" (RFC 8705 §3.1):
+	// the base64url SHA-256 thumbprint of the DER of the client
+	// certificate the token is bound to; empty for a token not bound to
+	// a certificate.
+	CertificateThumbprint string
+	// Confirmation says which proofs of possession the token demands and
+	// the guard checked for this request: ConfirmationNone ("", a bearer
+	// token), ConfirmationDPoP ("dpop": a DPoP proof of the key JKT
+	// names), ConfirmationMTLS ("mtls": the client certificate
+	// CertificateThumbprint names) or ConfirmationDPoPMTLS
+	// ("dpop+mtls": both).
+	Confirmation Confirmation
 	// TokenID is the token's "jti", empty if absent.
 	TokenID string
 	// ExpiresAt is the token's "exp".
@@ -42,9 +54,12 @@ type Principal struct {
 	// the zero time if absent.
 	AuthTime time.Time
 
-	raw          []byte // the verified JSON claims, for Claims
-	bound        bool   // the token has a "cnf" claim: it is sender-constrained
-	introspected bool   // the token was judged by RFC 7662 introspection
+	raw []byte // the verified JSON claims, for Claims
+	// needsDPoP: the token is usable only with the DPoP scheme (it has
+	// cnf.jkt, is declared a DPoP token, or has a cnf with no method the
+	// guard can check); see setBinding.
+	needsDPoP    bool
+	introspected bool // the token was judged by RFC 7662 introspection
 }
 
 // HasScope reports whether the token grants scope s.

@@ -55,6 +55,13 @@ const (
 // request is otherwise authorised; or the denial to send.
 func (g *Guard) authenticate(in *request, start time.Time) (*Principal, string, string, *dpop.Proof, *Denial) {
 	isDPoP, tok, e := g.extract(in)
+	// A client certificate reported by a proxy, if any: a malformed
+	// report refuses the request whatever its token, as the certificate a
+	// bound token needs cannot be known.
+	rep := clientCertReportFrom(in.ctx)
+	if e == nil {
+		e = refuseMalformedCertificate(rep)
+	}
 	if e != nil {
 		// A refusal of DPoP credentials (too large) is stated in the DPoP
 		// challenge, like every later refusal (RFC 9449 §7.1).
@@ -64,13 +71,18 @@ func (g *Guard) authenticate(in *request, start time.Time) (*Principal, string, 
 	p, e := g.verifyToken(in, tok, start)
 	if e == nil {
 		switch {
-		case p.bound && !isDPoP:
-			// A sender-constrained token (RFC 9449 §7.1, RFC 8705 §3)
-			// is never accepted as a plain bearer token, whatever the
-			// DPoP mode.
+		case p.needsDPoP && !isDPoP:
+			// A DPoP-bound token (RFC 9449 §7.1), or one bound in a way
+			// the guard cannot check, is never accepted as a plain
+			// bearer token, whatever the DPoP mode.
 			e = invalidToken(ReasonDPoPBound, descDPoPBound, nil)
 		case isDPoP && p.JKT == "":
 			e = invalidToken(ReasonNotBound, descNotBound, nil)
+		case p.CertificateThumbprint != "":
+			// Bound to a certificate (RFC 8705 §3): on any scheme, and
+			// after the cache, so on every request; for a DPoP token
+			// also bound to a key, the proof is checked next.
+			e = checkCertificate(in, rep, p)
 		}
 		if e != nil {
 			e.iss = p.Issuer
@@ -173,22 +185,38 @@ func (g *Guard) introspectToken(in *request, tok string) (*Principal, *Denial) {
 		return nil, e
 	}
 	p := &Principal{
-		Issuer:    g.introIss.cfg.Issuer,
-		Subject:   res.Subject,
-		ClientID:  res.ClientID,
-		Scopes:    scopesOf(&jose.Claims{Scope: res.Scope}, false),
-		Audience:  res.Audience,
-		JKT:       res.JKT,
-		TokenID:   res.JTI,
-		ExpiresAt: res.ExpiresAt,
-		IssuedAt:  res.IssuedAt,
-		ACR:       res.ACR,
-		AuthTime:  res.AuthTime,
-		raw:       res.Raw,
-		// Sender-constrained by any cnf method, or declared a DPoP
-		// token: never acceptable as a bearer token.
-		bound:        res.Bound || strings.EqualFold(res.TokenType, "DPoP"),
+		Issuer:       g.introIss.cfg.Issuer,
+		Subject:      res.Subject,
+		ClientID:     res.ClientID,
+		Scopes:       scopesOf(&jose.Claims{Scope: res.Scope}, false),
+		Audience:     res.Audience,
+		TokenID:      res.JTI,
+		ExpiresAt:    res.ExpiresAt,
+		IssuedAt:     res.IssuedAt,
+		ACR:          res.ACR,
+		AuthTime:     res.AuthTime,
+		raw:          res.Raw,
 		introspected: true,
+	}
+	// The answer's cnf binds the token as a JWT's would: cnf.jkt to a
+	// DPoP key, cnf."x5t#S256" to a client certificate, both checked by
+	// authenticate; a token declared a DPoP token is never a bearer
+	// token either.
+	declaredDPoP := strings.EqualFold(res.TokenType, "DPoP")
+	if res.Bound || declaredDPoP {
+		var x5t string
+		if res.Bound {
+			cnf, err := jose.ParseConfirmation(res.Raw)
+			if err != nil {
+				e := invalidToken(ReasonMalformedToken, descMalformed, err)
+				e.iss = p.Issuer
+				return nil, e
+			}
+			if cnf != nil {
+				x5t = cnf.X5TS256
+			}
+		}
+		p.setBinding(res.JKT, x5t, declaredDPoP)
 	}
 	return p, nil
 }
@@ -433,7 +461,7 @@ func (g *Guard) verifyJWT(in *request, tok string, now time.Time) (*Principal, *
 		raw:       t.Payload,
 	}
 	if cl.CNF != nil {
-		p.bound, p.JKT = true, cl.CNF.JKT
+		p.setBinding(cl.CNF.JKT, cl.CNF.X5TS256, false)
 	}
 	if cl.IssuedAt.Valid {
 		p.IssuedAt = cl.IssuedAt.Time()

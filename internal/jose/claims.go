@@ -1,6 +1,7 @@
 package jose
 
 import (
+	"crypto/sha256"
 	"math"
 	"time"
 )
@@ -27,11 +28,29 @@ func (d NumericDate) Time() time.Time {
 }
 
 // Confirmation is the "cnf" claim (RFC 7800): how the token is bound to a
-// key its holder must prove.
+// key its holder must prove. Members other than "jkt" and "x5t#S256" are
+// skipped (RFC 7519 §4: what is not understood is ignored); whether a
+// binding nobody here can check is acceptable is the caller's decision.
 type Confirmation struct {
 	// JKT is "cnf.jkt", the RFC 7638 thumbprint of the DPoP key (RFC 9449
-	// §6.1); "" when cnf binds another way (such as "x5t#S256", RFC 8705).
+	// §6.1); "" when absent.
 	JKT string
+	// X5TS256 is "cnf"."x5t#S256" (RFC 8705 §3.1), the base64url SHA-256
+	// thumbprint of the client certificate's DER; "" when absent. When
+	// present it is the unpadded, canonical base64url encoding of 32
+	// bytes (ThumbprintSHA256 decodes it), or the claims are malformed.
+	X5TS256 string
+}
+
+// ThumbprintSHA256 decodes an "x5t#S256" value: 43 characters of the
+// base64url alphabet, unpadded, whose unused trailing bits are zero, so
+// that each SHA-256 digest has exactly one accepted encoding.
+func ThumbprintSHA256(s string) (sum [sha256.Size]byte, ok bool) {
+	if len(s) != 43 {
+		return sum, false
+	}
+	b, ok := decodeSegment(sum[:0], s)
+	return sum, ok && len(b) == sha256.Size
 }
 
 // Claims are the JWT claims (RFC 7519 §4, RFC 9068 §2.2) a resource server
@@ -152,12 +171,51 @@ func (d *scanner) confirmation() (*Confirmation, error) {
 	cnf := new(Confirmation)
 	var seen uint
 	err := d.Object(func(name string) error {
-		if name != "jkt" {
-			return d.Skip()
+		switch name {
+		case "jkt":
+			return member(d, &seen, 1, &cnf.JKT, d.Str)
+		case "x5t#S256":
+			return member(d, &seen, 2, &cnf.X5TS256, d.thumbprintSHA256)
 		}
-		return member(d, &seen, 1, &cnf.JKT, d.Str)
+		return d.Skip()
 	})
 	return cnf, err
+}
+
+// thumbprintSHA256 reads an "x5t#S256" value: a string ThumbprintSHA256
+// accepts.
+func (d *scanner) thumbprintSHA256() (string, error) {
+	s, err := d.Str()
+	if err != nil {
+		return "", err
+	}
+	if _, ok := ThumbprintSHA256(s); !ok {
+		return "", errThumbprint
+	}
+	return s, nil
+}
+
+// ParseConfirmation reads the "cnf" member of a JSON object, such as an
+// RFC 7662 introspection response, with ParseClaims's rules for it; the
+// other members are only checked to be JSON. It returns nil when there is
+// no "cnf" (or it is null).
+func ParseConfirmation(payload []byte) (*Confirmation, error) {
+	d := newScanner(readOnlyString(payload))
+	var cnf *Confirmation
+	var seen uint
+	err := d.Object(func(name string) error {
+		if name != "cnf" {
+			return d.Skip()
+		}
+		return member(&d, &seen, cCnf, &cnf, d.confirmation)
+	})
+	if err == nil {
+		err = d.End()
+	}
+	if err != nil {
+		return nil, malformed("confirmation", err)
+	}
+	return cnf, nil
 }
 
 // ProofClaims are the claims of a DPoP proof JWT (RFC 9449 §4.2). Its

@@ -1,6 +1,8 @@
 package jose
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"strconv"
@@ -35,7 +37,11 @@ func TestParseClaims(t *testing.T) {
 		{"scp string", `{"scp":"a b"}`, Claims{Scp: []string{"a b"}}, nil},
 		{"scp array", `{"scp":["a","b"]}`, Claims{Scp: []string{"a", "b"}}, nil},
 		{"cnf jkt", `{"cnf":{"jkt":"0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}}`, Claims{CNF: &Confirmation{JKT: "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}}, nil},
-		{"cnf without jkt", `{"cnf":{"x5t#S256":"bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}}`, Claims{CNF: &Confirmation{}}, nil},
+		{"cnf x5t#S256", `{"cnf":{"x5t#S256":"bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg0"}}`, Claims{CNF: &Confirmation{X5TS256: "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg0"}}, nil},
+		{"cnf jkt and x5t#S256", `{"cnf":{"jkt":"j","x5t#S256":"bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg0"}}`, Claims{CNF: &Confirmation{JKT: "j", X5TS256: "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg0"}}, nil},
+		{"cnf x5t#S256 escaped", `{"cnf":{"x5t\u0023S256":"\u0062wcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg0"}}`, Claims{CNF: &Confirmation{X5TS256: "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg0"}}, nil},
+		{"cnf with unknown methods only", `{"cnf":{"x5t":"abc","jwk":{"kty":"EC"}}}`, Claims{CNF: &Confirmation{}}, nil},
+		{"null x5t#S256", `{"cnf":{"x5t#S256":null}}`, Claims{CNF: &Confirmation{}}, nil},
 		{"fractional dates", `{"exp":1700000600.5,"iat":0.25}`, Claims{ExpiresAt: date(1700000600.5), IssuedAt: date(0.25)}, nil},
 		{"exponent date", `{"exp":1.7e9}`, Claims{ExpiresAt: date(1.7e9)}, nil},
 		{"zero and minus zero", `{"exp":0,"nbf":-0}`, Claims{ExpiresAt: date(0), NotBefore: date(0)}, nil},
@@ -68,6 +74,18 @@ func TestParseClaims(t *testing.T) {
 		{"duplicate scope string and array", `{"scope":"a","scope":["b"]}`, Claims{}, errDup},
 		{"duplicate cnf", `{"cnf":{},"cnf":{"jkt":"x"}}`, Claims{}, errDup},
 		{"duplicate jkt", `{"cnf":{"jkt":"a","jkt":"b"}}`, Claims{}, errDup},
+		{"duplicate x5t#S256", `{"cnf":{"x5t#S256":"bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg0","x5t#S256":"bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg0"}}`, Claims{}, errDup},
+		{"x5t#S256 number", `{"cnf":{"x5t#S256":1}}`, Claims{}, errType},
+		{"x5t#S256 array", `{"cnf":{"x5t#S256":["bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg0"]}}`, Claims{}, errType},
+		{"x5t#S256 too short", `{"cnf":{"x5t#S256":"abc"}}`, Claims{}, errThumbprint},
+		{"x5t#S256 empty", `{"cnf":{"x5t#S256":""}}`, Claims{}, errThumbprint},
+		{"x5t#S256 padded", `{"cnf":{"x5t#S256":"bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg0="}}`, Claims{}, errThumbprint},
+		{"x5t#S256 standard alphabet", `{"cnf":{"x5t#S256":"bwcK0esc3ACC3DB2Y5/lESsXE8o9ltc05O89jdN+dg0"}}`, Claims{}, errThumbprint},
+		{"x5t#S256 hex", `{"cnf":{"x5t#S256":"6f070ad1eb1cdc0082dc30766397e5112b1713ca3d96d734e3bf3d8dd37e760d"}}`, Claims{}, errThumbprint},
+		{"x5t#S256 SHA-1 length", `{"cnf":{"x5t#S256":"bwcK0esc3ACC3DB2Y5_lESsXE8o"}}`, Claims{}, errThumbprint},
+		// RFC 8705 §3.1's example: its last character carries set
+		// unused bits, which no encoder of a digest produces.
+		{"x5t#S256 non-canonical", `{"cnf":{"x5t#S256":"bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}}`, Claims{}, errThumbprint},
 		{"too deep", `{"x":` + strings.Repeat("[", 32) + strings.Repeat("]", 32) + `}`, Claims{}, errTooDeep},
 		{"not an object", `[]`, Claims{}, errSyntax},
 		{"trailing data", `{} {}`, Claims{}, errTrailing},
@@ -215,17 +233,34 @@ func referenceClaims(payload []byte) (Claims, bool) {
 				return c, false
 			}
 			c.CNF = new(Confirmation)
-			jkt := false
+			jkt, x5t := false, false
 			for _, im := range inner {
-				if im.name != "jkt" {
-					continue
-				}
-				if jkt {
-					return c, false
-				}
-				jkt = true
-				if string(im.value) != "null" && !str(im.value, &c.CNF.JKT) {
-					return c, false
+				switch im.name {
+				case "jkt":
+					if jkt {
+						return c, false
+					}
+					jkt = true
+					if string(im.value) != "null" && !str(im.value, &c.CNF.JKT) {
+						return c, false
+					}
+				case "x5t#S256":
+					if x5t {
+						return c, false
+					}
+					x5t = true
+					if string(im.value) == "null" {
+						continue
+					}
+					if !str(im.value, &c.CNF.X5TS256) {
+						return c, false
+					}
+					// The independent reading: encoding/base64's strict
+					// unpadded base64url, and a SHA-256 digest's length.
+					b, err := base64.RawURLEncoding.Strict().DecodeString(c.CNF.X5TS256)
+					if err != nil || len(b) != sha256.Size {
+						return c, false
+					}
 				}
 			}
 		}
@@ -242,6 +277,11 @@ func FuzzParseClaims(f *testing.F) {
 	for _, s := range []string{
 		`{}`, `{"iss":"https://as.example","sub":"alice","aud":["a","b"],"exp":1700000600,"scope":"read"}`,
 		`{"exp":1.5e9,"nbf":null,"cnf":{"jkt":"x","y":[1,{"z":"\u00e9"}]}}`,
+		`{"cnf":{"x5t#S256":"bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg0"}}`,      // canonical thumbprint
+		`{"cnf":{"x5t#S256":"bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}}`,      // set trailing bits (RFC 8705's example)
+		`{"cnf":{"x5t#S256":"bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg0=="}}`,    // padded
+		`{"cnf":{"jkt":"a","x5t#S256":null,"x5t":"b"}}`,                           // null thumbprint beside jkt and SHA-1 x5t
+		`{"cnf":{"x5t#S256":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\u0041"}}`, // escaped character
 		`{"scope":["a"],"scp":"b","x":{"y":[[[]]]}}`,
 		`{"iss":"a","iss":"b"}`, `{"exp":"1"}`, `{"aud":[null]}`, "{\"sub\":\"\xff\"}",
 		`{"sub":"\ud800"}`, `{"exp":1e400}`, `[{}]`, ` {"a" : -0.0e-0 } `,
@@ -262,6 +302,132 @@ func FuzzParseClaims(f *testing.F) {
 		case err == nil:
 			if diff := cmp.Diff(want, got, claimsOpts); diff != "" {
 				t.Fatalf("ParseClaims(%q) differs from reference (-ref +got):\n%s", payload, diff)
+			}
+		}
+	})
+}
+
+func TestThumbprintSHA256(t *testing.T) {
+	der := []byte("not really a certificate, but bytes all the same")
+	sum := sha256.Sum256(der)
+	enc := base64.RawURLEncoding.EncodeToString(sum[:])
+	got, ok := ThumbprintSHA256(enc)
+	if !ok || got != sum {
+		t.Fatalf("ThumbprintSHA256(%q) = %x, %v; want %x, true", enc, got, ok, sum)
+	}
+	for _, bad := range []string{
+		"", enc[:42], enc + "A", enc + "=", strings.ReplaceAll(enc, "-", "+"),
+		enc[:42] + "1", // set unused bits
+		"bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2", // RFC 8705 §3.1's example, non-canonical
+		strings.Repeat("A", 42) + "\x00",
+	} {
+		if _, ok := ThumbprintSHA256(bad); ok && bad != enc {
+			t.Errorf("ThumbprintSHA256(%q) accepted", bad)
+		}
+	}
+}
+
+func TestParseConfirmation(t *testing.T) {
+	const x5t = "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg0"
+	tests := []struct {
+		name    string
+		payload string
+		want    *Confirmation
+		wantErr error
+	}{
+		{"none", `{"active":true,"scope":"a"}`, nil, nil},
+		{"null", `{"cnf":null}`, nil, nil},
+		{"x5t#S256", `{"active":true,"cnf":{"x5t#S256":"` + x5t + `"},"exp":1}`, &Confirmation{X5TS256: x5t}, nil},
+		{"both", `{"cnf":{"jkt":"j","x5t#S256":"` + x5t + `","other":{}}}`, &Confirmation{JKT: "j", X5TS256: x5t}, nil},
+		{"other members of any type", `{"exp":"soon","cnf":{},"x":[1]}`, &Confirmation{}, nil},
+		{"malformed x5t#S256", `{"cnf":{"x5t#S256":"abc"}}`, nil, errThumbprint},
+		{"x5t#S256 number", `{"cnf":{"x5t#S256":7}}`, nil, errType},
+		{"cnf array", `{"cnf":[]}`, nil, errType},
+		{"duplicate cnf", `{"cnf":{},"cnf":{}}`, nil, errDup},
+		{"not an object", `[]`, nil, errSyntax},
+		{"trailing data", `{} x`, nil, errTrailing},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ParseConfirmation([]byte(tt.payload))
+			if tt.wantErr != nil {
+				if !errors.Is(err, ErrMalformed) || !errors.Is(err, tt.wantErr) {
+					t.Fatalf("ParseConfirmation(%s) = %v, want ErrMalformed wrapping %q", tt.payload, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("ParseConfirmation(%s) = %v", tt.payload, err)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("ParseConfirmation(%s) (-want +got):\n%s", tt.payload, diff)
+			}
+		})
+	}
+}
+
+// FuzzThumbprintSHA256 checks ThumbprintSHA256 against encoding/base64's
+// strict unpadded base64url: same verdict, same digest, and an accepted
+// value is the one encoding of its digest.
+func FuzzThumbprintSHA256(f *testing.F) {
+	for _, s := range []string{
+		"bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg0",  // canonical
+		"bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2",  // RFC 8705's example: unused bits set
+		"bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg0=", // padded
+		"bwcK0esc3ACC3DB2Y5/lESsXE8o9ltc05O89jdN+dg0",  // standard alphabet
+		"bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg",   // one short
+		"", // empty
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, ok := ThumbprintSHA256(s)
+		b, err := base64.RawURLEncoding.Strict().DecodeString(s)
+		want := err == nil && len(b) == sha256.Size && !strings.ContainsAny(s, "\r\n")
+		if ok != want {
+			t.Fatalf("ThumbprintSHA256(%q) ok=%v, encoding/base64 says %v (%v)", s, ok, want, err)
+		}
+		if ok && (string(got[:]) != string(b) || base64.RawURLEncoding.EncodeToString(got[:]) != s) {
+			t.Fatalf("ThumbprintSHA256(%q) = %x, want %x, the one encoding of it", s, got, b)
+		}
+	})
+}
+
+// FuzzParseConfirmation checks that ParseConfirmation reads an
+// introspection answer's "cnf" as ParseClaims reads a JWT's: same
+// verdict, same confirmation.
+func FuzzParseConfirmation(f *testing.F) {
+	for _, s := range []string{
+		`{"x5t#S256":"bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg0"}`,           // certificate-bound
+		`{"jkt":"a","x5t#S256":"bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg0"}`, // both
+		`{"x5t#S256":"abc"}`,    // too short
+		`{"x5t#S256":1}`,        // not a string
+		`{"x5t":"a","jwk":{}}`,  // unknown methods only
+		`"x5t#S256"`,            // not an object
+		`null`,                  // absent
+		`{"x5t#S256":null}`,     // null member
+		`{"jkt":"a","jkt":"b"}`, // duplicate
+		`{"x5t\u0023S256":"x"}`, // escaped name
+		`{"a":[{"b":[[]]}]}`,    // nesting
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, cnf string) {
+		payload := []byte(`{"active":true,"cnf":` + cnf + `}`)
+		got, err := ParseConfirmation(payload)
+		if !json.Valid([]byte(cnf)) {
+			// Not one JSON value: it may add members ParseClaims reads
+			// and ParseConfirmation only skips. No panic is all.
+			return
+		}
+		var c Claims
+		cerr := ParseClaims(payload, &c)
+		if (err == nil) != (cerr == nil) {
+			t.Fatalf("cnf %q: ParseConfirmation %v, ParseClaims %v", cnf, err, cerr)
+		}
+		if err == nil {
+			if diff := cmp.Diff(c.CNF, got); diff != "" {
+				t.Fatalf("cnf %q: (-ParseClaims +ParseConfirmation):\n%s", cnf, diff)
 			}
 		}
 	})

@@ -60,6 +60,8 @@ var (
 	errTooMany  = errors.New("too many members")
 	errSegments = errors.New("not three segments")
 	errBase64   = errors.New("segment is not unpadded base64url")
+	// errThumbprint: a "cnf"."x5t#S256" that no SHA-256 digest encodes to.
+	errThumbprint = errors.New(`"x5t#S256" is not the base64url encoding of a SHA-256 digest`)
 )
 
 func malformed(where string, err error) error {
