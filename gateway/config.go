@@ -112,6 +112,10 @@ type config struct {
 	CORS           *corsConfig        // nil: no CORS handling; OPTIONS is routed like any request
 	ForwardAuth    *forwardAuthConfig // nil: no forward-auth endpoint
 	TrustedProxies []netip.Prefix     // peers whose forwarding headers are believed; empty: nobody's
+	// ClientCertHeader is the header (canonical form) in which a trusted
+	// proxy reports its client's certificate, RFC 9440; "": none is read
+	// (clientcert.go).
+	ClientCertHeader string
 
 	// NonceSecrets are the DPoP nonce HMAC keys from the environment
 	// (nonceSecretsEnv), set by applyEnv; never from the file, so the file
@@ -145,6 +149,7 @@ type issuerConfig struct {
 	ClientAuthMethod, ClientKeyFile, ClientKeyID                   string
 	IntrospectionCacheMaxAge                                       time.Duration // 0: the middleware default
 	IntrospectionRateLimit                                         float64       // requests/s; 0: the middleware default
+	IntrospectionResponse                                          string        // "json" or "jwt"; "": json
 }
 
 // tlsConfig is the tls block: the certificate and key files, checked to
@@ -153,6 +158,7 @@ type issuerConfig struct {
 type tlsConfig struct {
 	CertFile, KeyFile string
 	ReloadInterval    time.Duration
+	ClientCerts       string // "off" or "request": ask clients for a certificate (clientcert.go)
 	Key               string // "tls", for messages
 	Line              int
 }

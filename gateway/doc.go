@@ -60,6 +60,16 @@
 // whose last handler answers 200 with the identity headers instead of
 // proxying; a denial is proxy mode's. upstream is optional then.
 //
+// # Certificate-bound tokens
+//
+// The guard accepts a token with cnf."x5t#S256" (RFC 8705) only with the
+// client certificate it names. With tls.client_certs: request the gateway
+// asks every TLS client for one (never verifying its chain); with
+// client_cert_header a proxy in front that terminates TLS reports it in
+// RFC 9440's Client-Cert, believed only from trusted_proxies and the only
+// source for their requests. That header and Client-Cert-Chain never
+// reach the upstream (clientcert.go).
+//
 // To the upstream it forwards the request with HeaderSubject,
 // HeaderClientID and HeaderScope set from the verified token. Every
 // header a client sends that an upstream could read as one of those (any

@@ -74,6 +74,7 @@ type (
 		CORS                           *effCORS    `yaml:"cors,omitempty"`
 		ForwardAuth                    *effFwdAuth `yaml:"forward_auth,omitempty"`
 		TrustedProxies                 []string    `yaml:"trusted_proxies,omitempty,flow"`
+		ClientCertHeader               string      `yaml:"client_cert_header,omitempty"`
 	}
 	effCORS struct {
 		AllowedOrigins []string `yaml:"allowed_origins,flow"`
@@ -117,6 +118,7 @@ type (
 		ClientKeyID              string  `yaml:"client_key_id,omitempty"`
 		IntrospectionCacheMaxAge string  `yaml:"introspection_cache_max_age,omitempty"`
 		IntrospectionRateLimit   float64 `yaml:"introspection_rate_limit,omitempty"`
+		IntrospectionResponse    string  `yaml:"introspection_response,omitempty"`
 		AllowLegacyTyp           bool    `yaml:"allow_legacy_typ"`
 		ScpClaim                 bool    `yaml:"scp_claim"`
 	}
@@ -143,6 +145,7 @@ type (
 		CertFile       string `yaml:"cert_file"`
 		KeyFile        string `yaml:"key_file"`
 		ReloadInterval string `yaml:"reload_interval"`
+		ClientCerts    string `yaml:"client_certs"`
 	}
 )
 
@@ -269,6 +272,7 @@ func (c *config) effectiveYAML() ([]byte, error) {
 			ei.IntrospectionCacheMaxAge = durOr(is.IntrospectionCacheMaxAge, shownIntrospectionCacheAge)
 			ei.IntrospectionRateLimit = cmp.Or(is.IntrospectionRateLimit, shownIntrospectionRateLimit)
 			ei.ClientAuthMethod = cmpOr(is.ClientAuthMethod, "client_secret_basic")
+			ei.IntrospectionResponse = cmpOr(is.IntrospectionResponse, "json")
 		}
 		e.Issuers = append(e.Issuers, ei)
 	}
@@ -328,8 +332,9 @@ func (c *config) effectiveYAML() ([]byte, error) {
 		e.TrustedProxies = append(e.TrustedProxies, p.String())
 	}
 	if c.TLS != nil {
-		e.TLS = &effTLS{CertFile: c.TLS.CertFile, KeyFile: c.TLS.KeyFile, ReloadInterval: c.TLS.ReloadInterval.String()}
+		e.TLS = &effTLS{CertFile: c.TLS.CertFile, KeyFile: c.TLS.KeyFile, ReloadInterval: c.TLS.ReloadInterval.String(), ClientCerts: c.TLS.ClientCerts}
 	}
+	e.ClientCertHeader = c.ClientCertHeader
 
 	var doc yaml.Node
 	if err := doc.Encode(&e); err != nil {

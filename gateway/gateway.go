@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -336,13 +335,9 @@ func (g *Gateway) start(ctx context.Context) (err error) {
 		ErrorLog: g.errorLog(),
 	}
 	if c.TLS != nil { // a reload cannot turn tls on or off
-		g.proxySrv.TLSConfig = &tls.Config{
-			MinVersion: tls.VersionTLS12,
-			// Through the Gateway, so a reload can change the files.
-			GetCertificate: func(h *tls.ClientHelloInfo) (*tls.Certificate, error) {
-				return g.certs.Load().getCertificate(h)
-			},
-		}
+		// Through the Gateway, so a reload can change the files and
+		// tls.client_certs (clientcert.go).
+		g.proxySrv.TLSConfig = g.serverTLSConfig()
 		go g.serveTLS(g.proxySrv, g.proxyLn)
 	} else {
 		// Plain HTTP/1: the requests' framing is followed as they are

@@ -30,6 +30,9 @@ func (c *config) guardConfig(log *slog.Logger, reg prometheus.Registerer) middle
 		// The gateway serves the metadata document on listen
 		// (newProxyHandler), so its challenges point to it.
 		AdvertiseResourceMetadata: true,
+		// RFC 9728: clients' certificates are asked for (tls.client_certs)
+		// or reported by a trusted proxy (client_cert_header).
+		TLSClientCertificateBoundAccessTokens: c.requestsClientCerts(),
 
 		JWKSMinRefreshInterval: c.JWKSMinRefreshInterval,
 		JWKSMaxRefreshInterval: c.JWKSMaxRefreshInterval,
@@ -67,6 +70,7 @@ func (c *config) guardConfig(log *slog.Logger, reg prometheus.Registerer) middle
 			IntrospectionKeyID:       is.ClientKeyID,
 			IntrospectionCacheMaxAge: is.IntrospectionCacheMaxAge,
 			IntrospectionRateLimit:   is.IntrospectionRateLimit,
+			IntrospectionResponse:    is.IntrospectionResponse,
 		})
 	}
 	return mc

@@ -25,6 +25,7 @@ func (fc *fileConfig) validateIngress(c *config, doc *yaml.Node, pos positions, 
 	if fc.TrustedProxies != nil && len(fc.TrustedProxies) == 0 {
 		bad(pos.at("trusted_proxies"), "an empty list trusts nobody; omit the key")
 	}
+	fc.validateClientCerts(c, pos, bad)
 	if fc.CORS != nil || hasKey(doc, "cors") {
 		c.CORS = fc.CORS.validate(pos, bad, dur)
 	}
@@ -78,6 +79,7 @@ func (c *config) ingress(guard *middleware.Guard, router http.Handler) http.Hand
 	if c.CORS != nil {
 		h = c.CORS.headers(h)
 	}
+	h = c.clientCertHeader(h) // a trusted proxy's Client-Cert, for the guard
 	if c.ForwardAuth == nil {
 		return h
 	}

@@ -226,6 +226,7 @@ func newProxy(cfg *config, log *slog.Logger) *httputil.ReverseProxy {
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(upstream)
 			scrubHeaders(pr.Out.Header, cfg.AllowUnderscoreHeaders)
+			dropClientCertHeader(pr.Out.Header, cfg.ClientCertHeader)
 			// Request trailers are never forwarded: they would arrive after
 			// every header rule here has run.
 			pr.Out.Trailer = nil
@@ -325,6 +326,9 @@ var clientOverrideHeaders = []string{
 	"x-real-ip", "true-client-ip", "x-client-ip", "cf-connecting-ip", "fastly-client-ip",
 	"x-cluster-client-ip", "x-original-forwarded-for", "x-original-url", "x-rewrite-url",
 	"x-original-host", "x-host", "x-http-method-override", "x-method-override", "x-http-method",
+	// RFC 9440: the client certificate a TLS-terminating proxy saw. Only
+	// the gateway may read it, and only from trusted_proxies (clientcert.go).
+	"client-cert", "client-cert-chain",
 }
 
 // scrubHeaders removes from a request about to be forwarded every header

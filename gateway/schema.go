@@ -47,6 +47,9 @@ type fileConfig struct {
 	CORS           *fileCORS        `yaml:"cors"`         // nil: no CORS handling
 	ForwardAuth    *fileForwardAuth `yaml:"forward_auth"` // nil: no forward-auth endpoint (unless the key is there with no value)
 	TrustedProxies []string         `yaml:"trusted_proxies"`
+	// ClientCertHeader names the RFC 9440 header (Client-Cert) in which a
+	// trusted proxy reports its client's certificate (clientcert.go).
+	ClientCertHeader string `yaml:"client_cert_header"`
 }
 
 // fileCORS is the cors block.
@@ -89,6 +92,7 @@ type fileTLS struct {
 	CertFile       string `yaml:"cert_file"`
 	KeyFile        string `yaml:"key_file"`
 	ReloadInterval string `yaml:"reload_interval"`
+	ClientCerts    string `yaml:"client_certs"` // off (default) | request
 }
 
 type fileIssue struct {
@@ -107,6 +111,9 @@ type fileIssue struct {
 	IntrospectionCacheMaxAge string `yaml:"introspection_cache_max_age"`
 	// IntrospectionRateLimit bounds introspection requests per second.
 	IntrospectionRateLimit float64 `yaml:"introspection_rate_limit"`
+	// IntrospectionResponse is json (default) or jwt: RFC 9701 signed
+	// answers, verified with the issuer's keys.
+	IntrospectionResponse string `yaml:"introspection_response"`
 }
 
 type fileDPoP struct {

@@ -10,8 +10,9 @@ import (
 // the gateway believes: a peer (the TCP connection's remote address, never
 // a header) inside one of these prefixes may describe a request it
 // forwards. Today that is what forward_auth reads (X-Forwarded-Method,
-// -Proto, -Host, -Uri; X-Original-Method, -URI); any other peer's copies
-// are ignored or refused. In proxy mode nothing changes: Forwarded and
+// -Proto, -Host, -Uri; X-Original-Method, -URI) and client_cert_header
+// (the client's certificate, RFC 9440); any other peer's copies are
+// ignored or refused. In proxy mode nothing changes: Forwarded and
 // X-Forwarded-* from any peer are replaced (newProxy), because the
 // upstream's view of the client must come from the gateway's own
 // connection.

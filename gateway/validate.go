@@ -151,6 +151,17 @@ func (fc *fileConfig) validate(doc *yaml.Node) (*config, []*FieldError) {
 			}
 			ic.IntrospectionRateLimit = r
 		}
+		c.keys[prefix+"IntrospectionResponse"] = pos.at("issuers", i, "introspection_response")
+		switch v := is.IntrospectionResponse; v {
+		case "", "json":
+		case "jwt":
+			if is.IntrospectionEndpoint == "" && is.ClientID == "" {
+				bad(pos.at("issuers", i, "introspection_response"), "needs introspection_endpoint or client_id on this issuer")
+			}
+			ic.IntrospectionResponse = v
+		default:
+			bad(pos.at("issuers", i, "introspection_response"), "%q is not json or jwt", v)
+		}
 		c.Issuers = append(c.Issuers, ic)
 	}
 
