@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/netip"
 	"slices"
 	"strings"
 
@@ -203,11 +204,49 @@ func requirePrincipal(next http.Handler, log *slog.Logger) http.Handler {
 	})
 }
 
+// believeForwarded passes on what a trusted proxy in front said about
+// the client (trusted_proxies is the one list that decides this): its
+// X-Forwarded-For chain, with the proxy's own address appended after it,
+// and its X-Forwarded-Host and -Proto instead of the gateway's view
+// (SetXForwarded's), each only when it sent exactly one well-formed value.
+// From any other peer these headers are never believed (newProxy).
+func believeForwarded(pr *httputil.ProxyRequest) {
+	in, out := pr.In.Header, pr.Out.Header
+	if v := in.Values("X-Forwarded-For"); len(v) > 0 {
+		chain := strings.Join(v, ", ")
+		if forwardedForOK(chain) {
+			out.Set("X-Forwarded-For", chain+", "+out.Get("X-Forwarded-For"))
+		}
+	}
+	if v := in.Values("X-Forwarded-Host"); len(v) == 1 && checkHost(v[0]) == nil {
+		out.Set("X-Forwarded-Host", v[0])
+	}
+	if v := in.Values("X-Forwarded-Proto"); len(v) == 1 && (v[0] == "http" || v[0] == "https") {
+		out.Set("X-Forwarded-Proto", v[0])
+	}
+}
+
+// forwardedForOK reports whether an X-Forwarded-For chain is a list of IP
+// addresses (at most 32): nothing else is passed on.
+func forwardedForOK(chain string) bool {
+	n := 0
+	for part := range strings.SplitSeq(chain, ",") {
+		if _, err := netip.ParseAddr(strings.TrimSpace(part)); err != nil {
+			return false
+		}
+		if n++; n > 32 {
+			return false
+		}
+	}
+	return true
+}
+
 // newProxy returns the reverse proxy to the upstream. It uses Rewrite, so
 // the inbound Forwarded and X-Forwarded-* headers are dropped before it
 // runs and only the ones SetXForwarded adds (the TCP peer, the Host the
 // client asked for, and http or https per the listener) reach the
-// upstream; every other X-Forwarded-* header and the client-address and
+// upstream, or, from a peer in trusted_proxies, what it said about the
+// client (believeForwarded); every other X-Forwarded-* header and the client-address and
 // URL/method-override headers frameworks read (dropClientForwarding) are
 // removed too, so no client-supplied address, scheme, port, prefix,
 // original URL or method reaches it under any common name. Hop-by-hop headers named in the
@@ -231,6 +270,9 @@ func newProxy(cfg *config, log *slog.Logger) *httputil.ReverseProxy {
 			// every header rule here has run.
 			pr.Out.Trailer = nil
 			pr.SetXForwarded()
+			if trustedPeer(cfg.TrustedProxies, pr.In.RemoteAddr) {
+				believeForwarded(pr)
+			}
 			setIdentityHeaders(pr.Out.Header, pr.In)
 			if rec := recordFrom(pr.In.Context()); rec != nil {
 				pr.Out.Header.Set(headerRequestID, rec.id)

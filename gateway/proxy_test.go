@@ -729,3 +729,46 @@ func TestGatewayAccessLogOffAboveInfo(t *testing.T) {
 		t.Errorf("access lines at log_level warn: %v", lines)
 	}
 }
+
+// TestGatewayTrustedForwardedHeaders: from a peer in trusted_proxies, what
+// it says about the client (X-Forwarded-For, -Host, -Proto) reaches the
+// upstream, the chain with the peer appended; malformed values and every
+// other client-address header are still dropped; from another peer
+// nothing is believed.
+func TestGatewayTrustedForwardedHeaders(t *testing.T) {
+	is := startIssuer(t)
+	up := startUpstream(t)
+	tok := mint(t, is, "orders:read")
+	send := func(g *running, xff string) http.Header {
+		t.Helper()
+		resp, _ := do(t, "GET", g.proxy+"/orders/1", tok, http.Header{
+			"X-Forwarded-For":   {xff},
+			"X-Forwarded-Host":  {"api.example.com"},
+			"X-Forwarded-Proto": {"https"},
+			"X-Real-Ip":         {"6.6.6.6"},
+			"Forwarded":         {"for=6.6.6.6"},
+		})
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+		return up.last(t).Header
+	}
+	trusted := runGateway(t, gatewayYAML(is.URL(), is.URL()+"/jwks", up.URL, "trusted_proxies: [127.0.0.1/32]\n"))
+	h := send(trusted, "203.0.113.7, 198.51.100.2")
+	for k, want := range map[string]string{
+		"X-Forwarded-For": "203.0.113.7, 198.51.100.2, 127.0.0.1", "X-Forwarded-Host": "api.example.com", "X-Forwarded-Proto": "https",
+		"X-Real-Ip": "", "Forwarded": "",
+	} {
+		if got := strings.Join(h.Values(k), "|"); got != want {
+			t.Errorf("trusted peer: %s = %q, want %q", k, got, want)
+		}
+	}
+	if got := send(trusted, "203.0.113.7, not-an-address").Get("X-Forwarded-For"); got != "127.0.0.1" {
+		t.Errorf("a malformed chain from a trusted peer: X-Forwarded-For = %q, want only the peer", got)
+	}
+	other := runGateway(t, gatewayYAML(is.URL(), is.URL()+"/jwks", up.URL, "trusted_proxies: [10.0.0.0/8]\n"))
+	h = send(other, "203.0.113.7")
+	if h.Get("X-Forwarded-For") != "127.0.0.1" || h.Get("X-Forwarded-Proto") != "http" || h.Get("X-Forwarded-Host") == "api.example.com" {
+		t.Errorf("untrusted peer believed: %v", h)
+	}
+}
