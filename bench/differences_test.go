@@ -1,6 +1,8 @@
 package bench
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -29,6 +31,8 @@ func TestPeerDifferences(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	sum := sha256.Sum256([]byte("some client certificate's DER"))
+	thumbprint := base64.RawURLEncoding.EncodeToString(sum[:]) // well-formed: only the certificate is missing
 	inputs := []struct {
 		name  string
 		token string
@@ -38,16 +42,19 @@ func TestPeerDifferences(t *testing.T) {
 		{"typ JWT, not at+jwt", plainJWT},
 		{"no sub, client_id, jti", mint(map[string]any{"sub": nil, "client_id": nil, "jti": nil})},
 		{"lacks the route's scope", mint(map[string]any{"scope": "profile"})},
+		// RFC 8705: bound to a client certificate, sent without one (the
+		// request is plain HTTP, no TLS peer).
+		{"certificate-bound, no certificate", mint(map[string]any{"cnf": map[string]any{"x5t#S256": thumbprint}})},
 	}
 	// allowed[contestant] lists, per input in order, whether it lets the
 	// request through.
 	allowed := map[string][]bool{
-		"tokenguard":        {false, false, false, false, false},
-		"tokenguard-cached": {false, false, false, false, false},
-		"auth0":             {true, false, true, true, true},
-		"keyfunc":           {false, false, true, true, true},
-		"go-oidc":           {false, false, true, true, true},
-		"jwx":               {true, false, true, true, true},
+		"tokenguard":        {false, false, false, false, false, false},
+		"tokenguard-cached": {false, false, false, false, false, false},
+		"auth0":             {true, false, true, true, true, true},
+		"keyfunc":           {false, false, true, true, true, true},
+		"go-oidc":           {false, false, true, true, true, true},
+		"jwx":               {true, false, true, true, true, true},
 	}
 	for _, c := range contestants {
 		want, ok := allowed[c.name]
