@@ -23,7 +23,7 @@ import (
 
 func TestInterop(t *testing.T) {
 	if testing.Short() {
-		t.Skip("-short: the interop suite starts an authorization server and the gateway (about 20 s)")
+		t.Skip("-short: the interop suite starts an authorization server and the gateway (about 10 s)")
 	}
 	for _, bin := range []string{"node", "npm"} {
 		if _, err := exec.LookPath(bin); err != nil {

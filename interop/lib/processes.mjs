@@ -73,6 +73,9 @@ export async function freePort() {
 // startUpstream starts the API behind the gateway: it answers 200 with
 // the request line and the X-Tokenguard-* headers it received, and
 // counts requests so tests can tell that a denied request never got here.
+// received also notes any client certificate header that got through
+// (clientCert: the Client-Cert and Client-Cert-Chain values; the gateway
+// must drop them).
 export async function startUpstream() {
   const received = [];
   const srv = http.createServer((req, res) => {
@@ -80,7 +83,8 @@ export async function startUpstream() {
     for (const [k, v] of Object.entries(req.headers)) {
       if (k.startsWith('x-tokenguard-')) identity[k] = v;
     }
-    received.push({ method: req.method, url: req.url, identity, authorization: req.headers.authorization ?? '' });
+    const clientCert = ['client-cert', 'client-cert-chain'].map((k) => req.headers[k]).filter(Boolean);
+    received.push({ method: req.method, url: req.url, identity, authorization: req.headers.authorization ?? '', clientCert });
     res.writeHead(200, { 'content-type': 'application/json' });
     res.end(JSON.stringify({ upstream: true, method: req.method, url: req.url, identity }));
   });
@@ -100,33 +104,53 @@ export async function startUpstream() {
 // yamlString quotes s for YAML (JSON strings are valid YAML scalars).
 const q = (s) => JSON.stringify(s);
 
-// gatewayConfig renders the gateway's YAML configuration.
+// gatewayConfig renders the gateway's YAML configuration. Optional, for
+// the certificate-bound cases (test/mtls.test.mjs): tls ({ certFile,
+// keyFile, clientCerts }: HTTPS on port, public_url https),
+// trustedProxies and clientCertHeader, introspectionResponse, and
+// introspectionEndpoint (set, it replaces the discovered one); the JWKS
+// timings and introspectionCacheMaxAge may be left out (the defaults).
 export function gatewayConfig(c) {
   const lines = [
     `listen: ${q(`127.0.0.1:${c.port}`)}`,
     `metrics_listen: ${q(`127.0.0.1:${c.metricsPort}`)}`,
     `upstream: ${q(c.upstream)}`,
-    `public_url: ${q(`http://127.0.0.1:${c.port}`)}`,
+    `public_url: ${q(`${c.tls ? 'https' : 'http'}://127.0.0.1:${c.port}`)}`,
     `audience: ${q(c.audience)}`,
     'log_format: json',
     'log_level: debug',
     'startup_wait: 10s',
     'shutdown_timeout: 1s',
-    // Short JWKS timings so key rotation shows within seconds.
-    `jwks_min_refresh_interval: ${c.jwksMin}`,
-    `jwks_max_refresh_interval: ${c.jwksMax}`,
-    `jwks_refresh_rate_limit: ${c.jwksRateLimit}`,
+  ];
+  if (c.tls) {
+    lines.push(
+      'tls:',
+      `  cert_file: ${q(c.tls.certFile)}`,
+      `  key_file: ${q(c.tls.keyFile)}`,
+      ...(c.tls.clientCerts ? [`  client_certs: ${q(c.tls.clientCerts)}`] : []),
+    );
+  }
+  if (c.trustedProxies) lines.push(`trusted_proxies: [${c.trustedProxies.map(q).join(', ')}]`);
+  if (c.clientCertHeader) lines.push(`client_cert_header: ${q(c.clientCertHeader)}`);
+  // Short JWKS timings so key rotation shows within seconds.
+  if (c.jwksMin) lines.push(`jwks_min_refresh_interval: ${c.jwksMin}`);
+  if (c.jwksMax) lines.push(`jwks_max_refresh_interval: ${c.jwksMax}`);
+  if (c.jwksRateLimit) lines.push(`jwks_refresh_rate_limit: ${c.jwksRateLimit}`);
+  lines.push(
     'issuers:',
     `  - issuer: ${q(c.issuer)}`,
-    // No jwks_uri and no introspection_endpoint: both are discovered
-    // from the issuer's metadata, as most users will configure it.
+    // No jwks_uri and (unless the test overrides it) no
+    // introspection_endpoint: both are discovered from the issuer's
+    // metadata, as most users will configure it.
+    ...(c.introspectionEndpoint ? [`    introspection_endpoint: ${q(c.introspectionEndpoint)}`] : []),
     `    client_id: ${q(c.clientId)}`,
     `    client_secret: ${q(c.clientSecret)}`,
-    `    introspection_cache_max_age: ${c.introspectionCacheMaxAge}`,
+    ...(c.introspectionCacheMaxAge ? [`    introspection_cache_max_age: ${c.introspectionCacheMaxAge}`] : []),
+    ...(c.introspectionResponse ? [`    introspection_response: ${q(c.introspectionResponse)}`] : []),
     'dpop:',
     '  mode: allowed',
     'routes:',
-  ];
+  );
   for (const r of c.routes) {
     lines.push(`  - pattern: ${q(r.pattern)}`);
     if (r.scopes) lines.push(`    scopes: [${r.scopes.map(q).join(', ')}]`);
@@ -147,6 +171,10 @@ export async function startGateway({ bin, dir, config, port, metricsPort, readyT
   const child = spawn(bin, ['-config', cfgFile], { stdio: ['ignore', log, log], detached: true });
   fs.closeSync(log);
   children.add(child);
+  // A gateway must never be what keeps the test process alive (one a
+  // failed before hook did not get to stop, say): unref'd, the process
+  // ends when the tests do, and the exit handler above kills it.
+  child.unref();
   let exited = null;
   child.on('exit', (code, signal) => {
     exited = { code, signal };
@@ -154,16 +182,26 @@ export async function startGateway({ bin, dir, config, port, metricsPort, readyT
   });
   const readLog = () => fs.readFileSync(logFile, 'utf8').trimEnd();
   const logTail = () => readLog().split('\n').slice(-40).join('\n');
+  // waitExit waits up to ms for the child to exit and reports whether it
+  // did. The timer is cleared either way: a pending one would keep the
+  // test process alive for its whole length after the last test.
+  const waitExit = async (ms) => {
+    let timer;
+    try {
+      return await Promise.race([
+        once(child, 'exit').then(() => true),
+        new Promise((r) => { timer = setTimeout(r, ms, false); }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
+  };
   const stop = async () => {
     if (exited) return;
     killGroup(child, 'SIGTERM');
-    const killed = await Promise.race([
-      once(child, 'exit').then(() => true),
-      new Promise((r) => setTimeout(r, 5_000, false)),
-    ]);
-    if (!killed) {
+    if (!(await waitExit(5_000))) {
       killGroup(child, 'SIGKILL');
-      await Promise.race([once(child, 'exit'), new Promise((r) => setTimeout(r, 5_000))]);
+      await waitExit(5_000);
     }
   };
 
@@ -185,5 +223,6 @@ export async function startGateway({ bin, dir, config, port, metricsPort, readyT
     }
     await new Promise((r) => setTimeout(r, 100));
   }
-  return { url: `http://127.0.0.1:${port}`, metricsURL, logFile, log: readLog, logTail, stop };
+  const scheme = /^tls:/m.test(config) ? 'https' : 'http';
+  return { url: `${scheme}://127.0.0.1:${port}`, metricsURL, logFile, log: readLog, logTail, stop };
 }

@@ -8,6 +8,14 @@
 //   - RFC 9449 DPoP (enabled by default in oidc-provider 9), with one
 //     client whose tokens are always DPoP-bound;
 //   - RFC 7009 revocation and RFC 7662 introspection;
+//   - optionally (the mtls option), RFC 8705 certificate-bound access
+//     tokens: a TLS listener that asks for client certificates, announced
+//     as the token endpoint's mtls_endpoint_aliases, and two clients that
+//     authenticate with their self-signed certificate
+//     (self_signed_tls_client_auth) and whose tokens are always bound to
+//     it, one with JWT access tokens, one with opaque ones; and RFC 9701
+//     signed introspection answers (jwtIntrospection) for the resource
+//     server's client, when it asks for them;
 //   - optionally (the bff option), a confidential client for tokenguard's
 //     token handler: the authorization code flow with PKCE, a test-only
 //     interaction that logs in the fixed user "alice" and grants what
@@ -26,11 +34,14 @@
 // in-memory store, which is what a key rotation with a redeploy looks
 // like from the outside: the same issuer URL, a different JWKS.
 
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { X509Certificate, randomBytes } from 'node:crypto';
 import http from 'node:http';
+import https from 'node:https';
 import { once } from 'node:events';
 import { pathToFileURL } from 'node:url';
 import Provider from 'oidc-provider';
+
+import { newKeyPair } from './keys.mjs';
 
 // Client IDs and secrets. Secrets are test-only values.
 export const clients = {
@@ -46,6 +57,13 @@ export const clients = {
   // authorization code flow. Registered only with startProvider's bff
   // option.
   bff: { id: 'tokenguard-bff', secret: 'bff-secret-0123456789abcdef012345678' },
+  // RFC 8705 clients, registered only with startProvider's mtls option:
+  // no secret; each authenticates with its self-signed certificate
+  // (self_signed_tls_client_auth) and gets tokens bound to it
+  // (tls_client_certificate_bound_access_tokens). mtls gets JWT access
+  // tokens, mtlsOpaque opaque ones.
+  mtls: { id: 'mtls-client' },
+  mtlsOpaque: { id: 'mtls-opaque-client' },
 };
 
 // Every scope the resource servers know.
@@ -61,8 +79,8 @@ export const user = 'alice';
 // so tests can tell which key signed a token.
 export function makeKey(kid, alg) {
   const { privateKey } = alg.startsWith('ES')
-    ? generateKeyPairSync('ec', { namedCurve: 'P-256' })
-    : generateKeyPairSync('rsa', { modulusLength: 2048 });
+    ? newKeyPair('ec', { namedCurve: 'P-256' })
+    : newKeyPair('rsa', { modulusLength: 2048 });
   return { ...privateKey.export({ format: 'jwk' }), kid, alg, use: 'sig' };
 }
 
@@ -79,12 +97,26 @@ export function makeKey(kid, alg) {
 // tokenDelay (ms the token endpoint waits before answering, so that
 // concurrent requests surely meet a refresh in flight) }.
 //
-// It returns { issuer, port, requests, state, close }. requests records
-// every request the provider received ({ method, path, cacheControl, at }),
+// mtls, when set, turns on RFC 8705 and RFC 9701 (see the top of this
+// file): { server: { cert, key } (PEM: the TLS listener's certificate),
+// clientCerts: { mtls, mtlsOpaque } (each client's certificate as a
+// public JWK with x5c, as lib/certs.mjs's jwk) }. The provider then
+// learns a request's client certificate from its TLS connection
+// (features.mTLS.getCertificate): only the TLS listener asks for one, and
+// accepts any (rejectUnauthorized: false; the client's registered JWKS is
+// what authenticates it). Its URL is the metadata's
+// mtls_endpoint_aliases.token_endpoint. The resource server's client then
+// gets signed introspection answers (signed like access tokens, by
+// keys[0]) when it sends Accept: application/token-introspection+jwt.
+//
+// It returns { issuer, port, mtlsBase (the TLS listener's URL, with
+// mtls), requests, state, close }. requests records every request the
+// provider received ({ method, path, cacheControl, userAgent, accept,
+// clientCert (a certificate was presented on TLS), at }),
 // so tests can see the gateway's discovery, JWKS and introspection calls.
 // state is what the provider did for clients.bff (see bffState), also
 // served as JSON on GET /__test/state when bff is set.
-export async function startProvider({ port = 0, issuer, keys, audience, otherAudience, tokenTTL = 300, bff }) {
+export async function startProvider({ port = 0, issuer, keys, audience, otherAudience, tokenTTL = 300, bff, mtls }) {
   const requests = [];
   const state = bffState();
   const signingAlg = keys[0].alg;
@@ -93,6 +125,15 @@ export async function startProvider({ port = 0, issuer, keys, audience, otherAud
   await once(server, 'listening');
   port = server.address().port;
   issuer ??= `http://127.0.0.1:${port}`;
+  // The TLS listener of the mtls option: asks every client for a
+  // certificate, verifies none (self-signed ones are the point).
+  let tlsServer;
+  if (mtls) {
+    tlsServer = https.createServer({ ...mtls.server, requestCert: true, rejectUnauthorized: false });
+    tlsServer.listen(0, '127.0.0.1');
+    await once(tlsServer, 'listening');
+  }
+  const mtlsBase = tlsServer && `https://127.0.0.1:${tlsServer.address().port}`;
 
   const provider = new Provider(issuer, {
     clients: [
@@ -115,7 +156,17 @@ export async function startProvider({ port = 0, issuer, keys, audience, otherAud
       {
         client_id: clients.rs.id, client_secret: clients.rs.secret,
         grant_types: [], response_types: [], redirect_uris: [],
+        // RFC 9701: signed answers when asked for (Accept).
+        ...(mtls ? { introspection_signed_response_alg: signingAlg } : {}),
       },
+      ...(mtls ? [clients.mtls, clients.mtlsOpaque].map(({ id }) => ({
+        client_id: id,
+        token_endpoint_auth_method: 'self_signed_tls_client_auth',
+        jwks: { keys: [mtls.clientCerts[id === clients.mtls.id ? 'mtls' : 'mtlsOpaque']] },
+        tls_client_certificate_bound_access_tokens: true,
+        grant_types: ['client_credentials'], response_types: [], redirect_uris: [],
+        scope: scopes.join(' '),
+      })) : []),
       ...(bff ? [{
         client_id: clients.bff.id, client_secret: clients.bff.secret,
         token_endpoint_auth_method: 'client_secret_basic',
@@ -126,6 +177,13 @@ export async function startProvider({ port = 0, issuer, keys, audience, otherAud
       }] : []),
     ],
     clientDefaults: { id_token_signed_response_alg: signingAlg },
+    // oidc-provider's default methods, plus the mtls clients' (enabling
+    // features.mTLS.selfSignedTlsClientAuth only makes it available).
+    clientAuthMethods: ['client_secret_basic', 'client_secret_jwt', 'client_secret_post', 'private_key_jwt', 'none',
+      ...(mtls ? ['self_signed_tls_client_auth'] : [])],
+    // RFC 8705 §5: where a client that uses certificates finds the token
+    // endpoint (oauth4webapi: client.use_mtls_endpoint_aliases).
+    discovery: mtlsBase ? { mtls_endpoint_aliases: { token_endpoint: `${mtlsBase}/token` } } : {},
     jwks: { keys },
     scopes: [...oidcScopes, ...scopes],
     // Test-only values; they sign the interaction and session cookies.
@@ -167,6 +225,21 @@ export async function startProvider({ port = 0, issuer, keys, audience, otherAud
         allowedPolicy: (ctx, client, token) => client.clientId === token.clientId,
       },
       dPoP: { enabled: true },
+      ...(mtls ? {
+        mTLS: {
+          enabled: true,
+          certificateBoundAccessTokens: true,
+          selfSignedTlsClientAuth: true,
+          // The certificate the client presented on this connection, as
+          // PEM; none on the plain http listener (its sockets have no
+          // getPeerCertificate), nor when the client sent none ({}).
+          getCertificate(ctx) {
+            const peer = ctx.socket.getPeerCertificate?.();
+            return peer?.raw ? new X509Certificate(peer.raw).toString() : undefined;
+          },
+        },
+        jwtIntrospection: { enabled: true },
+      } : {}),
       resourceIndicators: {
         enabled: true,
         // The client must name the resource; no guessing.
@@ -180,7 +253,7 @@ export async function startProvider({ port = 0, issuer, keys, audience, otherAud
             audience: resourceIndicator,
             scope: scopes.join(' '),
             accessTokenTTL: client.clientId === clients.bff.id ? bff.accessTokenTTL ?? tokenTTL : tokenTTL,
-            accessTokenFormat: client.clientId === clients.opaque.id ? 'opaque' : 'jwt',
+            accessTokenFormat: [clients.opaque.id, clients.mtlsOpaque.id].includes(client.clientId) ? 'opaque' : 'jwt',
             jwt: { sign: { alg: signingAlg } },
           };
         },
@@ -197,13 +270,15 @@ export async function startProvider({ port = 0, issuer, keys, audience, otherAud
   state.watch(provider);
 
   const callback = provider.callback();
-  server.on('request', (req, res) => {
+  const onRequest = (req, res) => {
     const path = new URL(req.url, issuer).pathname;
     requests.push({
       method: req.method,
       path,
       cacheControl: req.headers['cache-control'] ?? '',
       userAgent: req.headers['user-agent'] ?? '',
+      accept: req.headers.accept ?? '',
+      clientCert: Boolean(req.socket.getPeerCertificate?.()?.raw),
       at: Date.now(),
     });
     // The test's own client (oauth4webapi over Node's fetch) gets no
@@ -231,11 +306,14 @@ export async function startProvider({ port = 0, issuer, keys, audience, otherAud
       return;
     }
     callback(req, res);
-  });
+  };
+  server.on('request', onRequest);
+  tlsServer?.on('request', onRequest);
 
   return {
     issuer,
     port,
+    mtlsBase,
     requests,
     state,
     // count returns how many requests went to path (optionally since a
@@ -244,9 +322,11 @@ export async function startProvider({ port = 0, issuer, keys, audience, otherAud
       return requests.filter((r) => r.path === path && r.at >= since).length;
     },
     async close() {
-      server.closeAllConnections();
-      server.close();
-      await once(server, 'close');
+      for (const srv of [server, tlsServer].filter(Boolean)) {
+        srv.closeAllConnections();
+        srv.close();
+        await once(srv, 'close');
+      }
     },
   };
 }

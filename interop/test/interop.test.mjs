@@ -9,6 +9,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 
+import { assertDenied, challenge, metric, pollUntil, sleep } from '../lib/checks.mjs';
 import { callAPI, decodeJWT, discover, getToken, newDPoPKey, rawCall, revoke } from '../lib/client.mjs';
 import { buildGateway, freePort, gatewayConfig, startGateway, startUpstream, tempDir } from '../lib/processes.mjs';
 import { clients, makeKey, startProvider } from '../lib/provider.mjs';
@@ -22,55 +23,6 @@ const jwks = { min: 1, max: 2, rateLimit: 1 }; // seconds
 const introspectionCacheMaxAge = 3; // seconds, issuer-wide (positive answers)
 const freshRouteMaxAge = 1; // seconds, introspection_max_age on GET /fresh/
 const negativeCacheAge = 5; // seconds: the guard's fixed cache time for inactive answers
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-// pollUntil calls fn until check(result) holds or timeoutMs passes, and
-// returns { result, elapsed }.
-async function pollUntil(fn, check, timeoutMs, intervalMs = 200) {
-  const start = Date.now();
-  for (;;) {
-    const result = await fn();
-    if (check(result)) return { result, elapsed: Date.now() - start };
-    if (Date.now() - start > timeoutMs) {
-      assert.fail(`condition not met within ${timeoutMs} ms; last status ${result.status}, body ${JSON.stringify(result.body)}`);
-    }
-    await sleep(intervalMs);
-  }
-}
-
-// challenge finds the scheme's challenge (case-insensitively) in
-// oauth4webapi's parse of WWW-Authenticate.
-function challenge(res, scheme) {
-  return res.challenges.find((c) => c.scheme.toLowerCase() === scheme.toLowerCase());
-}
-
-// assertDenied checks status, the RFC 6750/9449 error code in the
-// challenge of the given scheme, and that the token never appears in
-// the response.
-function assertDenied(res, status, scheme, error, token) {
-  assert.equal(res.status, status, `status (body ${JSON.stringify(res.body)})`);
-  const c = challenge(res, scheme);
-  assert.ok(c, `a ${scheme} challenge in ${res.headers.get('www-authenticate')}`);
-  assert.equal(c.parameters.error, error);
-  if (token) {
-    assert.ok(!res.headers.get('www-authenticate').includes(token), 'challenge must not echo the token');
-    assert.ok(!JSON.stringify(res.body).includes(token), 'body must not echo the token');
-  }
-}
-
-// metric returns the value of a Prometheus sample from /metrics text
-// (sum over label sets matching labels).
-async function metric(metricsURL, name, labels = {}) {
-  const text = await (await fetch(`${metricsURL}/metrics`, { signal: AbortSignal.timeout(5_000) })).text();
-  let sum = 0;
-  for (const line of text.split('\n')) {
-    const m = line.match(/^([a-z_]+)(\{[^}]*\})? ([0-9.e+-]+)$/);
-    if (!m || m[1] !== name) continue;
-    if (Object.entries(labels).every(([k, v]) => (m[2] ?? '').includes(`${k}="${v}"`))) sum += Number(m[3]);
-  }
-  return sum;
-}
 
 describe('tokenguard gateway with oidc-provider and oauth4webapi', { timeout: 150_000 }, () => {
   let dir, provider, upstream, gateway, as, issuer, providerPort;
