@@ -401,11 +401,17 @@ func TestGatewayClientCertHeaderOverTLS(t *testing.T) {
 	noCertHeaders(t, up)
 }
 
-// TestGatewayClientCertHeaderForwardAuth: an ingress asking about a
-// request reports its client's certificate in the auth subrequest.
+// TestGatewayClientCertHeaderForwardAuth: client_cert_header cannot be
+// used with forward_auth (an ingress copies its clients' own Client-Cert
+// into the auth subrequest, where it would be believed); a client's
+// Client-Cert on a subrequest is never believed.
 func TestGatewayClientCertHeaderForwardAuth(t *testing.T) {
 	is := startIssuer(t)
-	g := runGateway(t, forwardAuthYAML(is, "", "127.0.0.1", "client_cert_header: Client-Cert\n"))
+	_, err := ParseConfig("t.yaml", []byte(forwardAuthYAML(is, "", "127.0.0.1", "client_cert_header: Client-Cert\n")), noEnv)
+	if err == nil || !strings.Contains(err.Error(), "client_cert_header: cannot be used with forward_auth") {
+		t.Fatalf("client_cert_header with forward_auth: %v", err)
+	}
+	g := runGateway(t, forwardAuthYAML(is, "", "127.0.0.1", ""))
 	alice, bob := newClientCert(t, 10), newClientCert(t, 11)
 	bearer := http.Header{"Authorization": {"Bearer " + mintBound(t, is, "orders:read", alice)}}
 	for _, tt := range []struct {
@@ -413,7 +419,7 @@ func TestGatewayClientCertHeaderForwardAuth(t *testing.T) {
 		cert   *clientCert
 		status int
 	}{
-		{"its certificate", alice, http.StatusOK},
+		{"its certificate, claimed by the client", alice, http.StatusUnauthorized},
 		{"another certificate", bob, http.StatusUnauthorized},
 		{"none", nil, http.StatusUnauthorized},
 	} {

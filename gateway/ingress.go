@@ -31,6 +31,13 @@ func (fc *fileConfig) validateIngress(c *config, doc *yaml.Node, pos positions, 
 	}
 	if fc.forwardAuthOn(doc) {
 		c.ForwardAuth = fc.ForwardAuth.validate(c, fc.TrustedProxies, pos, bad)
+		if c.ClientCertHeader != "" {
+			// nginx's auth_request and Caddy's forward_auth copy the
+			// client's headers into the subrequest: the client's own
+			// Client-Cert would arrive from a trusted peer and be
+			// believed, and it would reach the API past the gateway.
+			bad(pos.at("client_cert_header"), "cannot be used with forward_auth: the ingress copies its clients' headers into the auth subrequests, so a client could name any certificate; terminate TLS at the gateway (tls.client_certs: request) or use proxy mode for certificate-bound tokens")
+		}
 	}
 	if c.BFF != nil && fc.Upstream == "" {
 		bad(pos.at("bff"), "needs upstream: the token handler forwards the requests its sessions authenticate")

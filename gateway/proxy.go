@@ -210,7 +210,12 @@ func requirePrincipal(next http.Handler, log *slog.Logger) http.Handler {
 // and its X-Forwarded-Host and -Proto instead of the gateway's view
 // (SetXForwarded's), each only when it sent exactly one well-formed value.
 // From any other peer these headers are never believed (newProxy).
-func believeForwarded(pr *httputil.ProxyRequest) {
+//
+// A host outside allowed_hosts (when set) is not passed on: the upstream
+// would act on a host the gateway never accepted (a proxy that passes its
+// clients' X-Forwarded-Host through, as nginx does unless told otherwise,
+// lets them choose it).
+func believeForwarded(pr *httputil.ProxyRequest, allowedHosts []string) {
 	in, out := pr.In.Header, pr.Out.Header
 	if v := in.Values("X-Forwarded-For"); len(v) > 0 {
 		chain := strings.Join(v, ", ")
@@ -218,12 +223,26 @@ func believeForwarded(pr *httputil.ProxyRequest) {
 			out.Set("X-Forwarded-For", chain+", "+out.Get("X-Forwarded-For"))
 		}
 	}
-	if v := in.Values("X-Forwarded-Host"); len(v) == 1 && checkHost(v[0]) == nil {
+	if v := in.Values("X-Forwarded-Host"); len(v) == 1 && checkHost(v[0]) == nil && hostAllowed(allowedHosts, v[0]) {
 		out.Set("X-Forwarded-Host", v[0])
 	}
 	if v := in.Values("X-Forwarded-Proto"); len(v) == 1 && (v[0] == "http" || v[0] == "https") {
 		out.Set("X-Forwarded-Proto", v[0])
 	}
+}
+
+// hostAllowed reports whether host (perhaps with a port) is in allowed,
+// lower-case names as validate keeps them; any host when allowed is empty.
+func hostAllowed(allowed []string, host string) bool {
+	if len(allowed) == 0 {
+		return true
+	}
+	h := canonicalHost(host)
+	name := h
+	if n, _, err := net.SplitHostPort(h); err == nil {
+		name = n
+	}
+	return slices.Contains(allowed, h) || slices.Contains(allowed, name)
 }
 
 // forwardedForOK reports whether an X-Forwarded-For chain is a list of IP
@@ -271,7 +290,7 @@ func newProxy(cfg *config, log *slog.Logger) *httputil.ReverseProxy {
 			pr.Out.Trailer = nil
 			pr.SetXForwarded()
 			if trustedPeer(cfg.TrustedProxies, pr.In.RemoteAddr) {
-				believeForwarded(pr)
+				believeForwarded(pr, cfg.AllowedHosts)
 			}
 			setIdentityHeaders(pr.Out.Header, pr.In)
 			if rec := recordFrom(pr.In.Context()); rec != nil {

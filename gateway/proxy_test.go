@@ -766,6 +766,11 @@ func TestGatewayTrustedForwardedHeaders(t *testing.T) {
 	if got := send(trusted, "203.0.113.7, not-an-address").Get("X-Forwarded-For"); got != "127.0.0.1" {
 		t.Errorf("a malformed chain from a trusted peer: X-Forwarded-For = %q, want only the peer", got)
 	}
+	// With allowed_hosts, a forwarded host outside it is not passed on.
+	pinned := runGateway(t, gatewayYAML(is.URL(), is.URL()+"/jwks", up.URL, "trusted_proxies: [127.0.0.1/32]\nallowed_hosts: [\"127.0.0.1\", other.example]\n"))
+	if got := send(pinned, "203.0.113.7").Get("X-Forwarded-Host"); got == "api.example.com" {
+		t.Errorf("a forwarded host outside allowed_hosts reached the upstream: %q", got)
+	}
 	other := runGateway(t, gatewayYAML(is.URL(), is.URL()+"/jwks", up.URL, "trusted_proxies: [10.0.0.0/8]\n"))
 	h = send(other, "203.0.113.7")
 	if h.Get("X-Forwarded-For") != "127.0.0.1" || h.Get("X-Forwarded-Proto") != "http" || h.Get("X-Forwarded-Host") == "api.example.com" {

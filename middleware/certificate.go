@@ -73,8 +73,9 @@ type clientCertReport struct {
 // (http.Request.TLS, which is the proxy's) is not consulted; without one
 // the leaf of http.Request.TLS.PeerCertificates is used, which is right
 // when the server terminates TLS itself (with tls.Config.ClientAuth set to
-// request certificates). For Check, Request.ClientCertificate comes first,
-// then the context's report.
+// request certificates). Check does the same: a report in the context
+// comes first, then Request.ClientCertificate (which grpcguard fills from
+// the peer's TLS connection).
 //
 // Never build the report from a header that did not come from such a
 // proxy: any client can send one.
@@ -108,17 +109,15 @@ func refuseMalformedCertificate(rep *clientCertReport) *Denial {
 // clientCertificate is the request's client certificate (see
 // ContextWithClientCertificate for the order of the sources), or nil.
 func (in *request) clientCertificate(rep *clientCertReport) *x509.Certificate {
-	if in.hr == nil {
-		if in.req.ClientCertificate != nil {
-			return in.req.ClientCertificate
-		}
-		if rep != nil {
-			return rep.cert
-		}
-		return nil
-	}
+	// A report comes first on every path: where a TLS-terminating proxy
+	// reports the client's certificate, the connection's own certificate
+	// is the proxy's (behind a proxy that re-encrypts with its own client
+	// certificate, a token bound to the proxy must not pass for anyone).
 	if rep != nil {
 		return rep.cert
+	}
+	if in.hr == nil {
+		return in.req.ClientCertificate
 	}
 	if cs := in.hr.TLS; cs != nil && len(cs.PeerCertificates) > 0 {
 		return cs.PeerCertificates[0]

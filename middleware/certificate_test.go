@@ -289,7 +289,10 @@ func TestCertificateBoundCheck(t *testing.T) {
 		{"another certificate", bg, Request{Authorization: "Bearer " + certBound, ClientCertificate: mallory.leaf}, ReasonCertificateMismatch},
 		{"a certificate without its DER", bg, Request{Authorization: "Bearer " + certBound, ClientCertificate: &x509.Certificate{}}, ReasonCertificateRequired},
 		{"context certificate", ContextWithClientCertificate(bg, alice.leaf, nil), Request{Authorization: "Bearer " + certBound}, ReasonOK},
-		{"peer certificate before the context's", ContextWithClientCertificate(bg, mallory.leaf, nil), Request{Authorization: "Bearer " + certBound, ClientCertificate: alice.leaf}, ReasonOK},
+		// A proxy's report about its client beats the connection's own
+		// certificate, which is the proxy's (as in Require).
+		{"the context's report before the peer certificate", ContextWithClientCertificate(bg, mallory.leaf, nil), Request{Authorization: "Bearer " + certBound, ClientCertificate: alice.leaf}, ReasonCertificateMismatch},
+		{"a report of no certificate before the peer certificate", ContextWithClientCertificate(bg, nil, nil), Request{Authorization: "Bearer " + certBound, ClientCertificate: alice.leaf}, ReasonCertificateRequired},
 		{"malformed context report", malformedReport, Request{Authorization: "Bearer " + certBound, ClientCertificate: alice.leaf}, ReasonMalformedCertificate},
 		{"malformed context report, unbound token", malformedReport, Request{Authorization: "Bearer " + plain}, ReasonMalformedCertificate},
 		{"unbound token with a certificate", bg, Request{Authorization: "Bearer " + plain, ClientCertificate: mallory.leaf}, ReasonOK},

@@ -43,8 +43,9 @@ type Request struct {
 	// credentials.TLSInfo State.PeerCertificates; nil when it presented
 	// none. Only a token bound to a certificate (cnf."x5t#S256", RFC
 	// 8705) needs it: it is accepted only with that very certificate.
-	// When nil, a certificate reported in ctx (ContextWithClientCertificate)
-	// is used. Pass only what the TLS stack verified was presented with
+	// A certificate reported in ctx (ContextWithClientCertificate) takes
+	// its place: a proxy's report about its client is what counts there,
+	// not the proxy's own connection. Pass only what the TLS stack verified was presented with
 	// the private key, never a certificate a client merely sent as data.
 	ClientCertificate *x509.Certificate
 }
