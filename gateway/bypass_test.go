@@ -118,3 +118,17 @@ func TestGatewayQueryTokenEverywhere(t *testing.T) {
 		t.Error("the upstream saw a request with a query token")
 	}
 }
+
+// TestGatewayPublicQueryTokenLogged: the refusal of a query token on a
+// public route is logged as a reject with its reason, not as public.
+func TestGatewayPublicQueryTokenLogged(t *testing.T) {
+	is := startIssuer(t)
+	up := startUpstream(t)
+	y := strings.Replace(gatewayYAML(is.URL(), is.URL()+"/jwks", up.URL, ""), "routes:\n", "routes:\n  - pattern: \"GET /status\"\n    public: true\n", 1)
+	g := runGateway(t, y)
+	do(t, "GET", g.proxy+"/status?access_token=forged", "", nil)
+	waitFor(t, func() bool { return strings.Contains(g.stderr.String(), "reason=query_token") }, "the access line")
+	if line := grepLines(g.stderr.String(), "reason=query_token"); !strings.Contains(line, "decision=reject") {
+		t.Errorf("access line %q, want decision=reject", line)
+	}
+}

@@ -47,18 +47,23 @@
 // RFC 7662, RFC 9470: 401, 403 or 503 with a challenge); and the proxy.
 // With a cors block, the CORS headers go on every answer to an allowed
 // origin (before hygiene, so refusals carry them) and preflights are
-// answered after hygiene, never forwarded. A public route has no guard,
-// and forwards no credential.
+// answered after hygiene, never forwarded (in forward auth they are
+// decided like any request). A public route has no guard, and forwards no
+// credential. Routes match the host in lower case without a trailing dot;
+// a path that selects a guarded route only in lower case is 400.
 //
 // # Behind another ingress
 //
 // With forward_auth, an ingress that proxies itself (nginx auth_request,
 // Caddy forward_auth, Traefik forwardAuth) asks GET or POST
 // forward_auth.path about each request, described in X-Forwarded-* or
-// X-Original-* headers; only peers in trusted_proxies may ask. The request
-// described is built and served through the same chain, CORS to guard,
-// whose last handler answers 200 with the identity headers instead of
-// proxying; a denial is proxy mode's. upstream is optional then.
+// X-Original-* headers (X-Forwarded-Host required); only peers in
+// trusted_proxies may ask. A described request carrying a method, URL or
+// client-address override header is refused, since the ingress would pass
+// it on. The request described is built and served through the same
+// chain, CORS to guard, whose last handler answers 200 with the identity
+// headers instead of proxying; a denial is proxy mode's. upstream is
+// optional then. client_cert_header cannot be combined with it.
 //
 // # Certificate-bound tokens
 //
@@ -75,7 +80,8 @@
 // header a client sends that an upstream could read as one of those (any
 // letter case, '_' for '-', as CGI, WSGI, PHP and Rack fold names), every
 // Forwarded and X-Forwarded-* header (replaced by the gateway's own: the
-// TCP peer, the Host asked for, the scheme), the client-address and
+// TCP peer, the Host asked for, the scheme; a peer in trusted_proxies has
+// its X-Forwarded-For, -Host and -Proto passed on), the client-address and
 // URL/method-override headers frameworks read (X-Real-Ip, True-Client-IP,
 // X-Original-URL, X-HTTP-Method-Override, ...) and request trailers are
 // removed first; so, unless allow_underscore_headers is set, is every

@@ -114,7 +114,7 @@ func isForwardAuth(ctx context.Context) bool {
 type forwarded struct {
 	Method string // X-Forwarded-Method or X-Original-Method
 	Proto  string // "http" or "https": X-Forwarded-Proto, else the subrequest's own
-	Host   string // X-Forwarded-Host, else the subrequest's Host
+	Host   string // X-Forwarded-Host (required)
 	URI    string // the request-target: X-Forwarded-Uri or X-Original-URI
 }
 
@@ -131,9 +131,10 @@ var (
 )
 
 // parseForwarded reads the original request an ingress describes in h,
-// the headers of its auth subrequest; subTLS and subHost are the
-// subrequest's own scheme and Host, which stand in for X-Forwarded-Proto
-// and -Host when those are absent (nginx sends neither unless told to).
+// the headers of its auth subrequest; subTLS is the subrequest's own
+// scheme, which stands in for X-Forwarded-Proto when that is absent.
+// X-Forwarded-Host is required: the subrequest's own Host (subHost, kept
+// for callers' symmetry) names the gateway, not the client's request.
 //
 // Each header may appear once; when both spellings of the method or of the
 // URI are present they must agree. The method must be a token (compared

@@ -12,10 +12,10 @@ import (
 // forwards. Today that is what forward_auth reads (X-Forwarded-Method,
 // -Proto, -Host, -Uri; X-Original-Method, -URI) and client_cert_header
 // (the client's certificate, RFC 9440); any other peer's copies are
-// ignored or refused. In proxy mode nothing changes: Forwarded and
-// X-Forwarded-* from any peer are replaced (newProxy), because the
-// upstream's view of the client must come from the gateway's own
-// connection.
+// ignored or refused. In proxy mode a trusted peer's X-Forwarded-For,
+// -Host (within allowed_hosts) and -Proto reach the upstream
+// (believeForwarded); from any other peer they are replaced, and
+// Forwarded is removed from everyone (newProxy).
 
 // parseTrustedProxy parses one trusted_proxies entry: an address
 // ("127.0.0.1", "::1"), which stands for itself alone, or a CIDR prefix

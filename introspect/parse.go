@@ -61,8 +61,9 @@ type Result struct {
 	// proof's key is the caller's job.
 	JKT string
 	// Bound is true when the response has a "cnf" object (RFC 7800), by
-	// any confirmation method: the token is sender-constrained and must
-	// not be accepted as a bearer token, even when JKT is "".
+	// any confirmation method: the token is sender-constrained and needs
+	// its proof (a DPoP proof for jkt, the client certificate for
+	// x5t#S256, as the guard reads Raw); it is never a plain bearer token.
 	Bound bool
 	// ACR and AuthTime are "acr" and "auth_time" (RFC 9470); JTI is
 	// "jti".

@@ -70,8 +70,8 @@ type Request struct {
 // *http.Request, are not called. ctx bounds the waits the decision may
 // need (keys, introspection, the replay store); WithServerHeldToken
 // applies to it as to a request's context, and so does a client
-// certificate report (ContextWithClientCertificate): its certificate when
-// req.ClientCertificate is nil, and a malformed report refuses the
+// certificate report (ContextWithClientCertificate): its certificate in
+// place of req.ClientCertificate, and a malformed report refuses the
 // request. Check does not hand out the fresh DPoP-Nonce that Require
 // sends with an allowed response whose proof's nonce is about to expire:
 // the client is told use_dpop_nonce once it has expired, and retries.

@@ -87,8 +87,8 @@
 // malformed report refuses the request, 401 invalid_request,
 // ReasonMalformedCertificate); else the leaf of the request's own TLS
 // connection (r.TLS.PeerCertificates[0]: set tls.Config.ClientAuth to
-// tls.RequestClientCert). For Check, Request.ClientCertificate, else the
-// context's report. Only the binding is checked, never the certificate's
+// tls.RequestClientCert). For Check, the context's report comes first,
+// else Request.ClientCertificate. Only the binding is checked, never the certificate's
 // chain, validity dates or names (RFC 8705 §2.2): that is the TLS
 // configuration's business. Principal.Confirmation says which proofs were
 // checked; Config.TLSClientCertificateBoundAccessTokens advertises the
