@@ -57,6 +57,7 @@ func run(t *testing.T, limit time.Duration, env []string, name string, args ...s
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Env = append(os.Environ(), env...)
+	killGroupOnCancel(cmd)
 	cmd.WaitDelay = 10 * time.Second // bounded even if a grandchild keeps the pipes open
 	var buf bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &buf, &buf
