@@ -79,6 +79,15 @@ type accessRecord struct {
 
 type accessKey struct{}
 
+// refuse answers a request the gateway turns away itself: status and
+// {"error": code}, with reason as the access log's reject reason.
+func refuse(w http.ResponseWriter, r *http.Request, status int, reason, code string) {
+	if rec := recordFrom(r.Context()); rec != nil {
+		rec.rejected = reason
+	}
+	writeJSONError(w, status, code)
+}
+
 func recordFrom(ctx context.Context) *accessRecord {
 	rec, _ := ctx.Value(accessKey{}).(*accessRecord)
 	return rec

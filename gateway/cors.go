@@ -180,23 +180,16 @@ func (cc *corsConfig) preflight(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		rec := recordFrom(r.Context())
 		if _, ok := cc.origin(r); !ok {
-			if rec != nil {
-				rec.rejected = "origin_not_allowed"
-			}
-			writeJSONError(w, http.StatusForbidden, "origin_not_allowed")
+			refuse(w, r, http.StatusForbidden, "origin_not_allowed", "origin_not_allowed")
 			return
 		}
 		method := r.Header.Values("Access-Control-Request-Method")
 		if len(method) != 1 || !isToken(method[0]) {
-			if rec != nil {
-				rec.rejected = "invalid_preflight"
-			}
-			writeJSONError(w, http.StatusBadRequest, "invalid_request")
+			refuse(w, r, http.StatusBadRequest, "invalid_preflight", "invalid_request")
 			return
 		}
-		if rec != nil {
+		if rec := recordFrom(r.Context()); rec != nil {
 			rec.preflight = true
 		}
 		h := w.Header()

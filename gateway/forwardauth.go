@@ -271,29 +271,23 @@ type forwardAuth struct {
 
 func (fa *forwardAuth) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec := recordFrom(r.Context())
-	reject := func(status int, reason, code string) {
-		if rec != nil {
-			rec.rejected = reason
-		}
-		writeJSONError(w, status, code)
-	}
 	if r.Method != http.MethodGet && r.Method != http.MethodPost {
 		w.Header().Set("Allow", "GET, POST")
-		reject(http.StatusMethodNotAllowed, "method_not_allowed", "method_not_allowed")
+		refuse(w, r, http.StatusMethodNotAllowed, "method_not_allowed", "method_not_allowed")
 		return
 	}
 	if !trustedPeer(fa.trusted, r.RemoteAddr) {
-		reject(http.StatusForbidden, "untrusted_proxy", "untrusted_proxy")
+		refuse(w, r, http.StatusForbidden, "untrusted_proxy", "untrusted_proxy")
 		return
 	}
 	f, err := parseForwarded(r.Header, r.TLS != nil, r.Host)
 	if err != nil {
-		reject(http.StatusBadRequest, "invalid_forward_auth", "invalid_request")
+		refuse(w, r, http.StatusBadRequest, "invalid_forward_auth", "invalid_request")
 		return
 	}
 	in, err := f.request(r)
 	if err != nil {
-		reject(http.StatusBadRequest, "invalid_path", "invalid_path")
+		refuse(w, r, http.StatusBadRequest, "invalid_path", "invalid_path")
 		return
 	}
 	if rec != nil {

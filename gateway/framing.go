@@ -51,11 +51,8 @@ func refuseAmbiguousFraming(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		if rec := recordFrom(r.Context()); rec != nil {
-			rec.rejected = "ambiguous_framing"
-		}
 		w.Header().Set("Connection", "close")
-		writeJSONError(w, http.StatusBadRequest, "invalid_request")
+		refuse(w, r, http.StatusBadRequest, "ambiguous_framing", "invalid_request")
 	})
 }
 

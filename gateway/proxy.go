@@ -112,10 +112,7 @@ func newProxyHandler(cfg *config, guard *middleware.Guard, th *bff.Handler, prox
 		// (headers, tokens and all): neither is passed on by a route that
 		// does not name it. CONNECT is refused outright.
 		if r.Method == http.MethodConnect || r.Method == http.MethodTrace && !namesMethod(mux, r, http.MethodTrace) {
-			if rec := recordFrom(r.Context()); rec != nil {
-				rec.rejected = "method_not_allowed"
-			}
-			writeJSONError(w, http.StatusMethodNotAllowed, "method_not_allowed")
+			refuse(w, r, http.StatusMethodNotAllowed, "method_not_allowed", "method_not_allowed")
 			return
 		}
 		if th != nil && th.Owns(r) && !isForwardAuth(r.Context()) {
@@ -130,10 +127,7 @@ func newProxyHandler(cfg *config, guard *middleware.Guard, th *bff.Handler, prox
 		// /admin/ through a public or weaker route.
 		r.Host = canonicalHost(r.Host)
 		if hasUpper(r.URL.Path) && caseAmbiguous(mux, r, guarded) {
-			if rec := recordFrom(r.Context()); rec != nil {
-				rec.rejected = "ambiguous_case"
-			}
-			writeJSONError(w, http.StatusBadRequest, "invalid_path")
+			refuse(w, r, http.StatusBadRequest, "ambiguous_case", "invalid_path")
 			return
 		}
 		mux.ServeHTTP(w, r)

@@ -48,17 +48,13 @@ func checkPublicRoute(r fileRoute, i int, pos positions, bad func(keyPos, string
 // headers); any other goes to proxy without its credentials.
 func publicRoute(proxy http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rec := recordFrom(r.Context())
 		// A token in the query is refused here as on any route: the
 		// upstream would act on a token nobody checked.
 		if r.URL.RawQuery != "" && r.URL.Query().Has("access_token") {
-			if rec != nil {
-				rec.rejected = "query_token"
-			}
-			writeJSONError(w, http.StatusBadRequest, "invalid_request")
+			refuse(w, r, http.StatusBadRequest, "query_token", "invalid_request")
 			return
 		}
-		if rec != nil {
+		if rec := recordFrom(r.Context()); rec != nil {
 			rec.public = true
 		}
 		if isForwardAuth(r.Context()) {
