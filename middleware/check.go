@@ -165,28 +165,23 @@ const (
 // authorization returns the Authorization value and how many there are
 // (0, 1, or more).
 func (in *request) authorization() (string, int) {
-	if in.hr == nil {
-		if in.req.Authorization == "" {
-			return "", 0
-		}
-		return in.req.Authorization, 1
-	}
-	vals := in.hr.Header[headerAuthorization]
-	if len(vals) == 0 {
-		return "", 0
-	}
-	return vals[0], len(vals)
+	return in.header(in.req.Authorization, headerAuthorization)
 }
 
 // proof returns the DPoP proof and how many there are (0, 1, or more).
-func (in *request) proof() (string, int) {
+func (in *request) proof() (string, int) { return in.header(in.req.DPoP, headerDPoP) }
+
+// header returns a credential header's first value and how many values
+// there are: for Check, given (one value, or none when empty); for an HTTP
+// request, the values under key, a canonical header name.
+func (in *request) header(given, key string) (string, int) {
 	if in.hr == nil {
-		if in.req.DPoP == "" {
+		if given == "" {
 			return "", 0
 		}
-		return in.req.DPoP, 1
+		return given, 1
 	}
-	vals := in.hr.Header[headerDPoP]
+	vals := in.hr.Header[key]
 	if len(vals) == 0 {
 		return "", 0
 	}
