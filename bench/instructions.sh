@@ -4,7 +4,10 @@
 # same instructions, however busy the neighbours are). It complements the
 # timed ratios of run.sh, which are what the targets are judged on.
 #
-#   cd bench && ./instructions.sh      # about a minute; writes results/instructions.txt
+#   cd bench && ./instructions.sh      # about 90 s on 2 cores; writes results/instructions.txt
+#
+# TestInstructionBudget (instructions_budget_test.go, run by CI) runs this
+# script and fails when a row exceeds testdata/instruction-budget.txt.
 #
 # For each algorithm it counts four rows: floor (the bare signature
 # check), guard (a full request, token cache off), cached (the same token
@@ -17,11 +20,18 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-N1=${INSTR_N1:-50}
-N2=${INSTR_N2:-550}
+N1=${INSTR_N1:-20}
+N2=${INSTR_N2:-220}
+# Counts run JOBS at a time: each is deterministic on its own, so running
+# them side by side changes the wall time, not the figures.
+JOBS=${INSTR_JOBS:-2}
 OUT=${INSTR_OUT:-results/instructions.txt}
 if ! [[ "$N1" =~ ^[0-9]+$ && "$N2" =~ ^[0-9]+$ ]] || [ "$N2" -le "$N1" ]; then
 	echo "instructions.sh: INSTR_N1 and INSTR_N2 must be whole numbers with N2 > N1, got '$N1' '$N2'" >&2
+	exit 2
+fi
+if ! [[ "$JOBS" =~ ^[1-9][0-9]*$ ]]; then
+	echo "instructions.sh: INSTR_JOBS must be a whole number of at least 1, got '$JOBS'" >&2
 	exit 2
 fi
 if ! command -v valgrind >/dev/null; then
@@ -30,10 +40,11 @@ if ! command -v valgrind >/dev/null; then
 fi
 
 TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null; wait; rm -rf "$TMP"' EXIT
 go test -c -o "$TMP/bench.test" .
 
-# count WHAT ALG N prints the instructions callgrind counted for one run.
+# count WHAT ALG N writes the instructions callgrind counted for one run
+# to $TMP/WHAT-ALG-N.count.
 # Go's asynchronous preemption signals upset valgrind; it is turned off.
 # valgrind 3.19 cannot decode RDTSCP, which the runtime reads the cycle
 # counter with on CPUs that have it: the runtime is told not to use it.
@@ -44,29 +55,56 @@ go test -c -o "$TMP/bench.test" .
 # not, and allocations per request are held by the allocation guard
 # (testdata/allocs.txt) instead.
 count() {
-	if ! GODEBUG=asyncpreemptoff=1,cpu.rdtscp=off GOGC=off GOMAXPROCS=1 timeout 600 valgrind --tool=callgrind --callgrind-out-file="$TMP/cg.out" \
+	local base="$TMP/$1-$2-$3"
+	if ! GODEBUG=asyncpreemptoff=1,cpu.rdtscp=off GOGC=off GOMAXPROCS=1 timeout 600 valgrind --tool=callgrind --callgrind-out-file="$base.cg" \
 		"$TMP/bench.test" -test.run '^TestInstructions$' -test.count 1 \
-		-instr.what "$1" -instr.alg "$2" -instr.n "$3" -instr.prep "$N2" >"$TMP/out" 2>"$TMP/err"; then
+		-instr.what "$1" -instr.alg "$2" -instr.n "$3" -instr.prep "$N2" >"$base.out" 2>"$base.err"; then
 		echo "instructions.sh: $1 $2 n=$3 failed:" >&2
-		cat "$TMP/out" "$TMP/err" >&2
-		exit 1
+		cat "$base.out" "$base.err" >&2
+		return 1
 	fi
 	# The test prints this line only after every operation was accepted.
-	if ! grep -q "^instructions: $1 $2 n=$3 done$" "$TMP/out"; then
+	if ! grep -q "^instructions: $1 $2 n=$3 done$" "$base.out"; then
 		echo "instructions.sh: $1 $2 n=$3 did not run (skipped?):" >&2
-		cat "$TMP/out" >&2
-		exit 1
+		cat "$base.out" >&2
+		return 1
 	fi
-	sed -n 's/^==[0-9]*== Collected : \([0-9]*\)$/\1/p' "$TMP/err"
+	sed -n 's/^==[0-9]*== Collected : \([0-9]*\)$/\1/p' "$base.err" >"$base.count"
+	rm -f "$base.cg"
 }
+
+ALGS=(ES256 RS256 EdDSA)
+WHATS=(floor guard cached dpop)
+# The slowest runs (RS256 dpop makes N2 RSA proofs) start first.
+running=0
+for alg in RS256 ES256 EdDSA; do
+	for what in dpop guard floor cached; do
+		for n in "$N2" "$N1"; do
+			if [ "$running" -ge "$JOBS" ]; then
+				wait -n || { echo "instructions.sh: a count failed" >&2; exit 1; }
+				running=$((running - 1))
+			fi
+			count "$what" "$alg" "$n" &
+			running=$((running + 1))
+		done
+	done
+done
+while [ "$running" -gt 0 ]; do
+	wait -n || { echo "instructions.sh: a count failed" >&2; exit 1; }
+	running=$((running - 1))
+done
 
 {
 	echo "# $(go version | cut -d' ' -f3), $(date -u '+%Y-%m-%d %H:%M UTC'), N1=$N1 N2=$N2: instructions per operation (callgrind)"
 	echo "# what alg count(N1) count(N2) per-op"
-	for alg in ES256 RS256 EdDSA; do
-		for what in floor guard cached dpop; do
-			a=$(count "$what" "$alg" "$N1")
-			b=$(count "$what" "$alg" "$N2")
+	for alg in "${ALGS[@]}"; do
+		for what in "${WHATS[@]}"; do
+			a=$(cat "$TMP/$what-$alg-$N1.count")
+			b=$(cat "$TMP/$what-$alg-$N2.count")
+			if [ -z "$a" ] || [ -z "$b" ]; then
+				echo "instructions.sh: $what $alg: callgrind printed no total" >&2
+				exit 1
+			fi
 			echo "$what $alg $a $b $(((b - a) / (N2 - N1)))"
 		done
 	done
