@@ -462,14 +462,19 @@ func (d *data) report(m machineInfo) report {
 	// Instructions.
 	if d.instr != nil {
 		fmt.Fprintf(&b, "\n## Instructions per request (callgrind)\n\n")
-		fmt.Fprintf(&b, "Counted by valgrind's callgrind: %s (`cd bench && ./instructions.sh`). Instruction counts do not move with the neighbours' load, so they show what the code does when the timed ratios above are noisy; the targets are judged on the timed ratios. Cache misses and branch mispredictions are not counted, so a time ratio can sit a little above the instruction ratio.\n\n", d.instrOf)
-		fmt.Fprintf(&b, "| alg | floor | tokenguard, cache off | ratio |\n| --- | ---: | ---: | ---: |\n")
+		fmt.Fprintf(&b, "Counted by valgrind's callgrind: %s (`cd bench && ./instructions.sh`). Instruction counts do not move with the neighbours' load, so they show what the code does when the timed ratios above are noisy. They are what CI enforces: `TestInstructionBudget` fails when a row exceeds `bench/testdata/instruction-budget.txt` (the guard's ratio to the floor per algorithm, the cached and DPoP paths in absolute counts). Cache misses and branch mispredictions are not counted, so a time ratio can sit a little above the instruction ratio.\n\n", d.instrOf)
+		fmt.Fprintf(&b, "| alg | floor | tokenguard, cache off | ratio | over the floor | cached | DPoP, fresh proof | DPoP ÷ ES256 floor |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 		for _, alg := range algs {
 			fl, g := d.instr["floor/"+alg], d.instr["guard/"+alg]
 			if fl == 0 || g == 0 {
 				continue
 			}
-			fmt.Fprintf(&b, "| %s | %s | %s | %.3f× |\n", alg, fmtInt(fl), fmtInt(g), g/fl)
+			dp := d.instr["dpop/"+alg]
+			dpRatio := "–"
+			if es := d.instr["floor/ES256"]; alg == "ES256" && dp > 0 && es > 0 {
+				dpRatio = fmt.Sprintf("%.3f×", dp/es)
+			}
+			fmt.Fprintf(&b, "| %s | %s | %s | %.3f× | %s | %s | %s | %s |\n", alg, fmtInt(fl), fmtInt(g), g/fl, fmtInt(g-fl), fmtInt(d.instr["cached/"+alg]), fmtInt(dp), dpRatio)
 		}
 	}
 
@@ -478,7 +483,8 @@ func (d *data) report(m machineInfo) report {
 	fmt.Fprintf(&b, "Throughput gain = serial ns/op ÷ parallel ns/op, with GOMAXPROCS %d. A gain well under the core count on the cached path can mean a lock, or any other write to memory shared by all requests (an atomic counter), on the hot path; `results/contention.txt` has the mutex and block profiles of the cached parallel run, which show only locks that were waited for. ", m.procs)
 	fmt.Fprintf(&b, "CPU/op is the process's CPU time (all threads) per request: above ns/op in a serial run, it is work (mostly garbage collection) done on the otherwise idle core; a parallel CPU/op above the serial one is work that grows when both cores are busy. ")
 	fmt.Fprintf(&b, "The controls have no guard at all: a handler that only hands a value on in the request context, as every middleware that passes a principal on must (`r.WithContext` copies the request), and a bare loop of one request-sized heap allocation. Their gains are what net/http and the Go runtime's allocator and garbage collector allow on this machine for a path that small; the floor's is what pure computation gets.\n\n")
-	fmt.Fprintf(&b, "| path | alg | serial ns/op | serial CPU/op | parallel ns/op | parallel CPU/op | gain | target |\n| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |\n")
+	fmt.Fprintf(&b, "There is no target here any more: the 1.8× target for the cached path was retired (issue #19) once the analysis below showed that with two processors the Go collector's own coordination caps the gain of any path this small, the no-guard controls included. The table stays, to show a lock or a shared write that would appear on the hot path.\n\n")
+	fmt.Fprintf(&b, "| path | alg | serial ns/op | serial CPU/op | parallel ns/op | parallel CPU/op | gain |\n| --- | --- | ---: | ---: | ---: | ---: | ---: |\n")
 	type scalingRow struct{ label, alg, name string }
 	var rows []scalingRow
 	for _, alg := range algs {
@@ -496,11 +502,7 @@ func (d *data) report(m machineInfo) report {
 			continue
 		}
 		gain := s.ns / par.ns
-		target := ""
-		if strings.HasSuffix(p.name, "cache=on") {
-			target = "≥ 1.8×: " + t.check(gain >= 1.8, fmt.Sprintf("scaling of the cached path %s: %.2f× (≥ 1.8×)", p.alg, gain))
-		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %.2f× | %s |\n", p.label, p.alg, fmtNs(s.ns), fmtNs(s.cpu), fmtNs(par.ns), fmtNs(par.cpu), gain, target)
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %.2f× |\n", p.label, p.alg, fmtNs(s.ns), fmtNs(s.cpu), fmtNs(par.ns), fmtNs(par.cpu), gain)
 	}
 
 	// DPoP.
