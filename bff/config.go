@@ -78,7 +78,8 @@ type Config struct {
 	// server. Required.
 	PublicURL string
 	// Path is where the handler's endpoints live: Path+"/login",
-	// "/callback", "/user", "/logout". "" means DefaultPath.
+	// "/callback", "/user", "/logout" (and "/backchannel"). "" means
+	// DefaultPath.
 	Path string
 	// AllowedOrigins are the origins (scheme://host[:port]) whose pages
 	// may make session-authenticated requests. nil means the origin of
@@ -87,6 +88,16 @@ type Config struct {
 	// PostLogoutRedirectURL is sent as post_logout_redirect_uri in the
 	// logout URL /logout returns; "" sends none.
 	PostLogoutRedirectURL string
+	// BackchannelLogout serves POST Path+"/backchannel", where the
+	// authorization server ends sessions with logout tokens (OpenID
+	// Connect Back-Channel Logout 1.0; register
+	// [Handler.BackchannelLogoutURI] as the client's
+	// backchannel_logout_uri). With it, each session made at a login is
+	// also recorded in the Store's indexes under its ID token's sid and
+	// sub, which that endpoint reads: sessions made while it was off are
+	// not found. false (the default) answers 404 there and writes no
+	// index.
+	BackchannelLogout bool
 
 	// Store keeps sessions (and the states of completed logins). nil means a MemoryStore of
 	// DefaultMaxEntries. A store shared by replicas (bff/redisstore)
@@ -124,8 +135,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer receives the handler's metrics:
 	// tokenguard_bff_logins_total{result},
-	// tokenguard_bff_refreshes_total{result} and, with a MemoryStore,
-	// tokenguard_bff_sessions. nil means none are registered. Handlers
+	// tokenguard_bff_refreshes_total{result},
+	// tokenguard_bff_backchannel_logouts_total{result} and, with a
+	// MemoryStore, tokenguard_bff_sessions. nil means none are registered. Handlers
 	// given the same Registerer share the series (a handler replacing
 	// another keeps its counters going; the sessions gauge counts the
 	// MemoryStore of the handler made last).

@@ -38,7 +38,8 @@ const (
 const CSRFHeader = "X-CSRF"
 
 // Handler is the token handler: it serves the login, callback, user and
-// logout endpoints under Config.Path, and its Authenticate middleware
+// logout endpoints (and, with Config.BackchannelLogout, the back-channel
+// logout endpoint) under Config.Path, and its Authenticate middleware
 // turns a session cookie into a verified-upstream Authorization header.
 // Its methods are safe for concurrent use.
 type Handler struct {
@@ -127,6 +128,13 @@ func (h *Handler) Path() string { return h.cfg.Path }
 // RedirectURI returns the URI to register at the authorization server.
 func (h *Handler) RedirectURI() string { return h.cfg.PublicURL + h.cfg.Path + "/callback" }
 
+// BackchannelLogoutURI returns the URI to register at the authorization
+// server as the client's backchannel_logout_uri, served when
+// Config.BackchannelLogout is set.
+func (h *Handler) BackchannelLogoutURI() string {
+	return h.cfg.PublicURL + h.cfg.Path + "/backchannel"
+}
+
 // Owns reports whether r is for one of the handler's endpoints (its path
 // is under Config.Path), which ServeHTTP answers.
 func (h *Handler) Owns(r *http.Request) bool {
@@ -149,6 +157,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		method, serve = http.MethodGet, h.user
 	case "/logout":
 		method, serve = http.MethodPost, h.logout
+	case "/backchannel":
+		if !h.cfg.BackchannelLogout {
+			writeError(w, http.StatusNotFound, "not_found")
+			return
+		}
+		// Its own method rule: every refusal there is 400 (OpenID
+		// Connect Back-Channel Logout 1.0 §2.8).
+		h.backchannel(w, r)
+		return
 	default:
 		writeError(w, http.StatusNotFound, "not_found")
 		return
@@ -240,8 +257,9 @@ func toAttrs(kv []any) []slog.Attr {
 // counts on where it stopped, and the sessions gauge follows the newest
 // handler's MemoryStore.
 type metrics struct {
-	logins    *prometheus.CounterVec
-	refreshes *prometheus.CounterVec
+	logins      *prometheus.CounterVec
+	refreshes   *prometheus.CounterVec
+	backchannel *prometheus.CounterVec
 }
 
 // Login and refresh results (the result label).
@@ -256,6 +274,16 @@ const (
 	resultUnavailable  = "unavailable"
 )
 
+// Back-channel logout results (the result label).
+const (
+	resultEnded     = "ended"      // a valid logout token ended one session or more
+	resultNoSession = "no_session" // a valid logout token that matched no session
+	resultInvalid   = "invalid"    // refused: the request or the token
+	resultReplayed  = "replayed"   // refused: a valid token whose jti was used already
+	// resultUnavailable: the store, the issuer's metadata or its keys
+	// could not be had; 503, for the authorization server to retry.
+)
+
 func newMetrics(reg prometheus.Registerer, store Store) (*metrics, error) {
 	m := &metrics{
 		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -266,6 +294,10 @@ func newMetrics(reg prometheus.Registerer, store Store) (*metrics, error) {
 			Name: "tokenguard_bff_refreshes_total",
 			Help: "Refresh grants made by the token handler by result (success, invalid_grant, unavailable, store_error).",
 		}, []string{"result"}),
+		backchannel: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokenguard_bff_backchannel_logouts_total",
+			Help: "Back-channel logout requests by result (ended, no_session, invalid, replayed, unavailable).",
+		}, []string{"result"}),
 	}
 	if reg == nil {
 		return m, nil
@@ -273,6 +305,7 @@ func newMetrics(reg prometheus.Registerer, store Store) (*metrics, error) {
 	r := &promreg.Registration{Reg: reg}
 	promreg.Add(r, &m.logins)
 	promreg.Add(r, &m.refreshes)
+	promreg.Add(r, &m.backchannel)
 	if ms, ok := store.(*MemoryStore); ok {
 		g := newSessionGauge()
 		promreg.Add(r, &g)

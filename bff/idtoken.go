@@ -11,6 +11,7 @@ import (
 
 	"github.com/tokenguard/tokenguard/internal/discovery"
 	"github.com/tokenguard/tokenguard/internal/jose"
+	"github.com/tokenguard/tokenguard/jwks"
 )
 
 // idTokenLeeway is the clock skew allowed on exp and iat.
@@ -21,6 +22,43 @@ const idTokenLeeway = time.Minute
 type idExtra struct {
 	AZP   *string `json:"azp"`
 	Nonce *string `json:"nonce"`
+}
+
+// errKeysUnavailable: the issuer's keys could not be had (never loaded,
+// the key set could not be made, the caller gave up): the token was
+// neither accepted nor refused.
+var errKeysUnavailable = errors.New("bff: the issuer's keys are unavailable")
+
+// verifyJWS parses a compact JWS from the issuer and checks its signature
+// with the issuer's keys (from its jwks_uri): the key its kid names, an
+// algorithm on the allow-list and bound to that key, no key or key
+// reference taken from the header (jose.Parse). It is the part of the
+// check ID tokens and logout tokens share. An error wrapping
+// errKeysUnavailable means the keys were missing, not that the token is
+// bad.
+func (h *Handler) verifyJWS(ctx context.Context, md *discovery.Metadata, raw string) (jose.Token, error) {
+	t, err := jose.Parse(raw)
+	if err != nil {
+		return jose.Token{}, err
+	}
+	set, err := h.keySet(ctx, md)
+	if err != nil {
+		return jose.Token{}, fmt.Errorf("%w: %w", errKeysUnavailable, err)
+	}
+	key, err := set.Lookup(ctx, t.Header.Kid)
+	if err != nil {
+		if !errors.Is(err, jwks.ErrUnknownKID) {
+			err = fmt.Errorf("%w: %w", errKeysUnavailable, err)
+		}
+		return jose.Token{}, err
+	}
+	if !key.Allows(t.Header.Alg) {
+		return jose.Token{}, errors.New("bff: the alg is not allowed for the key")
+	}
+	if err := jose.VerifySignature(t.Header.Alg, key.Public, t.SigningInput, t.Signature); err != nil {
+		return jose.Token{}, err
+	}
+	return t, nil
 }
 
 // verifyIDToken checks an ID token from the token response: signature with
@@ -34,22 +72,8 @@ func (h *Handler) verifyIDToken(ctx context.Context, md *discovery.Metadata, raw
 	if len(raw) > MaxTokenSize {
 		return nil, errors.New("bff: id_token larger than MaxTokenSize")
 	}
-	t, err := jose.Parse(raw)
+	t, err := h.verifyJWS(ctx, md, raw)
 	if err != nil {
-		return nil, err
-	}
-	set, err := h.keySet(ctx, md)
-	if err != nil {
-		return nil, fmt.Errorf("bff: the issuer's keys: %w", err)
-	}
-	key, err := set.Lookup(ctx, t.Header.Kid)
-	if err != nil {
-		return nil, err
-	}
-	if !key.Allows(t.Header.Alg) {
-		return nil, fmt.Errorf("bff: id_token alg %q is not allowed for its key", t.Header.Alg)
-	}
-	if err := jose.VerifySignature(t.Header.Alg, key.Public, t.SigningInput, t.Signature); err != nil {
 		return nil, err
 	}
 	// The registered claims with the same strict reader as access

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -215,6 +216,14 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 	// A new id at every login: a session id planted before the login
 	// (fixation) is never the one that gets authenticated.
 	id := randomToken()
+	if h.cfg.BackchannelLogout {
+		// Before the session exists, so that it never exists where a
+		// back-channel logout cannot find it.
+		if err := h.index(ctx, hashID(id), claims); err != nil {
+			fail(http.StatusServiceUnavailable, resultStore, "temporarily_unavailable", err)
+			return
+		}
+	}
 	if err := h.saveSession(ctx, id, s); err != nil {
 		fail(http.StatusServiceUnavailable, resultStore, "temporarily_unavailable", err)
 		return
@@ -241,7 +250,11 @@ func (h *Handler) endSession(ctx context.Context, key string) {
 	_ = h.cfg.Store.Delete(ctx, key)
 	plain, err := h.seal.open(raw, key)
 	var s session
-	if err != nil || s.unmarshal(plain) != nil || s.RefreshToken == "" {
+	if err != nil || s.unmarshal(plain) != nil {
+		return
+	}
+	h.unindex(ctx, strings.TrimPrefix(key, sessionPrefix), s.Claims)
+	if s.RefreshToken == "" {
 		return
 	}
 	if md, err := h.endpoints(ctx); err == nil && md.RevocationEndpoint != "" {

@@ -127,7 +127,11 @@ var errNoSession = errors.New("bff: no such session")
 
 // loadSession reads and opens the session under id.
 func (h *Handler) loadSession(ctx context.Context, id string) (*session, error) {
-	key := sessionKey(id)
+	return h.loadSessionKey(ctx, sessionKey(id))
+}
+
+// loadSessionKey reads and opens the session under store key key.
+func (h *Handler) loadSessionKey(ctx context.Context, key string) (*session, error) {
 	raw, err := h.cfg.Store.Get(ctx, key)
 	if errors.Is(err, ErrNotFound) {
 		return nil, errNoSession

@@ -25,9 +25,16 @@ var (
 	ErrStoreUnavailable = errors.New("bff: session store unavailable")
 )
 
+// errWrongKind: a MemoryStore key holds a value where an index was asked
+// for, or the other way round. The handler never mixes them (their keys
+// have different prefixes).
+var errWrongKind = errors.New("bff: the key holds another kind of entry")
+
 // Store keeps the token handler's server-side state: sessions, their
 // refresh locks and the states of completed logins, as opaque values the handler has already encoded (and, with a
-// session key, encrypted). Keys are short ASCII strings that never contain
+// session key, encrypted); with back-channel logout, also the jti markers
+// of logout tokens (as locks) and the indexes of sessions by sid and
+// subject, whose names and members are hashes. Keys are short ASCII strings that never contain
 // a cookie's value: a session's key is a hash of its id.
 //
 // Implementations must be safe for concurrent use, and Lock atomic: of
@@ -48,10 +55,25 @@ type Store interface {
 	// Unlock releases a lock taken with token; a lock that expired or was
 	// taken by someone else meanwhile is left alone.
 	Unlock(ctx context.Context, key, token string) error
+
+	// IndexAdd adds member (a short ASCII string) to the index named key,
+	// a set, and keeps the index for at least ttl (more than zero) from
+	// now: an index's time to live is extended, never shortened, so it
+	// outlives every member added to it. Back-channel logout finds a
+	// user's sessions through these indexes (Config.BackchannelLogout).
+	IndexAdd(ctx context.Context, key, member string, ttl time.Duration) error
+	// IndexMembers returns the members of the index named key, in no
+	// particular order; none, and no error, when it does not exist or
+	// has expired.
+	IndexMembers(ctx context.Context, key string) ([]string, error)
+	// IndexRemove removes member from the index named key; a missing
+	// index or member is not an error. An index left without members
+	// ceases to exist.
+	IndexRemove(ctx context.Context, key, member string) error
 }
 
-// DefaultMaxEntries bounds a MemoryStore made with zero: sessions, locks
-// and completed-login markers together.
+// DefaultMaxEntries bounds a MemoryStore made with zero: sessions, locks,
+// completed-login markers and index members together.
 const DefaultMaxEntries = 100_000
 
 // MaxValueSize bounds one stored value: a session holds an access, a
@@ -62,16 +84,25 @@ const MaxValueSize = 64 << 10
 // It is what a single instance needs; several replicas behind one load
 // balancer need a shared store (bff/redisstore), or a session made on one
 // is unknown to the others.
+//
+// Each value (a session, a lock, a marker) counts as one entry towards
+// its bound, and so does each member of an index: with back-channel
+// logout on, a session takes three (itself, and its place in the indexes
+// of its sid and of its subject).
 type MemoryStore struct {
-	mu        sync.Mutex // guards m and nextSweep
+	mu        sync.Mutex // guards m, extra and nextSweep
 	m         map[string]memoryEntry
+	extra     int // members of the indexes in m beyond the first of each: entries are len(m) + extra
 	max       int
 	nextSweep time.Time
 	now       func() time.Time // read-only after NewMemoryStore
 }
 
+// memoryEntry is a value or, when members is not nil, an index (never
+// empty: an index loses its entry with its last member).
 type memoryEntry struct {
 	value   []byte
+	members map[string]struct{}
 	expires time.Time
 }
 
@@ -98,6 +129,9 @@ func (s *MemoryStore) Get(_ context.Context, key string) ([]byte, error) {
 	if !ok || !s.now().Before(e.expires) {
 		return nil, ErrNotFound
 	}
+	if e.members != nil {
+		return nil, errWrongKind
+	}
 	return bytes.Clone(e.value), nil
 }
 
@@ -112,20 +146,30 @@ func (s *MemoryStore) Set(_ context.Context, key string, value []byte, ttl time.
 	now := s.now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, exists := s.m[key]; !exists && len(s.m) >= s.max {
+	if _, exists := s.m[key]; !exists && s.entries() >= s.max {
 		s.sweep(now)
-		if len(s.m) >= s.max {
+		if s.entries() >= s.max {
 			return ErrStoreFull
 		}
 	} else if now.After(s.nextSweep) {
 		s.sweep(now)
 	}
+	s.remove(key) // an index it replaces frees its members
 	s.m[key] = memoryEntry{value: bytes.Clone(value), expires: now.Add(ttl)}
 	return nil
 }
 
+// entries is how many entries count towards the bound; the caller holds
+// s.mu.
+func (s *MemoryStore) entries() int { return len(s.m) + s.extra }
+
 // remove deletes key; the caller holds s.mu.
-func (s *MemoryStore) remove(key string) { delete(s.m, key) }
+func (s *MemoryStore) remove(key string) {
+	if e, ok := s.m[key]; ok && e.members != nil {
+		s.extra -= len(e.members) - 1
+	}
+	delete(s.m, key)
+}
 
 // Delete implements Store.
 func (s *MemoryStore) Delete(_ context.Context, key string) error {
@@ -147,13 +191,14 @@ func (s *MemoryStore) Lock(_ context.Context, key string, ttl time.Duration) (st
 	if ok && now.Before(e.expires) {
 		return "", nil
 	}
-	if !ok && len(s.m) >= s.max {
+	if !ok && s.entries() >= s.max {
 		s.sweep(now)
-		if len(s.m) >= s.max {
+		if s.entries() >= s.max {
 			return "", ErrStoreFull
 		}
 	}
 	tok := randomToken()
+	s.remove(key) // an expired index under the same name
 	s.m[key] = memoryEntry{value: []byte(tok), expires: now.Add(ttl)}
 	return tok, nil
 }
@@ -162,13 +207,93 @@ func (s *MemoryStore) Lock(_ context.Context, key string, ttl time.Duration) (st
 func (s *MemoryStore) Unlock(_ context.Context, key, token string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if e, ok := s.m[key]; ok && string(e.value) == token {
+	if e, ok := s.m[key]; ok && e.members == nil && string(e.value) == token {
 		s.remove(key)
 	}
 	return nil
 }
 
-// Count returns how many live entries have keys starting with prefix.
+// IndexAdd implements Store. A new member is refused with ErrStoreFull
+// when the store is at its bound.
+func (s *MemoryStore) IndexAdd(_ context.Context, key, member string, ttl time.Duration) error {
+	if ttl <= 0 {
+		return fmt.Errorf("bff: index ttl %v must be more than zero", ttl)
+	}
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.m[key]
+	if ok && !now.Before(e.expires) {
+		s.remove(key)
+		ok = false
+	}
+	if ok && e.members == nil {
+		return errWrongKind
+	}
+	if _, in := e.members[member]; !in {
+		if s.entries() >= s.max {
+			s.sweep(now)
+			if s.entries() >= s.max {
+				return ErrStoreFull
+			}
+		} else if now.After(s.nextSweep) {
+			s.sweep(now)
+		}
+		if !ok {
+			e = memoryEntry{members: map[string]struct{}{}}
+		} else {
+			s.extra++
+		}
+		e.members[member] = struct{}{}
+	}
+	if exp := now.Add(ttl); exp.After(e.expires) {
+		e.expires = exp
+	}
+	s.m[key] = e
+	return nil
+}
+
+// IndexMembers implements Store.
+func (s *MemoryStore) IndexMembers(_ context.Context, key string) ([]string, error) {
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.m[key]
+	if !ok || !now.Before(e.expires) {
+		return nil, nil
+	}
+	if e.members == nil {
+		return nil, errWrongKind
+	}
+	out := make([]string, 0, len(e.members))
+	for m := range e.members {
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// IndexRemove implements Store.
+func (s *MemoryStore) IndexRemove(_ context.Context, key, member string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.m[key]
+	if !ok || e.members == nil {
+		return nil
+	}
+	if _, in := e.members[member]; !in {
+		return nil
+	}
+	if len(e.members) == 1 {
+		s.remove(key)
+		return nil
+	}
+	delete(e.members, member)
+	s.extra--
+	return nil
+}
+
+// Count returns how many live keys start with prefix (an index counts
+// once, whatever its members).
 func (s *MemoryStore) Count(prefix string) int {
 	now := s.now()
 	s.mu.Lock()

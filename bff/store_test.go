@@ -326,3 +326,88 @@ func TestMemoryStoreConcurrent(t *testing.T) {
 		t.Error("nothing was stored")
 	}
 }
+
+// TestMemoryStoreIndexBound: each index member counts as an entry; a full
+// store refuses a new member (not one already there), and removing
+// members, or an index expiring, makes room again.
+func TestMemoryStoreIndexBound(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t, 4)
+	_ = s.Set(ctx, "s/1", []byte("v"), time.Hour)
+	for _, m := range []string{"a", "b", "c"} {
+		if err := s.IndexAdd(ctx, "i/x", m, time.Hour); err != nil {
+			t.Fatalf("member %s: %v", m, err)
+		}
+	}
+	if err := s.IndexAdd(ctx, "i/x", "d", time.Hour); !errors.Is(err, bff.ErrStoreFull) {
+		t.Fatalf("a 5th entry as a member: %v, want ErrStoreFull", err)
+	}
+	if err := s.IndexAdd(ctx, "i/y", "a", time.Hour); !errors.Is(err, bff.ErrStoreFull) {
+		t.Fatalf("a 5th entry as a new index: %v, want ErrStoreFull", err)
+	}
+	if err := s.Set(ctx, "s/2", []byte("v"), time.Hour); !errors.Is(err, bff.ErrStoreFull) {
+		t.Fatalf("a 5th entry as a value: %v, want ErrStoreFull", err)
+	}
+	if err := s.IndexAdd(ctx, "i/x", "a", 2*time.Hour); err != nil {
+		t.Errorf("re-adding a member when full: %v", err)
+	}
+	_ = s.IndexRemove(ctx, "i/x", "b")
+	if err := s.Set(ctx, "s/2", []byte("v"), time.Hour); err != nil {
+		t.Errorf("after a member was removed: %v", err)
+	}
+	// A whole index expiring frees all its members.
+	_ = s.IndexRemove(ctx, "i/x", "a")
+	_ = s.IndexRemove(ctx, "i/x", "c")
+	for _, m := range []string{"a", "b"} {
+		if err := s.IndexAdd(ctx, "i/short", m, 50*time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Set(ctx, "s/3", []byte("v"), time.Hour); !errors.Is(err, bff.ErrStoreFull) {
+		t.Fatalf("when full again: %v", err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	for i := range 2 {
+		if err := s.Set(ctx, fmt.Sprintf("s/new%d", i), []byte("v"), time.Hour); err != nil {
+			t.Errorf("after the index expired, entry %d: %v", i, err)
+		}
+	}
+}
+
+// TestMemoryStoreIndexKinds: a key holds a value or an index, and the
+// other kind's operations do not read it as theirs.
+func TestMemoryStoreIndexKinds(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t, 0)
+	_ = s.Set(ctx, "k/value", []byte("v"), time.Hour)
+	_ = s.IndexAdd(ctx, "k/index", "m", time.Hour)
+	if _, err := s.IndexMembers(ctx, "k/value"); err == nil {
+		t.Error("IndexMembers of a value: no error")
+	}
+	if err := s.IndexAdd(ctx, "k/value", "m", time.Hour); err == nil {
+		t.Error("IndexAdd to a value: no error")
+	}
+	if _, err := s.Get(ctx, "k/index"); err == nil {
+		t.Error("Get of an index: no error")
+	}
+	if tok, err := s.Lock(ctx, "k/index", time.Minute); err != nil || tok != "" {
+		t.Errorf("Lock of an index = %q, %v; want held", tok, err)
+	}
+	if err := s.Unlock(ctx, "k/index", "m"); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := s.IndexMembers(ctx, "k/index"); err != nil || len(m) != 1 {
+		t.Errorf("Unlock removed an index: %q, %v", m, err)
+	}
+	// Set replaces an index, and frees its members.
+	_ = s.IndexAdd(ctx, "k/index", "m2", time.Hour)
+	if err := s.Set(ctx, "k/index", []byte("v"), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Get(ctx, "k/index"); err != nil || string(got) != "v" {
+		t.Errorf("Get after Set over an index = %q, %v", got, err)
+	}
+	if n := s.Count(""); n != 2 {
+		t.Errorf("Count = %d, want 2", n)
+	}
+}

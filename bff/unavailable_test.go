@@ -130,8 +130,8 @@ func TestRefreshUnavailable(t *testing.T) {
 // a store across the network does.
 type failingStore struct {
 	*bff.MemoryStore
-	failGet, failLock atomic.Bool
-	err               error
+	failGet, failLock, failIndex atomic.Bool
+	err                          error
 }
 
 func (s *failingStore) Get(ctx context.Context, key string) ([]byte, error) {

@@ -106,6 +106,7 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	expireCookie(w, SessionCookie, http.SameSiteStrictMode)
+	h.unindex(ctx, hashID(id), s.Claims)
 	body := map[string]string{}
 	if md, err := h.endpoints(ctx); err != nil {
 		h.logErr(ctx, "bff: logout: no metadata; the refresh token is not revoked", err)

@@ -18,7 +18,8 @@
 // (internal/redisurl, as dpop/redisstore): a single node from redis:// or
 // rediss://, Sentinel from redis+sentinel://s1:26379?master_name=mymaster&addr=s2:26379,
 // Cluster from redis+cluster://n1:7000?addr=n2:7001. Every operation
-// touches one key, so any Cluster slot layout works. To configure a client
+// (the index script included) touches one key, so any Cluster slot
+// layout works. To configure a client
 // beyond what a URL says, make it yourself, set ContextTimeoutEnabled, and
 // pass it to [New]; the caller then keeps ownership and closes it.
 //
@@ -27,7 +28,12 @@
 // The values are opaque bytes, at most [bff.MaxValueSize] each: sessions
 // (the access, refresh and ID tokens, the ID token's claims, the
 // session's times), the states of completed logins (so that a login
-// completes once) and the tokens of refresh locks. A started login is
+// completes once), the tokens of refresh locks and, with back-channel
+// logout (bff.Config.BackchannelLogout), the jti markers of logout tokens
+// seen and the indexes of sessions by sid and by subject: Redis SETs
+// whose key is a hash of the issuer and the sid or subject and whose
+// members are session key suffixes (hashes of session ids), so Redis
+// never holds a sid, a subject or a session id in the clear. A started login is
 // not stored: it lives in the browser's sealed login cookie, so
 // anonymous requests write nothing here. The bff package seals sessions
 // with its session key (AES-256-GCM) before it calls
@@ -38,10 +44,14 @@
 // [Options.Prefix], inside a Cluster hash tag:
 //
 //	<prefix>{<key>}   value, PX <ttl in milliseconds>
+//	<prefix>{<key>}   SET of members (an index), PEXPIRE <ttl in milliseconds>
 //
-// Every key has a time to live: Set's and Lock's ttl, rounded up to a
-// whole millisecond, so Redis drops sessions, login markers and locks by
-// itself when they run out, and nothing here sweeps. Each operation
+// Every key has a time to live: Set's, Lock's and IndexAdd's ttl, rounded
+// up to a whole millisecond, so Redis drops sessions, login markers,
+// locks and indexes by itself when they run out, and nothing here sweeps.
+// An index's time to live only grows: IndexAdd extends it to the ttl
+// given when that is longer (the handler gives the session lifetime, so
+// an index outlives every session in it), never shortens it. Each operation
 // touches a single key, so a Cluster never answers CROSSSLOT; the hash
 // tag only keeps the prefix out of the slot, so the keys spread over the
 // slots while a prefix that has a hash tag of its own still wins. The key
@@ -58,6 +68,11 @@
 //   - Lock is SET NX PX with a token of 256 random bits; Unlock is a
 //     script that deletes the lock only if it still holds that token, so
 //     a replica whose lock expired cannot release another's.
+//   - IndexAdd is a script: SADD, then PEXPIRE when PTTL is shorter than
+//     the ttl (so a set never exists without a time to live, and this
+//     works on Redis before 7.0, which has no PEXPIRE GT);
+//     IndexMembers is SMEMBERS; IndexRemove is SREM (Redis deletes an
+//     empty set).
 //
 // A missing key is [bff.ErrNotFound]. A timeout, a cancelled context, a
 // network error or an error reply from Redis (including OOM at maxmemory,

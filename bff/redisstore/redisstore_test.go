@@ -480,6 +480,9 @@ func ops(s *redisstore.Store) []struct {
 		{"Delete", func(ctx context.Context) error { return s.Delete(ctx, "s/k") }},
 		{"Lock", func(ctx context.Context) error { _, err := s.Lock(ctx, "l/k", time.Minute); return err }},
 		{"Unlock", func(ctx context.Context) error { return s.Unlock(ctx, "l/k", randomLikeToken()) }},
+		{"IndexAdd", func(ctx context.Context) error { return s.IndexAdd(ctx, "i/k", "m", time.Minute) }},
+		{"IndexMembers", func(ctx context.Context) error { _, err := s.IndexMembers(ctx, "i/k"); return err }},
+		{"IndexRemove", func(ctx context.Context) error { return s.IndexRemove(ctx, "i/k", "m") }},
 		{"Ping", s.Ping},
 	}
 }

@@ -201,6 +201,59 @@ func (s *Store) Unlock(ctx context.Context, key, token string) error {
 	return nil
 }
 
+// indexAddScript adds ARGV[1] to the set KEYS[1] and makes the set live
+// at least ARGV[2] milliseconds from now: its time to live is extended,
+// never shortened (PTTL is -1 for the set just made, which has none).
+// One script, so a set never exists without a time to live, on Redis
+// versions before 7 too (PEXPIRE GT is 7.0+).
+var indexAddScript = redis.NewScript(`
+redis.call('SADD', KEYS[1], ARGV[1])
+local ttl = tonumber(ARGV[2])
+if redis.call('PTTL', KEYS[1]) < ttl then
+	redis.call('PEXPIRE', KEYS[1], ttl)
+end
+return 1
+`)
+
+// IndexAdd implements bff.Store with one script: SADD, then PEXPIRE when
+// the set's time to live (PTTL) is shorter than ttl, rounded up to a
+// whole millisecond. It refuses a ttl that is not more than zero without
+// contacting Redis.
+func (s *Store) IndexAdd(ctx context.Context, key, member string, ttl time.Duration) error {
+	if ttl <= 0 {
+		return fmt.Errorf("redisstore: index ttl %v must be more than zero", ttl)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	if err := indexAddScript.Run(ctx, s.client, []string{s.key(key)}, member, wholeMillis(ttl).Milliseconds()).Err(); err != nil {
+		return unavailable(err)
+	}
+	return nil
+}
+
+// IndexMembers implements bff.Store with SMEMBERS; a missing or expired
+// set has no members.
+func (s *Store) IndexMembers(ctx context.Context, key string) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	m, err := s.client.SMembers(ctx, s.key(key)).Result()
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	return m, nil
+}
+
+// IndexRemove implements bff.Store with SREM; Redis deletes a set with
+// its last member.
+func (s *Store) IndexRemove(ctx context.Context, key, member string) error {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	if err := s.client.SRem(ctx, s.key(key), member).Err(); err != nil {
+		return unavailable(err)
+	}
+	return nil
+}
+
 // Ping checks that Redis answers within Options.Timeout, for readiness
 // probes. Its error wraps bff.ErrStoreUnavailable and the cause.
 func (s *Store) Ping(ctx context.Context) error {

@@ -15,7 +15,8 @@ import (
 
 // TestCluster: two stores (two gateway replicas) made by NewFromURL from
 // one redis+cluster:// URL share sessions: Set at one, Get and Delete
-// and Lock (exclusive) at the other, with keys spread over the masters.
+// and Lock (exclusive) at the other, indexes (the index script runs on
+// the slot's master), with keys spread over the masters.
 func TestCluster(t *testing.T) {
 	c, err := redistest.StartCluster(t.TempDir(), 3)
 	if errors.Is(err, redistest.ErrNotInstalled) {
@@ -67,6 +68,15 @@ func TestCluster(t *testing.T) {
 		}
 		if again, err := s[1].Lock(ctx, k, time.Minute); err != nil || again == "" {
 			t.Fatalf("Lock %s after Unlock: %q, %v", k, again, err)
+		}
+	}
+	for i := range 20 {
+		k := "i/index-" + strconv.Itoa(i)
+		if err := s[0].IndexAdd(ctx, k, "m", time.Minute); err != nil {
+			t.Fatalf("IndexAdd %s: %v", k, err)
+		}
+		if m, err := s[1].IndexMembers(ctx, k); err != nil || len(m) != 1 || m[0] != "m" {
+			t.Fatalf("IndexMembers %s at the other replica: %q, %v", k, m, err)
 		}
 	}
 	busy := 0
