@@ -1,6 +1,7 @@
 package bff
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"net/http"
@@ -40,7 +41,11 @@ const (
 // cannot add a header, needs no X-CSRF but must carry an allowed Origin; then the session's
 // access token, refreshed when it expires within RefreshMargin, is set as
 // Authorization: Bearer for next, which must verify it (a
-// middleware.Guard). The session and login cookies never reach next,
+// middleware.Guard). A session with a DPoP key (Config.DPoP) gets
+// Authorization: DPoP instead, with a fresh DPoP proof (htm the
+// request's method, htu PublicURL + its path, ath the token's hash, and
+// the nonce of Config.DPoPNonce when set); a client's own DPoP header is
+// replaced. The session and login cookies never reach next,
 // whichever way the request is authenticated.
 func (h *Handler) Authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -57,10 +62,35 @@ func (h *Handler) Authenticate(next http.Handler) http.Handler {
 		if !ok {
 			return
 		}
-		// The token is the session's, held here: DPoP requirements
-		// are for clients that hold keys (DESIGN: "DPoP rules aside").
-		ctx := middleware.WithServerHeldToken(context.WithValue(r.Context(), sessionKeyType{}, true))
-		out := withoutOurCookies(r, ctx)
+		ctx := context.WithValue(r.Context(), sessionKeyType{}, true)
+		key, err := sessionDPoPKey(s)
+		if err == nil && key != nil {
+			// A DPoP session (Config.DPoP): its token is bound to the
+			// session's key, so the request carries a proof made with it
+			// for this method and PublicURL + path, as the guard after
+			// this (and any upstream that checks) derives htu.
+			var proof string
+			nonce := ""
+			if h.cfg.DPoPNonce != nil {
+				nonce = h.cfg.DPoPNonce()
+			}
+			if proof, err = newProof(key, r.Method, h.cfg.PublicURL+r.URL.EscapedPath(), s.AccessToken, nonce); err == nil {
+				out := withoutOurCookies(r, ctx)
+				out.Header.Set("Authorization", "DPoP "+s.AccessToken)
+				out.Header.Set("DPoP", proof)
+				next.ServeHTTP(w, out)
+				return
+			}
+		}
+		if err != nil {
+			h.logErr(ctx, "bff: no DPoP proof for the session's request", err)
+			h.deny(w, r, http.StatusServiceUnavailable, errUnavailable)
+			return
+		}
+		// A Bearer session: the token is the session's, held here; DPoP
+		// requirements are for clients that hold keys (DESIGN: "DPoP
+		// rules aside").
+		out := withoutOurCookies(r, middleware.WithServerHeldToken(ctx))
 		out.Header.Set("Authorization", "Bearer "+s.AccessToken)
 		next.ServeHTTP(w, out)
 	})
@@ -359,12 +389,32 @@ func (h *Handler) refreshLocked(ctx context.Context, id string, s *session) (*se
 		h.metrics.refreshes.WithLabelValues(resultUnavailable).Inc()
 		return nil, errors.Join(errRefreshUnavailable, err)
 	}
-	tok, err := h.oauthConfig(md).TokenSource(h.oauthContext(ctx), &oauth2.Token{RefreshToken: s.RefreshToken}).Token()
+	key, err := sessionDPoPKey(s)
+	if err != nil {
+		h.metrics.refreshes.WithLabelValues(resultInvalidGrant).Inc()
+		h.logErr(ctx, "bff: the session's DPoP key is unusable; the session ends", err)
+		_ = h.cfg.Store.Delete(ctx, sessionKey(id))
+		return nil, errRefreshRefused
+	}
+	tok, err := h.oauthConfig(md).TokenSource(withDPoPKey(h.oauthContext(ctx), key), &oauth2.Token{RefreshToken: s.RefreshToken}).Token()
+	if err == nil && key != nil {
+		// A Bearer answer to a proved request is a downgrade: the session
+		// cannot use it (and must not), so it ends.
+		if err := checkDPoPTokenType(tok.TokenType); err != nil {
+			h.metrics.refreshes.WithLabelValues(resultInvalidGrant).Inc()
+			h.logErr(ctx, "bff: refresh refused; the session ends", err)
+			_ = h.cfg.Store.Delete(ctx, sessionKey(id))
+			h.revokeRefused(ctx, cmp.Or(tok.RefreshToken, s.RefreshToken))
+			return nil, errRefreshRefused
+		}
+	}
 	if err != nil {
 		// invalid_grant, or any other refusal (a 4xx: invalid_client,
 		// invalid_scope, ...) is an answer, not an outage: the session
 		// cannot go on, and retrying at every request would not help.
-		if re, ok := errors.AsType[*oauth2.RetrieveError](err); ok &&
+		// A second use_dpop_nonce (one was answered already) is the
+		// server's nonce trouble, not the session's end.
+		if re, ok := errors.AsType[*oauth2.RetrieveError](err); ok && re.ErrorCode != "use_dpop_nonce" &&
 			(re.ErrorCode == "invalid_grant" || re.Response != nil && re.Response.StatusCode >= 400 && re.Response.StatusCode < 500) {
 			h.metrics.refreshes.WithLabelValues(resultInvalidGrant).Inc()
 			h.logErr(ctx, "bff: the authorization server refused the refresh; the session ends", err)

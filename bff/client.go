@@ -20,9 +20,11 @@ const defaultTimeout = 10 * time.Second
 
 // clientFor returns the client that talks to the authorization server:
 // base (or a default one) whose transport completes every form POST
-// (the token and revocation requests) with what x/oauth2 cannot add by
-// itself: a private_key_jwt client assertion, and the RFC 8707 resource
-// at a refresh.
+// (the token, revocation and pushed authorization requests) with what
+// x/oauth2 cannot add by itself: a private_key_jwt client assertion, the
+// RFC 8707 resource at a refresh, and for a token request whose context
+// carries a session's DPoP key (withDPoPKey) a DPoP proof, sent again
+// once with the server's nonce when it demands one.
 func (h *Handler) clientFor(base *http.Client) *http.Client {
 	c := &http.Client{Timeout: defaultTimeout, CheckRedirect: noDowngrade}
 	if base != nil {
@@ -63,7 +65,8 @@ func (t *formTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return t.next.RoundTrip(req)
 	}
 	cfg := &t.h.cfg
-	if cfg.ClientAuthMethod != PrivateKeyJWT && cfg.Resource == "" {
+	key := dpopKeyFrom(req.Context())
+	if cfg.ClientAuthMethod != PrivateKeyJWT && cfg.Resource == "" && key == nil {
 		return t.next.RoundTrip(req)
 	}
 	body, err := io.ReadAll(io.LimitReader(req.Body, maxFormSize+1))
@@ -78,46 +81,87 @@ func (t *formTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if cfg.Resource != "" && form.Get("grant_type") == "refresh_token" && !form.Has("resource") {
 		form.Set("resource", cfg.Resource)
 	}
-	if cfg.ClientAuthMethod == PrivateKeyJWT {
-		alg, err := clientauth.Algorithm(cfg.ClientKey.Public(), cfg.ClientKeyAlgorithm)
-		if err != nil {
-			return nil, err
+	endpoint := req.URL.Scheme + "://" + req.URL.Host + req.URL.EscapedPath()
+	// send sends the form once: a client assertion and a proof are each
+	// used once, so a retry gets new ones.
+	send := func(nonce string) (*http.Response, error) {
+		if cfg.ClientAuthMethod == PrivateKeyJWT {
+			alg, err := clientauth.Algorithm(cfg.ClientKey.Public(), cfg.ClientKeyAlgorithm)
+			if err != nil {
+				return nil, err
+			}
+			a, err := clientauth.Assertion(cfg.ClientKey, alg, cfg.ClientKeyID, cfg.ClientID, []string{cfg.Issuer, endpoint}, cfg.Now())
+			if err != nil {
+				return nil, err
+			}
+			form.Del("client_secret")
+			form.Set("client_id", cfg.ClientID)
+			form.Set("client_assertion_type", clientauth.AssertionType)
+			form.Set("client_assertion", a)
 		}
-		endpoint := req.URL.Scheme + "://" + req.URL.Host + req.URL.Path
-		a, err := clientauth.Assertion(cfg.ClientKey, alg, cfg.ClientKeyID, cfg.ClientID, []string{cfg.Issuer, endpoint}, cfg.Now())
-		if err != nil {
-			return nil, err
+		enc := form.Encode()
+		out := req.Clone(req.Context())
+		out.Body = io.NopCloser(strings.NewReader(enc))
+		out.ContentLength = int64(len(enc))
+		out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(enc)), nil }
+		if key != nil {
+			proof, err := newProof(key, http.MethodPost, endpoint, "", nonce)
+			if err != nil {
+				return nil, err
+			}
+			out.Header.Set("DPoP", proof)
 		}
-		form.Del("client_secret")
-		form.Set("client_id", cfg.ClientID)
-		form.Set("client_assertion_type", clientauth.AssertionType)
-		form.Set("client_assertion", a)
+		return t.next.RoundTrip(out)
 	}
-	enc := form.Encode()
-	out := req.Clone(req.Context())
-	out.Body = io.NopCloser(strings.NewReader(enc))
-	out.ContentLength = int64(len(enc))
-	out.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(enc)), nil }
-	return t.next.RoundTrip(out)
+	if key == nil {
+		return send("")
+	}
+	resp, err := send(t.h.asNonce())
+	if err != nil {
+		return nil, err
+	}
+	t.h.learnNonce(resp)
+	if !wantsNonce(resp) {
+		return resp, nil
+	}
+	// RFC 9449 §8: one retry with the nonce it demands. A second demand
+	// goes back to the caller as the refusal it is, never a loop.
+	_ = resp.Body.Close()
+	if resp, err = send(t.h.asNonce()); err != nil {
+		return nil, err
+	}
+	t.h.learnNonce(resp)
+	return resp, nil
 }
 
-// revoke revokes a refresh token at the revocation endpoint (RFC 7009),
-// authenticating as at the token endpoint.
-func (h *Handler) revoke(ctx context.Context, endpoint, token string) error {
-	form := url.Values{"token": {token}, "token_type_hint": {"refresh_token"}}
+// postForm sends form to one of the authorization server's endpoints
+// other than the token endpoint (revocation, pushed authorization
+// requests), authenticating the client as at the token endpoint:
+// client_secret_basic and client_secret_post here, private_key_jwt by
+// formTransport. The caller reads and closes the body.
+func (h *Handler) postForm(ctx context.Context, endpoint string, form url.Values) (*http.Response, error) {
 	if h.cfg.ClientAuthMethod == ClientSecretPost {
 		form.Set("client_id", h.cfg.ClientID)
 		form.Set("client_secret", h.cfg.ClientSecret)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, bytes.NewBufferString(form.Encode()))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
 	if h.cfg.ClientAuthMethod == ClientSecretBasic {
 		clientauth.BasicAuth(req, h.cfg.ClientID, h.cfg.ClientSecret)
 	}
-	resp, err := h.client.Do(req)
+	return h.client.Do(req)
+}
+
+// revoke revokes a refresh token at the revocation endpoint (RFC 7009),
+// authenticating as at the token endpoint. It carries no DPoP proof:
+// RFC 9449 asks for none there, and a confidential client's refresh
+// token is bound to its client authentication, not to the key.
+func (h *Handler) revoke(ctx context.Context, endpoint, token string) error {
+	resp, err := h.postForm(ctx, endpoint, url.Values{"token": {token}, "token_type_hint": {"refresh_token"}})
 	if err != nil {
 		return err
 	}

@@ -22,6 +22,21 @@ const (
 	PrivateKeyJWT     = "private_key_jwt"
 )
 
+// When the authorization request is pushed (Config.PAR): RFC 9126
+// Pushed Authorization Requests.
+const (
+	// PARAuto pushes it when the authorization server's metadata has a
+	// pushed_authorization_request_endpoint, and sends it through the
+	// browser otherwise. The default.
+	PARAuto = "auto"
+	// PARRequired always pushes it: a login fails (503, logged) when the
+	// authorization server has no pushed_authorization_request_endpoint.
+	PARRequired = "required"
+	// PAROff never pushes it: a login fails (503, logged) when the
+	// authorization server says require_pushed_authorization_requests.
+	PAROff = "off"
+)
+
 // Defaults of the zero Config fields.
 const (
 	DefaultPath               = "/bff"
@@ -98,6 +113,47 @@ type Config struct {
 	// not found. false (the default) answers 404 there and writes no
 	// index.
 	BackchannelLogout bool
+
+	// PAR says when the authorization request is pushed to the
+	// authorization server (RFC 9126) instead of travelling in the
+	// browser's URL: PARAuto, PARRequired or PAROff; "" means PARAuto.
+	// A pushed request is a POST to the pushed_authorization_request_endpoint
+	// carrying every authorization parameter, authenticated like the
+	// token requests (ClientAuthMethod); the browser is then sent to the
+	// authorization endpoint with only client_id and the request_uri it
+	// got back, so nothing of the request can be read or changed on the
+	// way. When the handler should push but the push fails, the login
+	// fails: 503 when the endpoint is unreachable or answers 5xx, 502
+	// for a refusal or any answer but 201 with a request_uri and
+	// expires_in. It never falls back to the browser.
+	PAR string
+
+	// DPoP binds the tokens of each new session to a key of its own
+	// (RFC 9449): an ES256 (P-256) key made at the login, kept in the
+	// session (encrypted in the Store like the tokens, never sent to the
+	// browser, not even sealed in a cookie), and its thumbprint sent as
+	// dpop_jkt with the authorization request. Every token request (the
+	// code exchange, each refresh) carries a DPoP proof, answering one
+	// use_dpop_nonce demand with one retry; a token response whose
+	// token_type is not DPoP is refused. Authenticate then forwards the
+	// session's access token as "Authorization: DPoP" with a fresh proof
+	// for the request's method and PublicURL + path. The key is derived
+	// from the login's state and SessionKey (or the handler's own key
+	// without one), so replicas sharing SessionKey agree on it and
+	// nothing is stored before the user has logged in. Sessions made
+	// while DPoP was off go on with Bearer tokens, and sessions made with
+	// it keep their key when it is turned off.
+	DPoP bool
+	// DPoPNonce, when set, is called for each proof Authenticate makes
+	// and its non-empty result is put in the proof as "nonce": the way
+	// to satisfy a resource server that demands server nonces (a
+	// middleware.Guard with DPoP.Nonce), such as one issuing stateless
+	// nonces from the same secret (dpop.NewNonces(secrets,
+	// lifetime).Issue). It must be safe for concurrent use. nil puts no
+	// nonce in those proofs. Nonces of the authorization server are
+	// learned from its answers, not from here. Authenticate never retries
+	// a request the resource server refuses.
+	DPoPNonce func() string
 
 	// Store keeps sessions (and the states of completed logins). nil means a MemoryStore of
 	// DefaultMaxEntries. A store shared by replicas (bff/redisstore)
@@ -227,6 +283,16 @@ func (c Config) withDefaults() (Config, error) {
 		if _, err := checkHTTPURL(c.PostLogoutRedirectURL, c.InsecureAllowHTTP); err != nil {
 			bad("PostLogoutRedirectURL: %v", err)
 		}
+	}
+	switch c.PAR {
+	case "":
+		c.PAR = PARAuto
+	case PARAuto, PARRequired, PAROff:
+	default:
+		bad("PAR %q is not one of auto, required, off", c.PAR)
+	}
+	if c.DPoPNonce != nil && !c.DPoP {
+		bad("DPoPNonce is set but DPoP is off")
 	}
 	if c.Store == nil {
 		c.Store, _ = NewMemoryStore(0)

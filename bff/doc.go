@@ -56,6 +56,45 @@
 // sid or subject); sessions made while the option was off are not in
 // them.
 //
+// [Config.PAR] decides when the authorization request is pushed (RFC 9126
+// Pushed Authorization Requests, https://www.rfc-editor.org/rfc/rfc9126):
+// [PARAuto], the default, whenever the issuer's metadata has a
+// pushed_authorization_request_endpoint; [PARRequired] always, a login
+// failing (503, logged) against an issuer without one; [PAROff] never, a
+// login failing against an issuer that says
+// require_pushed_authorization_requests. Auto is the default because it
+// pushes wherever the server can take it, and without a push endpoint the
+// front-channel request (PKCE, state, nonce) is still sound; required is
+// for deployments that want the guarantee from configuration. A pushed
+// request is a POST of every authorization parameter, client-authenticated
+// as at the token endpoint; the browser then carries only client_id and
+// the request_uri of the 201 answer. A push that fails fails the login:
+// 503 when the endpoint is down, 502 for any answer but 201 with a
+// request_uri (a printable string of at most 2 KiB) and a positive
+// expires_in. It never falls back to the browser.
+//
+// With [Config.DPoP] the tokens of each new session are bound to a key of
+// its own (RFC 9449, https://www.rfc-editor.org/rfc/rfc9449): an ES256
+// (P-256) key derived at /login with HKDF-SHA256 from the key that seals
+// login cookies (SessionKey, shared by replicas, or the handler's own)
+// and the login's state, and derived again at the callback, so nothing is
+// stored before the user has logged in and the key never reaches the
+// browser, not even sealed: the login cookie keeps only its thumbprint.
+// The thumbprint is sent as dpop_jkt (§10) with the authorization
+// request; the code exchange and every refresh carry a proof by the key
+// (htm POST, htu the token endpoint); a use_dpop_nonce answer (§8) gets
+// one retry with the server's nonce, which is remembered for later
+// requests; and an answer whose token_type is not DPoP is refused (no
+// session at the login, the session ends at a refresh). The key is then
+// kept in the session, encrypted in the store like the refresh token.
+// Authenticate forwards a DPoP session's access token as
+// Authorization: DPoP with a fresh proof: htm the request's method, htu
+// [Config.PublicURL] + its path (what a middleware.Guard with the same
+// PublicURL derives), ath the token's hash, and, with
+// [Config.DPoPNonce], the resource server's nonce; it never retries a
+// request that is refused. Revocation requests carry no proof: RFC 9449
+// asks for none there.
+//
 // A [MemoryStore] (the default) serves one process. Replicas share
 // sessions through bff/redisstore, with Config.SessionKey: what a store
 // outside the process keeps is encrypted with AES-256-GCM and bound to

@@ -49,6 +49,11 @@ type Handler struct {
 	meta      *discovery.Cache
 	client    *http.Client // to the authorization server, client auth added
 	metrics   *metrics
+	// dpopSecrets derive the sessions' DPoP keys (deriveDPoPKey): the
+	// login cookies' key, then PreviousSessionKey when set. Read-only.
+	dpopSecrets [][]byte
+	// nonce is the authorization server's latest DPoP-Nonce.
+	nonce atomic.Pointer[string]
 
 	keysMu sync.Mutex
 	keys   *jwks.Set // ID token keys, made on first use; guarded by keysMu
@@ -84,6 +89,12 @@ func New(cfg Config) (*Handler, error) {
 		return nil, err
 	}
 	h := &Handler{cfg: c, seal: seal, loginSeal: loginSeal, flights: map[string]*refreshCall{}}
+	// The DPoP keys come from the key that seals login cookies: shared by
+	// replicas with SessionKey, the handler's own otherwise.
+	h.dpopSecrets = [][]byte{loginKey}
+	if c.PreviousSessionKey != nil {
+		h.dpopSecrets = append(h.dpopSecrets, c.PreviousSessionKey)
+	}
 	h.client = h.clientFor(c.HTTPClient)
 	h.meta, err = discovery.NewCache(discovery.Config{
 		Issuer:            c.Issuer,

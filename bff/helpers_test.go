@@ -32,6 +32,16 @@ type env struct {
 	reg      *prometheus.Registry
 	upstream *recorder
 	skew     atomic.Int64 // nanoseconds the handler's clock is ahead
+	login    devissuer.LoginConfig
+}
+
+// enableLogin changes the issuer's login configuration (as newEnv set
+// it up); earlier grants are forgotten.
+func (e *env) enableLogin(change func(*devissuer.LoginConfig)) {
+	cfg := e.login
+	cfg.Clients = append([]devissuer.Client(nil), cfg.Clients...)
+	change(&cfg)
+	e.is.EnableLogin(cfg)
 }
 
 // advance moves the handler's clock (not the issuer's, not the guard's).
@@ -83,10 +93,16 @@ func (u *recorder) count() int {
 // change edits the handler's Config before New.
 func newEnv(t testing.TB, change func(*bff.Config)) *env {
 	t.Helper()
+	return newEnvGuard(t, change, nil)
+}
+
+// newEnvGuard is newEnv whose guard's Config guardChange edits.
+func newEnvGuard(t testing.TB, change func(*bff.Config), guardChange func(*middleware.Config)) *env {
+	t.Helper()
 	e := &env{is: testkit.StartIssuer(t), reg: prometheus.NewRegistry(), upstream: &recorder{}}
 	app := httptest.NewUnstartedServer(nil)
 	public := "http://" + app.Listener.Addr().String()
-	e.is.EnableLogin(devissuer.LoginConfig{
+	e.login = devissuer.LoginConfig{
 		Clients: []devissuer.Client{{
 			ID: clientID, Secret: clientSecret,
 			RedirectURIs:           []string{public + "/bff/callback"},
@@ -94,7 +110,8 @@ func newEnv(t testing.TB, change func(*bff.Config)) *env {
 		}},
 		Subject: "alice",
 		Claims:  map[string]any{"name": "Alice", "email": "alice@example.com"},
-	})
+	}
+	e.is.EnableLogin(e.login)
 	cfg := bff.Config{
 		Issuer: e.is.URL(), ClientID: clientID, ClientSecret: clientSecret,
 		Scopes:    []string{"openid", "offline_access", "orders:read"},
@@ -112,10 +129,14 @@ func newEnv(t testing.TB, change func(*bff.Config)) *env {
 	}
 	t.Cleanup(func() { _ = h.Close() })
 	e.h = h
-	g, err := middleware.New(t.Context(), middleware.Config{
+	gc := middleware.Config{
 		Audience: testkit.Audience,
 		Issuers:  []middleware.Issuer{{Issuer: e.is.URL()}},
-	})
+	}
+	if guardChange != nil {
+		guardChange(&gc)
+	}
+	g, err := middleware.New(t.Context(), gc)
 	if err != nil {
 		t.Fatal(err)
 	}

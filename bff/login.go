@@ -2,6 +2,7 @@ package bff
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -31,6 +32,10 @@ type pending struct {
 	// the new one begins.
 	Old     string `json:"o,omitempty"`
 	Expires int64  `json:"e"`
+	// JKT is the thumbprint of the login's DPoP key, sent as dpop_jkt
+	// (Config.DPoP): public, it only tells the callback which key to
+	// derive again. The key itself is never in the cookie.
+	JKT string `json:"k,omitempty"`
 }
 
 // maxStateLen bounds the state parameter a callback may carry; ours are
@@ -59,6 +64,16 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable")
 		return
 	}
+	par, err := h.usePAR(md)
+	if err == nil && h.cfg.DPoP && len(md.DPoPSigningAlgs) > 0 && !slices.Contains(md.DPoPSigningAlgs, dpopAlg) {
+		err = errors.New("bff: DPoP is on but the issuer's dpop_signing_alg_values_supported does not list ES256")
+	}
+	if err != nil {
+		h.logErr(ctx, "bff: login refused", err)
+		h.metrics.logins.WithLabelValues(resultUnavailable).Inc()
+		writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable")
+		return
+	}
 	q := r.URL.Query()
 	now := h.cfg.Now()
 	state, nonce, verifier := randomToken(), randomToken(), oauth2.GenerateVerifier()
@@ -68,12 +83,6 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 	}
 	if id, ok := sessionID(r); ok {
 		p.Old = hashID(id)
-	}
-	plain, _ := json.Marshal(p)
-	value := base64.RawURLEncoding.EncodeToString(h.loginSeal.seal(plain, loginAAD(state)))
-	if len(value) > maxLoginCookie {
-		writeError(w, http.StatusBadRequest, "invalid_request")
-		return
 	}
 	opts := []oauth2.AuthCodeOption{
 		oauth2.S256ChallengeOption(verifier),
@@ -86,13 +95,56 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 	case "none", "login", "consent", "select_account":
 		opts = append(opts, oauth2.SetAuthURLParam("prompt", prompt))
 	}
+	if h.cfg.DPoP {
+		// RFC 9449 §10: the code is bound to the key the session's
+		// tokens will be bound to. The key is derived again at the
+		// callback; only its thumbprint is kept meanwhile.
+		_, jkt, err := h.loginDPoPKey(state)
+		if err != nil {
+			h.logErr(ctx, "bff: login refused", err)
+			h.metrics.logins.WithLabelValues(resultUnavailable).Inc()
+			writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable")
+			return
+		}
+		p.JKT = jkt
+		opts = append(opts, oauth2.SetAuthURLParam("dpop_jkt", jkt))
+	}
+	plain, _ := json.Marshal(p)
+	value := base64.RawURLEncoding.EncodeToString(h.loginSeal.seal(plain, loginAAD(state)))
+	if len(value) > maxLoginCookie {
+		writeError(w, http.StatusBadRequest, "invalid_request")
+		return
+	}
+	oc := h.oauthConfig(md)
+	location := oc.AuthCodeURL(state, opts...)
+	if par {
+		// RFC 9126: every parameter goes to the server directly; the
+		// browser carries only client_id and the request_uri.
+		oc.Endpoint.AuthURL = ""
+		params, err := url.ParseQuery(strings.TrimPrefix(oc.AuthCodeURL(state, opts...), "?"))
+		var uri string
+		if err == nil {
+			uri, err = h.pushAuthorization(ctx, md.PAREndpoint, params)
+		}
+		if err != nil {
+			h.logErr(ctx, "bff: login refused: the authorization request could not be pushed", err)
+			h.metrics.logins.WithLabelValues(resultUnavailable).Inc()
+			if errors.Is(err, errPARUnavailable) {
+				writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable")
+			} else {
+				writeError(w, http.StatusBadGateway, "server_error")
+			}
+			return
+		}
+		location = withQuery(md.AuthorizationEndpoint, url.Values{"client_id": {h.cfg.ClientID}, "request_uri": {uri}})
+	}
 	http.SetCookie(w, &http.Cookie{
 		Name: loginCookieName(state), Value: value, Path: "/", MaxAge: int(LoginTimeout / time.Second),
 		// Lax, not Strict: the callback is a top-level navigation from
 		// the authorization server, another site.
 		Secure: true, HttpOnly: true, SameSite: http.SameSiteLaxMode,
 	})
-	w.Header().Set("Location", h.oauthConfig(md).AuthCodeURL(state, opts...))
+	w.Header().Set("Location", location)
 	w.WriteHeader(http.StatusFound)
 }
 
@@ -168,7 +220,16 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 	if h.cfg.Resource != "" {
 		opts = append(opts, oauth2.SetAuthURLParam("resource", h.cfg.Resource))
 	}
-	xctx, cancel := context.WithTimeout(h.oauthContext(ctx), defaultTimeout)
+	// A login started with DPoP finishes with it (its code is bound to
+	// the key), even if DPoP was turned off meanwhile.
+	var key *ecdsa.PrivateKey
+	if h.cfg.DPoP || p.JKT != "" {
+		if key, err = h.callbackDPoPKey(state, p.JKT); err != nil {
+			fail(http.StatusBadRequest, resultInvalidState, "invalid_request", err)
+			return
+		}
+	}
+	xctx, cancel := context.WithTimeout(withDPoPKey(h.oauthContext(ctx), key), defaultTimeout)
 	defer cancel()
 	tok, err := h.oauthConfig(md).Exchange(xctx, code, opts...)
 	if err != nil {
@@ -178,6 +239,18 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 			fail(http.StatusServiceUnavailable, resultUnavailable, "temporarily_unavailable", err)
 		}
 		return
+	}
+	var keyBytes []byte
+	if key != nil {
+		if err := checkDPoPTokenType(tok.TokenType); err != nil {
+			h.revokeRefused(ctx, tok.RefreshToken)
+			fail(http.StatusBadGateway, resultExchange, "invalid_grant", err)
+			return
+		}
+		if keyBytes, err = key.Bytes(); err != nil {
+			fail(http.StatusServiceUnavailable, resultUnavailable, "temporarily_unavailable", err)
+			return
+		}
 	}
 	idt, _ := tok.Extra("id_token").(string)
 	claims, err := h.verifyIDToken(ctx, md, idt, p.Nonce, now)
@@ -211,7 +284,7 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 	s := &session{
 		Created: now.Unix(), LastUsed: now.Unix(), Expires: now.Add(h.cfg.SessionLifetime).Unix(),
 		AccessToken: tok.AccessToken, AccessExpiry: accessExpiry(tok), AccessIssued: now.Unix(), RefreshToken: tok.RefreshToken,
-		IDToken: idt, Claims: claims,
+		IDToken: idt, Claims: claims, DPoPKey: keyBytes,
 	}
 	// A new id at every login: a session id planted before the login
 	// (fixation) is never the one that gets authenticated.

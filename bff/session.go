@@ -38,24 +38,43 @@ type session struct {
 	// Claims are the verified ID token's claims (a JSON object), as /user
 	// returns them.
 	Claims json.RawMessage
+	// DPoPKey is the P-256 private scalar (32 bytes) the session's tokens
+	// are bound to (Config.DPoP); nil for a session of Bearer tokens. It
+	// is as secret as the refresh token, and kept like it.
+	DPoPKey []byte
 }
 
-// sessionFormat is the first byte of an encoded session. The encoding is
-// binary, not JSON: a session is decoded on every request it
-// authenticates, and JSON made that the larger part of the request's
-// cost (BenchmarkRequest).
-const sessionFormat = 1
+// The first byte of an encoded session. The encoding is binary, not
+// JSON: a session is decoded on every request it authenticates, and JSON
+// made that the larger part of the request's cost (BenchmarkRequest).
+const (
+	// sessionFormat: a session of Bearer tokens.
+	sessionFormat = 1
+	// sessionFormatDPoP: sessionFormat followed by one more
+	// length-prefixed byte string, the DPoP key. Only a session with a
+	// key is written so, so replicas that predate it still read every
+	// other session during a rolling upgrade.
+	sessionFormatDPoP = 2
+)
 
 // marshal encodes s: the format byte, five varints (Created, LastUsed,
 // Expires, AccessExpiry, AccessIssued), then four length-prefixed byte
-// strings (access, refresh and ID token, claims).
+// strings (access, refresh and ID token, claims) and, in
+// sessionFormatDPoP, a fifth (the DPoP key).
 func (s *session) marshal() []byte {
-	b := make([]byte, 0, 1+5*binary.MaxVarintLen64+4*binary.MaxVarintLen32+len(s.AccessToken)+len(s.RefreshToken)+len(s.IDToken)+len(s.Claims))
-	b = append(b, sessionFormat)
+	b := make([]byte, 0, 1+5*binary.MaxVarintLen64+5*binary.MaxVarintLen32+len(s.AccessToken)+len(s.RefreshToken)+len(s.IDToken)+len(s.Claims)+len(s.DPoPKey))
+	fields := [...]string{s.AccessToken, s.RefreshToken, s.IDToken, string(s.Claims), string(s.DPoPKey)}
+	n := len(fields)
+	if len(s.DPoPKey) == 0 {
+		b = append(b, sessionFormat)
+		n--
+	} else {
+		b = append(b, sessionFormatDPoP)
+	}
 	for _, v := range [...]int64{s.Created, s.LastUsed, s.Expires, s.AccessExpiry, s.AccessIssued} {
 		b = binary.AppendVarint(b, v)
 	}
-	for _, f := range [...]string{s.AccessToken, s.RefreshToken, s.IDToken, string(s.Claims)} {
+	for _, f := range fields[:n] {
 		b = binary.AppendUvarint(b, uint64(len(f)))
 		b = append(b, f...)
 	}
@@ -66,9 +85,10 @@ var errSessionEncoding = errors.New("bff: malformed session encoding")
 
 // unmarshal decodes what marshal made; anything else is an error.
 func (s *session) unmarshal(b []byte) error {
-	if len(b) == 0 || b[0] != sessionFormat {
+	if len(b) == 0 || (b[0] != sessionFormat && b[0] != sessionFormatDPoP) {
 		return errSessionEncoding
 	}
+	format := b[0]
 	b = b[1:]
 	for _, v := range [...]*int64{&s.Created, &s.LastUsed, &s.Expires, &s.AccessExpiry, &s.AccessIssued} {
 		x, n := binary.Varint(b)
@@ -77,18 +97,26 @@ func (s *session) unmarshal(b []byte) error {
 		}
 		*v, b = x, b[n:]
 	}
-	var claims string
-	for _, f := range [...]*string{&s.AccessToken, &s.RefreshToken, &s.IDToken, &claims} {
+	var claims, key string
+	fields := [...]*string{&s.AccessToken, &s.RefreshToken, &s.IDToken, &claims, &key}
+	n := len(fields)
+	if format == sessionFormat {
+		n--
+	}
+	for _, f := range fields[:n] {
 		l, n := binary.Uvarint(b)
 		if n <= 0 || l > uint64(len(b)-n) {
 			return errSessionEncoding
 		}
 		*f, b = string(b[n:n+int(l)]), b[n+int(l):]
 	}
-	if len(b) != 0 {
+	if len(b) != 0 || (format == sessionFormatDPoP && len(key) != 32) {
 		return errSessionEncoding
 	}
 	s.Claims = json.RawMessage(claims)
+	if format == sessionFormatDPoP {
+		s.DPoPKey = []byte(key)
+	}
 	return nil
 }
 

@@ -271,7 +271,8 @@ func (is *Issuer) Mint(scope string, ttl time.Duration, extra map[string]any) (s
 //	GET|POST /token?scope=a+b                    a fresh access token (text/plain), valid 1 h
 //
 // and, after EnableLogin, GET /authorize, the authorization_code and
-// refresh_token grants at POST /token, POST /revoke and GET /logout.
+// refresh_token grants at POST /token (with DPoP, RFC 9449), POST /revoke,
+// GET /logout and, with LoginConfig.PAR, POST /par (RFC 9126).
 //
 // /token hands a token to anyone who asks: development only.
 func (is *Issuer) Handler() http.Handler {
@@ -317,6 +318,13 @@ func (is *Issuer) Handler() http.Handler {
 			md["code_challenge_methods_supported"] = []string{"S256"}
 			md["id_token_signing_alg_values_supported"] = []string{is.SigningKey().Alg}
 			md["subject_types_supported"] = []string{"public"}
+			md["dpop_signing_alg_values_supported"] = []string{"ES256", "ES384", "EdDSA", "RS256", "PS256"}
+			if l := is.loginState(); l.cfg.PAR {
+				md["pushed_authorization_request_endpoint"] = base + "/par"
+				if l.cfg.RequirePAR {
+					md["require_pushed_authorization_requests"] = true
+				}
+			}
 		}
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(md)
@@ -335,6 +343,13 @@ func (is *Issuer) Handler() http.Handler {
 			return
 		}
 		is.authorize(w, r)
+	})
+	mux.HandleFunc("POST /par", func(w http.ResponseWriter, r *http.Request) {
+		if l := is.loginState(); l == nil || !l.cfg.PAR {
+			http.NotFound(w, r)
+			return
+		}
+		is.par(w, r)
 	})
 	mux.HandleFunc("POST /revoke", func(w http.ResponseWriter, r *http.Request) {
 		if is.loginState() == nil {

@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/url"
 	"slices"
@@ -17,6 +18,7 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jws"
 
+	"github.com/tokenguard/tokenguard/dpop"
 	"github.com/tokenguard/tokenguard/internal/clientauth"
 )
 
@@ -46,7 +48,29 @@ type LoginConfig struct {
 	// LoginRequired makes prompt=none answer login_required, as when the
 	// user has no session at the provider.
 	LoginRequired bool
+	// PAR serves POST /par (RFC 9126 pushed authorization requests) and
+	// advertises it; RequirePAR (which implies PAR) also advertises
+	// require_pushed_authorization_requests and refuses authorization
+	// requests that were not pushed.
+	PAR, RequirePAR bool
 }
+
+// DPoP at the token endpoint (RFC 9449), always on after EnableLogin: a
+// token request with a DPoP header must carry a valid proof (checked with
+// package dpop) and gets a token bound to its key (cnf.jkt, token_type
+// DPoP); a code whose authorization request had dpop_jkt, and the
+// refresh tokens it leads to, need a proof by that key. Without a DPoP
+// header nothing changes. SetDPoPNonce makes the endpoint demand nonces.
+const (
+	// NonceOff: no nonce is demanded (the default).
+	NonceOff = iota
+	// NonceRequired: a proof must carry the issuer's current nonce; one
+	// without gets 400 use_dpop_nonce and a DPoP-Nonce header.
+	NonceRequired
+	// NonceAlways: every proved token request gets 400 use_dpop_nonce
+	// with a fresh nonce, whatever it carries: a misbehaving server.
+	NonceAlways
+)
 
 // login is the issuer's authorization-code state.
 type login struct {
@@ -54,16 +78,31 @@ type login struct {
 
 	mu      sync.Mutex                 // guards the maps
 	codes   map[string]*grant          // by code, single use
+	pushed  map[string]*pushedRequest  // by request_uri, single use
 	refresh map[string]*grant          // by refresh token; a rotated or revoked one is deleted
 	revoked map[string]bool            // refresh tokens revoked (RFC 7009) or rotated away
 	sids    map[string]map[string]bool // sid -> refresh tokens, for back-channel logout tests
 
-	codeGrants, refreshGrants, revocations atomic.Int64
+	codeGrants, refreshGrants, revocations, pushes atomic.Int64
+
+	dpopNonce  int // NonceOff, NonceRequired, NonceAlways; guarded by mu
+	nonces     *dpop.Nonces
+	proofs     *dpop.Verifier // demands nonces
+	noNonce    *dpop.Verifier // does not
+	nonceDemds atomic.Int64
+}
+
+// pushedRequest is an authorization request pushed to /par.
+type pushedRequest struct {
+	client  string
+	params  url.Values
+	expires time.Time
 }
 
 // grant is what a code or a refresh token stands for.
 type grant struct {
 	client, redirectURI, scope, resource, nonce, challenge, sid string
+	jkt                                                         string // dpop_jkt, or the key of the first proof
 	authTime                                                    int64
 	expires                                                     time.Time
 }
@@ -78,12 +117,48 @@ func (is *Issuer) EnableLogin(cfg LoginConfig) {
 	if cfg.AccessTokenTTL == 0 {
 		cfg.AccessTokenTTL = time.Hour
 	}
+	if cfg.RequirePAR {
+		cfg.PAR = true
+	}
+	nonces, _ := dpop.NewNonces(nil, 0)
+	store, _ := dpop.NewMemoryReplayStore(1 << 12)
+	proofs, _ := dpop.NewVerifier(dpop.Config{ReplayStore: store, Nonces: nonces})
+	noNonce, _ := dpop.NewVerifier(dpop.Config{ReplayStore: store})
 	is.mu.Lock()
 	is.login = &login{
 		cfg: cfg, codes: map[string]*grant{}, refresh: map[string]*grant{},
-		revoked: map[string]bool{}, sids: map[string]map[string]bool{},
+		revoked: map[string]bool{}, sids: map[string]map[string]bool{}, pushed: map[string]*pushedRequest{},
+		nonces: nonces, proofs: proofs, noNonce: noNonce,
 	}
 	is.mu.Unlock()
+}
+
+// SetDPoPNonce sets how the token endpoint demands DPoP nonces: NonceOff,
+// NonceRequired or NonceAlways.
+func (is *Issuer) SetDPoPNonce(mode int) {
+	if l := is.loginState(); l != nil {
+		l.mu.Lock()
+		l.dpopNonce = mode
+		l.mu.Unlock()
+	}
+}
+
+// Pushes reports how many authorization requests were pushed to /par and
+// accepted.
+func (is *Issuer) Pushes() int64 {
+	if l := is.loginState(); l != nil {
+		return l.pushes.Load()
+	}
+	return 0
+}
+
+// NonceDemands reports how many token requests were answered
+// use_dpop_nonce.
+func (is *Issuer) NonceDemands() int64 {
+	if l := is.loginState(); l != nil {
+		return l.nonceDemds.Load()
+	}
+	return 0
 }
 
 // SetAccessTokenTTL changes the lifetime of the access tokens the login
@@ -194,6 +269,22 @@ func (l *login) assertion(r *http.Request, a string) *Client {
 func (is *Issuer) authorize(w http.ResponseWriter, r *http.Request) {
 	l := is.loginState()
 	q := r.URL.Query()
+	if uri := q.Get("request_uri"); uri != "" {
+		// RFC 9126 §4: the pushed parameters, used once, by the client
+		// that pushed them.
+		l.mu.Lock()
+		pr := l.pushed[uri]
+		delete(l.pushed, uri)
+		l.mu.Unlock()
+		if pr == nil || pr.client != q.Get("client_id") || time.Now().After(pr.expires) {
+			http.Error(w, "unknown, used or expired request_uri", http.StatusBadRequest)
+			return
+		}
+		q = pr.params
+	} else if l.cfg.RequirePAR {
+		http.Error(w, "this server requires pushed authorization requests", http.StatusBadRequest)
+		return
+	}
 	c := l.client(q.Get("client_id"))
 	redirect := q.Get("redirect_uri")
 	if c == nil || !slices.Contains(c.RedirectURIs, redirect) {
@@ -223,7 +314,7 @@ func (is *Issuer) authorize(w http.ResponseWriter, r *http.Request) {
 	code := randomID() + randomID()
 	g := &grant{
 		client: c.ID, redirectURI: redirect, scope: q.Get("scope"), resource: q.Get("resource"),
-		nonce: q.Get("nonce"), challenge: q.Get("code_challenge"), sid: randomID(),
+		nonce: q.Get("nonce"), challenge: q.Get("code_challenge"), sid: randomID(), jkt: q.Get("dpop_jkt"),
 		authTime: time.Now().Unix(), expires: time.Now().Add(time.Minute),
 	}
 	l.mu.Lock()
@@ -251,6 +342,19 @@ func (is *Issuer) tokenGrant(w http.ResponseWriter, r *http.Request) bool {
 		fail(http.StatusUnauthorized, "invalid_client")
 		return true
 	}
+	// DPoP, before the code or refresh token is spent: a proof refused
+	// (or a nonce demanded) leaves the grant usable.
+	jkt, demand, ok := l.checkProof(r, is.url)
+	switch {
+	case demand != "":
+		l.nonceDemds.Add(1)
+		w.Header().Set("DPoP-Nonce", demand)
+		fail(http.StatusBadRequest, "use_dpop_nonce")
+		return true
+	case !ok:
+		fail(http.StatusBadRequest, "invalid_dpop_proof")
+		return true
+	}
 	var g *grant
 	l.mu.Lock()
 	switch gt {
@@ -272,6 +376,13 @@ func (is *Issuer) tokenGrant(w http.ResponseWriter, r *http.Request) bool {
 			l.revoked[rt] = true
 		}
 	}
+	if g != nil && g.jkt != "" && jkt != g.jkt {
+		// Bound by dpop_jkt or by an earlier proof: only that key.
+		g = nil
+	}
+	if g != nil && g.jkt == "" && jkt != "" {
+		g.jkt = jkt
+	}
 	l.mu.Unlock()
 	if g == nil {
 		fail(http.StatusBadRequest, "invalid_grant")
@@ -287,14 +398,20 @@ func (is *Issuer) tokenGrant(w http.ResponseWriter, r *http.Request) bool {
 	scope := strings.Join(slices.DeleteFunc(strings.Fields(g.scope), func(s string) bool {
 		return s == "openid" || s == "offline_access" || s == "profile" || s == "email"
 	}), " ")
-	at, err := is.Mint(scope, ttl, map[string]any{"aud": aud, "sub": l.cfg.Subject, "client_id": c.ID})
+	extra := map[string]any{"aud": aud, "sub": l.cfg.Subject, "client_id": c.ID}
+	tokenType := "Bearer"
+	if jkt != "" {
+		extra["cnf"] = map[string]any{"jkt": jkt}
+		tokenType = "DPoP"
+	}
+	at, err := is.Mint(scope, ttl, extra)
 	if err != nil {
 		fail(http.StatusInternalServerError, "server_error")
 		return true
 	}
 	rt := randomID() + randomID() + randomID()
 	resp := map[string]any{
-		"access_token": at, "token_type": "Bearer", "expires_in": int(ttl / time.Second),
+		"access_token": at, "token_type": tokenType, "expires_in": int(ttl / time.Second),
 		"refresh_token": rt, "scope": g.scope,
 	}
 	now := time.Now()
@@ -382,4 +499,82 @@ func (is *Issuer) RevokeAllRefreshTokens() {
 	for rt := range l.refresh {
 		l.revoked[rt] = true
 	}
+}
+
+// checkProof checks a token request's DPoP proof, if it has one, and
+// returns its key's thumbprint ("" without a proof), or the nonce to
+// demand, or false for a proof refused.
+func (l *login) checkProof(r *http.Request, issuer string) (jkt, demand string, ok bool) {
+	proofs := r.Header.Values("DPoP")
+	if len(proofs) == 0 {
+		return "", "", true
+	}
+	if len(proofs) > 1 {
+		return "", "", false
+	}
+	l.mu.Lock()
+	mode := l.dpopNonce
+	l.mu.Unlock()
+	if mode == NonceAlways {
+		return "", randomID(), false
+	}
+	p, err := l.proofs.Check(dpop.Request{Proof: proofs[0], Method: http.MethodPost, URL: strings.TrimSuffix(issuer, "/") + "/token"})
+	if errors.Is(err, dpop.ErrUseNonce) {
+		if mode == NonceOff {
+			// Nonces are not demanded: check the proof without one.
+			p, err = l.noNonce.Check(dpop.Request{Proof: proofs[0], Method: http.MethodPost, URL: strings.TrimSuffix(issuer, "/") + "/token"})
+		} else {
+			return "", l.nonces.Issue(time.Now()), false
+		}
+	}
+	if err == nil {
+		err = l.proofs.Record(r.Context(), p)
+	}
+	if err != nil {
+		return "", "", false
+	}
+	return p.JKT, "", true
+}
+
+// par is POST /par (RFC 9126 §2): an authenticated client pushes its
+// authorization request and gets a request_uri for it, valid a minute.
+func (is *Issuer) par(w http.ResponseWriter, r *http.Request) {
+	l := is.loginState()
+	fail := func(status int, code string) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(status)
+		_ = json.NewEncoder(w).Encode(map[string]string{"error": code})
+	}
+	c := l.authenticate(r)
+	if c == nil {
+		fail(http.StatusUnauthorized, "invalid_client")
+		return
+	}
+	params := url.Values{}
+	for k, v := range r.PostForm {
+		switch k {
+		case "client_secret", "client_assertion", "client_assertion_type":
+			continue
+		}
+		params[k] = v
+	}
+	if params.Has("request_uri") || (params.Get("client_id") != "" && params.Get("client_id") != c.ID) {
+		fail(http.StatusBadRequest, "invalid_request")
+		return
+	}
+	params.Set("client_id", c.ID)
+	if !slices.Contains(c.RedirectURIs, params.Get("redirect_uri")) {
+		fail(http.StatusBadRequest, "invalid_request")
+		return
+	}
+	uri := "urn:ietf:params:oauth:request_uri:" + randomID()
+	l.mu.Lock()
+	l.pushed[uri] = &pushedRequest{client: c.ID, params: params, expires: time.Now().Add(time.Minute)}
+	l.mu.Unlock()
+	l.pushes.Add(1)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusCreated)
+	_ = json.NewEncoder(w).Encode(map[string]any{"request_uri": uri, "expires_in": 60})
 }

@@ -436,7 +436,8 @@ func TestParseClientEndpoints(t *testing.T) {
 	doc := `{"issuer":"` + iss + `","jwks_uri":"https://as.example.com/jwks",
 		"authorization_endpoint":"https://as.example.com/authorize","token_endpoint":"https://as.example.com/token",
 		"revocation_endpoint":"https://as.example.com/revoke","end_session_endpoint":"https://as.example.com/logout",
-		"pushed_authorization_request_endpoint":"https://as.example.com/par","code_challenge_methods_supported":["S256"]}`
+		"pushed_authorization_request_endpoint":"https://as.example.com/par","code_challenge_methods_supported":["S256"],
+		"require_pushed_authorization_requests":true,"dpop_signing_alg_values_supported":["ES256","EdDSA"]}`
 	md, err := parseMetadata([]byte(doc), iss, false)
 	if err != nil {
 		t.Fatal(err)
@@ -445,6 +446,7 @@ func TestParseClientEndpoints(t *testing.T) {
 		Issuer: iss, JWKSURI: iss + "/jwks",
 		AuthorizationEndpoint: iss + "/authorize", TokenEndpoint: iss + "/token", RevocationEndpoint: iss + "/revoke",
 		EndSessionEndpoint: iss + "/logout", PAREndpoint: iss + "/par", CodeChallengeMethods: []string{"S256"},
+		RequirePAR: true, DPoPSigningAlgs: []string{"ES256", "EdDSA"},
 	}
 	if diff := cmp.Diff(want, md); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
@@ -454,6 +456,9 @@ func TestParseClientEndpoints(t *testing.T) {
 		`{"issuer":"` + iss + `","jwks_uri":"https://as.example.com/jwks","authorization_endpoint":"https://u:p@as.example.com/a"}`,
 		`{"issuer":"` + iss + `","jwks_uri":"https://as.example.com/jwks","token_endpoint":"https://a/t","token_endpoint":"https://b/t"}`,
 		`{"issuer":"` + iss + `","jwks_uri":"https://as.example.com/jwks","code_challenge_methods_supported":"S256"}`,
+		`{"issuer":"` + iss + `","jwks_uri":"https://as.example.com/jwks","require_pushed_authorization_requests":"true"}`,
+		`{"issuer":"` + iss + `","jwks_uri":"https://as.example.com/jwks","require_pushed_authorization_requests":1}`,
+		`{"issuer":"` + iss + `","jwks_uri":"https://as.example.com/jwks","dpop_signing_alg_values_supported":"ES256"}`,
 	} {
 		if _, err := parseMetadata([]byte(bad), iss, false); !errors.Is(err, ErrInvalid) {
 			t.Errorf("%s: err = %v, want ErrInvalid", bad, err)

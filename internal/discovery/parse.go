@@ -48,6 +48,13 @@ type Metadata struct {
 	RevocationEndpoint    string // "revocation_endpoint" (RFC 7009)
 	EndSessionEndpoint    string // "end_session_endpoint" (OpenID Connect RP-Initiated Logout)
 	PAREndpoint           string // "pushed_authorization_request_endpoint" (RFC 9126)
+	// RequirePAR is "require_pushed_authorization_requests" (RFC 9126
+	// §5): the server accepts only pushed authorization requests. false
+	// when absent.
+	RequirePAR bool
+	// DPoPSigningAlgs is "dpop_signing_alg_values_supported" (RFC 9449
+	// §5.1); nil when absent.
+	DPoPSigningAlgs []string
 	// CodeChallengeMethods is "code_challenge_methods_supported"; nil when
 	// absent.
 	CodeChallengeMethods []string
@@ -62,6 +69,9 @@ func (m *Metadata) clone() *Metadata {
 	}
 	if m.CodeChallengeMethods != nil {
 		c.CodeChallengeMethods = append([]string{}, m.CodeChallengeMethods...)
+	}
+	if m.DPoPSigningAlgs != nil {
+		c.DPoPSigningAlgs = append([]string{}, m.DPoPSigningAlgs...)
 	}
 	return &c
 }
@@ -78,6 +88,8 @@ const (
 	memberEndSession  = "end_session_endpoint"
 	memberPAR         = "pushed_authorization_request_endpoint"
 	memberPKCE        = "code_challenge_methods_supported"
+	memberRequirePAR  = "require_pushed_authorization_requests"
+	memberDPoPAlgs    = "dpop_signing_alg_values_supported"
 )
 
 func invalid(format string, args ...any) error {
@@ -97,6 +109,8 @@ func parseMetadata(doc []byte, issuer string, insecure bool) (*Metadata, error) 
 		str         = make(map[string]string, 3)
 		authMethods []string
 		pkce        []string
+		dpopAlgs    []string
+		requirePAR  bool
 	)
 	for dec.More() {
 		tok, err := dec.Token()
@@ -114,7 +128,8 @@ func parseMetadata(doc []byte, issuer string, insecure bool) (*Metadata, error) 
 		v = bytes.TrimSpace(v)
 		switch key {
 		case memberIssuer, memberJWKSURI, memberIntrospect, memberAuthMethods,
-			memberAuthorize, memberToken, memberRevoke, memberEndSession, memberPAR, memberPKCE:
+			memberAuthorize, memberToken, memberRevoke, memberEndSession, memberPAR, memberPKCE,
+			memberRequirePAR, memberDPoPAlgs:
 		default:
 			continue // other members are not ours to judge
 		}
@@ -131,6 +146,20 @@ func parseMetadata(doc []byte, issuer string, insecure bool) (*Metadata, error) 
 		case memberPKCE:
 			if pkce, ok = stringArray(v); !ok {
 				return nil, invalid("member %q is not an array of strings", key)
+			}
+			continue
+		case memberDPoPAlgs:
+			if dpopAlgs, ok = stringArray(v); !ok {
+				return nil, invalid("member %q is not an array of strings", key)
+			}
+			continue
+		case memberRequirePAR:
+			switch string(v) {
+			case "true":
+				requirePAR = true
+			case "false":
+			default:
+				return nil, invalid("member %q is not a boolean", key)
 			}
 			continue
 		}
@@ -154,7 +183,10 @@ func parseMetadata(doc []byte, issuer string, insecure bool) (*Metadata, error) 
 	if got != issuer {
 		return nil, ErrIssuerMismatch
 	}
-	md := &Metadata{Issuer: issuer, IntrospectionAuthMethods: authMethods, CodeChallengeMethods: pkce}
+	md := &Metadata{
+		Issuer: issuer, IntrospectionAuthMethods: authMethods, CodeChallengeMethods: pkce,
+		RequirePAR: requirePAR, DPoPSigningAlgs: dpopAlgs,
+	}
 	for _, m := range []struct {
 		key string
 		dst *string
