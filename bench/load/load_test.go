@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokenguard/tokenguard/bench/internal/loadkit"
 	"github.com/tokenguard/tokenguard/internal/devissuer"
 	"github.com/tokenguard/tokenguard/middleware"
 )
@@ -210,10 +211,10 @@ func TestProofPlan(t *testing.T) {
 	}
 }
 
-func histOf(n int) histogram {
-	var h histogram
+func histOf(n int) loadkit.Histogram {
+	var h loadkit.Histogram
 	for range n {
-		h.record(time.Millisecond)
+		h.Record(time.Millisecond)
 	}
 	return h
 }
@@ -295,7 +296,7 @@ func newStack(t *testing.T, flaw gatewayFlaw) *stack {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { guard.Close() })
-	up := upstreamHandler()
+	up := loadkit.UpstreamHandler()
 	forward := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, _ := middleware.PrincipalFrom(r.Context())
 		if flaw != flawKeepsForge {
@@ -343,7 +344,7 @@ func TestRunnerCountsWrongDecisions(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			s := newStack(t, tt.flaw)
 			ctx := context.Background()
-			r := &runner{client: newClient(2), w: s.w, concurrency: 2}
+			r := &runner{client: loadkit.NewClient(2), w: s.w, concurrency: 2}
 			if err := s.w.pool.fill(ctx, s.w, 300); err != nil {
 				t.Fatal(err)
 			}
@@ -409,22 +410,5 @@ func TestReplayNeedsSpentProof(t *testing.T) {
 	}
 	if out.v != vReplayed || out.req.Header.Get("DPoP") != "spent.proof.jwt" || out.req.Header.Get("Authorization") != "DPoP "+w.dpop[1].Token {
 		t.Errorf("replay: %s with DPoP %q", out.v, out.req.Header.Get("DPoP"))
-	}
-}
-
-func TestTailBufferAndFirstLine(t *testing.T) {
-	tb := &tailBuffer{max: 8}
-	first := make(chan string, 1)
-	fl := &firstLine{w: tb, ch: first}
-	for _, s := range []string{"listen", "ing 127.0.0.1:5\nmore", " output\n"} {
-		if _, err := fl.Write([]byte(s)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if got := <-first; got != "listening 127.0.0.1:5" {
-		t.Errorf("first line %q", got)
-	}
-	if got := tb.String(); got != "\noutput" {
-		t.Errorf("tail %q, want the last 8 bytes trimmed", got)
 	}
 }

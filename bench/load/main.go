@@ -49,20 +49,18 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"syscall"
 	"time"
 
-	"github.com/tokenguard/tokenguard/internal/devissuer"
+	"github.com/tokenguard/tokenguard/bench/internal/loadkit"
 )
 
 func main() {
-	if len(os.Args) > 1 && (os.Args[1] == "upstream" || os.Args[1] == "proxy") {
-		os.Exit(runHelper(os.Args[1], os.Args[2:], os.Stdout, os.Stderr))
+	if loadkit.IsHelper(os.Args[1:]) {
+		os.Exit(loadkit.RunHelper("load", os.Args[1:], os.Stdout, os.Stderr))
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -183,7 +181,7 @@ func measure(ctx context.Context, o options, log io.Writer) (*report, error) {
 	bin := o.gateway
 	if bin == "" {
 		fmt.Fprintln(log, "load: building cmd/tokenguard")
-		if bin, err = buildGateway(ctx, dir); err != nil {
+		if bin, err = loadkit.BuildGateway(ctx, dir); err != nil {
 			return nil, err
 		}
 	}
@@ -192,30 +190,32 @@ func measure(ctx context.Context, o options, log io.Writer) (*report, error) {
 		return nil, err
 	}
 
-	var children []*child
+	var children []*loadkit.Child
 	defer func() {
 		for _, c := range children {
-			c.stop()
+			c.Stop()
 		}
 	}()
-	upstream, upAddr, err := startHelper(ctx, self, "upstream")
+	upstream, upAddr, err := loadkit.StartHelper(ctx, self, "upstream")
 	if err != nil {
 		return nil, err
 	}
 	children = append(children, upstream)
-	bare, bareAddr, err := startHelper(ctx, self, "proxy", "-upstream", "http://"+upAddr)
+	bare, bareAddr, err := loadkit.StartHelper(ctx, self, "proxy", "-upstream", "http://"+upAddr)
 	if err != nil {
 		return nil, err
 	}
 	children = append(children, bare)
 
-	issuerURL, stopIssuer, is, err := startIssuer()
+	// The issuer's keys are fetched at the gateway's start; no refresh
+	// during the run.
+	issuerURL, stopIssuer, is, err := loadkit.StartIssuer("load-es256", nil)
 	if err != nil {
 		return nil, err
 	}
 	defer stopIssuer()
 
-	gw, gwURL, err := startGatewayProcess(ctx, bin, dir, "http://"+upAddr, issuerURL)
+	gw, gwURL, err := loadkit.StartGateway(ctx, bin, dir, "http://"+upAddr, issuerURL)
 	if err != nil {
 		return nil, err
 	}
@@ -225,15 +225,15 @@ func measure(ctx context.Context, o options, log io.Writer) (*report, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &runner{client: newClient(o.concurrency), w: w, concurrency: o.concurrency, upstreamPid: upstream.cmd.Process.Pid}
+	r := &runner{client: loadkit.NewClient(o.concurrency), w: w, concurrency: o.concurrency, upstreamPid: upstream.Pid()}
 	targets := [2]*target{
-		{name: "bare proxy", kind: kindBare, base: "http://" + bareAddr, pid: bare.cmd.Process.Pid},
-		{name: "gateway", kind: kindGateway, base: gwURL, pid: gw.cmd.Process.Pid},
+		{name: "bare proxy", kind: kindBare, base: "http://" + bareAddr, pid: bare.Pid()},
+		{name: "gateway", kind: kindGateway, base: gwURL, pid: gw.Pid()},
 	}
 	alive := func() error {
 		for _, c := range children {
-			if !c.running() {
-				return fmt.Errorf("%w: %s (%v): %s", errChildExited, c.name, c.waitErr, c.out)
+			if !c.Running() {
+				return c.Err()
 			}
 		}
 		return ctx.Err()
@@ -265,7 +265,7 @@ func measure(ctx context.Context, o options, log io.Writer) (*report, error) {
 			rep.addWarmup(t.kind, res)
 		}
 	}
-	rep.loadStart = loadAvg()
+	rep.loadStart = loadkit.LoadAvg()
 	for round := range o.rounds {
 		order := targets
 		if round%2 == 1 {
@@ -291,32 +291,12 @@ func measure(ctx context.Context, o options, log io.Writer) (*report, error) {
 		}
 		fmt.Fprintf(log, "load: round %d/%d done\n", round+1, o.rounds)
 	}
-	rep.loadEnd = loadAvg()
+	rep.loadEnd = loadkit.LoadAvg()
 	rep.finished = time.Now()
 	if err := alive(); err != nil {
 		return nil, err
 	}
 	return rep, nil
-}
-
-// startIssuer serves a development issuer on 127.0.0.1 from this process.
-func startIssuer() (url string, stop func(), _ *devissuer.Issuer, _ error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", nil, nil, err
-	}
-	url = "http://" + ln.Addr().String()
-	key, err := devissuer.GenerateKey("ES256", "load-es256")
-	if err != nil {
-		ln.Close()
-		return "", nil, nil, err
-	}
-	is := devissuer.New(url, gatewayAudience, key)
-	// Keys are fetched at the gateway's start; no refresh during the run.
-	is.SetJWKSHeader("Cache-Control", "max-age=86400")
-	srv := &http.Server{Handler: is.Handler(), ReadHeaderTimeout: helperReadHeaderTimeout}
-	go func() { _ = srv.Serve(ln) }()
-	return url, func() { srv.Close() }, is, nil
 }
 
 // proofPlan sizes the proof pool before each gateway phase from the DPoP

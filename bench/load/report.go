@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bufio"
-	"context"
 	"fmt"
-	"os"
-	"os/exec"
 	"runtime"
 	"strings"
 	"time"
+
+	"github.com/tokenguard/tokenguard/bench/internal/loadkit"
 )
 
 // targetP50Ratio is issue 6's target: the gateway's p50 for cached Bearer
@@ -47,7 +45,7 @@ func ratio(gw, bare time.Duration) float64 {
 
 // p50Ratio is the gateway/bare p50 ratio of class c over all rounds.
 func (r *report) p50Ratio(c class) float64 {
-	return ratio(r.cells[kindGateway][c].hist.quantile(0.5), r.cells[kindBare][c].hist.quantile(0.5))
+	return ratio(r.cells[kindGateway][c].hist.Quantile(0.5), r.cells[kindBare][c].hist.Quantile(0.5))
 }
 
 // roundRatios are the gateway/bare p50 ratios of class c, round by round.
@@ -55,7 +53,7 @@ func (r *report) roundRatios(c class) []float64 {
 	var out []float64
 	for i, g := range r.rounds[kindGateway][c] {
 		if i < len(r.rounds[kindBare][c]) {
-			out = append(out, ratio(g.hist.quantile(0.5), r.rounds[kindBare][c][i].hist.quantile(0.5)))
+			out = append(out, ratio(g.hist.Quantile(0.5), r.rounds[kindBare][c][i].hist.Quantile(0.5)))
 		}
 	}
 	return out
@@ -113,7 +111,7 @@ func (r *report) markdown() string {
 	fmt.Fprintf(&b, "## Gateway under load: bare reverse proxy vs tokenguard gateway\n\n")
 	fmt.Fprintf(&b, "- %s UTC, %s %s/%s, %s, nproc %d, GOMAXPROCS %d%s\n",
 		r.started.UTC().Format("2006-01-02 15:04"), runtime.Version(), runtime.GOOS, runtime.GOARCH,
-		cpuModel(), runtime.NumCPU(), runtime.GOMAXPROCS(0), gitDescribe())
+		loadkit.CPUModel(), runtime.NumCPU(), runtime.GOMAXPROCS(0), gitDescribe())
 	fmt.Fprintf(&b, "- load average (1/5/15 min) at start %s, at end %s\n", r.loadStart, r.loadEnd)
 	fmt.Fprintf(&b, "- closed loop, %d workers, one keep-alive client; %v per (target, class) in %d round(s) of %v, targets alternating; %v warm-up per target; seed %d; whole run %v\n",
 		r.o.concurrency, r.o.duration, r.o.rounds, phase, warmup, r.o.seed, r.finished.Sub(r.started).Round(time.Second))
@@ -128,11 +126,11 @@ func (r *report) markdown() string {
 			p50r, p99r, per := "", "", ""
 			if k == kindGateway {
 				p50r = fmtRatio(r.p50Ratio(c))
-				p99r = fmtRatio(ratio(cell.hist.quantile(0.99), r.cells[kindBare][c].hist.quantile(0.99)))
+				p99r = fmtRatio(ratio(cell.hist.Quantile(0.99), r.cells[kindBare][c].hist.Quantile(0.99)))
 				per = fmtRange(r.roundRatios(c))
 			}
 			fmt.Fprintf(&b, "| %s | %s | %d | %.0f | %s | %s | %s | %s | %s | %d |\n",
-				c, targetName(k), cell.requests(), cell.rate(), fmtDur(cell.hist.quantile(0.5)), fmtDur(cell.hist.quantile(0.99)),
+				c, targetName(k), cell.requests(), cell.rate(), fmtDur(cell.hist.Quantile(0.5)), fmtDur(cell.hist.Quantile(0.99)),
 				p50r, p99r, per, cell.wrong)
 		}
 	}
@@ -204,40 +202,12 @@ func fmtRange(qs []float64) string {
 	return fmt.Sprintf("%.2f–%.2f× (%d)", lo, hi, len(qs))
 }
 
-// cpuModel returns the first "model name" of /proc/cpuinfo, if any.
-func cpuModel() string {
-	f, err := os.Open("/proc/cpuinfo")
-	if err != nil {
-		return "CPU model unknown"
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
-			return strings.TrimSpace(v)
-		}
-	}
-	return "CPU model unknown"
-}
-
-// loadAvg returns the 1, 5 and 15 minute load averages, if known.
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
-		return strings.Join(f[:3], " ")
-	}
-	return "unknown"
-}
-
 // gitDescribe names the commit measured, when run inside the repository.
 func gitDescribe() string {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, "git", "describe", "--always", "--dirty").Output()
-	if err != nil {
-		return ""
+	if d := loadkit.GitDescribe(); d != "" {
+		return ", commit " + d
 	}
-	return ", commit " + strings.TrimSpace(string(out))
+	return ""
 }
 
 // cpuTable writes the CPU each process spent per answered request, by

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/tokenguard/tokenguard/bench/internal/loadkit"
 )
 
 // target is a system under test: the bare proxy or the gateway.
@@ -23,7 +25,7 @@ const maxSamples = 5
 
 // phaseResult is one closed-loop run of one class against one target.
 type phaseResult struct {
-	hist      histogram
+	hist      loadkit.Histogram
 	elapsed   time.Duration
 	wrong     uint64              // responses that differ from the expectation
 	errors    uint64              // requests that got no response at all
@@ -56,9 +58,9 @@ func (u *cpuUse) add(o cpuUse) {
 
 // cpuSnapshot reads the three processes' CPU time so far.
 func (r *runner) cpuSnapshot(t *target) cpuUse {
-	tg, ok1 := processCPU(t.pid)
-	up, ok2 := processCPU(r.upstreamPid)
-	cl, ok3 := selfCPU()
+	tg, ok1 := loadkit.ProcessCPU(t.pid)
+	up, ok2 := loadkit.ProcessCPU(r.upstreamPid)
+	cl, ok3 := loadkit.SelfCPU()
 	return cpuUse{target: tg, upstream: up, client: cl, phases: 1, failed: !ok1 || !ok2 || !ok3}
 }
 
@@ -74,7 +76,7 @@ func (u cpuUse) since(before cpuUse) cpuUse {
 }
 
 // requests returns the number of requests answered.
-func (r *phaseResult) requests() uint64 { return r.hist.count() }
+func (r *phaseResult) requests() uint64 { return r.hist.Count() }
 
 // rate returns answered requests per second.
 func (r *phaseResult) rate() float64 {
@@ -86,7 +88,7 @@ func (r *phaseResult) rate() float64 {
 
 // add merges o into r (elapsed times add up: phases run one after another).
 func (r *phaseResult) add(o *phaseResult) {
-	r.hist.merge(&o.hist)
+	r.hist.Merge(&o.hist)
 	r.elapsed += o.elapsed
 	r.wrong += o.wrong
 	r.errors += o.errors
@@ -108,22 +110,6 @@ type runner struct {
 	w           *workload
 	concurrency int
 	upstreamPid int // for CPU accounting
-}
-
-// newClient returns the shared keep-alive client: enough idle connections
-// per host that no worker ever waits for one or reconnects, and a timeout
-// so that no request can hang the run.
-func newClient(concurrency int) *http.Client {
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.MaxIdleConns = 4 * concurrency
-	tr.MaxIdleConnsPerHost = 2 * concurrency
-	tr.DisableCompression = true // the upstream never compresses; don't ask
-	return &http.Client{
-		Transport: tr,
-		Timeout:   10 * time.Second,
-		// A redirect would be a bug in the target; report it as such.
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
 }
 
 // run sends requests of class c to t from r.concurrency workers in a
@@ -186,7 +172,7 @@ func (r *runner) worker(ctx context.Context, t *target, c class, deadline time.T
 		}
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 		resp.Body.Close()
-		res.hist.record(time.Since(start))
+		res.hist.Record(time.Since(start))
 		res.byVariant[out.v]++
 		if err := out.want.check(resp.StatusCode, resp.Header); err != nil {
 			res.wrong++

@@ -10,11 +10,11 @@ import (
 	mrand "math/rand/v2"
 	"net/http"
 	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/tokenguard/tokenguard/bench/internal/loadkit"
 	"github.com/tokenguard/tokenguard/dpop"
 	"github.com/tokenguard/tokenguard/internal/devissuer"
 )
@@ -24,12 +24,13 @@ import (
 // upstreamMark, so the client can tell which requests reached it and as
 // whom.
 const (
-	requestPath   = "/orders/42"
-	routeScope    = "orders:read"
-	upstreamMark  = "X-Load-Upstream"
-	subjectEcho   = "X-Load-Subject"
-	identityHdr   = "X-Tokenguard-Subject"
-	forgedSubject = "forged-by-client" // every request carries it: the gateway must replace it
+	requestPath     = loadkit.RequestPath
+	routeScope      = loadkit.RouteScope
+	upstreamMark    = loadkit.UpstreamMark
+	subjectEcho     = loadkit.SubjectEcho
+	identityHdr     = loadkit.IdentityHeader
+	gatewayAudience = loadkit.GatewayAudience
+	forgedSubject   = "forged-by-client" // every request carries it: the gateway must replace it
 )
 
 // class is a request mix measured as one phase.
@@ -241,19 +242,8 @@ func newWorkload(is *devissuer.Issuer, gatewayURL string) (*workload, error) {
 	return w, nil
 }
 
-// tamper changes one character in the middle of a compact JWS's
-// signature, so that it decodes to a signature of the right length that
-// does not verify. (The last character is avoided: it may carry only
-// padding bits, which a lenient decoder would ignore.)
-func tamper(jws string) string {
-	dot := strings.LastIndexByte(jws, '.')
-	i := dot + 1 + (len(jws)-dot-1)/2
-	c := byte('A')
-	if jws[i] == 'A' {
-		c = 'B'
-	}
-	return jws[:i] + string(c) + jws[i+1:]
-}
+// tamper is [loadkit.Tamper].
+var tamper = loadkit.Tamper
 
 // newProof makes a fresh proof for GET requestPath on the gateway with
 // DPoP credential i.

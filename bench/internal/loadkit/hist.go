@@ -1,4 +1,4 @@
-package main
+package loadkit
 
 import (
 	"math"
@@ -11,7 +11,7 @@ import (
 // is split into subCount equal buckets, so a bucket is at most 1/subCount
 // (1.6 %) of its values wide. Values of maxExp2 and beyond share the last
 // bucket (the exact maximum is kept separately). The layout is fixed, so a
-// histogram is a constant 18 KiB however long the run, and histograms merge
+// Histogram is a constant 18 KiB however long the run, and histograms merge
 // by adding counts.
 const (
 	subBits  = 6
@@ -20,9 +20,9 @@ const (
 	nBuckets = subCount + (maxExp2-subBits)*subCount
 )
 
-// histogram records latencies. It is not safe for concurrent use: each
+// Histogram records latencies. It is not safe for concurrent use: each
 // worker has its own, merged when a phase ends.
-type histogram struct {
+type Histogram struct {
 	counts   [nBuckets]uint64
 	n        uint64
 	sum      time.Duration
@@ -53,8 +53,8 @@ func bucketBounds(i int) (lo, hi uint64) {
 	return sub << shift, (sub + 1) << shift
 }
 
-// record adds one observation; negative durations count as zero.
-func (h *histogram) record(d time.Duration) {
+// Record adds one observation; negative durations count as zero.
+func (h *Histogram) Record(d time.Duration) {
 	if d < 0 {
 		d = 0
 	}
@@ -69,8 +69,8 @@ func (h *histogram) record(d time.Duration) {
 	h.sum += d
 }
 
-// merge adds o's observations to h.
-func (h *histogram) merge(o *histogram) {
+// Merge adds o's observations to h.
+func (h *Histogram) Merge(o *Histogram) {
 	if o.n == 0 {
 		return
 	}
@@ -87,23 +87,23 @@ func (h *histogram) merge(o *histogram) {
 	h.sum += o.sum
 }
 
-// count returns the number of observations.
-func (h *histogram) count() uint64 { return h.n }
+// Count returns the number of observations.
+func (h *Histogram) Count() uint64 { return h.n }
 
-// mean returns the exact mean, or 0 when empty.
-func (h *histogram) mean() time.Duration {
+// Mean returns the exact mean, or 0 when empty.
+func (h *Histogram) Mean() time.Duration {
 	if h.n == 0 {
 		return 0
 	}
 	return h.sum / time.Duration(h.n)
 }
 
-// quantile returns the nearest-rank q-quantile (0 < q ≤ 1): the value of
+// Quantile returns the nearest-rank q-quantile (0 < q ≤ 1): the value of
 // the ceil(q·n)-th smallest observation, as the midpoint of its bucket
 // clamped to the exact min and max (the largest value is returned exactly),
 // so it is within half a bucket (0.8 %) of the true value. It returns 0 for
-// an empty histogram.
-func (h *histogram) quantile(q float64) time.Duration {
+// an empty Histogram.
+func (h *Histogram) Quantile(q float64) time.Duration {
 	if h.n == 0 {
 		return 0
 	}

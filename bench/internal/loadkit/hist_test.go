@@ -1,4 +1,4 @@
-package main
+package loadkit
 
 import (
 	"math/rand/v2"
@@ -58,25 +58,25 @@ func TestQuantile(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(3, 4))
-			var h histogram
+			var h Histogram
 			var all []time.Duration
 			for range tt.n {
 				d := tt.values(rng)
-				h.record(d)
+				h.Record(d)
 				all = append(all, d)
 			}
 			slices.Sort(all)
 			for _, q := range []float64{0.01, 0.5, 0.9, 0.99, 0.999, 1} {
 				want := exactQuantile(all, q)
-				got := h.quantile(q)
+				got := h.Quantile(q)
 				// Half a bucket, plus a nanosecond for the exact buckets.
 				tol := time.Duration(float64(want)/(2*subCount)) + 1
 				if got < want-tol || got > want+tol {
 					t.Errorf("quantile(%v) = %v, want %v ± %v", q, got, want, tol)
 				}
 			}
-			if h.count() != uint64(tt.n) || h.quantile(1) != all[len(all)-1] || h.min != all[0] {
-				t.Errorf("count %d, max %v, min %v; want %d, %v, %v", h.count(), h.quantile(1), h.min, tt.n, all[len(all)-1], all[0])
+			if h.Count() != uint64(tt.n) || h.Quantile(1) != all[len(all)-1] || h.min != all[0] {
+				t.Errorf("count %d, max %v, min %v; want %d, %v, %v", h.Count(), h.Quantile(1), h.min, tt.n, all[len(all)-1], all[0])
 			}
 		})
 	}
@@ -85,51 +85,51 @@ func TestQuantile(t *testing.T) {
 // TestQuantileRanks pins nearest-rank on tiny exact inputs, where an
 // off-by-one in the rank shows.
 func TestQuantileRanks(t *testing.T) {
-	var h histogram
+	var h Histogram
 	for _, d := range []time.Duration{10, 20, 30, 40} {
-		h.record(d)
+		h.Record(d)
 	}
 	for _, tt := range []struct {
 		q    float64
 		want time.Duration
 	}{{0.25, 10}, {0.26, 20}, {0.5, 20}, {0.51, 30}, {0.75, 30}, {0.99, 40}, {1, 40}} {
-		if got := h.quantile(tt.q); got != tt.want {
+		if got := h.Quantile(tt.q); got != tt.want {
 			t.Errorf("quantile(%v) of 10,20,30,40 = %v, want %v", tt.q, got, tt.want)
 		}
 	}
-	var h100 histogram
+	var h100 Histogram
 	for i := range 100 {
-		h100.record(time.Duration(i + 1))
+		h100.Record(time.Duration(i + 1))
 	}
-	if got := h100.quantile(0.99); got != 99 {
+	if got := h100.Quantile(0.99); got != 99 {
 		t.Errorf("p99 of 1..100 = %v, want 99", got)
 	}
 }
 
 func TestHistogramMergeAndEmpty(t *testing.T) {
-	var empty histogram
-	if empty.quantile(0.5) != 0 || empty.mean() != 0 || empty.count() != 0 {
-		t.Error("empty histogram: want zeros")
+	var empty Histogram
+	if empty.Quantile(0.5) != 0 || empty.Mean() != 0 || empty.Count() != 0 {
+		t.Error("empty Histogram: want zeros")
 	}
 	rng := rand.New(rand.NewPCG(5, 6))
-	var a, b, all histogram
+	var a, b, all Histogram
 	for i := range 3000 {
 		d := time.Duration(rng.Int64N(int64(time.Second)))
-		all.record(d)
+		all.Record(d)
 		if i%3 == 0 {
-			a.record(d)
+			a.Record(d)
 		} else {
-			b.record(d)
+			b.Record(d)
 		}
 	}
-	a.merge(&b)
-	a.merge(&empty)
+	a.Merge(&b)
+	a.Merge(&empty)
 	if a != all {
 		t.Error("merging two histograms differs from recording everything in one")
 	}
-	var neg histogram
-	neg.record(-time.Second)
-	if neg.quantile(1) != 0 {
-		t.Errorf("a negative duration counts as %v, want 0", neg.quantile(1))
+	var neg Histogram
+	neg.Record(-time.Second)
+	if neg.Quantile(1) != 0 {
+		t.Errorf("a negative duration counts as %v, want 0", neg.Quantile(1))
 	}
 }
