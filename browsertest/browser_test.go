@@ -75,21 +75,31 @@ func startDemo(t *testing.T) *demo.Demo {
 	return d
 }
 
-// TestBrowserLoginCallLogout opens the demo's app in headless Chromium,
-// logs in, calls the API, and logs out, checking along the way that the
-// page's scripts can reach no token and no session cookie.
-func TestBrowserLoginCallLogout(t *testing.T) {
-	exe := findBrowser(t)
-	d := startDemo(t)
-	artifacts := os.Getenv("TOKENGUARD_ARTIFACTS")
-	if artifacts == "" {
+// browser is one test's headless Chromium: one profile, so one cookie
+// jar for all its tabs.
+type browser struct {
+	t         *testing.T
+	artifacts string               // TOKENGUARD_ARTIFACTS: where screenshots go; "" keeps none
+	log       testkit.LockedBuffer // chromedp's own errors
+}
+
+// startBrowser starts headless Chromium exe for the test and returns it
+// with its first tab. The browser is killed after hard, whatever happens,
+// and closed when the test ends; when the test has failed by then, every
+// tab leaves a screenshot and its console in the log. Start the demo
+// first: the browser then closes before it, and its connections (some
+// opened ahead of use) do not hold up the demo's shutdown.
+func startBrowser(t *testing.T, exe string, hard time.Duration) (*browser, context.Context) {
+	t.Helper()
+	b := &browser{t: t, artifacts: os.Getenv("TOKENGUARD_ARTIFACTS")}
+	if b.artifacts == "" {
 		t.Log("TOKENGUARD_ARTIFACTS is not set: screenshots are not kept")
-	} else if err := os.MkdirAll(artifacts, 0o755); err != nil {
+	} else if err := os.MkdirAll(b.artifacts, 0o755); err != nil {
 		t.Fatal(err)
 	}
 
-	hard, cancelHard := context.WithTimeout(context.Background(), 2*flowTimeout)
-	alloc, cancelAlloc := chromedp.NewExecAllocator(hard, append(chromedp.DefaultExecAllocatorOptions[:],
+	hardCtx, cancelHard := context.WithTimeout(context.Background(), hard)
+	alloc, cancelAlloc := chromedp.NewExecAllocator(hardCtx, append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(exe),
 		chromedp.NoSandbox, // the tests may run as root
 		chromedp.Flag("headless", true),
@@ -97,10 +107,7 @@ func TestBrowserLoginCallLogout(t *testing.T) {
 		chromedp.Flag("disable-dev-shm-usage", true),
 		chromedp.WindowSize(1000, 800),
 	)...)
-	var browserLog testkit.LockedBuffer
-	tab, cancelTab := chromedp.NewContext(alloc, chromedp.WithErrorf(func(format string, args ...any) {
-		browserLog.Write([]byte("chromedp: " + strings.TrimSpace(fmt.Sprintf(format, args...)) + "\n"))
-	}))
+	tab, cancelTab := chromedp.NewContext(alloc, chromedp.WithErrorf(b.errorf))
 	t.Cleanup(func() {
 		_ = chromedp.Cancel(tab) // closes the browser and waits for it
 		cancelTab()
@@ -112,22 +119,83 @@ func TestBrowserLoginCallLogout(t *testing.T) {
 	if err := chromedp.Do(tab); err != nil {
 		t.Fatalf("starting %s: %v", exe, err)
 	}
+	b.watch(tab, "")
+	return b, tab
+}
+
+func (b *browser) errorf(format string, args ...any) {
+	b.log.Write([]byte("chromedp: " + strings.TrimSpace(fmt.Sprintf(format, args...)) + "\n"))
+}
+
+// newTab opens another tab in the browser of tab: the same profile and
+// cookie jar, as when a user opens the app twice. It is closed when the
+// test ends; name tells its screenshots apart.
+func (b *browser) newTab(tab context.Context, name string) context.Context {
+	b.t.Helper()
+	// chromedp's errors are the browser's, in b.log already. The tab
+	// closes before the browser does: cleanups run last in, first out.
+	other, cancel := chromedp.NewContext(tab)
+	b.t.Cleanup(cancel)
+	if err := chromedp.Do(other); err != nil {
+		b.t.Fatalf("opening tab %s: %v", name, err)
+	}
+	b.watch(other, name)
+	return other
+}
+
+// watch collects the console of tab (named name, "" for the first) and,
+// when the test has failed by its end, keeps a screenshot of the tab and
+// logs its console.
+func (b *browser) watch(tab context.Context, name string) {
 	console := collectConsole(tab)
-	t.Cleanup(func() {
+	b.t.Cleanup(func() {
+		t := b.t
+		checkConsole(t, name, console)
 		if !t.Failed() {
 			return
 		}
-		screenshot(t, tab, artifacts, "failure.png")
-		t.Logf("browser console:\n%s\n%s", strings.Join(console.lines(), "\n"), browserLog.String())
+		shot, label := "failure.png", "browser console"
+		if name != "" {
+			shot, label = "failure-"+name+".png", "console of tab "+name
+		}
+		screenshot(t, tab, b.artifacts, shot)
+		t.Logf("%s:\n%s\n%s", label, strings.Join(console.lines(), "\n"), b.log.String())
 	})
+}
+
+// checkConsole fails the test on an uncaught exception or a Content
+// Security Policy violation in a tab's console.
+func checkConsole(t *testing.T, name string, console *consoleLog) {
+	t.Helper()
+	for _, line := range console.lines() {
+		if strings.HasPrefix(line, string(chromedp.ConsoleException)) || strings.Contains(line, "Content Security Policy") {
+			t.Errorf("browser console %s: %s", name, line)
+		}
+	}
+}
+
+// act runs steps in a tab, failing the test on error.
+func act(t *testing.T, ctx context.Context, what string, steps ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	if err := chromedp.Do(ctx, steps...); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// TestBrowserLoginCallLogout opens the demo's app in headless Chromium,
+// logs in, calls the API, and logs out, checking along the way that the
+// page's scripts can reach no token and no session cookie.
+func TestBrowserLoginCallLogout(t *testing.T) {
+	exe := findBrowser(t)
+	d := startDemo(t)
+	b, tab := startBrowser(t, exe, 2*flowTimeout)
+	artifacts := b.artifacts
 
 	ctx, cancel := context.WithTimeout(tab, flowTimeout)
 	defer cancel()
 	do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
 		t.Helper()
-		if err := chromedp.Do(ctx, steps...); err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
+		act(t, ctx, what, steps...)
 	}
 	csrf := `{headers: {"X-CSRF": "1"}}`
 
@@ -205,12 +273,6 @@ func TestBrowserLoginCallLogout(t *testing.T) {
 		t.Errorf("the browser still keeps %s after logout", c.Name)
 	}
 	noTokens(t, ctx, "after logout")
-
-	for _, line := range console.lines() {
-		if strings.HasPrefix(line, string(chromedp.ConsoleException)) || strings.Contains(line, "Content Security Policy") {
-			t.Errorf("browser console: %s", line)
-		}
-	}
 }
 
 // noTokens checks, from inside the page, that its scripts can read no

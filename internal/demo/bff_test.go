@@ -325,3 +325,37 @@ func TestDemoTokenEndpointGrants(t *testing.T) {
 		}
 	}
 }
+
+// SetLoginRequired turns the issuer's provider session off and on: a
+// silent login (prompt=none) then comes back to the app with
+// login_required and no session, or logs demo-user in as usual. A login
+// without prompt=none is not affected.
+func TestDemoBFFSetLoginRequired(t *testing.T) {
+	d, _ := startBFF(t)
+	csrf := bff.CSRFHeader + ": 1"
+	silent := "?prompt=none&return_to=" + url.QueryEscape("/x")
+
+	d.SetLoginRequired(true)
+	b := testkit.NewBrowser(t)
+	callback := b.StartLogin(d.GatewayURL, silent)
+	if u, err := url.Parse(callback); err != nil || u.Query().Get("error") != "login_required" || u.Query().Has("code") {
+		t.Fatalf("silent login without a provider session: back to %q, want error=login_required", callback)
+	}
+	if resp, body := b.DoCrossSite("GET", callback); resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "/x" {
+		t.Errorf("callback with login_required: %d to %q, want 302 to /x: %s", resp.StatusCode, resp.Header.Get("Location"), body)
+	}
+	if resp, _ := b.Do("GET", d.GatewayURL+"/bff/user", csrf); resp.StatusCode != 401 {
+		t.Errorf("GET /bff/user after login_required: %d, want 401", resp.StatusCode)
+	}
+	if landed := testkit.NewBrowser(t).Login(d.GatewayURL, "?return_to=/y"); landed != "/y" {
+		t.Errorf("a login without prompt=none landed at %q, want /y", landed)
+	}
+
+	d.SetLoginRequired(false)
+	if landed := b.Login(d.GatewayURL, silent); landed != "/x" {
+		t.Errorf("silent login with the provider session back: landed at %q, want /x", landed)
+	}
+	if resp, body := b.Do("GET", d.GatewayURL+"/bff/user", csrf); resp.StatusCode != 200 {
+		t.Errorf("GET /bff/user after the silent login: %d %s", resp.StatusCode, body)
+	}
+}

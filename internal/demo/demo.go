@@ -101,6 +101,7 @@ type Demo struct {
 	AppURL string
 
 	gw                     *gateway.Gateway
+	issuer                 *devissuer.Issuer
 	issuerSrv, upstreamSrv *http.Server
 	// In the browser mode, the servers of the app's origin and of the
 	// metrics; the gateway's own servers are not started.
@@ -160,6 +161,7 @@ func Start(ctx context.Context, opts Options, out io.Writer, log *slog.Logger) (
 		return nil, fmt.Errorf("tokenguard demo: %w", err)
 	}
 	is := devissuer.New(d.IssuerURL, d.GatewayURL, key)
+	d.issuer = is
 	clientSecret := ""
 	if opts.BFF {
 		d.AppURL = d.GatewayURL + "/"
@@ -225,6 +227,13 @@ func Start(ctx context.Context, opts Options, out io.Writer, log *slog.Logger) (
 	}
 	return d, nil
 }
+
+// SetLoginRequired makes the demo's issuer answer a silent login
+// (prompt=none) with login_required, as a provider does when the user has
+// no session there, or, with false, log demo-user in again as usual. The
+// demo itself never calls it: it is for tests of the browser mode, and
+// does nothing without BFF.
+func (d *Demo) SetLoginRequired(v bool) { d.issuer.SetLoginRequired(v) }
 
 // listen binds addr, which must be on loopback: the demo issuer hands
 // out tokens to anyone who asks. If a default port is taken, it falls back
