@@ -28,6 +28,7 @@ func (fb *fileBFF) validate(c *config, pos positions, bad func(keyPos, string, .
 		ClientAuthMethod: fb.ClientAuthMethod, ClientKeyFile: fb.ClientKeyFile, ClientKeyID: fb.ClientKeyID,
 		Scopes: slices.Clone(fb.Scopes), Resource: fb.Resource, Path: fb.Path,
 		AllowedOrigins: slices.Clone(fb.AllowedOrigins), PostLogoutRedirectURL: fb.PostLogoutRedirectURI,
+		BackchannelLogout: fb.BackchannelLogout, DPoP: fb.DPoP, PAR: cmpOr(fb.PAR, bff.PARAuto),
 		Line: at().Line,
 	}
 	if c.PublicURL == nil {
@@ -100,6 +101,15 @@ func (fb *fileBFF) validate(c *config, pos positions, bad func(keyPos, string, .
 	if fb.PreviousSessionKey != "" && fb.SessionKey == "" {
 		bad(at("previous_session_key"), "needs session_key")
 	}
+	switch bc.PAR {
+	case bff.PARAuto, bff.PARRequired, bff.PAROff:
+	default:
+		bad(at("par"), "%q is not one of auto, required, off", fb.PAR)
+	}
+	if fb.DPoP && c.DPoPMode != "allowed" && c.DPoPMode != "required" {
+		// The guard would refuse every session's DPoP-bound token.
+		bad(at("dpop"), "needs dpop.mode: allowed or required: the gateway's own guard checks the proofs the token handler sends")
+	}
 	bc.SessionIdleTimeout = dur("bff.session_idle_timeout", fb.SessionIdleTimeout, bff.DefaultSessionIdleTimeout, false)
 	bc.SessionLifetime = dur("bff.session_lifetime", fb.SessionLifetime, bff.DefaultSessionLifetime, false)
 	// The token handler's endpoints come before every route: a route
@@ -148,9 +158,11 @@ func (c *config) openSessionStore() (*redisstore.Store, error) {
 // MemoryStore of its own); nil without a bff block. With a MemoryStore and
 // no session_key, processKey (when set) seals the sessions and login
 // cookies instead of a key of the handler's own, so that a handler built
-// by a reload opens what the one before it wrote. No I/O: the issuer's
-// metadata is read at the first login.
-func (c *config) newBFF(log *slog.Logger, reg prometheus.Registerer, store bff.Store, processKey []byte) (*bff.Handler, error) {
+// by a reload opens what the one before it wrote. With bff.dpop and
+// dpop.nonce, nonce gives the proofs the token handler makes the nonce
+// the guard expects (nil: no nonce). No I/O: the issuer's metadata is
+// read at the first login.
+func (c *config) newBFF(log *slog.Logger, reg prometheus.Registerer, store bff.Store, processKey []byte, nonce func() string) (*bff.Handler, error) {
 	bc := c.BFF
 	if bc == nil {
 		return nil, nil
@@ -163,6 +175,7 @@ func (c *config) newBFF(log *slog.Logger, reg prometheus.Registerer, store bff.S
 		AllowedOrigins: bc.AllowedOrigins, PostLogoutRedirectURL: bc.PostLogoutRedirectURL,
 		SessionKey: bc.SessionKey, PreviousSessionKey: bc.PreviousSessionKey,
 		SessionIdleTimeout: bc.SessionIdleTimeout, SessionLifetime: bc.SessionLifetime,
+		BackchannelLogout: bc.BackchannelLogout, PAR: bc.PAR, DPoP: bc.DPoP,
 		InsecureAllowHTTP: c.InsecureAllowHTTP,
 		Logger:            log, Registerer: reg, Store: store,
 		OnDeny: func(r *http.Request, code string) {
@@ -180,6 +193,9 @@ func (c *config) newBFF(log *slog.Logger, reg prometheus.Registerer, store bff.S
 			// sealed still opens, and is sealed again under the new key.
 			cfg.PreviousSessionKey = processKey
 		}
+	}
+	if bc.DPoP && c.DPoPNonce {
+		cfg.DPoPNonce = nonce
 	}
 	if bc.ClientKeyFile != "" {
 		key, err := keyfile.ReadPrivateKey(bc.ClientKeyFile)

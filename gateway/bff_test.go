@@ -212,6 +212,8 @@ func TestBFFConfigErrors(t *testing.T) {
 		{"redis without key", base("public_url: https://api.example.com\n", ok+"  session_store: redis://127.0.0.1:6379/0\n"), "bff.session_key: required with a Redis session store"},
 		{"short key", base("public_url: https://api.example.com\n", ok+"  session_key: c2hvcnQ=\n"), "bff.session_key: must be 32 random bytes"},
 		{"bad store", base("public_url: https://api.example.com\n", ok+"  session_store: memcached://x\n"), "bff.session_store: must be memory or a redis://"},
+		{"bad par", base("public_url: https://api.example.com\n", ok+"  par: sometimes\n"), `bff.par: "sometimes" is not one of auto, required, off`},
+		{"dpop without dpop.mode", base("public_url: https://api.example.com\n", ok+"  dpop: true\n"), "bff.dpop: needs dpop.mode: allowed or required"},
 		{"route under path", strings.Replace(base("public_url: https://api.example.com\n", ok), `"GET /slow"`, `"GET /bff/x"`, 1), "is under bff.path /bff"},
 	}
 	for _, tc := range tests {
@@ -302,5 +304,77 @@ func TestGatewayBFFReload(t *testing.T) {
 	}
 	if got := call(late); got != 200 {
 		t.Errorf("that login's session: %d", got)
+	}
+}
+
+// TestGatewayBFFDPoPSessions: with bff.dpop the tokens the token handler
+// holds are DPoP-bound, and each session request reaches the upstream
+// with a proof the gateway's own guard accepted under dpop.mode required
+// with server nonces (the token handler takes them from the guard's nonce
+// source); with bff.backchannel_logout its endpoint answers, and a forged
+// logout token is refused and changes nothing.
+func TestGatewayBFFDPoPSessions(t *testing.T) {
+	addr := closedAddr(t)
+	is := loginIssuer(t, "http://"+addr)
+	up := startUpstream(t)
+	y := fmt.Sprintf(`listen: %s
+metrics_listen: 127.0.0.1:0
+upstream: %s
+public_url: http://%s
+audience: %s
+issuers:
+  - issuer: %s
+dpop:
+  mode: required
+  nonce: true
+routes:
+  - pattern: "GET /orders/"
+    scopes: [orders:read]
+bff:
+  issuer: %s
+  client_id: spa
+  client_secret: ${BFF_SECRET}
+  scopes: [openid, offline_access, orders:read]
+  dpop: true
+  backchannel_logout: true
+`, addr, up.URL, addr, testkit.Audience, is.URL(), is.URL())
+	g := runGateway(t, y)
+	b := testkit.NewBrowser(t)
+	b.Login(g.proxy, "")
+	resp, body := b.Do("GET", g.proxy+"/orders/1", "X-CSRF: 1")
+	if resp.StatusCode != 200 {
+		t.Fatalf("DPoP-bound session request under dpop required with nonces: %d %s", resp.StatusCode, body)
+	}
+	up.mu.Lock()
+	last := up.reqs[len(up.reqs)-1]
+	up.mu.Unlock()
+	if got := last.Header.Get("Authorization"); !strings.HasPrefix(got, "DPoP ") {
+		t.Errorf("the upstream saw Authorization %.12q…, want the DPoP scheme", got)
+	}
+	if last.Header.Get("DPoP") == "" {
+		t.Error("the upstream saw no DPoP proof")
+	}
+
+	post := func(form string) (*http.Response, string) {
+		req, err := http.NewRequest("POST", g.proxy+"/bff/backchannel", strings.NewReader(form))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, string(b)
+	}
+	forged := mint(t, is, "orders:read") // an access token, not a logout token
+	resp, body = post("logout_token=" + forged)
+	if resp.StatusCode != 400 || !strings.Contains(body, "invalid_request") || resp.Header.Get("Cache-Control") != "no-store" {
+		t.Errorf("a forged logout token: %d %q, Cache-Control %q; want 400 invalid_request, no-store", resp.StatusCode, body, resp.Header.Get("Cache-Control"))
+	}
+	if resp, body := b.Do("GET", g.proxy+"/orders/1", "X-CSRF: 1"); resp.StatusCode != 200 {
+		t.Errorf("the session after a forged logout token: %d %s, want 200", resp.StatusCode, body)
 	}
 }

@@ -58,7 +58,7 @@ func (c *config) checkOffline() error {
 		defer store.Close()
 		bs = store
 	}
-	th, err := c.newBFF(discard, nil, bs, nil)
+	th, err := c.newBFF(discard, nil, bs, nil, nil)
 	if err != nil {
 		errs = append(errs, err)
 	} else if th != nil {

@@ -172,7 +172,9 @@ type bffConfig struct {
 	SessionStore                                                                 string // "" for memory, else a redis:// or rediss:// URL (may hold a password: never print it)
 	SessionKey, PreviousSessionKey                                               []byte // nil when unset
 	SessionIdleTimeout, SessionLifetime                                          time.Duration
-	Line                                                                         int // of the bff key, for messages
+	BackchannelLogout, DPoP                                                      bool
+	PAR                                                                          string // bff.PARAuto, PARRequired or PAROff
+	Line                                                                         int    // of the bff key, for messages
 }
 
 type routeConfig struct {

@@ -105,6 +105,9 @@ type (
 		PreviousSessionKeyFile string   `yaml:"previous_session_key_file,omitempty"`
 		SessionIdleTimeout     string   `yaml:"session_idle_timeout"`
 		SessionLifetime        string   `yaml:"session_lifetime"`
+		BackchannelLogout      bool     `yaml:"backchannel_logout"`
+		PAR                    string   `yaml:"par"`
+		DPoP                   bool     `yaml:"dpop"`
 	}
 	effIssuer struct {
 		Issuer                   string  `yaml:"issuer"`
@@ -293,6 +296,7 @@ func (c *config) effectiveYAML() ([]byte, error) {
 			Path: cmpOr(b.Path, bff.DefaultPath), AllowedOrigins: b.AllowedOrigins, PostLogoutRedirectURI: b.PostLogoutRedirectURL,
 			SessionStore:       "memory",
 			SessionIdleTimeout: b.SessionIdleTimeout.String(), SessionLifetime: b.SessionLifetime.String(),
+			BackchannelLogout: b.BackchannelLogout, PAR: b.PAR, DPoP: b.DPoP,
 		}
 		if b.ClientSecret != "" {
 			eb.ClientSecret = redacted

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/tokenguard/tokenguard/bff"
 	bffredis "github.com/tokenguard/tokenguard/bff/redisstore"
@@ -151,7 +152,17 @@ func (g *Gateway) build(c *config, s *shared, log *slog.Logger) (_ *generation, 
 			p.openedSS, p.sessionURL = true, c.BFF.SessionStore
 			store = p.sessions
 		}
-		if gen.th, err = c.newBFF(log, g.reg, store, s.processKey); err != nil {
+		var nonce func() string
+		if c.BFF.DPoP && c.DPoPNonce {
+			// The guard's own nonces (same secrets, same lifetime), so
+			// the proofs the token handler makes pass its check.
+			n, err := dpop.NewNonces(mc.DPoP.NonceSecrets, mc.DPoP.NonceLifetime)
+			if err != nil {
+				return nil, nil, c.guardError(err)
+			}
+			nonce = func() string { return n.Issue(time.Now()) }
+		}
+		if gen.th, err = c.newBFF(log, g.reg, store, s.processKey, nonce); err != nil {
 			return nil, nil, err
 		}
 	}

@@ -86,6 +86,9 @@ type fileBFF struct {
 	PreviousSessionKeyFile string   `yaml:"previous_session_key_file"`
 	SessionIdleTimeout     string   `yaml:"session_idle_timeout"`
 	SessionLifetime        string   `yaml:"session_lifetime"`
+	BackchannelLogout      bool     `yaml:"backchannel_logout"`
+	PAR                    string   `yaml:"par"`  // auto (default) | required | off
+	DPoP                   bool     `yaml:"dpop"` // needs dpop.mode allowed or required
 }
 
 type fileTLS struct {

@@ -87,6 +87,9 @@ bff:
   client_secret: ${BFF_CLIENT_SECRET}
   scopes: [openid, offline_access, orders:read]
   post_logout_redirect_uri: %s/
+  # The browser carries the whole authorization request, so this flow
+  # checks every parameter of it; bff_round2_test.go pushes it (PAR).
+  par: "off"
 routes:
   - pattern: "GET /orders/"
     scopes: [orders:read]
