@@ -7,11 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v3/jwk"
 
+	"github.com/tokenguard/tokenguard/internal/httpauth"
 	"github.com/tokenguard/tokenguard/internal/jose"
 	"github.com/tokenguard/tokenguard/internal/tokencache"
 )
@@ -52,6 +52,9 @@ type Verifier struct {
 	cfg  Config
 	algs map[string]bool
 	keys *tokencache.Cache[*proofKey] // parsed "jwk" values by SHA-256 of their text
+	// headers holds the protected headers of proofs that verified: a
+	// client's proofs all have the same one.
+	headers *jose.HeaderCache
 }
 
 // proofKey is a vetted proof key.
@@ -122,7 +125,7 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Verifier{cfg: cfg, algs: algs, keys: keys}, nil
+	return &Verifier{cfg: cfg, algs: algs, keys: keys, headers: jose.NewHeaderCache()}, nil
 }
 
 // Algorithms returns the proof alg allow-list, for the challenge's algs=.
@@ -146,6 +149,13 @@ type Request struct {
 	// JKT, when set, is the access token's "cnf.jkt": the proof key's
 	// thumbprint must equal it.
 	JKT string
+	// AccessTokenSHA256, when not all zero, is the SHA-256 of
+	// AccessToken, for a caller that has already computed it (as a token
+	// cache key): "ath" is checked against it instead of hashing the
+	// token again. It must be the digest of exactly AccessToken. All
+	// zero (no input is known to hash to it) means Check hashes
+	// AccessToken itself.
+	AccessTokenSHA256 [sha256.Size]byte
 }
 
 // Proof is a verified proof.
@@ -215,24 +225,33 @@ func (v *Verifier) Check(req Request) (*Proof, error) {
 	if len(req.Proof) > v.cfg.MaxProofSize {
 		return nil, invalid("proof larger than %d bytes", v.cfg.MaxProofSize)
 	}
-	t, jwkJSON, err := jose.ParseProof(req.Proof)
+	t, jwkJSON, err := v.headers.ParseProof(req.Proof)
 	if err != nil {
 		return nil, invalid("%w", err)
 	}
-	if !strings.EqualFold(t.Header.Typ, "dpop+jwt") && !strings.EqualFold(t.Header.Typ, "application/dpop+jwt") {
+	// ASCII-only case folding: neither name has a "k" or an "s", the only
+	// letters strings.EqualFold also matches with non-ASCII characters.
+	if !httpauth.EqualFoldASCII(t.Header.Typ, "dpop+jwt") && !httpauth.EqualFoldASCII(t.Header.Typ, "application/dpop+jwt") {
 		return nil, invalid(`typ is not "dpop+jwt"`)
 	}
 	if !v.algs[t.Header.Alg] {
 		return nil, invalid("alg not allowed")
 	}
 	now := v.cfg.Now()
-	key, err := v.key(jwkJSON, now)
-	if err != nil {
-		return nil, err
+	// A header kept from an earlier proof comes with its vetted key: the
+	// same "jwk" text parses to the same key.
+	key, _ := t.Kept().(*proofKey)
+	if key == nil {
+		if key, err = v.key(jwkJSON, now); err != nil {
+			return nil, err
+		}
 	}
-	if err := jose.VerifySignature(t.Header.Alg, key.pub, t.SigningInput, t.Signature); err != nil {
+	if err := t.Verify(t.Header.Alg, key.pub); err != nil {
 		return nil, invalid("%w", err)
 	}
+	// The key in this header signed it: the client's next proof, whose
+	// header is the same, need not be read again.
+	v.headers.KeepWith(&t, key)
 
 	var c jose.ProofClaims
 	if err := jose.ParseProofClaims(t.Payload, &c); err != nil {
@@ -254,8 +273,12 @@ func (v *Verifier) Check(req Request) (*Proof, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: request URL: %w", ErrInvalidProof, err)
 	}
-	if got, err := NormalizeHTU(c.HTU); err != nil || got != want {
-		return nil, invalid("htu does not match the request URL")
+	// The same text normalises to the same URL: an htu that is the
+	// request URL byte for byte (as clients usually send it) matches.
+	if c.HTU != req.URL {
+		if got, err := NormalizeHTU(c.HTU); err != nil || got != want {
+			return nil, invalid("htu does not match the request URL")
+		}
 	}
 	iat := c.IssuedAt.Time()
 	if iat.After(now.Add(v.cfg.MaxClockSkew)) {
@@ -268,7 +291,18 @@ func (v *Verifier) Check(req Request) (*Proof, error) {
 		if c.ATH == "" {
 			return nil, invalid("no ath")
 		}
-		if c.ATH != AccessTokenHash(req.AccessToken) {
+		// "ath" is the unpadded base64url of the token's SHA-256 (RFC
+		// 9449 §4.2); decoding it strictly (one encoding per digest)
+		// and comparing digests is comparing it with that encoding.
+		ath, ok := jose.ThumbprintSHA256(c.ATH)
+		if !ok {
+			return nil, invalid("ath does not match the access token")
+		}
+		sum := req.AccessTokenSHA256
+		if sum == ([sha256.Size]byte{}) {
+			sum = tokencache.KeyOf(req.AccessToken) // SHA-256, without copying the token
+		}
+		if ath != sum {
 			return nil, invalid("ath does not match the access token")
 		}
 	}
@@ -290,7 +324,7 @@ func (v *Verifier) Check(req Request) (*Proof, error) {
 // key returns the vetted proof key for a "jwk" JSON text: public,
 // asymmetric, parsed by jwx, with its thumbprint.
 func (v *Verifier) key(jwkJSON string, now time.Time) (*proofKey, error) {
-	id := sha256.Sum256([]byte(jwkJSON))
+	id := tokencache.KeyOf(jwkJSON) // SHA-256, hashed in place: []byte(jwkJSON) would copy it to the heap
 	if k, ok := v.keys.Get(id, now); ok {
 		return k, nil
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
 	"errors"
 	"math/big"
 	"strings"
@@ -119,6 +120,7 @@ func TestVerify(t *testing.T) {
 		{"valid, iat within clock skew", signES256(t, key, hdr, with(validClaims("a6"), "iat", testNow.Add(4*time.Second).Unix())), nil, nil},
 		{"valid, iat at max age", signES256(t, key, hdr, with(validClaims("a7"), "iat", testNow.Add(-DefaultMaxAge).Unix())), nil, nil},
 		{"valid, no token, no ath", signES256(t, key, hdr, with(validClaims("a8"), "ath", nil)), func(r *Request) { r.AccessToken = "" }, nil},
+		{"valid, token digest given", signES256(t, key, hdr, validClaims("a9")), func(r *Request) { r.AccessTokenSHA256 = sha256.Sum256([]byte(testToken)) }, nil},
 		{"valid EdDSA via NewProof", mustProof(NewProof(edKey, with2(params, "b1"))), nil, nil},
 		{"valid PS256 via NewProof", mustProof(NewProof(rsaKey, with2(params, "b2"))), nil, nil},
 		{"valid RS256 via NewProof", mustProof(NewProof(rsaKey, with3(params, "b3", "RS256"))), nil, nil},
@@ -164,6 +166,9 @@ func TestVerify(t *testing.T) {
 		{"iat in the future", signES256(t, key, hdr, with(validClaims("e4"), "iat", testNow.Add(DefaultMaxClockSkew+time.Second).Unix())), nil, ErrInvalidProof},
 		{"no ath with a token", signES256(t, key, hdr, with(validClaims("f1"), "ath", nil)), nil, ErrInvalidProof},
 		{"ath of another token", signES256(t, key, hdr, with(validClaims("f2"), "ath", AccessTokenHash("another-token"))), nil, ErrInvalidProof},
+		{"digest given of another token", signES256(t, key, hdr, validClaims("f3")), func(r *Request) { r.AccessTokenSHA256 = sha256.Sum256([]byte("another-token")) }, ErrInvalidProof},
+		{"ath padded", signES256(t, key, hdr, with(validClaims("f4"), "ath", AccessTokenHash(testToken)+"=")), nil, ErrInvalidProof},
+		{"ath not canonical", signES256(t, key, hdr, with(validClaims("f5"), "ath", nonCanonical(AccessTokenHash(testToken)))), nil, ErrInvalidProof},
 		{"ath of the token, not hashed", signES256(t, key, hdr, with(validClaims("f3"), "ath", testToken)), nil, ErrInvalidProof},
 		{"wrong method in request", signES256(t, key, hdr, validClaims("f4")), func(r *Request) { r.Method = "DELETE" }, ErrInvalidProof},
 		{"cnf.jkt of another key", signES256(t, key, hdr, validClaims("g1")), func(r *Request) { r.JKT = rfc9449JKT }, ErrTokenBinding},
@@ -203,6 +208,15 @@ func TestVerify(t *testing.T) {
 }
 
 func with2(p ProofParams, jti string) ProofParams { p.JTI = jti; return p }
+
+// nonCanonical returns the 43-character base64url encoding of a SHA-256
+// digest with its unused trailing bits set: it decodes, leniently, to the
+// same digest, and a strict decoder refuses it.
+func nonCanonical(s string) string {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	last := strings.IndexByte(alphabet, s[len(s)-1])
+	return s[:len(s)-1] + string(alphabet[last|0x03])
+}
 
 func with3(p ProofParams, jti, alg string) ProofParams { p.JTI, p.Alg = jti, alg; return p }
 

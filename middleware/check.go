@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/tokenguard/tokenguard/internal/tokencache"
 )
 
 // Request is one request to decide on, as any transport carries it: gRPC
@@ -151,6 +153,12 @@ type request struct {
 	ctx context.Context
 	hr  *http.Request
 	req Request
+
+	// tokenSum is the SHA-256 of the access token when verifyToken
+	// computed it (the verified-token cache's key), so a DPoP proof's
+	// "ath" is checked without hashing the token a second time.
+	tokenSum    tokencache.Key
+	hasTokenSum bool
 }
 
 // The request headers the decision reads, as http.Header keys them

@@ -15,6 +15,7 @@ import (
 
 	"github.com/tokenguard/tokenguard/dpop"
 	"github.com/tokenguard/tokenguard/internal/discovery"
+	"github.com/tokenguard/tokenguard/internal/jose"
 	"github.com/tokenguard/tokenguard/internal/tokencache"
 	"github.com/tokenguard/tokenguard/introspect"
 	"github.com/tokenguard/tokenguard/jwks"
@@ -27,8 +28,8 @@ type Guard struct {
 	cfg     Config                          // private copy, defaults filled; read-only after New
 	issuers map[string]*issuer              // by exact "iss"; read-only after New
 	order   []*issuer                       // Config.Issuers order, for readiness and Close
-	algs    map[string]bool                 // allow-list; read-only after New
 	cache   *tokencache.Cache[*cachedToken] // nil when disabled
+	headers *jose.HeaderCache               // protected headers of tokens that verified
 	metrics *metrics
 	log     *slog.Logger
 
@@ -135,6 +136,10 @@ type cachedToken struct {
 	kid     string
 	key     *jwks.Key
 	expires time.Time
+	// snap is the issuer's key-set snapshot that held key under kid when
+	// the token was verified, or nil: while it is still the current one,
+	// the key is still in the JWKS without looking it up.
+	snap *jwks.Snapshot
 }
 
 // New validates cfg, starts fetching every issuer's keys, and waits up to
@@ -156,12 +161,9 @@ func New(ctx context.Context, cfg Config) (*Guard, error) {
 	g := &Guard{
 		cfg:     cfg,
 		issuers: make(map[string]*issuer, len(cfg.Issuers)),
-		algs:    make(map[string]bool, len(cfg.Algorithms)),
 		metrics: m,
 		log:     cfg.Logger,
-	}
-	for _, a := range cfg.Algorithms {
-		g.algs[a] = true
+		headers: jose.NewHeaderCache(),
 	}
 	g.publicURL = strings.TrimSuffix(cfg.PublicURL, "/")
 	g.setUpResourceMetadata()

@@ -76,6 +76,7 @@ type reasonCounter struct {
 	created time.Time      // exposed as client_golang's own counters expose it
 	reasons []Reason       // label values by index
 	index   map[Reason]int // read-only after newReasonCounter
+	ok      int            // index of ReasonOK, -1 when not counted: most requests, without the map
 	rows    int
 	stride  int // row length in words
 	cells   []atomic.Uint64
@@ -90,8 +91,12 @@ func newReasonCounter(name, help string, reasons []Reason, rows int) *reasonCoun
 		rows:    rows,
 		stride:  len(reasons) + cacheLineWords,
 	}
+	c.ok = -1
 	for i, r := range c.reasons {
 		c.index[r] = i
+		if r == ReasonOK {
+			c.ok = i
+		}
 	}
 	c.cells = make([]atomic.Uint64, c.rows*c.stride)
 	return c
@@ -100,6 +105,10 @@ func newReasonCounter(name, help string, reasons []Reason, rows int) *reasonCoun
 // inc counts, in row, one request decided with reason r. A Reason
 // outside the set given to newReasonCounter is not counted.
 func (c *reasonCounter) inc(row int, r Reason) {
+	if r == ReasonOK && c.ok >= 0 {
+		c.cells[row*c.stride+c.ok].Add(1)
+		return
+	}
 	if i, ok := c.index[r]; ok {
 		c.cells[row*c.stride+i].Add(1)
 	}
@@ -165,7 +174,12 @@ func (h *durationHistogram) sumCell() int { return len(h.bounds) + 1 }
 // observe records d in row.
 func (h *durationHistogram) observe(row int, d time.Duration) {
 	v := d.Seconds()
-	b, _ := slices.BinarySearch(h.bounds, v) // first bound ≥ v: the "le" bucket; len(bounds) is +Inf
+	// The first bound ≥ v: the "le" bucket; len(bounds) is +Inf. A
+	// forward scan, as most requests land in the first buckets.
+	b := 0
+	for b < len(h.bounds) && h.bounds[b] < v {
+		b++
+	}
 	cells := h.cells[row*h.stride:]
 	cells[b].Add(1)
 	sum := &cells[h.sumCell()]

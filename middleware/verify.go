@@ -124,9 +124,12 @@ func (g *Guard) verifyToken(in *request, tok string, start time.Time) (*Principa
 	var key tokencache.Key
 	if g.cache != nil {
 		key = tokencache.KeyOf(tok)
+		in.tokenSum, in.hasTokenSum = key, true
 		if c, ok := g.cache.Get(key, now); ok {
 			if set := c.iss.keys.Load(); set != nil {
-				if snap := set.Snapshot(); snap != nil && snap.Key(c.kid) == c.key {
+				// The snapshot it was verified against needs no lookup:
+				// snapshots never change once published.
+				if snap := set.Snapshot(); snap != nil && (snap == c.snap || snap.Key(c.kid) == c.key) {
 					return c.p, nil
 				}
 			}
@@ -135,9 +138,10 @@ func (g *Guard) verifyToken(in *request, tok string, start time.Time) (*Principa
 			g.cache.Remove(key)
 		}
 	}
-	if e := checkTokenChars(tok); e != nil {
-		return nil, e
-	}
+	// The token's characters are checked by jose.Parse: three segments of
+	// strict base64url joined by dots use only b64token characters, so
+	// a token it accepts is a b64token, and verifyJWT runs
+	// checkTokenChars only on a token Parse refused.
 	p, c, e := g.verifyJWT(in, tok, now)
 	if e != nil {
 		return nil, e
@@ -148,9 +152,12 @@ func (g *Guard) verifyToken(in *request, tok string, start time.Time) (*Principa
 	return p, nil
 }
 
-// checkTokenChars refuses a token that is not an RFC 6750 b64token. It
-// runs on every token that was not found in the verified-token cache; a
-// cached token matched one that passed it, byte for byte (SHA-256).
+// checkTokenChars refuses a token that is not an RFC 6750 b64token. Every
+// token that was not found in the verified-token cache passes it or is
+// refused: an opaque token before introspection, a JWT by jose.Parse (whose
+// strict base64url segments use only b64token characters; checkTokenChars
+// then names the refusal); a cached token matched one that passed,
+// byte for byte (SHA-256).
 func checkTokenChars(tok string) *Denial {
 	if !httpauth.IsB64Token(tok) {
 		return invalidToken(ReasonMalformedToken, descMalformed, httpauth.ErrInvalidToken)
@@ -239,13 +246,17 @@ func (g *Guard) verifyProof(in *request, tok string, p *Principal) (*dpop.Proof,
 	if !ok {
 		return nil, "", deny(http.StatusUnauthorized, CodeInvalidDPoPProof, ReasonInvalidProof, descHost, nil)
 	}
-	proof, err := g.proofs.Check(dpop.Request{
+	dr := dpop.Request{
 		Proof:       proofValue,
 		Method:      in.method(),
 		URL:         target,
 		AccessToken: tok,
 		JKT:         p.JKT,
-	})
+	}
+	if in.hasTokenSum {
+		dr.AccessTokenSHA256 = in.tokenSum
+	}
+	proof, err := g.proofs.Check(dr)
 	nonces := g.proofs.Nonces()
 	switch {
 	case err == nil:
@@ -376,23 +387,28 @@ func (g *Guard) extract(in *request) (bool, string, *Denial) {
 // signature with the issuer's key for the header's kid and an allow-listed
 // alg bound to that key, the typ, and the iss, aud, exp, nbf and iat claims.
 func (g *Guard) verifyJWT(in *request, tok string, now time.Time) (*Principal, *cachedToken, *Denial) {
-	t, err := jose.Parse(tok)
+	t, err := g.headers.Parse(tok)
 	if err != nil {
+		if e := checkTokenChars(tok); e != nil {
+			return nil, nil, e // not even an RFC 6750 b64token
+		}
 		return nil, nil, invalidToken(ReasonMalformedToken, descMalformed, err)
 	}
 	alg, kid := t.Header.Alg, t.Header.Kid
-	if !g.algs[alg] {
+	if !containsString(g.cfg.Algorithms, alg) {
 		e := invalidToken(ReasonUnsupportedAlg, descUnsupportedAlg, nil)
 		e.alg = alg
 		return nil, nil, e
 	}
-	var cl jose.Claims
+	// The Principal, its audiences and scopes in one allocation.
+	blk := new(principalBlock)
+	cl := jose.Claims{AudienceRoom: blk.aud[:0:len(blk.aud)]}
 	if err := jose.ParseClaims(t.Payload, &cl); err != nil {
 		return nil, nil, invalidToken(ReasonMalformedToken, descMalformed, err)
 	}
 	// The unverified iss only chooses whose keys to try; nothing else is
 	// believed before the signature checks out.
-	is := g.issuers[cl.Issuer]
+	is := g.issuer(cl.Issuer)
 	if is == nil {
 		e := invalidToken(ReasonUnknownIssuer, descUnknownIssuer, nil)
 		e.iss = cl.Issuer
@@ -422,9 +438,12 @@ func (g *Guard) verifyJWT(in *request, tok string, now time.Time) (*Principal, *
 	if !key.Allows(alg) {
 		return nil, nil, annotate(invalidToken(ReasonInvalidSignature, descSignature, errors.New("middleware: alg not allowed for this key")))
 	}
-	if err := jose.VerifySignature(alg, key.Public, t.SigningInput, t.Signature); err != nil {
+	if err := t.Verify(alg, key.Public); err != nil {
 		return nil, nil, annotate(invalidToken(ReasonInvalidSignature, descSignature, err))
 	}
+	// The issuer signed this header: the next token with the same one
+	// (the issuer's next token with this key) need not read it again.
+	g.headers.Keep(&t)
 
 	// Claims, now that they are known to come from the issuer.
 	if !cl.ExpiresAt.Valid {
@@ -435,10 +454,15 @@ func (g *Guard) verifyJWT(in *request, tok string, now time.Time) (*Principal, *
 	if !now.Before(exp.Add(leeway)) {
 		return nil, nil, annotate(invalidToken(ReasonExpired, descExpired, nil))
 	}
-	if cl.NotBefore.Valid && now.Add(leeway).Before(cl.NotBefore.Time()) {
+	late := now.Add(leeway)
+	if cl.NotBefore.Valid && late.Before(cl.NotBefore.Time()) {
 		return nil, nil, annotate(invalidToken(ReasonNotYetValid, descNotYetValid, errors.New("middleware: nbf in the future")))
 	}
-	if cl.IssuedAt.Valid && now.Add(leeway).Before(cl.IssuedAt.Time()) {
+	var iat time.Time
+	if cl.IssuedAt.Valid {
+		iat = cl.IssuedAt.Time()
+	}
+	if cl.IssuedAt.Valid && late.Before(iat) {
 		return nil, nil, annotate(invalidToken(ReasonNotYetValid, descNotYetValid, errors.New("middleware: iat in the future")))
 	}
 	if !containsString(cl.Audience, g.cfg.Audience) {
@@ -450,12 +474,17 @@ func (g *Guard) verifyJWT(in *request, tok string, now time.Time) (*Principal, *
 			return nil, nil, annotate(invalidToken(ReasonMissingClaim, descMissingClaim, errors.New("middleware: RFC 9068 requires sub, client_id, iat and jti")))
 		}
 	}
-	p := &Principal{
+	// Full slices (length = capacity): the Principal may be shared by
+	// requests (the cache), and a handler's append must not write into
+	// the block.
+	scopes := appendScopes(blk.scopes[:0:len(blk.scopes)], &cl, is.cfg.ScpClaim)
+	p := &blk.p
+	*p = Principal{
 		Issuer:    is.cfg.Issuer,
 		Subject:   cl.Subject,
 		ClientID:  cl.ClientID,
-		Scopes:    scopesOf(&cl, is.cfg.ScpClaim),
-		Audience:  cl.Audience,
+		Scopes:    scopes[:len(scopes):len(scopes)],
+		Audience:  cl.Audience[:len(cl.Audience):len(cl.Audience)],
 		TokenID:   cl.JTI,
 		ExpiresAt: exp,
 		raw:       t.Payload,
@@ -463,9 +492,7 @@ func (g *Guard) verifyJWT(in *request, tok string, now time.Time) (*Principal, *
 	if cl.CNF != nil {
 		p.setBinding(cl.CNF.JKT, cl.CNF.X5TS256, false)
 	}
-	if cl.IssuedAt.Valid {
-		p.IssuedAt = cl.IssuedAt.Time()
-	}
+	p.IssuedAt = iat // the zero time when absent
 	p.ACR = cl.ACR
 	if cl.AuthTime.Valid {
 		p.AuthTime = cl.AuthTime.Time()
@@ -473,21 +500,42 @@ func (g *Guard) verifyJWT(in *request, tok string, now time.Time) (*Principal, *
 	if g.cache == nil {
 		return p, nil, nil
 	}
-	return p, &cachedToken{p: p, iss: is, kid: kid, key: key, expires: exp}, nil
+	c := &cachedToken{p: p, iss: is, kid: kid, key: key, expires: exp}
+	if snap := set.Snapshot(); snap.Key(kid) == key {
+		c.snap = snap
+	}
+	return p, c, nil
+}
+
+// issuer returns the configured issuer whose "iss" is exactly iss, or nil.
+// With one issuer, the usual set-up, that is one comparison rather than
+// hashing iss for the map.
+func (g *Guard) issuer(iss string) *issuer {
+	if len(g.order) == 1 {
+		if is := g.order[0]; is.cfg.Issuer == iss {
+			return is
+		}
+		return nil
+	}
+	return g.issuers[iss]
 }
 
 // typeOK implements RFC 9068 §4 step 1 (and RFC 8725 §3.11): the JOSE typ
 // must be "at+jwt" or "application/at+jwt" (media types compare
 // case-insensitively); legacy issuers may send "JWT" or nothing.
+//
+// The comparisons fold ASCII letters only: strings.EqualFold would also
+// fold the Kelvin sign to "k" and the long s to "s", and none of these
+// names has either letter, so the verdicts are the same.
 func typeOK(typ string, legacy bool) bool {
-	if strings.EqualFold(typ, "at+jwt") || strings.EqualFold(typ, "application/at+jwt") {
+	if typ == "at+jwt" || httpauth.EqualFoldASCII(typ, "at+jwt") || httpauth.EqualFoldASCII(typ, "application/at+jwt") {
 		return true
 	}
 	return legacy && isLegacyTyp(typ)
 }
 
 func isLegacyTyp(typ string) bool {
-	return typ == "" || strings.EqualFold(typ, "JWT") || strings.EqualFold(typ, "application/jwt")
+	return typ == "" || httpauth.EqualFoldASCII(typ, "JWT") || httpauth.EqualFoldASCII(typ, "application/jwt")
 }
 
 func containsString(list []string, s string) bool {
@@ -499,15 +547,29 @@ func containsString(list []string, s string) bool {
 	return false
 }
 
+// principalBlock is a verified JWT's Principal with room for its
+// audiences and scopes: the usual token needs no allocation but this one.
+type principalBlock struct {
+	p      Principal
+	aud    [1]string
+	scopes [4]string
+}
+
 // scopesOf collects the granted scopes from "scope" (a space-delimited
 // string, or an array of scopes) and, when enabled, "scp", dropping
 // duplicates.
-func scopesOf(cl *jose.Claims, scp bool) []string {
+func scopesOf(cl *jose.Claims, scp bool) []string { return appendScopes(nil, cl, scp) }
+
+// appendScopes is scopesOf appending to out, which it uses (a zero-length
+// slice with room) when the scopes fit.
+func appendScopes(out []string, cl *jose.Claims, scp bool) []string {
 	n := strings.Count(cl.Scope, " ") + 1 + len(cl.ScopeList)
 	if scp {
 		n += len(cl.Scp)
 	}
-	out := make([]string, 0, n)
+	if n > cap(out) {
+		out = make([]string, 0, n)
+	}
 	add := func(s string) {
 		if s != "" && !containsString(out, s) {
 			out = append(out, s)

@@ -147,10 +147,18 @@ func IsToken(s string) bool {
 	return true
 }
 
-func tchar(c byte) bool {
-	switch {
-	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		return true
+func tchar(c byte) bool { return tchars[c] }
+
+// tchars is the RFC 9110 tchar alphabet as a table, read for every
+// character of every scheme.
+var tchars = func() (t [256]bool) {
+	for c := 0; c < 256; c++ {
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+			t[c] = true
+		default:
+			t[c] = strings.IndexByte("!#$%&'*+-.^_`|~", byte(c)) >= 0
+		}
 	}
-	return strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
-}
+	return t
+}()

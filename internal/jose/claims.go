@@ -23,6 +23,9 @@ func (d NumericDate) Time() time.Time {
 	if !d.Valid {
 		return time.Time{}
 	}
+	if sec := int64(d.seconds); float64(sec) == d.seconds {
+		return time.Unix(sec, 0) // a whole number of seconds, as dates usually are
+	}
 	sec, frac := math.Modf(d.seconds)
 	return time.Unix(int64(sec), int64(frac*1e9))
 }
@@ -76,6 +79,12 @@ type Claims struct {
 	CNF      *Confirmation
 	ACR      string      // "acr" (RFC 9470)
 	AuthTime NumericDate // "auth_time" (RFC 9470)
+
+	// AudienceRoom, when it has capacity, is where ParseClaims stores
+	// Audience (in its backing array, while the audiences fit), so that
+	// a caller can allocate it together with what will hold on to it.
+	// ParseClaims only writes to it.
+	AudienceRoom []string
 }
 
 // Claim members, one bit each, to find duplicates.
@@ -102,38 +111,35 @@ const (
 func ParseClaims(payload []byte, c *Claims) error {
 	d := newScanner(readOnlyString(payload))
 	var seen uint
-	str := func(bit uint, dst *string) error { return member(&d, &seen, bit, dst, d.Str) }
-	date := func(bit uint, dst *NumericDate) error { return member(&d, &seen, bit, dst, d.numericDate) }
-	list := func(bit uint, dst *[]string) error { return member(&d, &seen, bit, dst, d.strings) }
 	err := d.Object(func(name string) error {
 		switch name {
 		case "iss":
-			return str(cIss, &c.Issuer)
+			return d.strMember(&seen, cIss, &c.Issuer)
 		case "sub":
-			return str(cSub, &c.Subject)
+			return d.strMember(&seen, cSub, &c.Subject)
 		case "aud":
-			return list(cAud, &c.Audience)
+			return d.listMember(&seen, cAud, &c.Audience, c.AudienceRoom)
 		case "exp":
-			return date(cExp, &c.ExpiresAt)
+			return d.dateMember(&seen, cExp, &c.ExpiresAt)
 		case "nbf":
-			return date(cNbf, &c.NotBefore)
+			return d.dateMember(&seen, cNbf, &c.NotBefore)
 		case "iat":
-			return date(cIat, &c.IssuedAt)
+			return d.dateMember(&seen, cIat, &c.IssuedAt)
 		case "jti":
-			return str(cJti, &c.JTI)
+			return d.strMember(&seen, cJti, &c.JTI)
 		case "client_id":
-			return str(cClientID, &c.ClientID)
+			return d.strMember(&seen, cClientID, &c.ClientID)
 		case "scope":
 			if d.Peek() == '[' {
-				return list(cScope, &c.ScopeList)
+				return d.listMember(&seen, cScope, &c.ScopeList, nil)
 			}
-			return str(cScope, &c.Scope)
+			return d.strMember(&seen, cScope, &c.Scope)
 		case "scp":
-			return list(cScp, &c.Scp)
+			return d.listMember(&seen, cScp, &c.Scp, nil)
 		case "acr":
-			return str(cAcr, &c.ACR)
+			return d.strMember(&seen, cAcr, &c.ACR)
 		case "auth_time":
-			return date(cAuthTime, &c.AuthTime)
+			return d.dateMember(&seen, cAuthTime, &c.AuthTime)
 		case "cnf":
 			return member(&d, &seen, cCnf, &c.CNF, d.confirmation)
 		}
@@ -146,6 +152,49 @@ func ParseClaims(payload []byte, c *Claims) error {
 		return malformed("claims", err)
 	}
 	return nil
+}
+
+// strMember, dateMember and listMember are member for the claims every
+// token has, without the indirect call.
+func (d *scanner) strMember(seen *uint, bit uint, dst *string) error {
+	if *seen&bit != 0 {
+		return errDup
+	}
+	*seen |= bit
+	if d.Null() {
+		return nil
+	}
+	v, err := d.Str()
+	*dst = v
+	return err
+}
+
+func (d *scanner) dateMember(seen *uint, bit uint, dst *NumericDate) error {
+	if *seen&bit != 0 {
+		return errDup
+	}
+	*seen |= bit
+	if d.Null() {
+		return nil
+	}
+	v, err := d.numericDate()
+	*dst = v
+	return err
+}
+
+// listMember reads a string or an array of strings into dst, in room's
+// backing array while it fits.
+func (d *scanner) listMember(seen *uint, bit uint, dst *[]string, room []string) error {
+	if *seen&bit != 0 {
+		return errDup
+	}
+	*seen |= bit
+	if d.Null() {
+		return nil
+	}
+	v, err := d.strings(room[:0])
+	*dst = v
+	return err
 }
 
 // member reads one claim into dst with read, unless it is null (absent).

@@ -91,6 +91,20 @@ type Token struct {
 	Payload []byte
 	// Signature is the decoded signature.
 	Signature []byte
+
+	// derRoom is spare room after Signature, in the same buffer, for
+	// Verify to build an ECDSA signature's DER in; empty when the
+	// signature is too long to be one.
+	derRoom []byte
+
+	// For HeaderCache.Keep: the encoded header segment (a substring of
+	// the token), the proof's "jwk" text, and whether the header came
+	// from a HeaderCache.
+	headerSeg string
+	jwk       string
+	proof     bool // read with ParseProof's rules
+	cached    bool
+	kept      any // what HeaderCache.KeepWith kept with the header
 }
 
 // Parse splits a compact JWS and decodes its three segments and its
@@ -116,34 +130,75 @@ func ParseProof(token string) (Token, string, error) {
 }
 
 func parse(token string, jwk *string) (Token, error) {
+	return parseWith(token, jwk, nil)
+}
+
+// parseWith is parse, with the header from cache when it holds h's.
+func parseWith(token string, jwk *string, cache *HeaderCache) (Token, error) {
 	h, rest, ok1 := strings.Cut(token, ".")
 	p, s, ok2 := strings.Cut(rest, ".")
-	if !ok1 || !ok2 || strings.IndexByte(s, '.') >= 0 {
+	if !ok1 || !ok2 {
 		return Token{}, malformed("compact serialization", errSegments)
 	}
+	// A third dot fails the signature's decoding ('.' is not base64url);
+	// only then is it looked for, to name the right error.
 	hn, pn, sn := decodedLen(len(h)), decodedLen(len(p)), decodedLen(len(s))
+	known := cache.lookup(h, jwk != nil)
+	if known != nil {
+		hn = 0 // kept: nothing to decode
+	}
 	if hn < 0 || pn < 0 || sn < 0 {
-		return Token{}, malformed("compact serialization", errBase64)
+		return Token{}, malformed("compact serialization", segmentsOr(s, errBase64))
 	}
 	// One buffer for all three: the header, then the payload, then the
 	// signature.
-	buf := make([]byte, 0, hn+pn+sn)
-	buf, okh := decodeSegment(buf, h)
-	buf, okp := decodeSegment(buf, p)
-	buf, oks := decodeSegment(buf, s)
-	if !okh || !okp || !oks {
-		return Token{}, malformed("compact serialization", errBase64)
+	n := hn + pn + sn
+	room := 0
+	if sn <= maxECDSASignature {
+		room = derLen(sn) // it may be an ECDSA signature: room for its DER
 	}
-	hdr, err := parseHeader(readOnlyString(buf[:hn]), jwk)
-	if err != nil {
-		return Token{}, malformed("header", err)
+	buf := make([]byte, n, n+room)
+	if known == nil && !decodeInto(buf[:hn], h) || !decodeInto(buf[hn:hn+pn], p) || !decodeInto(buf[hn+pn:], s) {
+		return Token{}, malformed("compact serialization", segmentsOr(s, errBase64))
+	}
+	var hdr Header
+	var kept any
+	if known != nil {
+		hdr, kept = known.hdr, known.kept
+		if jwk != nil {
+			*jwk = known.jwk
+		}
+	} else {
+		var err error
+		if hdr, err = parseHeader(readOnlyString(buf[:hn]), jwk); err != nil {
+			return Token{}, malformed("header", err)
+		}
+	}
+	var jwkText string
+	if jwk != nil {
+		jwkText = *jwk
 	}
 	return Token{
+		headerSeg:    h,
+		jwk:          jwkText,
+		proof:        jwk != nil,
+		cached:       known != nil,
+		kept:         kept,
 		Header:       hdr,
 		SigningInput: token[:len(h)+1+len(p)],
 		Payload:      buf[hn : hn+pn : hn+pn],
-		Signature:    buf[hn+pn : hn+pn+sn : hn+pn+sn],
+		Signature:    buf[hn+pn : n : n],
+		derRoom:      buf[n:n:cap(buf)],
 	}, nil
+}
+
+// segmentsOr returns errSegments when the signature segment s holds a
+// dot (the token has more than three segments), else err.
+func segmentsOr(s string, err error) error {
+	if strings.IndexByte(s, '.') >= 0 {
+		return errSegments
+	}
+	return err
 }
 
 // readOnlyString views b as a string without copying. b must never be

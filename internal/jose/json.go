@@ -24,9 +24,16 @@ func (d *scanner) numericDate() (NumericDate, error) {
 	if c != '-' && (c < '0' || c > '9') {
 		return NumericDate{}, errType
 	}
-	text, err := d.Num()
+	text, n, isInt, err := d.NumInt()
 	if err != nil {
 		return NumericDate{}, err
+	}
+	if isInt {
+		// The usual integer date, exactly what ParseFloat would return.
+		if n > maxNumericDate {
+			return NumericDate{}, errRange
+		}
+		return NumericDate{seconds: float64(n), Valid: true}, nil
 	}
 	f, err := strconv.ParseFloat(text, 64)
 	if err != nil || f < 0 || f > maxNumericDate {
@@ -36,18 +43,25 @@ func (d *scanner) numericDate() (NumericDate, error) {
 }
 
 // strings consumes a string or an array of strings, as "aud" and "scp"
-// may be. A lone string is returned as a one-element slice.
-func (d *scanner) strings() ([]string, error) {
+// may be, appending them to dst (which may have room for them). A lone
+// string is returned as a one-element slice.
+func (d *scanner) strings(dst []string) ([]string, error) {
 	switch d.Peek() {
 	case '"':
 		s, err := d.Str()
 		if err != nil {
 			return nil, err
 		}
-		return []string{s}, nil
+		if cap(dst) == 0 {
+			return []string{s}, nil
+		}
+		return append(dst, s), nil
 	case '[':
-		// Room for the usual few audiences or scopes in one allocation.
-		out := make([]string, 0, 4)
+		out := dst
+		if cap(out) == 0 {
+			// Room for the usual few audiences or scopes in one allocation.
+			out = make([]string, 0, 4)
+		}
 		err := d.Array(func() error {
 			s, err := d.Str()
 			out = append(out, s)

@@ -37,17 +37,31 @@ const minRSABits = 2048
 // §3.4), an ed25519.PublicKey for EdDSA. "none", HMAC and unknown algs are
 // refused: a resource server holds only public keys (RFC 8725 §3.1-3.2).
 func VerifySignature(alg string, key crypto.PublicKey, signingInput string, sig []byte) error {
+	return verifySignature(alg, key, signingInput, sig, nil)
+}
+
+// Verify is VerifySignature(alg, key, t.SigningInput, t.Signature). For
+// ECDSA it builds the signature's DER in room Parse left after the
+// signature, rather than in an allocation of its own: so Verify is not
+// for concurrent use on one Token (or on copies of one).
+func (t *Token) Verify(alg string, key crypto.PublicKey) error {
+	return verifySignature(alg, key, t.SigningInput, t.Signature, t.derRoom)
+}
+
+// verifySignature is VerifySignature; room, when long enough, is where an
+// ECDSA signature's DER is built.
+func verifySignature(alg string, key crypto.PublicKey, signingInput string, sig, room []byte) error {
 	msg := readOnlyBytes(signingInput)
 	switch alg {
 	case ES256:
 		d := sha256.Sum256(msg)
-		return verifyECDSA(key, elliptic.P256(), d[:], sig)
+		return verifyECDSA(key, elliptic.P256(), d[:], sig, room)
 	case ES384:
 		d := sha512.Sum384(msg)
-		return verifyECDSA(key, elliptic.P384(), d[:], sig)
+		return verifyECDSA(key, elliptic.P384(), d[:], sig, room)
 	case ES512:
 		d := sha512.Sum512(msg)
-		return verifyECDSA(key, elliptic.P521(), d[:], sig)
+		return verifyECDSA(key, elliptic.P521(), d[:], sig, room)
 	case RS256, PS256:
 		d := sha256.Sum256(msg)
 		return verifyRSA(key, alg == PS256, crypto.SHA256, d[:], sig)
@@ -95,7 +109,7 @@ func verifyRSA(key crypto.PublicKey, pss bool, h crypto.Hash, digest, sig []byte
 // byte length (RFC 7518 §3.4). It re-encodes them as the ASN.1 DER that
 // ecdsa.VerifyASN1 takes, which costs fewer allocations than
 // ecdsa.Verify's big.Int path.
-func verifyECDSA(key crypto.PublicKey, curve elliptic.Curve, digest, sig []byte) error {
+func verifyECDSA(key crypto.PublicKey, curve elliptic.Curve, digest, sig, room []byte) error {
 	pub, ok := key.(*ecdsa.PublicKey)
 	if !ok || pub == nil || pub.Curve != curve {
 		return fmt.Errorf("%w: needs an ECDSA key on %s", ErrKeyMismatch, curve.Params().Name)
@@ -104,12 +118,25 @@ func verifyECDSA(key crypto.PublicKey, curve elliptic.Curve, digest, sig []byte)
 	if len(sig) != 2*n {
 		return ErrInvalidSignature
 	}
-	var der [2*(2+1+66) + 3]byte // fits P-521 r and s with sign bytes and a long-form length
-	if !ecdsa.VerifyASN1(pub, digest, appendSignatureDER(der[:0], sig[:n], sig[n:])) {
+	// ecdsa.VerifyASN1 keeps its argument, so the DER cannot live on the
+	// stack: it goes in the caller's room when there is enough.
+	der := room[:0]
+	if cap(der) < derLen(len(sig)) {
+		der = make([]byte, 0, derLen(len(sig)))
+	}
+	if !ecdsa.VerifyASN1(pub, digest, appendSignatureDER(der, sig[:n], sig[n:])) {
 		return ErrInvalidSignature
 	}
 	return nil
 }
+
+// derLen bounds the length of the DER appendSignatureDER makes from an
+// r‖s signature sigLen bytes long: two INTEGERs with sign bytes, their
+// headers and the SEQUENCE's, with a long-form length.
+func derLen(sigLen int) int { return sigLen + 2 + 2*2 + 3 }
+
+// maxECDSASignature is the longest r‖s signature (P-521).
+const maxECDSASignature = 2 * 66
 
 // appendSignatureDER appends the DER of ECDSA-Sig-Value (RFC 3279 §2.2.3),
 // SEQUENCE { r INTEGER, s INTEGER }, for big-endian r and s.

@@ -15,6 +15,7 @@ package jsonscan
 import (
 	"encoding/json"
 	"errors"
+	"math/bits"
 	"unicode/utf8"
 )
 
@@ -49,6 +50,14 @@ func (d *Scanner) Pos() int { return d.i }
 func (d *Scanner) Since(start int) string { return d.s[start:d.i] }
 
 func (d *Scanner) ws() {
+	// Most calls find no white space at all: one test for them.
+	if d.i < len(d.s) && d.s[d.i] > ' ' {
+		return
+	}
+	d.wsLoop()
+}
+
+func (d *Scanner) wsLoop() {
 	for d.i < len(d.s) {
 		switch d.s[d.i] {
 		case ' ', '\t', '\n', '\r':
@@ -104,7 +113,7 @@ func (d *Scanner) Object(member func(name string) error) error {
 		if d.Peek() != '"' {
 			return ErrSyntax
 		}
-		name, err := d.Str()
+		name, err := d.str()
 		if err != nil {
 			return err
 		}
@@ -206,7 +215,25 @@ func (d *Scanner) Boolean() (bool, error) {
 // it with its quotes, undecoded, and whether it holds escapes.
 func (d *Scanner) rawStr() (raw string, escaped bool, err error) {
 	start := d.i
-	d.i++ // the opening quote, checked by the caller
+	// The opening quote, checked by the caller, then the run of plain
+	// ASCII characters that makes up most strings, in a tight loop.
+	i, s := d.i+1, d.s
+	// Eight bytes at a time while none of them needs a look: no quote,
+	// backslash, control character or byte of a multi-byte sequence.
+	for ; i+8 <= len(s); i += 8 {
+		if m := special8(load8(s[i : i+8])); m != 0 {
+			i += bits.TrailingZeros64(m) / 8 // the first such byte
+			break
+		}
+	}
+	for i < len(s) && plainChars[s[i]] {
+		i++
+	}
+	if i < len(s) && s[i] == '"' {
+		d.i = i + 1
+		return s[start:d.i], false, nil
+	}
+	d.i = i
 	ascii := true
 	for d.i < len(d.s) {
 		c := d.s[d.i]
@@ -244,6 +271,40 @@ func (d *Scanner) rawStr() (raw string, escaped bool, err error) {
 	return "", false, ErrSyntax
 }
 
+// load8 reads eight bytes of s, the first in the low byte.
+func load8(s string) uint64 {
+	_ = s[7]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+}
+
+// special8 finds the bytes of the eight in x that are a quote, a
+// backslash, below 0x20 or at least 0x80: it returns 0 when there are
+// none, else a mask whose lowest set bit is the high bit of the first
+// (lowest) of them. Bits above it may be set for bytes that are not: a
+// borrow only ever runs upwards from a byte that is.
+func special8(x uint64) uint64 {
+	const (
+		ones  = 0x0101010101010101
+		highs = 0x8080808080808080
+	)
+	q := x ^ (ones * '"')  // zero where x has a quote
+	b := x ^ (ones * '\\') // zero where x has a backslash
+	// A byte below n (n ≤ 0x80) sets its high bit in (v - n·ones) &^ v;
+	// a quote or backslash is below 1 after the XOR. Any byte with its
+	// own high bit set is special too.
+	return ((q-ones)&^q | (b-ones)&^b | (x-ones*0x20)&^x | x) & highs
+}
+
+// plainChars marks the bytes a string may hold as themselves that need no
+// further look: printable ASCII but the quote and the backslash.
+var plainChars = func() (t [256]bool) {
+	for c := 0x20; c < 0x7F; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
 func isHex4(s string) bool {
 	for i := range 4 {
 		c := s[i]
@@ -259,6 +320,11 @@ func (d *Scanner) Str() (string, error) {
 	if d.Peek() != '"' {
 		return "", ErrType
 	}
+	return d.str()
+}
+
+// str is Str with the scanner at the opening quote.
+func (d *Scanner) str() (string, error) {
 	raw, escaped, err := d.rawStr()
 	if err != nil {
 		return "", err
@@ -275,6 +341,42 @@ func (d *Scanner) Str() (string, error) {
 
 // Num consumes a number (RFC 8259 §6) and returns its text.
 func (d *Scanner) Num() (string, error) {
+	text, _, _, err := d.NumInt()
+	return text, err
+}
+
+// maxIntDigits bounds the digits NumInt reads into an integer: 15 digits
+// are exact in an int64 and in a float64 alike.
+const maxIntDigits = 15
+
+// NumInt is Num that also returns the number's value when it is a plain
+// non-negative integer (no sign, fraction or exponent) of at most 15
+// digits, and whether it is: the usual timestamp, read in the same pass.
+func (d *Scanner) NumInt() (text string, n int64, isInt bool, err error) {
+	start, s := d.i, d.s
+	end := min(len(s), start+maxIntDigits)
+	i := start
+	for ; i < end; i++ {
+		c := s[i] - '0'
+		if c > 9 {
+			break
+		}
+		n = n*10 + int64(c)
+	}
+	if i > start && (i == len(s) || !isNumCont(s[i])) && (s[start] != '0' || i == start+1) {
+		d.i = i
+		return s[start:i], n, true, nil
+	}
+	text, err = d.num()
+	return text, 0, false, err
+}
+
+// isNumCont reports whether c could continue a number's text.
+func isNumCont(c byte) bool {
+	return c >= '0' && c <= '9' || c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-'
+}
+
+func (d *Scanner) num() (string, error) {
 	start := d.i
 	if d.i < len(d.s) && d.s[d.i] == '-' {
 		d.i++
