@@ -1,13 +1,27 @@
 #!/usr/bin/env bash
-# Instructions per request through the gateway's own handler chain, in
-# process (no network, no upstream): a request without a token, answered
-# 401, so the figure is what the gateway adds around the guard's cheapest
-# decision. Counted twice: tracing off (no OTEL_* variable), and tracing on
-# (OTEL_EXPORTER_OTLP_ENDPOINT set; spans are batched and never exported
-# during the run). Same method as instructions.sh: two runs of N1 and N2
-# requests, per request = the difference / (N2 - N1).
+# Instructions per request (TestInstructionsGateway, -gwinstr.what):
 #
-#   cd bench && ./gateway_instructions.sh   # about a minute; writes results/gateway-instructions.txt
+#   off, on  a request without a token through the gateway's own handler
+#            chain, in process (no network, no upstream), answered 401:
+#            what the gateway adds around the guard's cheapest decision.
+#            Tracing off (no OTEL_* variable), and tracing on
+#            (OTEL_EXPORTER_OTLP_ENDPOINT set; spans are batched and never
+#            exported during the run).
+#   cached   a GET with a Bearer token the guard has cached, from a client
+#            in the process over one keep-alive loopback connection to the
+#            gateway's server (Start), proxied to an upstream in a child
+#            process (callgrind does not follow it: not counted), 200.
+#            Tracing off.
+#   bare     the same through a bare httputil.ReverseProxy with the same
+#            Transport settings (netutil.ConfigureProxy) on an http.Server
+#            with the gateway's header and idle timeouts, as bench/load's
+#            bare proxy. cached - bare is what the gateway adds to a
+#            proxied request; the client and the Transport cancel out.
+#
+# Same method as instructions.sh: two runs of N1 and N2 requests, per
+# request = the difference / (N2 - N1).
+#
+#   cd bench && ./gateway_instructions.sh   # about five minutes; writes results/gateway-instructions.txt
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,20 +36,21 @@ TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 go test -c -o "$TMP/gateway.test" ./gateway
 
-# count N [VAR=VALUE...] prints the instructions of one run of N requests.
+# count WHAT N [VAR=VALUE...] prints the instructions of one run of N
+# requests of kind WHAT.
 count() {
-	local n=$1
-	shift
+	local what=$1 n=$2
+	shift 2
 	if ! env -u OTEL_EXPORTER_OTLP_ENDPOINT -u OTEL_EXPORTER_OTLP_TRACES_ENDPOINT -u OTEL_TRACES_EXPORTER \
 		"$@" GODEBUG=asyncpreemptoff=1,cpu.rdtscp=off GOGC=off GOMAXPROCS=1 \
 		timeout 600 valgrind --tool=callgrind --callgrind-out-file="$TMP/cg.out" \
-		"$TMP/gateway.test" -test.run '^TestInstructionsGateway$' -test.count 1 -gwinstr.n "$n" >"$TMP/out" 2>"$TMP/err"; then
-		echo "gateway_instructions.sh: n=$n $* failed:" >&2
+		"$TMP/gateway.test" -test.run '^TestInstructionsGateway$' -test.count 1 -gwinstr.what "$what" -gwinstr.n "$n" >"$TMP/out" 2>"$TMP/err"; then
+		echo "gateway_instructions.sh: $what n=$n $* failed:" >&2
 		cat "$TMP/out" "$TMP/err" >&2
 		exit 1
 	fi
 	if ! grep -q "^instructions: gateway n=$n done$" "$TMP/out"; then
-		echo "gateway_instructions.sh: n=$n did not run:" >&2
+		echo "gateway_instructions.sh: $what n=$n did not run:" >&2
 		cat "$TMP/out" >&2
 		exit 1
 	fi
@@ -43,15 +58,19 @@ count() {
 }
 
 {
-	echo "# $(go version | cut -d' ' -f3), $(date -u '+%Y-%m-%d %H:%M UTC'), N1=$N1 N2=$N2: instructions per request through gateway.Handler (401, no token)"
-	echo "# tracing count(N1) count(N2) per-request"
-	a=$(count "$N1")
-	b=$(count "$N2")
-	echo "off $a $b $(((b - a) / (N2 - N1)))"
-	on=(OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:9 OTEL_BSP_SCHEDULE_DELAY=600000)
-	a=$(count "$N1" "${on[@]}")
-	b=$(count "$N2" "${on[@]}")
-	echo "on $a $b $(((b - a) / (N2 - N1)))"
+	echo "# $(go version | cut -d' ' -f3), $(date -u '+%Y-%m-%d %H:%M UTC'), N1=$N1 N2=$N2: instructions per request; off/on: gateway.Handler, 401 without a token, tracing off/on; cached: a cached Bearer GET from a client in the process through the gateway's server, proxied to an upstream in a child process (not counted); bare: the same through a bare httputil.ReverseProxy; cached - bare: what the gateway adds"
+	echo "# label count(N1) count(N2) per-request"
+	row() {
+		local label=$1 what=$2 a b
+		shift 2
+		a=$(count "$what" "$N1" "$@")
+		b=$(count "$what" "$N2" "$@")
+		echo "$label $a $b $(((b - a) / (N2 - N1)))"
+	}
+	row off deny
+	row on deny OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:9 OTEL_BSP_SCHEDULE_DELAY=600000
+	row cached cached
+	row bare bare
 } >"$OUT.tmp"
 mv "$OUT.tmp" "$OUT"
 cat "$OUT"

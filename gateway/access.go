@@ -48,8 +48,10 @@ func validRequestID(s string) bool {
 // supported platforms (Go 1.24+) and costs well under a microsecond.
 func newRequestID() string {
 	var b [16]byte
+	var h [32]byte
 	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
+	hex.Encode(h[:], b[:])
+	return string(h[:]) // the one allocation
 }
 
 // accessRecord is what one request's access-log line says. The handler
@@ -75,6 +77,10 @@ type accessRecord struct {
 	// forwardedMethod and forwardedPath are the request an auth
 	// subrequest (forward_auth) described; "" for any other request.
 	forwardedMethod, forwardedPath string
+
+	// upstreamBody is the upstream response's body wrapper
+	// (timedTransport), kept here to save it an allocation of its own.
+	upstreamBody timedBody
 }
 
 type accessKey struct{}
@@ -116,11 +122,17 @@ func accessLog(next http.Handler, log *slog.Logger, inflight *inflight, writeTim
 		start := time.Now()
 		inflight.add(1)
 		defer inflight.add(-1)
-		rec := &accessRecord{id: r.Header.Get(headerRequestID)}
-		if !validRequestID(rec.id) || len(r.Header.Values(headerRequestID)) != 1 {
+		// The record and the writer are made in one allocation, as they
+		// live as long.
+		ra := &recordAndWriter{}
+		rec, rw := &ra.rec, &ra.rw
+		// r.Header[headerRequestID] is Get and Values: the name is canonical.
+		if ids := r.Header[headerRequestID]; len(ids) == 1 && validRequestID(ids[0]) {
+			rec.id = ids[0]
+		} else {
 			rec.id = newRequestID()
 		}
-		rw := &recordingWriter{ResponseWriter: w, rc: http.NewResponseController(w), writeTimeout: writeTimeout,
+		*rw = recordingWriter{ResponseWriter: w, deadline: findWriteDeadliner(w), writeTimeout: writeTimeout,
 			rec: rec, proto1: r.ProtoMajor == 1, inflight: inflight}
 		r = r.WithContext(context.WithValue(r.Context(), accessKey{}, rec))
 		if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
@@ -227,6 +239,13 @@ func (rec *accessRecord) outcome(status int) (decision, reason string) {
 	return "none", ""
 }
 
+// recordAndWriter is a request's access record and response writer,
+// allocated together.
+type recordAndWriter struct {
+	rec accessRecord
+	rw  recordingWriter
+}
+
 // recordingWriter counts the status and body bytes for the access log
 // and stamps the request id on the response. Unwrap lets
 // http.ResponseController (which ReverseProxy uses to flush) reach the
@@ -234,8 +253,9 @@ func (rec *accessRecord) outcome(status int) (decision, reason string) {
 // connection is logged as 101.
 type recordingWriter struct {
 	http.ResponseWriter
-	rc           *http.ResponseController // of ResponseWriter
-	writeTimeout time.Duration            // response_write_timeout; 0: none
+	deadline     writeDeadliner // ResponseWriter's, as http.ResponseController finds it; nil: none
+	writeTimeout time.Duration  // response_write_timeout; 0: none
+	armed        time.Time      // when extendWrite last set the write deadline; zero: never
 	rec          *accessRecord
 	proto1       bool // HTTP/1.x: an unread body holds up the connection
 	inflight     *inflight
@@ -248,7 +268,8 @@ func (w *recordingWriter) WriteHeader(code int) {
 		w.status = code
 		if code >= 200 || code == http.StatusSwitchingProtocols {
 			// Set last, so an upstream's own X-Request-Id cannot replace it.
-			w.ResponseWriter.Header().Set(headerRequestID, w.rec.id)
+			// Set; the name is canonical.
+			w.ResponseWriter.Header()[headerRequestID] = []string{w.rec.id}
 		}
 		if code >= 200 {
 			w.finishBody()
@@ -293,10 +314,51 @@ func (w *recordingWriter) Write(p []byte) (int, error) {
 // through (response_write_timeout): a client that stops reading holds its
 // connection, and the request's slot, that long and no longer, while a
 // stream that is only quiet between writes is never cut.
+//
+// A deadline set less than rearmSlack(writeTimeout) ago is left as it is:
+// the write then has at least writeTimeout less that slack (at most
+// 1 ms). Setting a deadline costs a runtime timer update, and an
+// ordinary response would otherwise set it twice within microseconds
+// (its one Write, then once more when the handler returns), a stream
+// once per write.
 func (w *recordingWriter) extendWrite() {
-	if w.writeTimeout > 0 {
-		_ = w.rc.SetWriteDeadline(time.Now().Add(w.writeTimeout))
+	if w.writeTimeout <= 0 || w.deadline == nil {
+		return
 	}
+	now := time.Now()
+	if !w.armed.IsZero() && now.Sub(w.armed) < rearmSlack(w.writeTimeout) {
+		return
+	}
+	w.armed = now
+	_ = w.deadline.SetWriteDeadline(now.Add(w.writeTimeout))
+}
+
+// writeDeadliner is what http.ResponseController.SetWriteDeadline calls.
+type writeDeadliner interface {
+	SetWriteDeadline(time.Time) error
+}
+
+// findWriteDeadliner returns what http.ResponseController's
+// SetWriteDeadline would call on w, unwrapping it as that does; nil when
+// nothing would (http.ErrNotSupported). Found once per request: a
+// ResponseController, made per request, would be an allocation.
+func findWriteDeadliner(w http.ResponseWriter) writeDeadliner {
+	for {
+		switch t := w.(type) {
+		case writeDeadliner:
+			return t
+		case interface{ Unwrap() http.ResponseWriter }:
+			w = t.Unwrap()
+		default:
+			return nil
+		}
+	}
+}
+
+// rearmSlack is how long after setting a write deadline extendWrite
+// leaves it alone: a thousandth of the timeout, at most 1 ms.
+func rearmSlack(writeTimeout time.Duration) time.Duration {
+	return min(writeTimeout/1000, time.Millisecond)
 }
 
 func (w *recordingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
@@ -308,7 +370,7 @@ func (w *recordingWriter) Flush() {
 		w.WriteHeader(http.StatusOK)
 	}
 	w.extendWrite()
-	_ = w.rc.Flush()
+	_ = http.NewResponseController(w.ResponseWriter).Flush()
 }
 
 // Hijack hands over the connection for a protocol switch. Bytes the client

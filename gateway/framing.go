@@ -83,7 +83,10 @@ func (c *framingConn) verdict(r *http.Request) bool {
 	defer c.mu.Unlock()
 	for len(c.scan.heads) > 0 {
 		h := c.scan.heads[0]
-		c.scan.heads = c.scan.heads[1:]
+		// Shifted down rather than resliced, so the queue keeps its
+		// capacity and the next request's head needs no allocation.
+		n := copy(c.scan.heads, c.scan.heads[1:])
+		c.scan.heads = c.scan.heads[:n]
 		if h.method == r.Method && h.target == r.RequestURI {
 			return !h.ambiguous
 		}
@@ -183,10 +186,14 @@ func (s *framingScanner) feed(p []byte) {
 			}
 			return
 		}
-		s.line = append(s.line, p[:i]...)
+		line := p[:i]
+		if len(s.line) > 0 {
+			// The line began in an earlier read.
+			s.line = append(s.line, line...)
+			line = s.line
+		}
 		p = p[i+1:]
-		line := bytes.TrimSuffix(s.line, []byte{'\r'})
-		s.endLine(line)
+		s.endLine(bytes.TrimSuffix(line, []byte{'\r'}))
 		s.line = s.line[:0]
 	}
 }

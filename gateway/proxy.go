@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -60,7 +61,11 @@ func writeJSONError(w http.ResponseWriter, status int, code string) {
 // handler answers the ingress instead of proxying (proxyOrAnswer).
 func newProxyHandler(cfg *config, guard *middleware.Guard, th *bff.Handler, proxy http.Handler, log *slog.Logger) (http.Handler, error) {
 	mux := http.NewServeMux()
-	upstream := proxyOrAnswer(requirePrincipal(proxy, log))
+	upstream := requirePrincipal(proxy, log)
+	if cfg.ForwardAuth != nil {
+		// Only forward_auth makes auth subrequests (isForwardAuth).
+		upstream = proxyOrAnswer(upstream)
+	}
 	guarded := map[string]bool{} // the patterns of routes that are not public
 	for _, r := range cfg.Routes {
 		if !r.Public {
@@ -288,7 +293,7 @@ func newProxy(cfg *config, log *slog.Logger) *httputil.ReverseProxy {
 			}
 			setIdentityHeaders(pr.Out.Header, pr.In)
 			if rec := recordFrom(pr.In.Context()); rec != nil {
-				pr.Out.Header.Set(headerRequestID, rec.id)
+				pr.Out.Header[headerRequestID] = []string{rec.id} // Set; the name is canonical
 				rec.forwarded = true
 				if rec.body != nil {
 					// A slow uploader may hold an upstream connection
@@ -301,7 +306,7 @@ func newProxy(cfg *config, log *slog.Logger) *httputil.ReverseProxy {
 			// The gateway's own id goes on every response; an upstream's
 			// copy would make a second value on a 101, which is sent
 			// with the headers as they are at Hijack.
-			res.Header.Del(headerRequestID)
+			delete(res.Header, headerRequestID) // Del; the name is canonical, as are the response's
 			if rec := recordFrom(res.Request.Context()); rec != nil {
 				rec.upstreamStatus = res.StatusCode
 			}
@@ -401,22 +406,34 @@ var clientOverrideHeaders = []string{
 //     as Envoy's headers_with_underscores_action does: upstreams fold
 //     them unpredictably, so no list of names could be complete.
 func scrubHeaders(h http.Header, allowUnderscore bool) {
+	var buf [64]byte // folded names this long or shorter stay on the stack
 	for k := range h {
-		if !allowUnderscore && strings.IndexByte(k, '_') >= 0 ||
-			hygiene.FoldedHasPrefix(k, "x-tokenguard-") ||
-			hygiene.FoldedHasPrefix(k, "x-forwarded-") ||
-			hygiene.FoldedEqual(k, "forwarded") {
+		if !allowUnderscore && strings.IndexByte(k, '_') >= 0 {
 			delete(h, k)
 			continue
 		}
-		for _, name := range clientOverrideHeaders {
-			if hygiene.FoldedEqual(k, name) {
-				delete(h, k)
-				break
-			}
+		// Folded once, then compared: the same as hygiene.FoldedEqual and
+		// FoldedHasPrefix with each name, at a fraction of the cost.
+		f := hygiene.AppendFolded(buf[:0], k)
+		if bytes.HasPrefix(f, prefixTokenguard) || bytes.HasPrefix(f, prefixForwarded) ||
+			string(f) == "forwarded" || clientOverrideSet[string(f)] {
+			delete(h, k)
 		}
 	}
 }
+
+var (
+	prefixTokenguard = []byte("x-tokenguard-")
+	prefixForwarded  = []byte("x-forwarded-")
+	// clientOverrideSet is clientOverrideHeaders, for lookups.
+	clientOverrideSet = func() map[string]bool {
+		m := make(map[string]bool, len(clientOverrideHeaders))
+		for _, n := range clientOverrideHeaders {
+			m[n] = true
+		}
+		return m
+	}()
+)
 
 // setIdentityHeaders sets the gateway's identity headers on out from the
 // request's verified Principal. scrubHeaders has removed every client
@@ -426,14 +443,16 @@ func setIdentityHeaders(out http.Header, in *http.Request) {
 	if !ok {
 		return
 	}
+	// The names are in canonical form: assigning is Set without
+	// canonicalizing them again.
 	if p.Subject != "" {
-		out.Set(HeaderSubject, p.Subject)
+		out[HeaderSubject] = []string{p.Subject}
 	}
 	if p.ClientID != "" {
-		out.Set(HeaderClientID, p.ClientID)
+		out[HeaderClientID] = []string{p.ClientID}
 	}
 	if len(p.Scopes) > 0 {
-		out.Set(HeaderScope, strings.Join(p.Scopes, " "))
+		out[HeaderScope] = []string{strings.Join(p.Scopes, " ")}
 	}
 }
 

@@ -56,6 +56,9 @@ func parseTrustedProxy(s string) (netip.Prefix, error) {
 // IPv6 socket ("[::ffff:10.0.0.1]:port") is compared in IPv4 form; an
 // address that does not parse (a Unix socket's) is never trusted.
 func trustedPeer(trusted []netip.Prefix, remoteAddr string) bool {
+	if len(trusted) == 0 {
+		return false // nobody is trusted: no address to parse
+	}
 	ap, err := netip.ParseAddrPort(remoteAddr)
 	if err != nil {
 		return false

@@ -122,7 +122,14 @@ func (t *timedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		t.m.duration.Observe(time.Since(start).Seconds())
 		return res, nil
 	}
-	res.Body = &timedBody{ReadCloser: res.Body, h: t.m.duration, start: start}
+	var tb *timedBody
+	if rec := recordFrom(req.Context()); rec != nil {
+		tb = &rec.upstreamBody // one allocation fewer: the record lives as long as the request
+	} else {
+		tb = new(timedBody)
+	}
+	*tb = timedBody{ReadCloser: res.Body, h: t.m.duration, start: start}
+	res.Body = tb
 	return res, nil
 }
 

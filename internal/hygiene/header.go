@@ -40,7 +40,7 @@ func CheckUpgrade(h http.Header, allowWebSocket bool) error {
 // that sets the first must remove every spelling of it. It allocates
 // nothing.
 func FoldedHasPrefix(name, prefix string) bool {
-	name = strings.Trim(name, " \t")
+	name = trimSpaceTab(name)
 	if len(name) < len(prefix) {
 		return false
 	}
@@ -55,7 +55,32 @@ func FoldedHasPrefix(name, prefix string) bool {
 // FoldedEqual is FoldedHasPrefix for a whole name: name folds to want
 // (lower case, '-').
 func FoldedEqual(name, want string) bool {
-	return len(strings.Trim(name, " \t")) == len(want) && FoldedHasPrefix(name, want)
+	return len(trimSpaceTab(name)) == len(want) && FoldedHasPrefix(name, want)
+}
+
+// AppendFolded appends to dst the header name as FoldedHasPrefix and
+// FoldedEqual read it: surrounding spaces and tabs dropped, lower case,
+// '_' as '-'. Comparing its result with a lower-case, '-' name is
+// FoldedEqual, and with a prefix FoldedHasPrefix; folding a name once
+// is cheaper than comparing it with many. With room in dst it allocates
+// nothing.
+func AppendFolded(dst []byte, name string) []byte {
+	name = trimSpaceTab(name)
+	for i := 0; i < len(name); i++ {
+		dst = append(dst, foldByte(name[i]))
+	}
+	return dst
+}
+
+// trimSpaceTab is strings.Trim(s, " \t"), without building a cutset.
+func trimSpaceTab(s string) string {
+	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t') {
+		s = s[1:]
+	}
+	for len(s) > 0 && (s[len(s)-1] == ' ' || s[len(s)-1] == '\t') {
+		s = s[:len(s)-1]
+	}
+	return s
 }
 
 func foldByte(c byte) byte {
