@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 
 	"github.com/tokenguard/tokenguard/dpop"
@@ -84,6 +85,9 @@ func TestInstructions(t *testing.T) {
 	if *instrN < 0 {
 		t.Fatalf("-instr.n %d: must not be negative", *instrN)
 	}
+	// The heap profiler samples allocations at random intervals, and
+	// each sample costs instructions: off, so two runs count alike.
+	runtime.MemProfileRate = 0
 	runOps(t, *instrWhat, *instrAlg, *instrN, max(*instrPrep, *instrN))
 	fmt.Printf("instructions: %s %s n=%d done\n", *instrWhat, *instrAlg, *instrN)
 }
