@@ -11,6 +11,7 @@ import (
 
 	"github.com/lestrrat-go/jwx/v3/jwk"
 
+	"github.com/tokenguard/tokenguard/internal/dpopdigest"
 	"github.com/tokenguard/tokenguard/internal/httpauth"
 	"github.com/tokenguard/tokenguard/internal/jose"
 	"github.com/tokenguard/tokenguard/internal/tokencache"
@@ -149,13 +150,18 @@ type Request struct {
 	// JKT, when set, is the access token's "cnf.jkt": the proof key's
 	// thumbprint must equal it.
 	JKT string
-	// AccessTokenSHA256, when not all zero, is the SHA-256 of
-	// AccessToken, for a caller that has already computed it (as a token
-	// cache key): "ath" is checked against it instead of hashing the
-	// token again. It must be the digest of exactly AccessToken. All
-	// zero (no input is known to hash to it) means Check hashes
-	// AccessToken itself.
-	AccessTokenSHA256 [sha256.Size]byte
+
+	// accessTokenSHA256, when not all zero, is the SHA-256 of
+	// AccessToken, set by this module's guard (internal/dpopdigest),
+	// which has already computed it as its token cache key: "ath" is
+	// checked against it instead of hashing the token again. Unexported,
+	// so no caller can hand Check a digest of another token. All zero (no
+	// input is known to hash to it) means Check hashes AccessToken.
+	accessTokenSHA256 [sha256.Size]byte
+}
+
+func init() {
+	dpopdigest.Set = func(req any, digest [32]byte) { req.(*Request).accessTokenSHA256 = digest }
 }
 
 // Proof is a verified proof.
@@ -298,7 +304,7 @@ func (v *Verifier) Check(req Request) (*Proof, error) {
 		if !ok {
 			return nil, invalid("ath does not match the access token")
 		}
-		sum := req.AccessTokenSHA256
+		sum := req.accessTokenSHA256
 		if sum == ([sha256.Size]byte{}) {
 			sum = tokencache.KeyOf(req.AccessToken) // SHA-256, without copying the token
 		}

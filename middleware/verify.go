@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tokenguard/tokenguard/dpop"
+	"github.com/tokenguard/tokenguard/internal/dpopdigest"
 	"github.com/tokenguard/tokenguard/internal/httpauth"
 	"github.com/tokenguard/tokenguard/internal/jose"
 	"github.com/tokenguard/tokenguard/internal/tokencache"
@@ -254,7 +255,7 @@ func (g *Guard) verifyProof(in *request, tok string, p *Principal) (*dpop.Proof,
 		JKT:         p.JKT,
 	}
 	if in.hasTokenSum {
-		dr.AccessTokenSHA256 = in.tokenSum
+		dpopdigest.Set(&dr, in.tokenSum)
 	}
 	proof, err := g.proofs.Check(dr)
 	nonces := g.proofs.Nonces()

@@ -53,7 +53,10 @@ func ThumbprintSHA256(s string) (sum [sha256.Size]byte, ok bool) {
 		return sum, false
 	}
 	b, ok := decodeSegment(sum[:0], s)
-	return sum, ok && len(b) == sha256.Size
+	if !ok || len(b) != sha256.Size {
+		return [sha256.Size]byte{}, false
+	}
+	return sum, true
 }
 
 // Claims are the JWT claims (RFC 7519 §4, RFC 9068 §2.2) a resource server

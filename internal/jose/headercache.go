@@ -15,10 +15,15 @@ const headerCacheSlots = 8
 // that a later token with the very same header segment (byte for byte)
 // skips decoding and parsing it: every token an issuer signs with one key
 // has the same header, and reading it is a measurable share of a
-// request. Only Keep adds to it, and a caller calls Keep only for a token
-// whose signature checked out, so nobody can fill it with headers of
-// tokens that are refused. A header comes from it only when its segment
-// equals a kept one exactly, so its verdicts are Parse's. It is safe for
+// request. Its safety does not rest on who may add to it: the guard keeps
+// a token's header once the signature checked out, but before the claim
+// checks, and the DPoP verifier keeps a proof's header once the proof
+// verified under its own "jwk", which anyone can make. It rests on this:
+// an entry is a pure function of its exact segment (and what KeepWith
+// keeps, a pure function of the "jwk" text inside that segment), and a
+// header comes from it only when the segment equals the kept one byte for
+// byte, so its verdicts are Parse's. The most an attacker can do is evict
+// the slots, which costs the speed-up and nothing else. It is safe for
 // concurrent use; the zero value is not usable, use NewHeaderCache.
 type HeaderCache struct {
 	seed  maphash.Seed
