@@ -71,32 +71,13 @@ func TestBFFWithOIDCProvider(t *testing.T) {
 	public := "http://" + ln.Addr().String()
 	as := startOIDCProvider(t, public)
 	up := startRecordingUpstream(t)
-	gw := startGatewayOn(t, ln, fmt.Sprintf(`listen: 127.0.0.1:0
-metrics_listen: 127.0.0.1:0
-upstream: %s
-public_url: %s
-audience: %s
-startup_wait: 10s
-shutdown_timeout: 1s
-log_level: info
-issuers:
-  - issuer: %s
-bff:
-  issuer: %s
-  client_id: %s
-  client_secret: ${BFF_CLIENT_SECRET}
-  scopes: [openid, offline_access, orders:read]
-  post_logout_redirect_uri: %s/
-  # The browser carries the whole authorization request, so this flow
-  # checks every parameter of it; bff_round2_test.go pushes it (PAR).
-  par: "off"
-routes:
-  - pattern: "GET /orders/"
-    scopes: [orders:read]
-  - pattern: "POST /orders/"
-    scopes: [orders:write]
-`, up.url, public, bffAudience, as.Issuer, as.Issuer, as.Clients.BFF.ID, public),
-		map[string]string{"BFF_CLIENT_SECRET": as.Clients.BFF.Secret})
+	gw := startGatewayOn(t, ln, bffGatewayYAML(bffGateway{
+		upstream: up.url, public: public, issuer: as.Issuer, clientID: as.Clients.BFF.ID,
+		// The browser carries the whole authorization request, so this
+		// flow checks every parameter of it; bff_round2_test.go pushes
+		// it (PAR).
+		bff: `  par: "off"` + "\n",
+	}), map[string]string{"BFF_CLIENT_SECRET": as.Clients.BFF.Secret})
 
 	b := testkit.NewBrowser(t)
 	// lastUse is when the last request that could have refreshed the
@@ -517,11 +498,16 @@ type oidcProvider struct {
 	Clients struct {
 		BFF clientCreds `json:"bff"`
 		RS  clientCreds `json:"rs"` // may introspect any token
+		// With the bff options of bff_round2_test.go (providerOptions).
+		OtherApp clientCreds `json:"otherApp"`
+		BFFPAR   clientCreds `json:"bffPAR"`
+		BFFDPoP  clientCreds `json:"bffDPoP"`
 	} `json:"clients"`
 	meta struct {
 		AuthorizationEndpoint string `json:"authorization_endpoint"`
 		EndSessionEndpoint    string `json:"end_session_endpoint"`
 		IntrospectionEndpoint string `json:"introspection_endpoint"`
+		PAREndpoint           string `json:"pushed_authorization_request_endpoint"`
 	}
 }
 
@@ -539,10 +525,27 @@ type asState struct {
 		Value     string `json:"value"`
 		GrantID   string `json:"grantId"`
 		Rotations int    `json:"rotations"`
+		ClientID  string `json:"clientId"`
 	} `json:"refreshTokens"`
 	Consumed      int `json:"consumed"`
 	Destroyed     int `json:"destroyed"`
 	RevokedGrants int `json:"revokedGrants"`
+	// By client id, then grant_type.
+	ClientGrants map[string]map[string]int `json:"clientGrants"`
+	// Every POST /token of the token handler's clients, in order.
+	TokenRequests []struct {
+		ClientID    string `json:"clientId"`
+		DPoP        bool   `json:"dpop"`  // with a proof
+		Nonce       bool   `json:"nonce"` // the proof carried a nonce
+		Status      int    `json:"status"`
+		NonceDemand bool   `json:"nonceDemand"` // 400 use_dpop_nonce
+	} `json:"tokenRequests"`
+	// The back-channel logout tokens the AS sent.
+	LogoutTokens []struct {
+		URI    string `json:"uri"`
+		Token  string `json:"token"`
+		Status int    `json:"status"`
+	} `json:"logoutTokens"`
 }
 
 // readyWriter collects a child's output and passes on the first line
@@ -584,7 +587,7 @@ func (w *readyWriter) String() string {
 // handler's client registered for public.
 func startOIDCProvider(t *testing.T, public string) *oidcProvider {
 	t.Helper()
-	opts, _ := json.Marshal(map[string]any{
+	return startOIDCProviderWith(t, map[string]any{
 		"audience": bffAudience,
 		"bff": map[string]any{
 			"redirectURIs":           []string{public + "/bff/callback"},
@@ -593,6 +596,16 @@ func startOIDCProvider(t *testing.T, public string) *oidcProvider {
 			"tokenDelay":             tokenDelay.Milliseconds(),
 		},
 	})
+}
+
+// startOIDCProviderWith runs the AS until the test ends, with options
+// (startProvider's, lib/provider.mjs, as JSON: audience, bff, keys).
+func startOIDCProviderWith(t *testing.T, options map[string]any) *oidcProvider {
+	t.Helper()
+	opts, err := json.Marshal(options)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, kill := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, "node", "lib/provider.mjs", "--serve", string(opts))
 	cmd.WaitDelay = 5 * time.Second
@@ -649,10 +662,37 @@ func (as *oidcProvider) state(t *testing.T) *asState {
 }
 
 // active asks the AS's introspection endpoint (RFC 7662), as the
-// resource server's client, whether refresh token tok is active.
+// resource server's client, whether refresh token tok of the token
+// handler's client is active.
 func (as *oidcProvider) active(t *testing.T, tok string) bool {
 	t.Helper()
-	form := url.Values{"token": {tok}, "token_type_hint": {"refresh_token"}}
+	return as.activeFor(t, tok, as.Clients.BFF.ID)
+}
+
+// activeFor is active for a refresh token of client clientID.
+func (as *oidcProvider) activeFor(t *testing.T, tok, clientID string) bool {
+	t.Helper()
+	out := as.introspect(t, tok, "refresh_token")
+	if out.Active && out.ClientID != clientID {
+		t.Fatalf("introspection: an active token of client %q, want %q", out.ClientID, clientID)
+	}
+	return out.Active
+}
+
+// introspection is what the AS's introspection endpoint says of a token.
+type introspection struct {
+	Active   bool   `json:"active"`
+	ClientID string `json:"client_id"`
+	Cnf      struct {
+		JKT string `json:"jkt"`
+	} `json:"cnf"`
+}
+
+// introspect asks the AS's introspection endpoint (RFC 7662), as the
+// resource server's client, about tok (hint: its token_type_hint).
+func (as *oidcProvider) introspect(t *testing.T, tok, hint string) introspection {
+	t.Helper()
+	form := url.Values{"token": {tok}, "token_type_hint": {hint}}
 	req, _ := http.NewRequest("POST", as.meta.IntrospectionEndpoint, strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.SetBasicAuth(url.QueryEscape(as.Clients.RS.ID), url.QueryEscape(as.Clients.RS.Secret))
@@ -661,17 +701,15 @@ func (as *oidcProvider) active(t *testing.T, tok string) bool {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var out struct {
-		Active   bool   `json:"active"`
-		ClientID string `json:"client_id"`
+	body, err := io.ReadAll(resp.Body)
+	var out introspection
+	if err == nil {
+		err = json.Unmarshal(body, &out)
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != 200 {
-		t.Fatalf("introspection: %d %v", resp.StatusCode, err)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("introspection: %d %v %.300s", resp.StatusCode, err, body)
 	}
-	if out.Active && out.ClientID != as.Clients.BFF.ID {
-		t.Fatalf("introspection: an active token of client %q", out.ClientID)
-	}
-	return out.Active
+	return out
 }
 
 // lastRefreshToken is the newest refresh token the AS issued in grant.
@@ -692,15 +730,8 @@ func lastRefreshToken(t *testing.T, st *asState, grant string) string {
 // sends it to the callback, whose URL it returns unvisited.
 func authorize(t *testing.T, b *testkit.Browser, public string, as *oidcProvider, query string) string {
 	t.Helper()
-	resp, body := b.Do("GET", public+"/bff/login"+query)
-	if resp.StatusCode != http.StatusFound {
-		t.Fatalf("login: %d %s", resp.StatusCode, body)
-	}
-	loc := resp.Header.Get("Location")
-	u, err := url.Parse(loc)
-	if err != nil || !strings.HasPrefix(loc, as.meta.AuthorizationEndpoint+"?") {
-		t.Fatalf("login redirects to %q, not to the authorization endpoint %s", loc, as.meta.AuthorizationEndpoint)
-	}
+	loc := startLogin(t, b, public, as, query)
+	u, _ := url.Parse(loc)
 	q := u.Query()
 	for k, want := range map[string]string{
 		"response_type": "code", "client_id": as.Clients.BFF.ID, "redirect_uri": public + "/bff/callback",
@@ -715,8 +746,31 @@ func authorize(t *testing.T, b *testkit.Browser, public string, as *oidcProvider
 			t.Errorf("authorization request %s=%q: not 256 bits", k, q.Get(k))
 		}
 	}
+	return followAS(t, b, as, loc, public+"/bff/callback?")
+}
+
+// startLogin is GET /bff/login at the gateway: it returns the URL at
+// the AS's authorization endpoint it redirects to.
+func startLogin(t *testing.T, b *testkit.Browser, public string, as *oidcProvider, query string) string {
+	t.Helper()
+	resp, body := b.Do("GET", public+"/bff/login"+query)
+	if resp.StatusCode != http.StatusFound {
+		t.Fatalf("login: %d %s", resp.StatusCode, body)
+	}
+	loc := resp.Header.Get("Location")
+	if _, err := url.Parse(loc); err != nil || !strings.HasPrefix(loc, as.meta.AuthorizationEndpoint+"?") {
+		t.Fatalf("login redirects to %q, not to the authorization endpoint %s", loc, as.meta.AuthorizationEndpoint)
+	}
+	return loc
+}
+
+// followAS takes the browser from loc through the AS's redirects (the
+// test interaction logs alice in and consents) until the AS sends it to
+// a URL starting with done, which it returns unvisited.
+func followAS(t *testing.T, b *testkit.Browser, as *oidcProvider, loc, done string) string {
+	t.Helper()
 	for range 10 {
-		if strings.HasPrefix(loc, public+"/bff/callback?") {
+		if strings.HasPrefix(loc, done) {
 			return loc
 		}
 		if !strings.HasPrefix(loc, as.Issuer+"/") {
@@ -746,6 +800,7 @@ type recordingUpstream struct {
 
 type upstreamRequest struct {
 	Method, Path, Authorization, Cookie, Subject, ClientID string
+	DPoP                                                   string
 }
 
 func startRecordingUpstream(t *testing.T) *recordingUpstream {
@@ -755,6 +810,7 @@ func startRecordingUpstream(t *testing.T) *recordingUpstream {
 		u.reqs = append(u.reqs, upstreamRequest{
 			Method: r.Method, Path: r.URL.Path, Authorization: r.Header.Get("Authorization"), Cookie: r.Header.Get("Cookie"),
 			Subject: r.Header.Get(gateway.HeaderSubject), ClientID: r.Header.Get(gateway.HeaderClientID),
+			DPoP: r.Header.Get("DPoP"),
 		})
 		u.mu.Unlock()
 		w.Header().Set("Content-Type", "application/json")
@@ -785,6 +841,43 @@ func (u *recordingUpstream) last(t *testing.T) upstreamRequest {
 		t.Fatal("the upstream got no request")
 	}
 	return u.reqs[len(u.reqs)-1]
+}
+
+// bffGateway is what bffGatewayYAML needs.
+type bffGateway struct {
+	upstream, public, issuer, clientID string
+	// top is more top-level YAML (such as a dpop block); bff more lines
+	// of the bff block, each indented by two spaces.
+	top, bff string
+}
+
+// bffGatewayYAML is the configuration of a gateway whose token handler
+// uses the AS at issuer as clientID (its secret is ${BFF_CLIENT_SECRET}),
+// asking for openid, offline_access and orders:read, in front of
+// upstream: GET /orders/ needs orders:read, POST /orders/ orders:write.
+func bffGatewayYAML(g bffGateway) string {
+	return fmt.Sprintf(`listen: 127.0.0.1:0
+metrics_listen: 127.0.0.1:0
+upstream: %s
+public_url: %s
+audience: %s
+startup_wait: 10s
+shutdown_timeout: 1s
+log_level: info
+issuers:
+  - issuer: %s
+%sbff:
+  issuer: %s
+  client_id: %s
+  client_secret: ${BFF_CLIENT_SECRET}
+  scopes: [openid, offline_access, orders:read]
+  post_logout_redirect_uri: %s/
+%sroutes:
+  - pattern: "GET /orders/"
+    scopes: [orders:read]
+  - pattern: "POST /orders/"
+    scopes: [orders:write]
+`, g.upstream, g.public, bffAudience, g.issuer, g.top, g.issuer, g.clientID, g.public, g.bff)
 }
 
 // runningGateway is the gateway, in this process.

@@ -3,7 +3,10 @@
 // gateway, built from this checkout, against panva's oidc-provider and
 // oauth4webapi (TestInterop); and the gateway's token handler (bff),
 // in this process, through a whole browser session against
-// oidc-provider (TestBFFWithOIDCProvider, bff_test.go). They need Node.js
+// oidc-provider (TestBFFWithOIDCProvider, bff_test.go), and its
+// back-channel logout, PAR and DPoP-bound sessions on memory and Redis
+// session stores (TestBFFRound2WithOIDCProvider, bff_round2_test.go;
+// its Redis half needs redis-server). They need Node.js
 // and npm; node_modules is installed with `npm ci` (from the npm
 // registry) when missing. .ci/run installs it first; the tests are
 // skipped only when node (or npm) is not on PATH, or with -short.

@@ -23,6 +23,14 @@
 //     short-lived JWT access tokens for our audience, and a test-only
 //     GET /__test/state that reports what the AS did (grants, refresh
 //     tokens issued, consumed and destroyed);
+//   - optionally (options of bff, for interop/bff_round2_test.go):
+//     OpenID Connect Back-Channel Logout 1.0 to the token handler
+//     (backchannelLogoutURI) with a second client, "other-app", that
+//     logs in at the same provider session and logs out from it
+//     (RP-initiated logout); a PAR-only client (RFC 9126
+//     require_pushed_authorization_requests); a DPoP-bound token
+//     handler client whose token requests must carry a server nonce
+//     (RFC 9449 §8, features.dPoP.nonceSecret and requireNonce);
 //   - everything in memory, on 127.0.0.1 only.
 //
 // Run as a script (node lib/provider.mjs --serve '<json>'), it serves
@@ -34,7 +42,7 @@
 // in-memory store, which is what a key rotation with a redeploy looks
 // like from the outside: the same issuer URL, a different JWKS.
 
-import { X509Certificate, randomBytes } from 'node:crypto';
+import { X509Certificate, hkdfSync, randomBytes } from 'node:crypto';
 import http from 'node:http';
 import https from 'node:https';
 import { once } from 'node:events';
@@ -64,6 +72,16 @@ export const clients = {
   // tokens, mtlsOpaque opaque ones.
   mtls: { id: 'mtls-client' },
   mtlsOpaque: { id: 'mtls-opaque-client' },
+  // With startProvider's bff option and its otherApp member: another
+  // application of the same user (a confidential code-flow client) that
+  // logs in at the same provider session, and logs out from it.
+  otherApp: { id: 'other-app', secret: 'other-app-secret-0123456789abcdef012' },
+  // With bff.parOnly: a token handler client that must push its
+  // authorization requests (require_pushed_authorization_requests).
+  bffPAR: { id: 'tokenguard-bff-par', secret: 'bff-par-secret-0123456789abcdef0123456' },
+  // With bff.dpop: a token handler client whose tokens are always
+  // DPoP-bound (dpop_bound_access_tokens).
+  bffDPoP: { id: 'tokenguard-bff-dpop', secret: 'bff-dpop-secret-0123456789abcdef012345' },
 };
 
 // Every scope the resource servers know.
@@ -95,7 +113,23 @@ export function makeKey(kid, alg) {
 // { redirectURIs, postLogoutRedirectURIs, accessTokenTTL (seconds, its
 // access tokens only: short, so that tests can wait for a refresh),
 // tokenDelay (ms the token endpoint waits before answering, so that
-// concurrent requests surely meet a refresh in flight) }.
+// concurrent requests surely meet a refresh in flight),
+// and, for interop/bff_round2_test.go:
+//   backchannelLogoutURI: turns on features.backchannelLogout and
+//     registers it as clients.bff's backchannel_logout_uri, with
+//     backchannel_logout_session_required (its ID tokens and logout
+//     tokens carry sid). The logout tokens the provider sends are
+//     recorded (state.logoutTokens) - test-only, like the refresh tokens;
+//   otherApp: { redirectURIs } registers clients.otherApp;
+//   parOnly: registers clients.bffPAR, which must use PAR;
+//   dpop: registers clients.bffDPoP, whose tokens are DPoP-bound;
+//   dpopNonce: every DPoP proof the provider checks must carry its nonce
+//     (features.dPoP.nonceSecret, requireNonce), and
+//     POST /__test/dpop-nonce-demand makes it demand a new one
+//     (use_dpop_nonce) at the next DPoP token request, as an AS whose
+//     nonces have rotated does.
+// clients.bffPAR and clients.bffDPoP have clients.bff's redirect and
+// post-logout redirect URIs, scopes and refresh token policy.
 //
 // mtls, when set, turns on RFC 8705 and RFC 9701 (see the top of this
 // file): { server: { cert, key } (PEM: the TLS listener's certificate),
@@ -118,7 +152,6 @@ export function makeKey(kid, alg) {
 // served as JSON on GET /__test/state when bff is set.
 export async function startProvider({ port = 0, issuer, keys, audience, otherAudience, tokenTTL = 300, bff, mtls }) {
   const requests = [];
-  const state = bffState();
   const signingAlg = keys[0].alg;
   const server = http.createServer();
   server.listen(port, '127.0.0.1');
@@ -134,6 +167,22 @@ export async function startProvider({ port = 0, issuer, keys, audience, otherAud
     await once(tlsServer, 'listening');
   }
   const mtlsBase = tlsServer && `https://127.0.0.1:${tlsServer.address().port}`;
+
+  // The token handler's clients: clients.bff, and those of the options.
+  const handlerClientIDs = new Set([clients.bff.id,
+    ...(bff?.parOnly ? [clients.bffPAR.id] : []), ...(bff?.dpop ? [clients.bffDPoP.id] : [])]);
+  const handlerClient = (id, secret, extra) => ({
+    client_id: id, client_secret: secret,
+    token_endpoint_auth_method: 'client_secret_basic',
+    grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'],
+    redirect_uris: bff.redirectURIs,
+    post_logout_redirect_uris: bff.postLogoutRedirectURIs ?? [],
+    scope: [...oidcScopes, ...scopes].join(' '),
+    ...extra,
+  });
+  // The provider's DPoP nonce secret (dpopNonce): test-only, random.
+  const nonceSecret = bff?.dpopNonce ? randomBytes(32) : undefined;
+  const state = bffState(handlerClientIDs);
 
   const provider = new Provider(issuer, {
     clients: [
@@ -167,13 +216,21 @@ export async function startProvider({ port = 0, issuer, keys, audience, otherAud
         grant_types: ['client_credentials'], response_types: [], redirect_uris: [],
         scope: scopes.join(' '),
       })) : []),
-      ...(bff ? [{
-        client_id: clients.bff.id, client_secret: clients.bff.secret,
-        token_endpoint_auth_method: 'client_secret_basic',
-        grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'],
-        redirect_uris: bff.redirectURIs,
-        post_logout_redirect_uris: bff.postLogoutRedirectURIs ?? [],
-        scope: [...oidcScopes, ...scopes].join(' '),
+      ...(bff ? [handlerClient(clients.bff.id, clients.bff.secret, bff.backchannelLogoutURI ? {
+        backchannel_logout_uri: bff.backchannelLogoutURI,
+        backchannel_logout_session_required: true,
+      } : {})] : []),
+      ...(bff?.parOnly ? [handlerClient(clients.bffPAR.id, clients.bffPAR.secret, {
+        require_pushed_authorization_requests: true,
+      })] : []),
+      ...(bff?.dpop ? [handlerClient(clients.bffDPoP.id, clients.bffDPoP.secret, {
+        dpop_bound_access_tokens: true,
+      })] : []),
+      ...(bff?.otherApp ? [{
+        client_id: clients.otherApp.id, client_secret: clients.otherApp.secret,
+        grant_types: ['authorization_code'], response_types: ['code'],
+        redirect_uris: bff.otherApp.redirectURIs,
+        scope: 'openid',
       }] : []),
     ],
     clientDefaults: { id_token_signed_response_alg: signingAlg },
@@ -206,10 +263,26 @@ export async function startProvider({ port = 0, issuer, keys, audience, otherAud
     // AS uses the spec's "other conditions permitting offline access":
     // its first-party token handler always gets a refresh token, one
     // that outlives the user's session at the AS, as offline access does.
-    issueRefreshToken: (ctx, client, code) => client.clientId === clients.bff.id
+    issueRefreshToken: (ctx, client, code) => handlerClientIDs.has(client.clientId)
       ? client.grantTypeAllowed('refresh_token')
       : client.grantTypeAllowed('refresh_token') && code.scopes.has('offline_access'),
-    expiresWithSession: (ctx, code) => code.clientId !== clients.bff.id && !code.scopes.has('offline_access'),
+    expiresWithSession: (ctx, code) => !handlerClientIDs.has(code.clientId) && !code.scopes.has('offline_access'),
+    // With backchannelLogoutURI: oidc-provider's fetch (the back-channel
+    // logout call) refuses loopback addresses (its SSRF protection, a
+    // dispatcher of its own), and the token handler is on 127.0.0.1, so
+    // it goes without; it also records the logout tokens sent, with the
+    // answer's status.
+    ...(bff?.backchannelLogoutURI ? {
+      fetch: async (url, options) => {
+        const { dispatcher, ...rest } = options;
+        const token = rest.body instanceof URLSearchParams ? rest.body.get('logout_token') : null;
+        const sent = token ? { uri: String(url), token, status: 0 } : undefined;
+        if (sent) state.logoutTokens.push(sent);
+        const resp = await globalThis.fetch(url, rest);
+        if (sent) sent.status = resp.status;
+        return resp;
+      },
+    } : {}),
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
@@ -224,7 +297,8 @@ export async function startProvider({ port = 0, issuer, keys, audience, otherAud
         enabled: true,
         allowedPolicy: (ctx, client, token) => client.clientId === token.clientId,
       },
-      dPoP: { enabled: true },
+      dPoP: nonceSecret ? { enabled: true, nonceSecret, requireNonce: () => true } : { enabled: true },
+      ...(bff?.backchannelLogoutURI ? { backchannelLogout: { enabled: true } } : {}),
       ...(mtls ? {
         mTLS: {
           enabled: true,
@@ -252,7 +326,7 @@ export async function startProvider({ port = 0, issuer, keys, audience, otherAud
           return {
             audience: resourceIndicator,
             scope: scopes.join(' '),
-            accessTokenTTL: client.clientId === clients.bff.id ? bff.accessTokenTTL ?? tokenTTL : tokenTTL,
+            accessTokenTTL: handlerClientIDs.has(client.clientId) ? bff.accessTokenTTL ?? tokenTTL : tokenTTL,
             accessTokenFormat: [clients.opaque.id, clients.mtlsOpaque.id].includes(client.clientId) ? 'opaque' : 'jwt',
             jwt: { sign: { alg: signingAlg } },
           };
@@ -270,6 +344,7 @@ export async function startProvider({ port = 0, issuer, keys, audience, otherAud
   state.watch(provider);
 
   const callback = provider.callback();
+  let nonceDemands = 0; // POST /__test/dpop-nonce-demand
   const onRequest = (req, res) => {
     const path = new URL(req.url, issuer).pathname;
     requests.push({
@@ -299,6 +374,24 @@ export async function startProvider({ port = 0, issuer, keys, audience, otherAud
     if (bff && path === '/__test/state' && req.method === 'GET') {
       res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
       res.end(JSON.stringify(state.snapshot()));
+      return;
+    }
+    if (bff && path === '/token' && req.method === 'POST') state.tokenRequest(req, res);
+    if (nonceSecret && path === '/__test/dpop-nonce-demand' && req.method === 'POST') {
+      nonceDemands += 1;
+      res.writeHead(204);
+      res.end();
+      return;
+    }
+    if (nonceDemands > 0 && path === '/token' && req.method === 'POST' && req.headers.dpop) {
+      // What the provider answers a proof whose nonce it no longer
+      // takes (validate_dpop.js), with its current nonce.
+      nonceDemands -= 1;
+      res.setHeader('content-type', 'application/json');
+      res.setHeader('cache-control', 'no-store');
+      res.setHeader('dpop-nonce', currentNonce(nonceSecret));
+      res.statusCode = 400;
+      res.end(JSON.stringify({ error: 'use_dpop_nonce', error_description: 'test: the nonce was rotated' }));
       return;
     }
     if (bff?.tokenDelay && path === '/token' && req.method === 'POST') {
@@ -362,8 +455,19 @@ async function login(provider, req, res, audience) {
   }, { mergeWithLastSubmission: false });
 }
 
-// bffState counts what the provider does for clients.bff, from its own
-// events (so, what the AS did, not what a client says it asked):
+// currentNonce is the DPoP nonce oidc-provider hands out now with secret
+// (its ServerChallenge.nextChallenge, lib/helpers/challenge.js: 60-second
+// steps, the next one's value); it accepts it for about five minutes.
+function currentNonce(secret) {
+  const step = Math.floor(Date.now() / 1000 / 60) + 1;
+  const salt = Buffer.alloc(8);
+  salt.writeBigUInt64BE(BigInt(step));
+  return Buffer.from(hkdfSync('sha256', secret, salt, 'DPoP', 32)).toString('base64url');
+}
+
+// bffState counts what the provider does for the token handler's clients
+// (ids, a Set: clients.bff and those of the bff option's members), from
+// its own events (so, what the AS did, not what a client says it asked):
 //   grants: successful token endpoint grants by grant_type;
 //   grantErrors: refused ones, by error code (a reused refresh token
 //     shows here as invalid_grant, and its grant is then revoked);
@@ -373,31 +477,63 @@ async function login(provider, req, res, audience) {
 //   consumed / destroyed: refresh tokens rotated away / deleted
 //     (revocation, reuse detection);
 //   revokedGrants: grants revoked (revocation of a refresh token revokes
-//     its grant).
-function bffState() {
+//     its grant);
+//   clientGrants: grants by client id, then grant_type;
+//   tokenRequests: every POST /token from those clients, in order, as
+//     { clientId, dpop (a proof was sent), nonce (it carried one),
+//     status, nonceDemand (400 with a DPoP-Nonce: use_dpop_nonce) };
+//   logoutTokens: the back-channel logout tokens sent ({ uri, token,
+//     status }, test-only: tests replay them).
+function bffState(ids) {
   const s = {
     grants: {}, grantErrors: {}, refreshTokens: [], consumed: 0, destroyed: 0, revokedGrants: 0, endSessions: 0,
+    clientGrants: {}, tokenRequests: [], logoutTokens: [],
   };
-  const ours = (clientId) => clientId === clients.bff.id;
+  const ours = (clientId) => ids.has(clientId);
   return {
     watch(provider) {
       provider.on('grant.success', (ctx) => {
         if (!ours(ctx.oidc.client?.clientId)) return;
         const gty = ctx.oidc.params.grant_type;
         s.grants[gty] = (s.grants[gty] ?? 0) + 1;
+        const cg = (s.clientGrants[ctx.oidc.client.clientId] ??= {});
+        cg[gty] = (cg[gty] ?? 0) + 1;
       });
       provider.on('grant.error', (ctx, err) => {
         if (!ours(ctx.oidc.client?.clientId)) return;
         s.grantErrors[err.error] = (s.grantErrors[err.error] ?? 0) + 1;
       });
       provider.on('refresh_token.saved', (t) => {
-        if (ours(t.clientId)) s.refreshTokens.push({ value: t.jti, grantId: t.grantId, rotations: t.rotations ?? 0 });
+        if (ours(t.clientId)) {
+          s.refreshTokens.push({ value: t.jti, grantId: t.grantId, rotations: t.rotations ?? 0, clientId: t.clientId });
+        }
       });
       provider.on('refresh_token.consumed', (t) => { if (ours(t.clientId)) s.consumed += 1; });
       provider.on('refresh_token.destroyed', (t) => { if (ours(t.clientId)) s.destroyed += 1; });
       provider.on('grant.revoked', (ctx) => { if (ours(ctx.oidc.client?.clientId)) s.revokedGrants += 1; });
       provider.on('end_session.success', () => { s.endSessions += 1; });
     },
+    // tokenRequest records a POST /token (see tokenRequests) when its
+    // answer is sent; the client is the one of its Basic credentials.
+    tokenRequest(req, res) {
+      let clientId;
+      const [scheme, cred] = (req.headers.authorization ?? '').split(' ');
+      if (/^basic$/i.test(scheme ?? '') && cred) {
+        clientId = decodeURIComponent(Buffer.from(cred, 'base64').toString().split(':')[0]);
+      }
+      if (!ours(clientId)) return;
+      let proof;
+      try {
+        proof = req.headers.dpop && JSON.parse(Buffer.from(req.headers.dpop.split('.')[1], 'base64url'));
+      } catch { proof = {}; }
+      const r = { clientId, dpop: Boolean(req.headers.dpop), nonce: Boolean(proof?.nonce), status: 0, nonceDemand: false };
+      s.tokenRequests.push(r);
+      res.on('finish', () => {
+        r.status = res.statusCode;
+        r.nonceDemand = res.statusCode === 400 && Boolean(res.getHeader('dpop-nonce'));
+      });
+    },
+    logoutTokens: s.logoutTokens,
     snapshot() {
       return structuredClone(s);
     },
@@ -405,15 +541,18 @@ function bffState() {
 }
 
 // serve is the script mode: node lib/provider.mjs --serve '<json>', the
-// JSON being startProvider's options without keys ({ audience,
-// otherAudience, bff }). It starts the provider on 127.0.0.1 with a fresh
-// RS256 key, prints one line of JSON to standard output, { issuer, user,
-// clients: { bff, rs } } (ids and the test-only secrets), and serves
+// JSON being startProvider's options ({ audience, otherAudience, bff,
+// keys }). It starts the provider on 127.0.0.1 with keys or, without
+// them, a fresh RS256 key (a test that signs tokens of its own as the
+// provider's, such as forged logout tokens, gives its private JWK), prints
+// one line of JSON to standard output, { issuer, user, clients: { bff,
+// rs, and otherApp, bffPAR, bffDPoP when registered } } (ids and the
+// test-only secrets), and serves
 // until its standard input closes (the parent ended, however it ended)
 // or it gets SIGTERM or SIGINT.
 async function serve(json) {
   const opts = JSON.parse(json);
-  const provider = await startProvider({ ...opts, keys: [makeKey('interop-bff-rs256', 'RS256')] });
+  const provider = await startProvider({ ...opts, keys: opts.keys ?? [makeKey('interop-bff-rs256', 'RS256')] });
   let closing = false;
   const stop = async () => {
     if (closing) return;
@@ -427,7 +566,15 @@ async function serve(json) {
   process.stdin.resume();
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);
-  process.stdout.write(`${JSON.stringify({ issuer: provider.issuer, user, clients: { bff: clients.bff, rs: clients.rs } })}\n`);
+  const { bff } = opts;
+  const shown = {
+    bff: clients.bff,
+    rs: clients.rs,
+    ...(bff?.otherApp ? { otherApp: clients.otherApp } : {}),
+    ...(bff?.parOnly ? { bffPAR: clients.bffPAR } : {}),
+    ...(bff?.dpop ? { bffDPoP: clients.bffDPoP } : {}),
+  };
+  process.stdout.write(`${JSON.stringify({ issuer: provider.issuer, user, clients: shown })}\n`);
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href && process.argv[2] === '--serve') {
