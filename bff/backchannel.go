@@ -68,11 +68,13 @@ func (h *Handler) backchannel(w http.ResponseWriter, r *http.Request) {
 	refuse := func(result string, err error) {
 		h.logErr(ctx, "bff: back-channel logout refused", err, "result", result)
 		h.metrics.backchannel.WithLabelValues(result).Inc()
+		h.backchannelDone(r, result, 0)
 		writeError(w, http.StatusBadRequest, "invalid_request")
 	}
 	unavailable := func(err error) {
 		h.logErr(ctx, "bff: back-channel logout not carried out; the authorization server should retry", err, "result", resultUnavailable)
 		h.metrics.backchannel.WithLabelValues(resultUnavailable).Inc()
+		h.backchannelDone(r, resultUnavailable, 0)
 		writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable")
 	}
 	if r.Method != http.MethodPost {
@@ -143,8 +145,17 @@ func (h *Handler) backchannel(w http.ResponseWriter, r *http.Request) {
 		result = resultNoSession
 	}
 	h.metrics.backchannel.WithLabelValues(result).Inc()
+	h.backchannelDone(r, result, n)
 	h.cfg.Logger.LogAttrs(ctx, slog.LevelInfo, "bff: back-channel logout", slog.String("result", result), slog.Int("sessions", n))
 	w.WriteHeader(http.StatusOK)
+}
+
+// backchannelDone reports a back-channel logout's result to
+// Config.OnBackchannelLogout.
+func (h *Handler) backchannelDone(r *http.Request, result string, sessions int) {
+	if h.cfg.OnBackchannelLogout != nil {
+		h.cfg.OnBackchannelLogout(r, result, sessions)
+	}
 }
 
 // logoutToken is what a verified logout token names.

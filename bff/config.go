@@ -203,6 +203,12 @@ type Config struct {
 	// whenever the session rule refuses a request, before the answer is
 	// written: for access logs.
 	OnDeny func(r *http.Request, code string)
+	// OnBackchannelLogout, when set, is called once for every request to
+	// the back-channel logout endpoint, before the answer is written,
+	// with the result the metric counts ("ended", "no_session",
+	// "invalid", "replayed", "unavailable") and how many sessions it
+	// ended: for access logs. Never with the token or its claims.
+	OnBackchannelLogout func(r *http.Request, result string, sessions int)
 	// Now is the clock; nil means time.Now. For tests.
 	Now func() time.Time
 }

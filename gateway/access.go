@@ -72,6 +72,12 @@ type accessRecord struct {
 	body           *requestBody // nil for a request without a body
 	denial         []slog.Attr  // the guard's details of a denial (iss, kid, alg, err): denial_log.go
 
+	// backchannel is the result of a back-channel logout request
+	// ("ended", "no_session", "invalid", "replayed", "unavailable"),
+	// backchannelSessions how many sessions it ended; "" for any other.
+	backchannel         string
+	backchannelSessions int
+
 	public    bool // served by a public route: no token was asked for
 	preflight bool // a CORS preflight, answered by the gateway
 	// forwardedMethod and forwardedPath are the request an auth
@@ -181,6 +187,10 @@ func logAccess(log *slog.Logger, r *http.Request, rec *accessRecord, rw *recordi
 	if rec.session {
 		// Never the session id: the cookie is a credential.
 		attrs = append(attrs, slog.String("auth", "session"))
+	}
+	if rec.backchannel != "" {
+		// Never the logout token, its sid or its subject.
+		attrs = append(attrs, slog.String("backchannel_logout", rec.backchannel), slog.Int("sessions_ended", rec.backchannelSessions))
 	}
 	attrs = append(attrs,
 		slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),

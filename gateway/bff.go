@@ -183,6 +183,11 @@ func (c *config) newBFF(log *slog.Logger, reg prometheus.Registerer, store bff.S
 				rec.rejected = code
 			}
 		},
+		OnBackchannelLogout: func(r *http.Request, result string, sessions int) {
+			if rec := recordFrom(r.Context()); rec != nil {
+				rec.backchannel, rec.backchannelSessions = result, sessions
+			}
+		},
 	}
 	if _, mem := store.(*bff.MemoryStore); mem && processKey != nil {
 		switch {

@@ -377,4 +377,13 @@ bff:
 	if resp, body := b.Do("GET", g.proxy+"/orders/1", "X-CSRF: 1"); resp.StatusCode != 200 {
 		t.Errorf("the session after a forged logout token: %d %s, want 200", resp.StatusCode, body)
 	}
+	// The access line says what the back-channel request did, and never
+	// carries the token.
+	log := g.stderr.String()
+	if !strings.Contains(log, "path=/bff/backchannel status=400") || !strings.Contains(log, "backchannel_logout=invalid sessions_ended=0") {
+		t.Errorf("no access line with backchannel_logout=invalid sessions_ended=0:\n%s", log)
+	}
+	if strings.Contains(log, forged[:40]) {
+		t.Error("the log holds the posted token")
+	}
 }
