@@ -7,6 +7,7 @@ import (
 
 	"github.com/tokenguard/tokenguard/bff"
 	"github.com/tokenguard/tokenguard/internal/testkit"
+	"github.com/tokenguard/tokenguard/middleware"
 )
 
 // BenchmarkRequest compares one API request authenticated by a session
@@ -15,18 +16,28 @@ import (
 // process: the session's extra cost is the store lookup, opening the
 // entry and decoding it. "sealed" adds AES-256-GCM, as with a session
 // key (required with Redis, whose network round trip is not included).
+// "dpop" makes the session's tokens DPoP-bound: each request also gets a
+// fresh proof signed with the session's key, which the guard (DPoP
+// required) verifies, as the gateway does.
 func BenchmarkRequest(b *testing.B) {
 	for _, bc := range []struct {
 		name    string
 		session bool
 		key     []byte
+		dpop    bool // DPoP-bound session tokens, the guard requiring DPoP
 	}{
-		{"bearer", false, nil},
-		{"session", true, nil},
-		{"session_sealed", true, make([]byte, bff.SessionKeySize)},
+		{"bearer", false, nil, false},
+		{"session", true, nil, false},
+		{"session_sealed", true, make([]byte, bff.SessionKeySize), false},
+		{"session_dpop", true, nil, true},
+		{"session_dpop_sealed", true, make([]byte, bff.SessionKeySize), true},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			e := newEnv(b, func(c *bff.Config) { c.SessionKey = bc.key })
+			var guard func(*middleware.Config)
+			if bc.dpop {
+				guard = dpopRequired
+			}
+			e := newEnvGuard(b, func(c *bff.Config) { c.SessionKey, c.DPoP = bc.key, bc.dpop }, guard)
 			br := testkit.NewBrowser(b)
 			br.Login(e.app.URL, "")
 			cookie := br.Cookies[bff.SessionCookie]
@@ -37,7 +48,8 @@ func BenchmarkRequest(b *testing.B) {
 			}
 			tok := e.upstream.last(b).Header.Get("Authorization")
 			h := e.app.Config.Handler
-			req := httptest.NewRequest("GET", "/orders", nil)
+			// The app's own URL, as the proof's htu (PublicURL + path) names it.
+			req := httptest.NewRequest("GET", e.app.URL+"/orders", nil)
 			if bc.session {
 				req.Header.Set("Cookie", bff.SessionCookie+"="+cookie)
 				req.Header.Set("X-CSRF", "1")
@@ -51,7 +63,7 @@ func BenchmarkRequest(b *testing.B) {
 				w := httptest.NewRecorder()
 				h.ServeHTTP(w, req)
 				if w.Code != http.StatusOK {
-					b.Fatalf("status %d", w.Code)
+					b.Fatalf("status %d %s", w.Code, w.Body)
 				}
 			}
 		})
