@@ -234,25 +234,7 @@ func TestGatewayBFFUnderDPoPRequired(t *testing.T) {
 	addr := closedAddr(t)
 	is := loginIssuer(t, "http://"+addr)
 	up := startUpstream(t)
-	y := fmt.Sprintf(`listen: %s
-metrics_listen: 127.0.0.1:0
-upstream: %s
-public_url: http://%s
-audience: %s
-issuers:
-  - issuer: %s
-dpop:
-  mode: required
-routes:
-  - pattern: "GET /orders/"
-    scopes: [orders:read]
-    require_dpop: true
-bff:
-  issuer: %s
-  client_id: spa
-  client_secret: ${BFF_SECRET}
-  scopes: [openid, offline_access, orders:read]
-`, addr, up.URL, addr, testkit.Audience, is.URL(), is.URL())
+	y := dpopBFFYAML(addr, up.URL, is.URL(), "", "    require_dpop: true\n", "")
 	g := runGateway(t, y)
 	b := testkit.NewBrowser(t)
 	b.Login(g.proxy, "")
@@ -317,27 +299,7 @@ func TestGatewayBFFDPoPSessions(t *testing.T) {
 	addr := closedAddr(t)
 	is := loginIssuer(t, "http://"+addr)
 	up := startUpstream(t)
-	y := fmt.Sprintf(`listen: %s
-metrics_listen: 127.0.0.1:0
-upstream: %s
-public_url: http://%s
-audience: %s
-issuers:
-  - issuer: %s
-dpop:
-  mode: required
-  nonce: true
-routes:
-  - pattern: "GET /orders/"
-    scopes: [orders:read]
-bff:
-  issuer: %s
-  client_id: spa
-  client_secret: ${BFF_SECRET}
-  scopes: [openid, offline_access, orders:read]
-  dpop: true
-  backchannel_logout: true
-`, addr, up.URL, addr, testkit.Audience, is.URL(), is.URL())
+	y := dpopBFFYAML(addr, up.URL, is.URL(), "  nonce: true\n", "", "  dpop: true\n  backchannel_logout: true\n")
 	g := runGateway(t, y)
 	b := testkit.NewBrowser(t)
 	b.Login(g.proxy, "")
@@ -386,4 +348,29 @@ bff:
 	if strings.Contains(log, forged[:40]) {
 		t.Error("the log holds the posted token")
 	}
+}
+
+// dpopBFFYAML is a gateway on addr in front of upstream with a bff block
+// on issuer and dpop.mode required; the extras are lines added to the
+// dpop block, to the one route (GET /orders/, orders:read) and to the
+// bff block.
+func dpopBFFYAML(addr, upstream, issuer, dpopExtra, routeExtra, bffExtra string) string {
+	return fmt.Sprintf(`listen: %s
+metrics_listen: 127.0.0.1:0
+upstream: %s
+public_url: http://%s
+audience: %s
+issuers:
+  - issuer: %s
+dpop:
+  mode: required
+%sroutes:
+  - pattern: "GET /orders/"
+    scopes: [orders:read]
+%sbff:
+  issuer: %s
+  client_id: spa
+  client_secret: ${BFF_SECRET}
+  scopes: [openid, offline_access, orders:read]
+%s`, addr, upstream, addr, testkit.Audience, issuer, dpopExtra, routeExtra, issuer, bffExtra)
 }

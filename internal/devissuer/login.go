@@ -331,12 +331,7 @@ func (is *Issuer) tokenGrant(w http.ResponseWriter, r *http.Request) bool {
 	if l == nil || (gt != "authorization_code" && gt != "refresh_token") {
 		return false
 	}
-	fail := func(status int, code string) {
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "no-store")
-		w.WriteHeader(status)
-		_ = json.NewEncoder(w).Encode(map[string]string{"error": code})
-	}
+	fail := func(status int, code string) { oauthError(w, status, code) }
 	c := l.authenticate(r)
 	if c == nil {
 		fail(http.StatusUnauthorized, "invalid_client")
@@ -540,12 +535,7 @@ func (l *login) checkProof(r *http.Request, issuer string) (jkt, demand string, 
 // authorization request and gets a request_uri for it, valid a minute.
 func (is *Issuer) par(w http.ResponseWriter, r *http.Request) {
 	l := is.loginState()
-	fail := func(status int, code string) {
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "no-store")
-		w.WriteHeader(status)
-		_ = json.NewEncoder(w).Encode(map[string]string{"error": code})
-	}
+	fail := func(status int, code string) { oauthError(w, status, code) }
 	c := l.authenticate(r)
 	if c == nil {
 		fail(http.StatusUnauthorized, "invalid_client")
@@ -577,4 +567,13 @@ func (is *Issuer) par(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusCreated)
 	_ = json.NewEncoder(w).Encode(map[string]any{"request_uri": uri, "expires_in": 60})
+}
+
+// oauthError answers an OAuth error (RFC 6749 §5.2): the JSON body with
+// its error code, never cached.
+func oauthError(w http.ResponseWriter, status int, code string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": code})
 }
