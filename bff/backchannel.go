@@ -23,7 +23,15 @@ import (
 const (
 	indexPrefix = "i/"
 	jtiPrefix   = "j/"
+	// endedPrefix marks a sid a back-channel logout ended, for
+	// LoginTimeout: a login whose callback was still saving its session
+	// when the logout read the index ends that session itself.
+	endedPrefix = "e/"
 )
+
+// sidEndedKey names the marker of a sid from iss that a back-channel
+// logout ended.
+func sidEndedKey(iss, sid string) string { return endedPrefix + hashID("sid\x00"+iss+"\x00"+sid) }
 
 // backchannelEvent is the member of a logout token's "events" claim that
 // makes it one (OpenID Connect Back-Channel Logout 1.0 §2.4).
@@ -131,6 +139,16 @@ func (h *Handler) backchannel(w http.ResponseWriter, r *http.Request) {
 	case mark == "":
 		refuse(resultReplayed, errors.New("bff: the logout token's jti was used already"))
 		return
+	}
+	if lt.sid != "" {
+		// Before the index is read: a login that indexes its session
+		// after this read finds the marker once its session is saved
+		// (callback), and ends the session itself.
+		if err := h.cfg.Store.Set(ctx, sidEndedKey(h.cfg.Issuer, lt.sid), []byte{1}, LoginTimeout); err != nil {
+			_ = h.cfg.Store.Unlock(context.WithoutCancel(ctx), jk, mark)
+			unavailable(err)
+			return
+		}
 	}
 	n, err := h.endSessionsOf(ctx, md, lt)
 	if err != nil {

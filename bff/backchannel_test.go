@@ -686,3 +686,48 @@ func TestBackchannelLogoutKeysUnavailable(t *testing.T) {
 		t.Errorf("unavailable = %v, want 1", n)
 	}
 }
+
+// TestBackchannelLogoutDuringLogin: a back-channel logout of a sid whose
+// login has its code but has not saved its session yet (the logout reads
+// the index before the session is in it) still ends that session: the
+// logout leaves a marker, and the callback, once its session is saved,
+// finds it and ends the session itself, revoking its refresh token.
+func TestBackchannelLogoutDuringLogin(t *testing.T) {
+	e := newBackchannelEnv(t, nil)
+	b := newBrowser(t)
+	callback := b.startLogin(e, "?return_to=/after")
+	cb, err := url.Parse(callback)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sid := e.is.SIDOfCode(cb.Query().Get("code"))
+	if sid == "" {
+		t.Fatal("the issuer knows no sid for the login's code")
+	}
+	resp, body := sendLogout(t, e, signLogout(t, e.is.SigningKey(), nil, logoutClaims(e, "", sid)))
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("back-channel logout before the callback: %d %s", resp.StatusCode, body)
+	}
+	if n := counter(t, e.reg, "tokenguard_bff_backchannel_logouts_total", "no_session"); n != 1 {
+		t.Errorf("backchannel_logouts_total{no_session} = %v, want 1", n)
+	}
+	rev0 := revocations(e)
+	resp, body = b.DoCrossSite("GET", callback)
+	if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "/after" {
+		t.Fatalf("callback: %d, Location %q, %s", resp.StatusCode, resp.Header.Get("Location"), body)
+	}
+	if _, ok := b.Cookies[bff.SessionCookie]; ok {
+		t.Error("the callback set a session cookie for a sid a back-channel logout ended")
+	}
+	if got := revocations(e) - rev0; got != 1 {
+		t.Errorf("refresh tokens revoked: %d, want 1 (the session the callback ended)", got)
+	}
+	if n := counter(t, e.reg, "tokenguard_bff_logins_total", "denied"); n != 1 {
+		t.Errorf("logins_total{denied} = %v, want 1", n)
+	}
+	// A later login (a new sid at the provider) is not affected.
+	b.login(e, "")
+	if !alive(t, e, b) {
+		t.Error("a new login after the logout has no session")
+	}
+}

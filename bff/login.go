@@ -301,6 +301,24 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusServiceUnavailable, resultStore, "temporarily_unavailable", err)
 		return
 	}
+	if h.cfg.BackchannelLogout {
+		// A back-channel logout of this sid that read the index before
+		// the session was saved could not end it: its marker says so.
+		if _, sid := sessionIdentity(claims); sid != "" {
+			switch _, err := h.cfg.Store.Get(ctx, sidEndedKey(h.cfg.Issuer, sid)); {
+			case err == nil:
+				h.endSession(ctx, sessionKey(id))
+				h.cfg.Logger.LogAttrs(ctx, slog.LevelInfo, "bff: login ended by a back-channel logout that arrived while it completed")
+				h.metrics.logins.WithLabelValues(resultDenied).Inc()
+				redirect(w, p.ReturnTo)
+				return
+			case !errors.Is(err, ErrNotFound):
+				h.endSession(ctx, sessionKey(id))
+				fail(http.StatusServiceUnavailable, resultStore, "temporarily_unavailable", err)
+				return
+			}
+		}
+	}
 	// The session this browser had before ends, refresh token and all.
 	if p.Old != "" {
 		h.endSession(ctx, sessionPrefix+p.Old)

@@ -202,6 +202,22 @@ func (is *Issuer) RefreshTokenActive(tok string) bool {
 	return ok && !l.revoked[tok]
 }
 
+// SIDOfCode returns the sid the ID token of an authorization code's
+// grant will carry, "" for an unknown code: for tests of a back-channel
+// logout that arrives while a login completes.
+func (is *Issuer) SIDOfCode(code string) string {
+	l := is.loginState()
+	if l == nil {
+		return ""
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if g := l.codes[code]; g != nil {
+		return g.sid
+	}
+	return ""
+}
+
 func (is *Issuer) loginState() *login {
 	is.mu.Lock()
 	defer is.mu.Unlock()
