@@ -152,7 +152,7 @@ type Request struct {
 	JKT string
 
 	// accessTokenSHA256, when not all zero, is the SHA-256 of
-	// AccessToken, set by this module's guard (internal/dpopdigest),
+	// AccessToken, passed by this module's guard (internal/dpopdigest),
 	// which has already computed it as its token cache key: "ath" is
 	// checked against it instead of hashing the token again. Unexported,
 	// so no caller can hand Check a digest of another token. All zero (no
@@ -161,7 +161,10 @@ type Request struct {
 }
 
 func init() {
-	dpopdigest.Set = func(req any, digest [32]byte) { req.(*Request).accessTokenSHA256 = digest }
+	dpopdigest.Check = func(v *Verifier, req Request, sum [32]byte) (*Proof, error) {
+		req.accessTokenSHA256 = sum
+		return v.Check(req)
+	}
 }
 
 // Proof is a verified proof.
