@@ -10,12 +10,14 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/tokenguard/tokenguard/internal/discovery"
 	"github.com/tokenguard/tokenguard/internal/jose"
 	"github.com/tokenguard/tokenguard/internal/jsonscan"
+	"github.com/tokenguard/tokenguard/jwks"
 )
 
 // Store key prefixes of back-channel logout: the indexes of sessions by
@@ -29,9 +31,17 @@ const (
 	endedPrefix = "e/"
 )
 
-// sidEndedKey names the marker of a sid from iss that a back-channel
-// logout ended.
-func sidEndedKey(iss, sid string) string { return endedPrefix + hashID("sid\x00"+iss+"\x00"+sid) }
+// sidEndedKey names the marker of a sid that a back-channel logout ended.
+// Its value is the logout's time (Unix seconds, decimal).
+func (h *Handler) sidEndedKey(sid string) string { return endedPrefix + h.scopedHash("sid", sid) }
+
+// scopedHash is the hash that names a store key of kind for value (a sid,
+// a subject, a jti): of the issuer, this client and value, so that
+// handlers of two clients sharing a store (or a provider that reuses a
+// jti across its clients) never touch each other's entries.
+func (h *Handler) scopedHash(kind, value string) string {
+	return hashID(kind + "\x00" + h.cfg.Issuer + "\x00" + h.cfg.ClientID + "\x00" + value)
+}
 
 // backchannelEvent is the member of a logout token's "events" claim that
 // makes it one (OpenID Connect Back-Channel Logout 1.0 §2.4).
@@ -46,7 +56,9 @@ const logoutTokenMaxAge = 5 * time.Minute
 
 // jtiTTL is how long the jti of an accepted logout token is remembered:
 // longer than the token can be accepted, whatever its iat.
-const jtiTTL = logoutTokenMaxAge + 2*idTokenLeeway
+// Two minutes more cover clocks that differ between replicas and the
+// store.
+const jtiTTL = logoutTokenMaxAge + 2*idTokenLeeway + 2*time.Minute
 
 // maxBackchannelBody bounds the body of a back-channel logout request: a
 // form with one token of at most MaxTokenSize.
@@ -57,12 +69,12 @@ const maxBackchannelBody = 64 << 10
 // session in it.
 const indexSlack = time.Minute
 
-// sidIndexKey names the index of the sessions with this sid from iss: a
-// hash, so the store never holds a raw sid.
-func sidIndexKey(iss, sid string) string { return indexPrefix + hashID("sid\x00"+iss+"\x00"+sid) }
+// sidIndexKey names the index of the sessions with this sid: a hash, so
+// the store never holds a raw sid.
+func (h *Handler) sidIndexKey(sid string) string { return indexPrefix + h.scopedHash("sid", sid) }
 
-// subIndexKey names the index of the sessions of subject sub at iss.
-func subIndexKey(iss, sub string) string { return indexPrefix + hashID("sub\x00"+iss+"\x00"+sub) }
+// subIndexKey names the index of the sessions of subject sub.
+func (h *Handler) subIndexKey(sub string) string { return indexPrefix + h.scopedHash("sub", sub) }
 
 // backchannel is POST {path}/backchannel (OpenID Connect Back-Channel
 // Logout 1.0 §2.5–2.8): a logout token from the issuer ends the sessions
@@ -119,8 +131,14 @@ func (h *Handler) backchannel(w http.ResponseWriter, r *http.Request) {
 		unavailable(err)
 		return
 	}
-	lt, err := h.verifyLogoutToken(ctx, md, raws[0], h.cfg.Now())
-	if errors.Is(err, errKeysUnavailable) {
+	now := h.cfg.Now()
+	lt, err := h.verifyLogoutToken(ctx, md, raws[0], now)
+	// A kid we do not know may be a key the issuer published a moment
+	// ago, while the key set's refetch is rate limited (which anyone can
+	// keep it by posting junk kids): 503, so that the issuer retries,
+	// rather than 400, which loses a real logout. A forged token still
+	// changes nothing.
+	if errors.Is(err, errKeysUnavailable) || errors.Is(err, jwks.ErrUnknownKID) {
 		unavailable(err)
 		return
 	}
@@ -130,7 +148,7 @@ func (h *Handler) backchannel(w http.ResponseWriter, r *http.Request) {
 	}
 	// The jti is recorded atomically (Lock is SET NX): of two deliveries
 	// of one token, one is carried out and the other refused.
-	jk := jtiPrefix + hashID(h.cfg.Issuer+"\x00"+lt.jti)
+	jk := jtiPrefix + h.scopedHash("jti", lt.jti)
 	mark, err := h.cfg.Store.Lock(ctx, jk, jtiTTL)
 	switch {
 	case err != nil:
@@ -144,7 +162,8 @@ func (h *Handler) backchannel(w http.ResponseWriter, r *http.Request) {
 		// Before the index is read: a login that indexes its session
 		// after this read finds the marker once its session is saved
 		// (callback), and ends the session itself.
-		if err := h.cfg.Store.Set(ctx, sidEndedKey(h.cfg.Issuer, lt.sid), []byte{1}, LoginTimeout); err != nil {
+		at := []byte(strconv.FormatInt(now.Unix(), 10))
+		if err := h.cfg.Store.Set(ctx, h.sidEndedKey(lt.sid), at, LoginTimeout); err != nil {
 			_ = h.cfg.Store.Unlock(context.WithoutCancel(ctx), jk, mark)
 			unavailable(err)
 			return
@@ -366,12 +385,12 @@ func (h *Handler) index(ctx context.Context, member string, claims []byte) error
 	sub, sid := sessionIdentity(claims)
 	ttl := h.cfg.SessionLifetime + indexSlack
 	if sid != "" {
-		if err := h.cfg.Store.IndexAdd(ctx, sidIndexKey(h.cfg.Issuer, sid), member, ttl); err != nil {
+		if err := h.cfg.Store.IndexAdd(ctx, h.sidIndexKey(sid), member, ttl); err != nil {
 			return err
 		}
 	}
 	if sub != "" {
-		if err := h.cfg.Store.IndexAdd(ctx, subIndexKey(h.cfg.Issuer, sub), member, ttl); err != nil {
+		if err := h.cfg.Store.IndexAdd(ctx, h.subIndexKey(sub), member, ttl); err != nil {
 			return err
 		}
 	}
@@ -387,10 +406,10 @@ func (h *Handler) unindex(ctx context.Context, member string, claims []byte) {
 	ctx = context.WithoutCancel(ctx)
 	sub, sid := sessionIdentity(claims)
 	if sid != "" {
-		_ = h.cfg.Store.IndexRemove(ctx, sidIndexKey(h.cfg.Issuer, sid), member)
+		_ = h.cfg.Store.IndexRemove(ctx, h.sidIndexKey(sid), member)
 	}
 	if sub != "" {
-		_ = h.cfg.Store.IndexRemove(ctx, subIndexKey(h.cfg.Issuer, sub), member)
+		_ = h.cfg.Store.IndexRemove(ctx, h.subIndexKey(sub), member)
 	}
 }
 
@@ -400,23 +419,20 @@ func (h *Handler) unindex(ctx context.Context, member string, claims []byte) {
 // many it ended. An error (the store) means some may be left: the caller
 // answers 503 for a retry.
 func (h *Handler) endSessionsOf(ctx context.Context, md *discovery.Metadata, lt logoutToken) (int, error) {
-	idx := subIndexKey(h.cfg.Issuer, lt.sub)
+	idx := h.subIndexKey(lt.sub)
 	if lt.sid != "" {
-		idx = sidIndexKey(h.cfg.Issuer, lt.sid)
+		idx = h.sidIndexKey(lt.sid)
 	}
 	members, err := h.cfg.Store.IndexMembers(ctx, idx)
 	if err != nil {
 		return 0, fmt.Errorf("%w: %w", ErrStoreUnavailable, err)
 	}
-	// Waiting for refreshes in flight is bounded as a whole.
-	lctx, cancel := context.WithTimeout(ctx, lockTTL)
-	defer cancel()
 	ended := 0
 	for _, m := range members {
 		if !validID(m) {
 			continue // not a session key suffix this handler wrote
 		}
-		done, gone, err := h.endIndexed(ctx, lctx, md, m, lt)
+		done, gone, err := h.endIndexed(ctx, md, m, lt)
 		if err != nil {
 			return ended, err
 		}
@@ -431,13 +447,21 @@ func (h *Handler) endSessionsOf(ctx context.Context, md *discovery.Metadata, lt 
 }
 
 // endIndexed ends the session under sessionPrefix+member if it matches
-// lt: it waits (until lctx ends) for a refresh in flight, as logout does,
+// lt: it waits (at most lockTTL) for a refresh in flight, as logout does,
 // so that the refresh cannot save the session again; deletes it; takes it
 // out of its indexes; and revokes its refresh token, best effort. gone
 // reports that no such session is left to end.
-func (h *Handler) endIndexed(ctx, lctx context.Context, md *discovery.Metadata, member string, lt logoutToken) (done, gone bool, err error) {
+func (h *Handler) endIndexed(ctx context.Context, md *discovery.Metadata, member string, lt logoutToken) (done, gone bool, err error) {
 	lk := lockPrefix + member
+	lctx, cancel := context.WithTimeout(ctx, lockTTL)
 	tok := h.waitLock(lctx, lk)
+	cancel()
+	if tok == "" {
+		// Deleting without the lock would let a refresh in flight save
+		// the session again after the logout said it ended: 503, and the
+		// issuer's retry tries again.
+		return false, false, fmt.Errorf("%w: the session's refresh lock was not free within %v", ErrStoreUnavailable, lockTTL)
+	}
 	unlock := func() {
 		if tok != "" {
 			_ = h.cfg.Store.Unlock(context.WithoutCancel(ctx), lk, tok)

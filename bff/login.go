@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -305,14 +306,14 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 		// A back-channel logout of this sid that read the index before
 		// the session was saved could not end it: its marker says so.
 		if _, sid := sessionIdentity(claims); sid != "" {
-			switch _, err := h.cfg.Store.Get(ctx, sidEndedKey(h.cfg.Issuer, sid)); {
-			case err == nil:
+			switch at, err := h.cfg.Store.Get(ctx, h.sidEndedKey(sid)); {
+			case err == nil && loggedOutSince(at, p.Expires-int64(LoginTimeout/time.Second)):
 				h.endSession(ctx, sessionKey(id))
 				h.cfg.Logger.LogAttrs(ctx, slog.LevelInfo, "bff: login ended by a back-channel logout that arrived while it completed")
 				h.metrics.logins.WithLabelValues(resultDenied).Inc()
 				redirect(w, p.ReturnTo)
 				return
-			case !errors.Is(err, ErrNotFound):
+			case err != nil && !errors.Is(err, ErrNotFound):
 				h.endSession(ctx, sessionKey(id))
 				fail(http.StatusServiceUnavailable, resultStore, "temporarily_unavailable", err)
 				return
@@ -432,4 +433,13 @@ func SafeReturnTo(s string) string {
 		return "/"
 	}
 	return s
+}
+
+// loggedOutSince reports whether a sid-ended marker's value (the logout's
+// Unix time) is no earlier than started, the Unix time a login began: a
+// login that began after the provider's logout of that sid is not ended
+// by it (a provider that reuses a sid for a new session).
+func loggedOutSince(marker []byte, started int64) bool {
+	at, err := strconv.ParseInt(string(marker), 10, 64)
+	return err != nil || at >= started // unreadable: end it, to be safe
 }
