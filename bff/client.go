@@ -39,10 +39,18 @@ func (h *Handler) clientFor(base *http.Client) *http.Client {
 	return c
 }
 
-// noDowngrade follows at most 5 redirects, never from https to http.
+// noDowngrade follows at most 5 redirects, never from https to http,
+// and never of a POST: the token, revocation and pushed authorization
+// requests carry the client's credentials (in the body with
+// client_secret_post, or a client assertion), which a 307 or 308 would
+// send again to wherever it points. Authorization servers answer these
+// requests themselves.
 func noDowngrade(req *http.Request, via []*http.Request) error {
 	if len(via) >= 5 {
 		return errors.New("bff: too many redirects")
+	}
+	if via[0].Method == http.MethodPost {
+		return errors.New("bff: refusing to follow a redirect of a request to the authorization server that carries the client's credentials")
 	}
 	if via[0].URL.Scheme == "https" && req.URL.Scheme != "https" {
 		return errors.New("bff: refusing a redirect from https to http")
