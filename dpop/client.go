@@ -4,6 +4,7 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -51,10 +52,6 @@ func NewProof(key crypto.Signer, p ProofParams) (string, error) {
 	if !ok {
 		return "", fmt.Errorf("dpop: unknown alg %q", alg)
 	}
-	pub, err := jwk.Import(key.Public())
-	if err != nil {
-		return "", fmt.Errorf("dpop: public key: %w", err)
-	}
 	htu, err := NormalizeHTU(p.URL)
 	if err != nil {
 		return "", err
@@ -71,16 +68,27 @@ func NewProof(key crypto.Signer, p ProofParams) (string, error) {
 	if iat.IsZero() {
 		iat = time.Now()
 	}
-	claims := map[string]any{"jti": jti, "htm": p.Method, "htu": htu, "iat": iat.Unix()}
+	claims := struct {
+		JTI   string `json:"jti"`
+		HTM   string `json:"htm"`
+		HTU   string `json:"htu"`
+		IAT   int64  `json:"iat"`
+		ATH   string `json:"ath,omitempty"`
+		Nonce string `json:"nonce,omitempty"`
+	}{JTI: jti, HTM: p.Method, HTU: htu, IAT: iat.Unix(), Nonce: p.Nonce}
 	if p.AccessToken != "" {
-		claims["ath"] = AccessTokenHash(p.AccessToken)
-	}
-	if p.Nonce != "" {
-		claims["nonce"] = p.Nonce
+		claims.ATH = AccessTokenHash(p.AccessToken)
 	}
 	payload, err := json.Marshal(claims)
 	if err != nil {
 		return "", err
+	}
+	if k, ok := key.(*ecdsa.PrivateKey); ok && alg == "ES256" && k.Curve == elliptic.P256() {
+		return signES256Proof(k, payload)
+	}
+	pub, err := jwk.Import(key.Public())
+	if err != nil {
+		return "", fmt.Errorf("dpop: public key: %w", err)
 	}
 	hdrs := jws.NewHeaders()
 	if err := hdrs.Set(jws.TypeKey, "dpop+jwt"); err != nil {
@@ -93,6 +101,40 @@ func NewProof(key crypto.Signer, p ProofParams) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("dpop: signing proof: %w", err)
 	}
+	return string(out), nil
+}
+
+// signES256Proof signs a proof's payload with a P-256 key directly: the
+// header is three fixed members, the signature ES256's fixed-width r||s.
+// It is the common case (the token handler signs one proof per session
+// request with it), and jwx's generic JWS path cost about 100
+// allocations a proof.
+func signES256Proof(k *ecdsa.PrivateKey, payload []byte) (string, error) {
+	point, err := k.PublicKey.Bytes() // 0x04 || X || Y
+	if err != nil || len(point) != 65 {
+		return "", errors.New("dpop: signing proof: not a P-256 key")
+	}
+	b64 := base64.RawURLEncoding
+	hdr := make([]byte, 0, 160)
+	hdr = append(hdr, `{"typ":"dpop+jwt","alg":"ES256","jwk":{"kty":"EC","crv":"P-256","x":"`...)
+	hdr = b64.AppendEncode(hdr, point[1:33])
+	hdr = append(hdr, `","y":"`...)
+	hdr = b64.AppendEncode(hdr, point[33:])
+	hdr = append(hdr, `"}}`...)
+	out := make([]byte, 0, b64.EncodedLen(len(hdr))+b64.EncodedLen(len(payload))+2+b64.EncodedLen(64))
+	out = b64.AppendEncode(out, hdr)
+	out = append(out, '.')
+	out = b64.AppendEncode(out, payload)
+	digest := sha256.Sum256(out)
+	r, s, err := ecdsa.Sign(rand.Reader, k, digest[:])
+	if err != nil {
+		return "", fmt.Errorf("dpop: signing proof: %w", err)
+	}
+	var sig [64]byte
+	r.FillBytes(sig[:32])
+	s.FillBytes(sig[32:])
+	out = append(out, '.')
+	out = b64.AppendEncode(out, sig[:])
 	return string(out), nil
 }
 
