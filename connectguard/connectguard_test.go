@@ -282,7 +282,8 @@ func wantChallenge(t *testing.T, a answer, scheme string, parts ...string) {
 // error's metadata, and whether the handler ran with the Principal. Each
 // case fails if the check it names is removed.
 func TestUnary(t *testing.T) {
-	f := start(t, defaultRules, nil)
+	reg := prometheus.NewRegistry()
+	f := start(t, defaultRules, func(c *middleware.Config) { c.Registerer = reg })
 	alice := dpoptest.NewClient(t)
 	mallory := dpoptest.NewClient(t)
 	good := mint(t, f.is, "echo:read", nil)
@@ -297,6 +298,7 @@ func TestUnary(t *testing.T) {
 		wantMsg  string
 		scheme   string
 		parts    []string
+		reason   string // the tokenguard_requests_total reason the call adds one to; "" unchecked
 	}{
 		{name: "bearer allowed", hdr: func(*testing.T) []string { return []string{"Authorization", "Bearer " + good} }},
 		{
@@ -316,13 +318,17 @@ func TestUnary(t *testing.T) {
 		{
 			name: "malformed authorization", hdr: func(*testing.T) []string { return []string{"Authorization", "Bearer"} },
 			wantCode: connect.CodeInvalidArgument, wantMsg: "invalid_request",
+			scheme: "Bearer", parts: []string{`error="invalid_request"`}, reason: "malformed_request",
 		},
 		{
+			// Decided by the guard as Require decides two Authorization
+			// headers: the same status, challenge and metric.
 			name: "two authorization headers",
 			hdr: func(*testing.T) []string {
 				return []string{"Authorization", "Bearer " + good, "Authorization", "Bearer " + good}
 			},
-			wantCode: connect.CodeInvalidArgument, wantMsg: "invalid_request",
+			wantCode: connect.CodeInvalidArgument, wantMsg: "invalid_request: more than one Authorization header",
+			scheme: "Bearer", parts: []string{`error="invalid_request"`}, reason: "malformed_request",
 		},
 		{
 			name: "DPoP-bound token as Bearer", hdr: func(*testing.T) []string { return []string{"Authorization", "Bearer " + bound} },
@@ -356,12 +362,22 @@ func TestUnary(t *testing.T) {
 			wantCode: connect.CodeUnauthenticated, wantMsg: "invalid_token", scheme: "DPoP",
 		},
 		{
+			// As Require decides two DPoP headers on a DPoP request.
 			name: "two DPoP headers",
 			hdr: func(t *testing.T) []string {
 				p := alice.Proof(t, "POST", public+procWho, bound, "")
 				return []string{"Authorization", "DPoP " + bound, "DPoP", p, "DPoP", p}
 			},
-			wantCode: connect.CodeInvalidArgument, wantMsg: "invalid_request",
+			wantCode: connect.CodeUnauthenticated, wantMsg: "invalid_dpop_proof: more than one DPoP header",
+			scheme: "DPoP", parts: []string{`error="invalid_dpop_proof"`}, reason: "invalid_dpop_proof",
+		},
+		{
+			// As over HTTP, a Bearer request's DPoP headers are not read.
+			name: "two DPoP headers beside a Bearer token",
+			hdr: func(t *testing.T) []string {
+				p := alice.Proof(t, "POST", public+procWho, bound, "")
+				return []string{"Authorization", "Bearer " + good, "DPoP", p, "DPoP", p}
+			},
 		},
 	}
 	for _, proto := range protocols {
@@ -369,10 +385,14 @@ func TestUnary(t *testing.T) {
 			t.Run(proto.name+"/"+tc.name, func(t *testing.T) {
 				hdr := tc.hdr(t)
 				before := f.svc.reached(procWho)
+				counted := requests(t, reg)[tc.reason]
 				a := call(t, f, procWho, proto.opts, hdr...)
 				after := f.svc.reached(procWho)
 				if a.code != tc.wantCode {
 					t.Fatalf("code = %v (%q), want %v", a.code, a.msg, tc.wantCode)
+				}
+				if n := requests(t, reg)[tc.reason] - counted; tc.reason != "" && n != 1 {
+					t.Errorf("tokenguard_requests_total{reason=%q} grew by %v, want 1", tc.reason, n)
 				}
 				if tc.wantCode == 0 {
 					if after != before+1 || a.resp.Subject != "demo-user" || !slices.Contains(a.resp.Scopes, "echo:read") {
@@ -516,6 +536,11 @@ func TestStream(t *testing.T) {
 				t.Errorf("echo:read: %v, want PermissionDenied", a.code)
 			}
 			wantChallenge(t, a, "Bearer", `error="insufficient_scope"`, `scope="echo:stream"`)
+			a = stream(t, f, proto.opts, 1, "Authorization", "Bearer "+streamTok, "Authorization", "Bearer "+streamTok)
+			if a.code != connect.CodeInvalidArgument {
+				t.Errorf("two Authorization headers: %v (%q), want InvalidArgument", a.code, a.msg)
+			}
+			wantChallenge(t, a, "Bearer", `error="invalid_request"`)
 			if a := stream(t, f, proto.opts, 1, "Authorization", "DPoP "+bound, "DPoP", alice.Proof(t, "POST", public+procCount, bound, "")); a.code != 0 {
 				t.Errorf("DPoP: %v (%q), want allowed", a.code, a.msg)
 			}
@@ -635,6 +660,16 @@ func TestMetrics(t *testing.T) {
 	call(t, f, procWho, nil, "Authorization", "Bearer "+mint(t, f.is, "echo:read", nil))
 	call(t, f, procWho, nil)
 	stream(t, f, nil, 1)
+	got := requests(t, reg)
+	if got["ok"] != 1 || got["missing_token"] != 2 {
+		t.Errorf("tokenguard_requests_total by reason = %v, want ok 1 and missing_token 2", got)
+	}
+}
+
+// requests returns tokenguard_requests_total from reg, by reason (the
+// reasons counted so far).
+func requests(t testing.TB, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -647,14 +682,12 @@ func TestMetrics(t *testing.T) {
 		for _, m := range mf.GetMetric() {
 			for _, l := range m.GetLabel() {
 				if l.GetName() == "reason" && m.GetCounter().GetValue() > 0 {
-					got[l.GetValue()] = m.GetCounter().GetValue()
+					got[l.GetValue()] += m.GetCounter().GetValue()
 				}
 			}
 		}
 	}
-	if got["ok"] != 1 || got["missing_token"] != 2 {
-		t.Errorf("tokenguard_requests_total by reason = %v, want ok 1 and missing_token 2", got)
-	}
+	return got
 }
 
 // TestScopesSupported: each rule's scopes join scopes_supported.

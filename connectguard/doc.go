@@ -20,10 +20,13 @@
 // # The request
 //
 // The token is read from the Authorization header, the DPoP proof from
-// the DPoP header; more than one of either is refused with
-// CodeInvalidArgument. A proof names the request's HTTP method as "htm"
-// (POST, or GET for a Connect GET request) and, as "htu", the guard's
-// Config.PublicURL followed by the procedure, such as
+// the DPoP header. Repeated headers are decided as Require decides them,
+// challenge, metric and log line included: more than one Authorization
+// is 400 invalid_request (CodeInvalidArgument), more than one DPoP on a
+// DPoP call 401 invalid_dpop_proof (CodeUnauthenticated). A proof names
+// the request's HTTP method as "htm" (POST, or GET for a Connect GET
+// request) and, as "htu", the guard's Config.PublicURL followed by the
+// procedure, such as
 // "https://api.example.com/orders.v1.Orders/Get": the interceptor sees the
 // procedure, not the URL the handler is mounted at, so mount handlers at
 // their procedure paths and set PublicURL when the guard takes DPoP;

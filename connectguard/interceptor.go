@@ -95,21 +95,20 @@ func (g *guarded) check(ctx context.Context, procedure, method string, h, out ht
 	if !ok {
 		return nil, errNotListed()
 	}
-	authz, proof := h[headerAuthorization], h[headerDPoP]
-	if len(authz) > 1 {
-		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New(middleware.CodeInvalidRequest+": more than one Authorization header"))
-	}
-	if len(proof) > 1 {
-		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New(middleware.CodeInvalidRequest+": more than one DPoP header"))
-	}
 	if method == "" {
 		method = http.MethodPost
 	}
-	req := middleware.Request{Method: method, URL: htu}
-	if len(authz) == 1 {
+	authz, proof := h[headerAuthorization], h[headerDPoP]
+	// Every value is counted, so that the guard refuses repeated headers
+	// as Require does: with its challenge, its metric and its log line.
+	req := middleware.Request{
+		AuthorizationCount: len(authz), DPoPCount: len(proof),
+		Method: method, URL: htu,
+	}
+	if len(authz) > 0 {
 		req.Authorization = authz[0]
 	}
-	if len(proof) == 1 {
+	if len(proof) > 0 {
 		req.DPoP = proof[0]
 	}
 	p, err := decide(ctx, req)

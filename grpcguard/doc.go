@@ -31,8 +31,11 @@
 // # The request
 //
 // The token is read from the "authorization" metadata ("Bearer …" or,
-// when the guard takes DPoP, "DPoP …"), the proof from "dpop"; more than
-// one value of either is refused with InvalidArgument. A DPoP proof names
+// when the guard takes DPoP, "DPoP …"), the proof from "dpop". Repeated
+// values are decided as Require decides repeated headers, challenge,
+// metric and log line included: more than one "authorization" is 400
+// invalid_request (InvalidArgument), more than one "dpop" on a DPoP call
+// 401 invalid_dpop_proof (Unauthenticated). A DPoP proof names
 // "POST" as its "htm" and, as its "htu", the guard's Config.PublicURL
 // followed by the full method, such as
 // "https://api.example.com/orders.v1.Orders/Get": a gRPC server has no

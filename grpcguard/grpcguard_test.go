@@ -240,7 +240,8 @@ func wantChallenge(t *testing.T, a answer, scheme string, parts ...string) {
 // ran with the token's Principal. Each case fails if the check it names
 // is removed.
 func TestUnary(t *testing.T) {
-	f := start(t, defaultRules, nil)
+	reg := prometheus.NewRegistry()
+	f := start(t, defaultRules, func(c *middleware.Config) { c.Registerer = reg })
 	alice := dpoptest.NewClient(t)
 	good := mint(t, f.is, "health:read", nil)
 	other := mint(t, f.is, "orders:read", nil)
@@ -258,6 +259,7 @@ func TestUnary(t *testing.T) {
 		scheme   string   // the challenge's scheme; "" for none expected
 		parts    []string // in that challenge
 		nonce    bool     // a dpop-nonce header expected
+		reason   string   // the tokenguard_requests_total reason the call adds one to; "" unchecked
 	}{
 		{
 			name:     "bearer allowed",
@@ -306,17 +308,30 @@ func TestUnary(t *testing.T) {
 			scheme:   "Bearer",
 		},
 		{
+			// Decided by the guard as Require decides two Authorization
+			// headers: the same status, challenge and metric.
 			name: "two authorization values",
 			md: func(*testing.T) []string {
 				return []string{"authorization", "Bearer " + good, "authorization", "Bearer " + good}
 			},
-			wantCode: codes.InvalidArgument, wantMsg: "invalid_request",
+			wantCode: codes.InvalidArgument, wantMsg: "invalid_request: more than one Authorization header",
+			scheme: "Bearer", parts: []string{`error="invalid_request"`}, reason: "malformed_request",
+		},
+		{
+			name: "two DPoP authorization values",
+			md: func(t *testing.T) []string {
+				return []string{"authorization", "DPoP " + bound, "authorization", "DPoP " + bound, "dpop", alice.Proof(t, "POST", public+methodCheck, bound, "")}
+			},
+			wantCode: codes.InvalidArgument, wantMsg: "invalid_request: more than one Authorization header",
+			// Which scheme is unknown: the error is in the Bearer
+			// challenge, as Require puts it.
+			scheme: "Bearer", parts: []string{`error="invalid_request"`}, reason: "malformed_request",
 		},
 		{
 			name:     "malformed authorization",
 			md:       func(*testing.T) []string { return []string{"authorization", "Bearer"} },
 			wantCode: codes.InvalidArgument, wantMsg: "invalid_request: malformed Authorization header",
-			scheme: "Bearer", parts: []string{`error="invalid_request"`},
+			scheme: "Bearer", parts: []string{`error="invalid_request"`}, reason: "malformed_request",
 		},
 		{
 			name:     "DPoP-bound token as Bearer",
@@ -370,12 +385,23 @@ func TestUnary(t *testing.T) {
 			scheme: "DPoP", parts: []string{`error="invalid_dpop_proof"`},
 		},
 		{
+			// As Require decides two DPoP headers on a DPoP request.
 			name: "two dpop values",
 			md: func(t *testing.T) []string {
 				p := alice.Proof(t, "POST", public+methodCheck, bound, "")
 				return []string{"authorization", "DPoP " + bound, "dpop", p, "dpop", p}
 			},
-			wantCode: codes.InvalidArgument, wantMsg: "invalid_request",
+			wantCode: codes.Unauthenticated, wantMsg: "invalid_dpop_proof: more than one DPoP header",
+			scheme: "DPoP", parts: []string{`error="invalid_dpop_proof"`}, reason: "invalid_dpop_proof",
+		},
+		{
+			// As over HTTP, a Bearer request's DPoP values are not read.
+			name: "two dpop values beside a Bearer token",
+			md: func(t *testing.T) []string {
+				p := alice.Proof(t, "POST", public+methodCheck, bound, "")
+				return []string{"authorization", "Bearer " + good, "dpop", p, "dpop", p}
+			},
+			wantCode: codes.OK,
 		},
 		{
 			name: "DPoP, valid proof, scope missing",
@@ -390,10 +416,14 @@ func TestUnary(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			md := tc.md(t)
 			before, _ := f.health.reached(methodCheck)
+			counted := requests(t, reg)[tc.reason]
 			a := f.check(t, md...)
 			after, p := f.health.reached(methodCheck)
 			if a.code != tc.wantCode {
 				t.Fatalf("code = %v (%q), want %v", a.code, a.msg, tc.wantCode)
+			}
+			if n := requests(t, reg)[tc.reason] - counted; tc.reason != "" && n != 1 {
+				t.Errorf("tokenguard_requests_total{reason=%q} grew by %v, want 1", tc.reason, n)
 			}
 			if tc.wantCode == codes.OK {
 				if after != before+1 {
@@ -511,6 +541,12 @@ func TestStream(t *testing.T) {
 		t.Errorf("Watch without a token: %v, want Unauthenticated", a.code)
 	}
 	wantChallenge(t, a, "Bearer", "realm=")
+
+	a = f.watch(t, "authorization", "Bearer "+watch, "authorization", "Bearer "+watch)
+	if a.code != codes.InvalidArgument {
+		t.Errorf("Watch with two authorization values: %v (%q), want InvalidArgument", a.code, a.msg)
+	}
+	wantChallenge(t, a, "Bearer", `error="invalid_request"`)
 
 	a = f.watch(t, "authorization", "Bearer "+read)
 	if a.code != codes.PermissionDenied {
@@ -646,6 +682,18 @@ func TestMetrics(t *testing.T) {
 	f.check(t)
 	f.watch(t)
 	want := map[string]float64{"ok": 1, "missing_token": 2}
+	got := requests(t, reg)
+	for reason, n := range want {
+		if got[reason] != n {
+			t.Errorf("tokenguard_requests_total{reason=%q} = %v, want %v (all: %v)", reason, got[reason], n, got)
+		}
+	}
+}
+
+// requests returns tokenguard_requests_total from reg, by reason (the
+// reasons counted so far).
+func requests(t testing.TB, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -658,16 +706,12 @@ func TestMetrics(t *testing.T) {
 		for _, m := range mf.GetMetric() {
 			for _, l := range m.GetLabel() {
 				if l.GetName() == "reason" && m.GetCounter().GetValue() > 0 {
-					got[l.GetValue()] = m.GetCounter().GetValue()
+					got[l.GetValue()] += m.GetCounter().GetValue()
 				}
 			}
 		}
 	}
-	for reason, n := range want {
-		if got[reason] != n {
-			t.Errorf("tokenguard_requests_total{reason=%q} = %v, want %v (all: %v)", reason, got[reason], n, got)
-		}
-	}
+	return got
 }
 
 // TestScopesSupported: each rule's scopes join the guard's protected

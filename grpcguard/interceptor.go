@@ -102,17 +102,17 @@ func (g *guarded) check(ctx context.Context, fullMethod string) (*middleware.Pri
 	}
 	md, _ := metadata.FromIncomingContext(ctx)
 	authz, dpopProof := md[mdAuthorization], md[mdDPoP]
-	if len(authz) > 1 {
-		return nil, nil, status.Error(codes.InvalidArgument, middleware.CodeInvalidRequest+": more than one authorization value")
+	// Every value is counted, so that the guard refuses repeated ones as
+	// Require refuses repeated headers: with its challenge, its metric
+	// and its log line.
+	req := middleware.Request{
+		AuthorizationCount: len(authz), DPoPCount: len(dpopProof),
+		Method: "POST", URL: htu, ClientCertificate: peerCertificate(ctx),
 	}
-	if len(dpopProof) > 1 {
-		return nil, nil, status.Error(codes.InvalidArgument, middleware.CodeInvalidRequest+": more than one dpop value")
-	}
-	req := middleware.Request{Method: "POST", URL: htu, ClientCertificate: peerCertificate(ctx)}
-	if len(authz) == 1 {
+	if len(authz) > 0 {
 		req.Authorization = authz[0]
 	}
-	if len(dpopProof) == 1 {
+	if len(dpopProof) > 0 {
 		req.DPoP = dpopProof[0]
 	}
 	p, err := decide(ctx, req)

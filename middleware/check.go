@@ -17,15 +17,28 @@ import (
 // message. Check reads nothing else.
 type Request struct {
 	// Authorization is the Authorization value as received, such as
-	// "Bearer eyJ…" or "DPoP eyJ…"; "" when there is none. Check takes
-	// one: a transport that received several must refuse the request
-	// itself, as Require answers two Authorization headers with 400
-	// invalid_request.
+	// "Bearer eyJ…" or "DPoP eyJ…"; "" when there is none. When the
+	// transport received several, it is the first, and
+	// AuthorizationCount says how many.
 	Authorization string
 
+	// AuthorizationCount is how many Authorization values the transport
+	// received (gRPC metadata and HTTP headers may repeat a key). More
+	// than one refuses the request as Require refuses two Authorization
+	// headers: 400 invalid_request, with its challenge, counted and
+	// logged. Zero means one when Authorization is set and none when it
+	// is "".
+	AuthorizationCount int
+
 	// DPoP is the DPoP proof (the DPoP header's value, RFC 9449 §4.1), ""
-	// if none.
+	// if none; the first when the transport received several.
 	DPoP string
+
+	// DPoPCount is how many DPoP values the transport received. More
+	// than one refuses a DPoP request as Require refuses two DPoP
+	// headers: 401 invalid_dpop_proof. Zero means one when DPoP is set
+	// and none when it is "".
+	DPoPCount int
 
 	// Method is the method a DPoP proof's "htm" must name: the HTTP
 	// method, or "POST" for gRPC.
@@ -173,17 +186,23 @@ const (
 // authorization returns the Authorization value and how many there are
 // (0, 1, or more).
 func (in *request) authorization() (string, int) {
-	return in.header(in.req.Authorization, headerAuthorization)
+	return in.header(in.req.Authorization, in.req.AuthorizationCount, headerAuthorization)
 }
 
 // proof returns the DPoP proof and how many there are (0, 1, or more).
-func (in *request) proof() (string, int) { return in.header(in.req.DPoP, headerDPoP) }
+func (in *request) proof() (string, int) {
+	return in.header(in.req.DPoP, in.req.DPoPCount, headerDPoP)
+}
 
 // header returns a credential header's first value and how many values
-// there are: for Check, given (one value, or none when empty); for an HTTP
-// request, the values under key, a canonical header name.
-func (in *request) header(given, key string) (string, int) {
+// there are: for Check, given and count (when count is not positive, one
+// value, or none when given is empty); for an HTTP request, the values
+// under key, a canonical header name.
+func (in *request) header(given string, count int, key string) (string, int) {
 	if in.hr == nil {
+		if count > 0 {
+			return given, count
+		}
 		if given == "" {
 			return "", 0
 		}

@@ -52,7 +52,9 @@ func TestCheckMatchesRequire(t *testing.T) {
 		guard      string
 		scopes     []string
 		auth       string // "" for none
+		auths      int    // how many times auth is sent; 0: once
 		proof      func(*testing.T) string
+		proofs     int // how many proofs are sent; 0: one
 		query      string
 		wantStatus int
 		wantReason Reason
@@ -74,6 +76,13 @@ func TestCheckMatchesRequire(t *testing.T) {
 		{name: "DPoP insufficient scope", guard: "allowed", scopes: []string{"orders:write"}, auth: "DPoP " + bound, proof: proof("GET", target, bound), wantStatus: 403, wantReason: ReasonInsufficientScope},
 		{name: "DPoP required, Bearer sent", guard: "required", auth: "Bearer " + good, wantStatus: 401, wantReason: ReasonUnsupportedScheme},
 		{name: "DPoP nonce needed", guard: "nonce", auth: "DPoP " + bound, proof: proof("GET", target, bound), wantStatus: 401, wantReason: ReasonNonceRequired},
+		// Repeated credentials: what a transport that may repeat a key
+		// (gRPC metadata, Connect headers) passes as the counts.
+		{name: "two Authorization values", guard: "disabled", scopes: []string{"orders:read"}, auth: "Bearer " + good, auths: 2, wantStatus: 400, wantReason: ReasonMalformedRequest},
+		{name: "three DPoP Authorization values", guard: "allowed", auth: "DPoP " + bound, auths: 3, proof: proof("GET", target, bound), wantStatus: 400, wantReason: ReasonMalformedRequest},
+		{name: "two DPoP proofs", guard: "allowed", scopes: []string{"orders:read"}, auth: "DPoP " + bound, proof: proof("GET", target, bound), proofs: 2, wantStatus: 401, wantReason: ReasonInvalidProof},
+		{name: "one empty Authorization value", guard: "disabled", auths: 1, wantStatus: 401, wantReason: ReasonUnsupportedScheme},
+		{name: "two DPoP proofs beside a Bearer token are not read", guard: "allowed", scopes: []string{"orders:read"}, auth: "Bearer " + good, proof: proof("GET", target, bound), proofs: 2, wantStatus: 200, wantReason: ReasonOK},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -82,11 +91,15 @@ func TestCheckMatchesRequire(t *testing.T) {
 			// Over HTTP.
 			var httpReason Reason
 			req := httptest.NewRequest(http.MethodGet, "http://api.example.com/orders/1"+tt.query, nil)
-			if tt.auth != "" {
-				req.Header.Set("Authorization", tt.auth)
+			if tt.auth != "" || tt.auths > 0 {
+				for range max(tt.auths, 1) {
+					req.Header.Add("Authorization", tt.auth)
+				}
 			}
 			if tt.proof != nil {
-				req.Header.Set("DPoP", tt.proof(t))
+				for range max(tt.proofs, 1) {
+					req.Header.Add("DPoP", tt.proof(t))
+				}
 			}
 			rec := httptest.NewRecorder()
 			before := g.metrics.requests.value(tt.wantReason)
@@ -103,7 +116,7 @@ func TestCheckMatchesRequire(t *testing.T) {
 			}
 
 			// Through Check, with the same credentials.
-			cr := Request{Authorization: tt.auth, Method: http.MethodGet, URL: target + tt.query}
+			cr := Request{Authorization: tt.auth, AuthorizationCount: tt.auths, DPoPCount: tt.proofs, Method: http.MethodGet, URL: target + tt.query}
 			if tt.proof != nil {
 				cr.DPoP = tt.proof(t)
 			}
@@ -174,6 +187,20 @@ func TestCheckAPI(t *testing.T) {
 		}
 		if !strings.Contains(d.Challenges[0], `scope="orders:write"`) {
 			t.Errorf("challenge %q does not name the scope", d.Challenges[0])
+		}
+	})
+	t.Run("repeated Authorization: 400 invalid_request with its challenge, counted", func(t *testing.T) {
+		before := g.metrics.requests.value(ReasonMalformedRequest)
+		_, err := g.Check(ctx, Request{Authorization: "Bearer " + tok, AuthorizationCount: 2}, "orders:read")
+		var d *Denial
+		if !errors.As(err, &d) || d.Status != http.StatusBadRequest || d.Code != CodeInvalidRequest || d.Reason != ReasonMalformedRequest {
+			t.Fatalf("Check = %v, want 400 invalid_request", err)
+		}
+		if len(d.Challenges) == 0 || !strings.HasPrefix(d.Challenges[0], "Bearer ") || !strings.Contains(d.Challenges[0], `error="invalid_request"`) {
+			t.Errorf("challenges %q, want a Bearer challenge with error=\"invalid_request\"", d.Challenges)
+		}
+		if n := g.metrics.requests.value(ReasonMalformedRequest) - before; n != 1 {
+			t.Errorf("malformed_request counted %v times, want once", n)
 		}
 	})
 	t.Run("a bad scope is a programming error, not a denial", func(t *testing.T) {
