@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strings"
 
 	"github.com/tokenguard/tokenguard/bff"
 	"github.com/tokenguard/tokenguard/dpop/redisstore"
@@ -29,7 +30,22 @@ func (offlineTransport) RoundTrip(*http.Request) (*http.Response, error) { retur
 // guard is still checked (on the memory store), and so on.
 // middleware.New gets a client that refuses every request and does not
 // wait for keys, so nothing leaves the machine.
-func (c *config) checkOffline() error {
+//
+// found are the mistakes the file's own checks found (parseConfigEnv),
+// which the caller reports with these; nil for a valid file. With some,
+// the config is partial, and the steps that would only find them again,
+// or that need what a mistake left out, are skipped: the token handler
+// when public_url (which it needs, and whose absence with a bff block is
+// one) or the bff block had one (bff.New's errors name the block, not the
+// key, so they cannot be told apart from the file's), and
+// the proxy step, whose routes and policies validate has checked already
+// (what only it finds, a route on the metadata path, shows once the
+// file's mistakes are fixed).
+func (c *config) checkOffline(found []*FieldError) error {
+	partial := len(found) > 0
+	bffFound := slices.ContainsFunc(found, func(f *FieldError) bool {
+		return f.Key == "public_url" || f.Key == "bff" || strings.HasPrefix(f.Key, "bff.")
+	})
 	var errs []error
 	discard := slog.New(slog.DiscardHandler)
 	mc := c.guardConfig(discard, nil)
@@ -58,13 +74,15 @@ func (c *config) checkOffline() error {
 		defer store.Close()
 		bs = store
 	}
-	th, err := c.newBFF(discard, nil, bs, nil, nil)
-	if err != nil {
-		errs = append(errs, err)
-	} else if th != nil {
-		defer th.Close()
+	var th *bff.Handler
+	if !bffFound {
+		if th, err = c.newBFF(discard, nil, bs, nil, nil); err != nil {
+			errs = append(errs, err)
+		} else if th != nil {
+			defer th.Close()
+		}
 	}
-	if guard != nil {
+	if guard != nil && !partial {
 		if _, err := newProxyHandler(c, guard, th, http.NotFoundHandler(), discard); err != nil {
 			errs = append(errs, err)
 		}

@@ -7,9 +7,9 @@ import (
 	"testing"
 )
 
-// TestCheckReportsEveryMistake: the checks that run after loading (key
-// files, the guard's own rules) report every mistake in one run, with its
-// line, not the first one only.
+// TestCheckReportsEveryMistake: the checks beyond the file's own (key
+// files, the guard's own rules), which ParseConfig and LoadConfig run too,
+// report every mistake in one run, with its line, not the first one only.
 func TestCheckReportsEveryMistake(t *testing.T) {
 	dir := t.TempDir()
 	notAKey := filepath.Join(dir, "not-a-key.pem")
@@ -35,14 +35,10 @@ issuers:
 routes:
   - pattern: GET /orders/
 `
-	cfg, err := ParseConfig("t.yaml", []byte(y), noEnv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = cfg.Check()
+	_, err := ParseConfig("t.yaml", []byte(y), noEnv)
 	ce, ok := err.(*ConfigError)
 	if !ok {
-		t.Fatalf("Check = %v, want a *ConfigError", err)
+		t.Fatalf("ParseConfig = %v, want a *ConfigError", err)
 	}
 	var got []string
 	for _, f := range ce.Fields {
@@ -53,6 +49,6 @@ routes:
 	// guard's "required with private_key_jwt" for the key that did not
 	// load, which is the same mistake again.
 	if want := "issuers[0].client_key_file issuers[1].introspection_endpoint issuers[1].client_key_file"; strings.Join(got, " ") != want {
-		t.Errorf("Check reported %q, want %q:\n%v", got, want, err)
+		t.Errorf("ParseConfig reported %q, want %q:\n%v", got, want, err)
 	}
 }

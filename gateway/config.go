@@ -138,6 +138,10 @@ type config struct {
 	hash     [32]byte
 	fromFile bool // LoadConfig made it: File is a path
 
+	// scrub rewrites messages to show the values that came from the
+	// environment as written (expander.scrub); set by parseConfigEnv.
+	scrub func([]*FieldError)
+
 	// keys maps a middleware.Config field path ("Issuers[0].JWKSURI") to
 	// where its YAML counterpart is, so New's errors can name the line.
 	keys map[string]keyPos
@@ -226,11 +230,14 @@ type Config struct{ c *config }
 // LoadConfig reads the gateway configuration file at path (at most 1 MiB),
 // expands ${NAME} in its string values with getenv, reads the settings that
 // only come from the environment (NonceSecretsEnv) with getenv too, and
-// validates it all without network I/O. getenv nil means os.Getenv.
+// validates it all without network I/O: the file's own rules, then what
+// Check runs (key files, Redis URLs, the guard's and the token handler's
+// rules). getenv nil means os.Getenv.
 //
-// Every mistake in the file is reported at once, as a *ConfigError whose
-// FieldErrors name the line and the key; a value that came from the
-// environment is never quoted in an error.
+// Every mistake is reported at once, whichever check finds it, as one
+// *ConfigError whose FieldErrors name the line and the key, in line
+// order; a value that came from the environment is never quoted in an
+// error.
 func LoadConfig(path string, getenv func(string) string) (*Config, error) {
 	if getenv == nil {
 		getenv = os.Getenv
@@ -249,28 +256,63 @@ func ParseConfig(name string, data []byte, getenv func(string) string) (*Config,
 	return wrap(c, err, getenv)
 }
 
+// wrap finishes LoadConfig and ParseConfig: it reads the settings that
+// come from the environment and runs the offline checks (Check) on what
+// parseConfigEnv built, even when the file had mistakes, so that one run
+// reports them all: the file's, the environment's, and those only the
+// guard, the token handler or a key file finds. They come as one
+// *ConfigError, each mistake once, in line order.
 func wrap(c *config, err error, getenv func(string) string) (*Config, error) {
-	if err == nil {
-		c.env = getenv
-		err = c.applyEnv(getenv)
-	} else if envErr := (&config{}).applyEnv(getenv); envErr != nil {
-		// Reported with the file's mistakes, not after they are fixed.
-		var ce *ConfigError
-		if errors.As(err, &ce) {
-			ce.Fields = append(ce.Fields, &FieldError{Msg: strings.TrimPrefix(envErr.Error(), "tokenguard: ")})
+	if c == nil {
+		// The file could not be read, or is no mapping: nothing more
+		// to check but the environment, whose mistakes are reported
+		// with the file's, not after they are fixed.
+		if envErr := (&config{}).applyEnv(getenv); envErr != nil {
+			var ce *ConfigError
+			if errors.As(err, &ce) {
+				ce.Fields = append(ce.Fields, &FieldError{Msg: strings.TrimPrefix(envErr.Error(), "tokenguard: ")})
+			}
 		}
-	}
-	if err != nil {
 		return nil, err
 	}
-	return &Config{c}, nil
+	c.env = getenv
+	envErr := c.applyEnv(getenv)
+	var found []*FieldError // the file's own mistakes; with some, c is partial
+	if ce, ok := errors.AsType[*ConfigError](err); ok {
+		found = ce.Fields
+	}
+	offErr := c.scrubbed(c.checkOffline(found))
+	switch {
+	case err == nil && envErr == nil && offErr == nil:
+		return &Config{c}, nil
+	case err == nil && offErr == nil:
+		return nil, envErr // alone, as it always read: "tokenguard: NAME: ..."
+	}
+	errs := []error{err}
+	if envErr != nil {
+		errs = append(errs, &ConfigError{File: c.File, Err: envErr, Fields: []*FieldError{{Msg: strings.TrimPrefix(envErr.Error(), "tokenguard: ")}}})
+	}
+	return nil, c.joinErrors(append(errs, offErr))
 }
 
-// Check runs, without network I/O, the checks New runs beyond LoadConfig's:
-// the client key files load, the Redis URL is one its client accepts, the
-// guard accepts every setting and every route's policy. It is what
-// "tokenguard check" runs.
-func (c *Config) Check() error { return c.c.checkOffline() }
+// Check runs, without network I/O, the checks New runs beyond reading the
+// file: the client key files load, the Redis URL is one its client
+// accepts, the guard accepts every setting and every route's policy.
+// LoadConfig and ParseConfig have already run them, with the file's own
+// checks, and reported every mistake together; Check runs them again, for
+// a Config kept while the files it names may have changed.
+func (c *Config) Check() error { return c.c.scrubbed(c.c.checkOffline(nil)) }
+
+// scrubbed rewrites the messages of err, from the offline checks, to show
+// values that came from the environment as written, as the file's own
+// checks do; err itself.
+func (c *config) scrubbed(err error) error {
+	var ce *ConfigError
+	if c.scrub != nil && errors.As(err, &ce) {
+		c.scrub(ce.Fields)
+	}
+	return err
+}
 
 // EffectiveYAML renders the configuration with every default filled in,
 // as "tokenguard check" prints it. Secrets never appear: client secrets are
@@ -312,7 +354,9 @@ func parseConfig(name string, data []byte) (*config, error) {
 
 // parseConfigEnv decodes data strictly, expands ${NAME} in its string
 // values with getenv, and validates it. name is used in error messages
-// only.
+// only. With mistakes, it returns them with the config as far as it could
+// be built (nil if the file is no YAML mapping), so that later checks can
+// report theirs in the same run; such a config must not be served.
 func parseConfigEnv(name string, data []byte, getenv func(string) string) (*config, error) {
 	fail := func(errs []*FieldError) error {
 		slices.SortStableFunc(errs, func(a, b *FieldError) int { return a.Line - b.Line })
@@ -376,13 +420,14 @@ func parseConfigEnv(name string, data []byte, getenv func(string) string) (*conf
 
 	c, errs := fc.validate(doc)
 	collect(errs)
-	if len(all) > 0 {
-		x.scrub(all) // the decoder and some checks quote values
-		return nil, fail(all)
-	}
 	c.File = name
 	c.FromEnv = x.fromEnv
+	c.scrub = x.scrub
 	c.hash = sha256.Sum256(data)
+	if len(all) > 0 {
+		x.scrub(all) // the decoder and some checks quote values
+		return c, fail(all)
+	}
 	return c, nil
 }
 

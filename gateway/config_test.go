@@ -20,17 +20,25 @@ func dpopYAML(t *testing.T, mode, replayStore string) string {
 	return strings.Replace(y, "replay_store: memory", "replay_store: "+replayStore, 1)
 }
 
-func TestParseConfigErrors(t *testing.T) {
-	type want struct {
-		Line int
-		Key  string
-	}
-	tests := []struct {
-		name    string
-		yaml    string
-		want    []want
-		wantMsg string // a substring of the first error
-	}{
+// fieldAt is a FieldError's place, for comparing lists of them.
+type fieldAt struct {
+	Line int
+	Key  string
+}
+
+// parseErrorCase is a file with mistakes and where they are.
+type parseErrorCase struct {
+	name    string
+	yaml    string
+	want    []fieldAt
+	wantMsg string // a substring of the first error
+}
+
+// parseErrorCases are files whose mistakes the file's own checks find
+// (parseConfig), each with them all.
+func parseErrorCases(t *testing.T) []parseErrorCase {
+	type want = fieldAt
+	return []parseErrorCase{
 		{"empty file", "", []want{{1, ""}}, "empty"},
 		{"not a mapping", "- a\n- b\n", []want{{1, ""}}, "mapping"},
 		{"syntax error", "listen: 127.0.0.1:8080\nupstream: [\n", []want{{2, ""}}, ""},
@@ -96,16 +104,19 @@ func TestParseConfigErrors(t *testing.T) {
 		{"several validation errors", edit(t, "listen: 127.0.0.1:8080", "listen: x") + "leeway: x\n",
 			[]want{{1, "listen"}, {18, "leeway"}}, "host:port"},
 	}
-	for _, tt := range tests {
+}
+
+func TestParseConfigErrors(t *testing.T) {
+	for _, tt := range parseErrorCases(t) {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := parseConfig("test.yaml", []byte(tt.yaml))
 			ce, ok := errors.AsType[*ConfigError](err)
 			if !ok {
 				t.Fatalf("err = %v, want a *configError", err)
 			}
-			var got []want
+			var got []fieldAt
 			for _, f := range ce.Fields {
-				got = append(got, want{f.Line, f.Key})
+				got = append(got, fieldAt{f.Line, f.Key})
 			}
 			if diff := cmp.Diff(tt.want, got); diff != "" {
 				t.Errorf("errors (-want +got):\n%s\nerror: %v", diff, err)

@@ -218,26 +218,42 @@ func TestGatewayIntrospectionPrivateKeyJWT(t *testing.T) {
 		t.Fatalf("opaque token with private_key_jwt: %d %s", resp.StatusCode, body)
 	}
 
-	// A key file that cannot be read is an error naming its line.
-	cfgFile := filepath.Join(t.TempDir(), "gw.yaml")
-	bad := strings.Replace(gatewayYAML(is.URL(), is.URL()+"/jwks", up.URL, ""), "/jwks\n", issuerBlock+"/nonexistent/key.pem\n", 1)
-	if err := os.WriteFile(cfgFile, []byte(bad), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := LoadConfig(cfgFile, nil)
+	// A key file that cannot be read is an error naming its line: from
+	// LoadConfig, and from New when it has gone since.
+	dir := t.TempDir()
+	cfgFile, gone := filepath.Join(dir, "gw.yaml"), filepath.Join(dir, "gone.pem")
+	keyPEM, err := os.ReadFile(keyFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	gw, err := New(cfg, Options{Logger: slog.New(slog.DiscardHandler)})
-	if err == nil {
-		gw.Shutdown(context.Background())
-	}
-	var ce *ConfigError
-	if !errors.As(err, &ce) {
-		t.Errorf("unreadable client_key_file: %v, want a *ConfigError", err)
-	}
-	if err == nil || !strings.Contains(err.Error(), "issuers[0].client_key_file") {
-		t.Errorf("unreadable client_key_file: %v", err)
+	for _, path := range []string{"/nonexistent/key.pem", gone} { // LoadConfig's error, New's
+		if err := os.WriteFile(gone, keyPEM, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		bad := strings.Replace(gatewayYAML(is.URL(), is.URL()+"/jwks", up.URL, ""), "/jwks\n", issuerBlock+path+"\n", 1)
+		if err := os.WriteFile(cfgFile, []byte(bad), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := LoadConfig(cfgFile, nil)
+		if (err == nil) != (path == gone) {
+			t.Fatalf("LoadConfig with client_key_file %s: %v", path, err)
+		}
+		if err == nil {
+			if err := os.Remove(gone); err != nil {
+				t.Fatal(err)
+			}
+			var gw *Gateway
+			if gw, err = New(cfg, Options{Logger: slog.New(slog.DiscardHandler)}); err == nil {
+				gw.Shutdown(context.Background())
+			}
+		}
+		var ce *ConfigError
+		if !errors.As(err, &ce) {
+			t.Errorf("unreadable client_key_file %s: %v, want a *ConfigError", path, err)
+		}
+		if err == nil || !strings.Contains(err.Error(), "issuers[0].client_key_file") {
+			t.Errorf("unreadable client_key_file %s: %v", path, err)
+		}
 	}
 }
 
