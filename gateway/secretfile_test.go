@@ -24,6 +24,8 @@ func TestSecretFiles(t *testing.T) {
 	key := base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))
 	secretFile := write("client-secret", secret+"\n")
 	keyFile := write("session-key", key+"\r\n")
+	prevKey := base64.StdEncoding.EncodeToString([]byte("previous-key-0123456789abcdef012"))
+	prevFile := write("previous-session-key", prevKey+"\n")
 	redisFile := write("redis-url", "redis://:pw-FROM-FILE@127.0.0.1:6379/0\n")
 	base := `listen: 127.0.0.1:8080
 upstream: http://127.0.0.1:9000
@@ -47,6 +49,7 @@ bff:
   client_secret_file: ` + secretFile + `
   session_store_file: ` + redisFile + `
   session_key_file: ` + keyFile + `
+  previous_session_key_file: ` + prevFile + `
 `
 	c, err := parseConfig("t.yaml", []byte(base))
 	if err != nil {
@@ -61,16 +64,19 @@ bff:
 	if string(c.BFF.SessionKey) != "0123456789abcdef0123456789abcdef" {
 		t.Errorf("session key from file not decoded (CRLF dropped?)")
 	}
+	if string(c.BFF.PreviousSessionKey) != "previous-key-0123456789abcdef012" {
+		t.Errorf("previous session key from file not decoded")
+	}
 	out, err := (&Config{c}).EffectiveYAML()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, leak := range []string{secret, "pw-FROM-FILE", key} {
+	for _, leak := range []string{secret, "pw-FROM-FILE", key, prevKey} {
 		if strings.Contains(string(out), leak) {
 			t.Errorf("check output shows a secret read from a file (%q):\n%s", leak, out)
 		}
 	}
-	for _, want := range []string{"client_secret_file: " + secretFile, "replay_store_file: " + redisFile, "session_key_file: " + keyFile, "session_store_file: " + redisFile} {
+	for _, want := range []string{"client_secret_file: " + secretFile, "replay_store_file: " + redisFile, "session_key_file: " + keyFile, "previous_session_key_file: " + prevFile, "session_store_file: " + redisFile} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("check output lacks %q:\n%s", want, out)
 		}
