@@ -14,7 +14,6 @@ import (
 // other origin is refused, and every answer to the app, denials included,
 // lets its script read the challenge and the DPoP nonce.
 func TestGatewayCORS(t *testing.T) {
-	skipUnlessDPoP(t)
 	is := startIssuer(t)
 	var hits atomic.Int32
 	up := startHandler(t, func(w http.ResponseWriter, r *http.Request) {

@@ -64,7 +64,6 @@ func askNginx(t testing.TB, g *running, method, uri string, h http.Header) (*htt
 // TestGatewayForwardAuth: the decision for a request an ingress describes,
 // from a trusted peer only, with the identity headers to copy.
 func TestGatewayForwardAuth(t *testing.T) {
-	skipUnlessDPoP(t)
 	is := startIssuer(t)
 	g := runGateway(t, forwardAuthYAML(is, "", "127.0.0.1", ""))
 	read := mint(t, is, "orders:read profile")

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -15,29 +14,7 @@ import (
 	"github.com/tokenguard/tokenguard/internal/devissuer"
 	"github.com/tokenguard/tokenguard/internal/dpoptest"
 	"github.com/tokenguard/tokenguard/internal/redistest"
-	"github.com/tokenguard/tokenguard/middleware"
 )
-
-// skipUnlessDPoP skips the test while middleware.New refuses DPoP modes
-// as not implemented yet, so these tests start running by themselves
-// once it does not.
-func skipUnlessDPoP(t testing.TB) {
-	t.Helper()
-	jwks := "http://" + closedAddr(t) + "/jwks"
-	g, err := middleware.New(context.Background(), middleware.Config{
-		Audience:    testAudience,
-		Issuers:     []middleware.Issuer{{Issuer: "https://as.example.com", JWKSURI: jwks}},
-		DPoP:        middleware.DPoPConfig{Mode: middleware.DPoPAllowed},
-		StartupWait: -1,
-	})
-	if err != nil {
-		if strings.Contains(err.Error(), "not implemented yet") {
-			t.Skip(err.Error())
-		}
-		t.Fatal(err)
-	}
-	g.Close()
-}
 
 // dpopKey is a client's DPoP key.
 type dpopKey struct{ *dpoptest.Client }
@@ -88,7 +65,6 @@ func dpopGatewayYAML(is *devissuer.Issuer, up *upstream, publicURL, mode, dpopEx
 const publicURL = "https://api.example.com"
 
 func TestGatewayDPoP(t *testing.T) {
-	skipUnlessDPoP(t)
 	is := startIssuer(t)
 	up := startUpstream(t)
 	g := runGateway(t, dpopGatewayYAML(is, up, publicURL, "allowed", "  nonce: false\n  replay_store: memory\n"))
@@ -229,7 +205,6 @@ func grepLines(s, substr string) string {
 }
 
 func TestGatewayDPoPRequired(t *testing.T) {
-	skipUnlessDPoP(t)
 	is := startIssuer(t)
 	up := startUpstream(t)
 	g := runGateway(t, dpopGatewayYAML(is, up, publicURL, "required", ""))
@@ -246,7 +221,6 @@ func TestGatewayDPoPRequired(t *testing.T) {
 // With TOKENGUARD_DPOP_NONCE_SECRETS shared, a nonce one replica hands out
 // is accepted by another.
 func TestGatewayDPoPNonceSharedSecret(t *testing.T) {
-	skipUnlessDPoP(t)
 	t.Setenv(NonceSecretsEnv, base64.RawURLEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef-shared")))
 	is := startIssuer(t)
 	up := startUpstream(t)
@@ -272,7 +246,6 @@ func TestGatewayDPoPNonceSharedSecret(t *testing.T) {
 }
 
 func TestGatewayDPoPNonceWithoutSecretsWarns(t *testing.T) {
-	skipUnlessDPoP(t)
 	t.Setenv(NonceSecretsEnv, "")
 	is := startIssuer(t)
 	up := startUpstream(t)
@@ -311,7 +284,6 @@ func startRedis(t testing.TB) string {
 // Two replicas sharing a Redis replay store: a proof used at one is a
 // replay at the other.
 func TestGatewayDPoPRedisReplayStore(t *testing.T) {
-	skipUnlessDPoP(t)
 	redisURL := startRedis(t)
 	is := startIssuer(t)
 	up := startUpstream(t)
@@ -347,7 +319,6 @@ func TestGatewayDPoPRedisReplayStore(t *testing.T) {
 // pulling them all would stop Bearer traffic too). In required mode it is
 // not ready.
 func TestGatewayDPoPRedisDown(t *testing.T) {
-	skipUnlessDPoP(t)
 	is := startIssuer(t)
 	up := startUpstream(t)
 	down := "redis://:hunter2-password@" + closedAddr(t) + "/0"
@@ -383,7 +354,6 @@ func TestGatewayDPoPRedisDown(t *testing.T) {
 // route it may use, its key records at most replay_key_quota proofs and
 // then gets 429, while another client is served.
 func TestGatewayReplayStoreFill(t *testing.T) {
-	skipUnlessDPoP(t)
 	is := startIssuer(t)
 	up := startUpstream(t)
 	stores := []struct{ name, yaml string }{{"memory", "  replay_store: memory\n"}}

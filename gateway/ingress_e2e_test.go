@@ -223,7 +223,6 @@ func TestIngressCaddy(t *testing.T) {
 // makes, given the addresses of a gateway that trusts 127.0.0.1, one that
 // does not, and the upstream.
 func testIngress(t *testing.T, start func(t *testing.T, gw, untrusted, upstream string) ingressUnderTest) {
-	skipUnlessDPoP(t)
 	is := startIssuer(t)
 	down := startIssuer(t) // an issuer whose keys never load: 503
 	down.FailJWKS(http.StatusServiceUnavailable)

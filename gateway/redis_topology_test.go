@@ -86,7 +86,6 @@ func replayAcross(t *testing.T, rs string) (a, b *running, key *dpopKey, tok str
 // Two gateways sharing a redis+cluster:// replay store refuse a proof
 // replayed across them.
 func TestGatewayDPoPRedisCluster(t *testing.T) {
-	skipUnlessDPoP(t)
 	c, err := redistest.StartCluster(t.TempDir(), 3)
 	topologyOrSkip(t, err)
 	t.Cleanup(c.Close)
@@ -98,7 +97,6 @@ func TestGatewayDPoPRedisCluster(t *testing.T) {
 // replayed proof never a 2xx) until the sentinels have promoted the
 // replica, and then are served again without a restart.
 func TestGatewayDPoPRedisSentinelFailover(t *testing.T) {
-	skipUnlessDPoP(t)
 	st, err := redistest.StartSentinel(t.TempDir())
 	topologyOrSkip(t, err)
 	t.Cleanup(st.Close)

@@ -334,7 +334,6 @@ func TestGatewayReloadUnderLoad(t *testing.T) {
 // after it, with the store kept (memory) and with the store changed
 // (memory to Redis: the old store is still asked).
 func TestGatewayReloadDPoPReplay(t *testing.T) {
-	skipUnlessDPoP(t)
 	is := startIssuer(t)
 	up := startUpstream(t)
 	y := dpopGatewayYAML(is, up, publicURL, "allowed", "  replay_store: memory\n")
@@ -488,7 +487,6 @@ func TestGatewayReloadNotFromFile(t *testing.T) {
 // nonces come from a per-process key; a reload keeps it, so a nonce issued
 // before the reload is accepted after it.
 func TestGatewayReloadKeepsNonces(t *testing.T) {
-	skipUnlessDPoP(t)
 	t.Setenv(NonceSecretsEnv, "")
 	is := startIssuer(t)
 	up := startUpstream(t)
@@ -513,7 +511,6 @@ func TestGatewayReloadKeepsNonces(t *testing.T) {
 // configuration was built (its keys do not load) leaves the limit and the
 // replay store's quota as they were.
 func TestGatewayReloadRefusedChangesNothing(t *testing.T) {
-	skipUnlessDPoP(t)
 	is := startIssuer(t)
 	up := startUpstream(t)
 	y := dpopGatewayYAML(is, up, publicURL, "allowed", "  replay_key_quota: 10\n") + "max_concurrent_requests: 100\n"
@@ -539,7 +536,6 @@ func TestGatewayReloadRefusedChangesNothing(t *testing.T) {
 // TestGatewayReloadReplayHandoverChain: the replaced replay store is
 // still asked after further reloads, not only by the next configuration.
 func TestGatewayReloadReplayHandoverChain(t *testing.T) {
-	skipUnlessDPoP(t)
 	r1, r2 := startRedis(t), startRedis(t)
 	is := startIssuer(t)
 	up := startUpstream(t)

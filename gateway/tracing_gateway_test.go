@@ -18,7 +18,6 @@ import (
 // the upstream given our traceparent, key fetches traced, and no token,
 // proof or subject in anything exported.
 func TestGatewayTracing(t *testing.T) {
-	skipUnlessDPoP(t)
 	for _, protocol := range []string{"http/protobuf", "grpc"} {
 		t.Run(protocol, func(t *testing.T) {
 			rcv := newOTLPReceiver(t, protocol)

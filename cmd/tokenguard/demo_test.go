@@ -42,9 +42,6 @@ func runDemo(t *testing.T, flags ...string) (*demo.Demo, string) {
 	case d = <-started:
 	case code := <-done:
 		cancel()
-		if msg := stderr.String(); strings.Contains(msg, "not implemented yet") {
-			t.Skipf("the demo needs DPoP in the middleware: %s", msg) // it runs with dpop.mode allowed
-		}
 		t.Fatalf("demo exited with %d:\n%s", code, stderr.String())
 	case <-time.After(wait):
 		cancel()
