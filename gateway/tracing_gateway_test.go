@@ -1,15 +1,22 @@
 package gateway
 
 import (
+	"bytes"
+	"context"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+
+	"github.com/tokenguard/tokenguard/internal/devissuer"
 )
 
 // TestGatewayTracing: the gateway as deployed, tracing to a real OTLP
@@ -136,7 +143,9 @@ func TestGatewayTracing(t *testing.T) {
 			if !denied {
 				t.Error("no server span says deny")
 			}
-			// Key fetches are traced (no request parent).
+			// Key fetches are traced (the fetch at startup has no request
+			// parent; TestGatewayTracingJWKSRefresh follows one a request
+			// triggers).
 			if js := m["GET jwks"][0]; js.GetKind() != tracepb.Span_SPAN_KIND_CLIENT {
 				t.Errorf("jwks span kind %v", js.GetKind())
 			}
@@ -147,6 +156,160 @@ func TestGatewayTracing(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestGatewayTracingJWKSRefresh: a token signed with a key the gateway has
+// not seen yet makes it refresh the JWKS, and that fetch's "GET jwks" span
+// is the child of the server span of the request that triggered it. The
+// triggering client gives up while the fetch is held, and the refresh
+// still completes for a request that joined it: one fetch, no cancellation.
+func TestGatewayTracingJWKSRefresh(t *testing.T) {
+	rcv := newOTLPReceiver(t, protocolHTTP)
+	otelEnv(t, "OTEL_EXPORTER_OTLP_ENDPOINT", rcv.endpoint, "OTEL_BSP_SCHEDULE_DELAY", "50")
+	is := startIssuer(t)
+	up := startUpstream(t)
+
+	// The JWKS, served through a gate that can hold a fetch.
+	var hold atomic.Bool
+	var fetches atomic.Int64
+	entered := make(chan struct{}, 4)
+	gate := make(chan struct{})
+	var openGate sync.Once
+	t.Cleanup(func() { openGate.Do(func() { close(gate) }) })
+	jwksSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fetches.Add(1)
+		if hold.Load() {
+			entered <- struct{}{}
+			select {
+			case <-gate:
+			case <-r.Context().Done():
+				return
+			}
+		}
+		is.Handler().ServeHTTP(w, r)
+	}))
+	t.Cleanup(jwksSrv.Close)
+
+	g := runGateway(t, gatewayYAML(is.URL(), jwksSrv.URL+"/jwks", up.URL, ""))
+	if g.gw.tracer == nil {
+		t.Fatal("tracing is off with OTEL_EXPORTER_OTLP_ENDPOINT set")
+	}
+	if resp, body := do(t, "GET", g.proxy+"/orders/1", mint(t, is, "orders:read"), nil); resp.StatusCode != 200 {
+		t.Fatalf("before the rotation: %d %s", resp.StatusCode, body)
+	}
+
+	// Rotate: publish k2, sign with it. The gateway has not fetched it.
+	k2, err := devissuer.GenerateKey("ES256", "k2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	is.Publish(is.SigningKey(), k2)
+	is.SetSigningKey(k2)
+	tok := mint(t, is, "orders:read")
+	hold.Store(true)
+
+	// A: its token triggers the refresh; it gives up while the fetch is held.
+	const traceA, traceB = "4bf92f3577b34da6a3ce929d0e0e4736", "5bf92f3577b34da6a3ce929d0e0e4737"
+	ctxA, cancelA := context.WithCancel(context.Background())
+	defer cancelA()
+	doneA := make(chan error, 1)
+	go func() {
+		req, _ := http.NewRequestWithContext(ctxA, "GET", g.proxy+"/orders/a", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Traceparent", "00-"+traceA+"-b7ad6b7169203331-01")
+		resp, err := client.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		doneA <- err
+	}()
+	select {
+	case <-entered:
+	case <-time.After(wait):
+		t.Fatal("the unknown kid did not make the gateway fetch the JWKS")
+	}
+	cancelA()
+	select {
+	case err := <-doneA:
+		if err == nil {
+			t.Fatal("request A was answered while its JWKS fetch was held")
+		}
+	case <-time.After(wait):
+		t.Fatal("cancelling request A did not end it")
+	}
+
+	// B: the same new kid, while the refresh A started is still held.
+	type result struct {
+		status int
+		body   string
+	}
+	doneB := make(chan result, 1)
+	go func() {
+		req, _ := http.NewRequest("GET", g.proxy+"/orders/b", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Traceparent", "00-"+traceB+"-c7ad6b7169203332-01")
+		resp, err := client.Do(req)
+		if err != nil {
+			doneB <- result{0, err.Error()}
+			return
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		doneB <- result{resp.StatusCode, string(body)}
+	}()
+	time.Sleep(200 * time.Millisecond) // B joins the refresh in flight
+	openGate.Do(func() { close(gate) })
+	select {
+	case r := <-doneB:
+		if r.status != 200 {
+			t.Fatalf("request B, after A gave up: %d %s", r.status, r.body)
+		}
+	case <-time.After(wait):
+		t.Fatal("request B never returned")
+	}
+	if got := fetches.Load(); got != 2 {
+		t.Errorf("JWKS fetches = %d, want 2 (startup + one refresh)", got)
+	}
+
+	// The refresh's span: under A's server span, in A's trace, and it
+	// completed (200) although A had gone.
+	var srvA, jwksA *tracepb.Span
+	deadline := time.Now().Add(wait)
+	for srvA == nil || jwksA == nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("no server span and jwks span in trace A; spans: %v", spanSummary(rcv.received()))
+		}
+		time.Sleep(20 * time.Millisecond)
+		for _, s := range rcv.received() {
+			if hex.EncodeToString(s.GetTraceId()) != traceA {
+				continue
+			}
+			switch {
+			case s.GetKind() == tracepb.Span_SPAN_KIND_SERVER:
+				srvA = s
+			case s.GetName() == "GET jwks":
+				jwksA = s
+			}
+		}
+	}
+	if !bytes.Equal(jwksA.GetParentSpanId(), srvA.GetSpanId()) {
+		t.Errorf("GET jwks span's parent %x, want request A's server span %x", jwksA.GetParentSpanId(), srvA.GetSpanId())
+	}
+	if got, _ := spanAttr(jwksA, "http.response.status_code"); got != "200" {
+		t.Errorf("the refresh's span says status %q, want 200: the fetch must outlive the request that started it", got)
+	}
+	if got, _ := spanAttr(jwksA, "tokenguard.purpose"); got != "jwks" {
+		t.Errorf("tokenguard.purpose = %q", got)
+	}
+}
+
+// spanSummary names spans with their trace ids, for failure messages.
+func spanSummary(spans []*tracepb.Span) []string {
+	out := make([]string, 0, len(spans))
+	for _, s := range spans {
+		out = append(out, s.GetName()+"@"+hex.EncodeToString(s.GetTraceId()))
+	}
+	return out
 }
 
 func keys[V any](m map[string]V) []string {

@@ -16,26 +16,38 @@ const maxFetchTime = 30 * time.Second
 
 // fetcher is the httprc.HTTPClient for a Set. httprc builds each request
 // itself, under its worker's context, so per-fetch choices are made here:
-// the Cache-Control: no-cache header on unknown-kid refreshes, the fetch
-// deadline, and reporting of attempts that never reach the transformer
-// (no response, or a status other than 200).
+// the Cache-Control: no-cache header and the caller's context values on
+// unknown-kid refreshes, the fetch deadline, and reporting of attempts
+// that never reach the transformer (no response, or a status other than
+// 200).
 type fetcher struct {
 	client *http.Client
 	set    *Set
 
-	// noCache is set while an unknown-kid refresh is in flight: that
-	// refresh must bypass caches between us and the issuer, or it would
-	// return the same stale document. A scheduled fetch that happens to
-	// run meanwhile also sends the header, which is harmless.
-	noCache atomic.Bool
+	// forced is set while an unknown-kid refresh is in flight, nil
+	// otherwise. That refresh must bypass caches between us and the
+	// issuer, or it would return the same stale document, and it carries
+	// the values of the lookup that started it. A scheduled fetch that
+	// happens to run meanwhile is treated the same, which is harmless.
+	forced atomic.Pointer[forcedRefresh]
+}
+
+// forcedRefresh describes the unknown-kid refresh in flight.
+type forcedRefresh struct {
+	// values is the context of the lookup that started the refresh,
+	// without its cancellation (context.WithoutCancel): its values, such
+	// as a trace span, reach the fetch's request, so a tracing transport
+	// records the fetch as a child of that caller's span.
+	values context.Context
 }
 
 // Do implements httprc.HTTPClient. It never modifies req.
 func (f *fetcher) Do(req *http.Request) (*http.Response, error) {
-	ctx, cancel := context.WithTimeout(req.Context(), maxFetchTime)
+	forced := f.forced.Load()
+	ctx, cancel := fetchContext(req.Context(), forced)
 	out := req.Clone(ctx)
 	out.Header.Set("Accept", "application/jwk-set+json, application/json")
-	if f.noCache.Load() {
+	if forced != nil {
 		out.Header.Set("Cache-Control", "no-cache")
 	}
 	res, err := f.client.Do(out)
@@ -49,6 +61,27 @@ func (f *fetcher) Do(req *http.Request) (*http.Response, error) {
 	}
 	res.Body = &cancelOnClose{ReadCloser: res.Body, cancel: cancel}
 	return res, nil
+}
+
+// fetchContext returns the context of one fetch: it ends when base (the
+// httprc worker's, cancelled by Close) ends or after maxFetchTime. During
+// an unknown-kid refresh its values are those of the lookup that started
+// it; the lookup's cancellation and deadline never reach the fetch, which
+// other lookups may be waiting for.
+func fetchContext(base context.Context, forced *forcedRefresh) (context.Context, context.CancelFunc) {
+	if forced == nil {
+		return context.WithTimeout(base, maxFetchTime)
+	}
+	deadline := time.Now().Add(maxFetchTime)
+	if d, ok := base.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	ctx, cancel := context.WithDeadline(forced.values, deadline)
+	stop := context.AfterFunc(base, cancel)
+	return ctx, func() {
+		stop()
+		cancel()
+	}
 }
 
 // cancelOnClose releases a fetch's deadline when httprc closes the body.

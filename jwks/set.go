@@ -211,6 +211,9 @@ func (s *Set) Ready() bool { return s.snap.Load() != nil }
 //
 // The refresh runs under the Set's context, not ctx: a caller that gives
 // up returns ctx's error but does not cancel the refresh for the others.
+// The fetch of a refresh this call starts does carry ctx's values (not its
+// cancellation or deadline), so a tracing transport ([Config.WrapTransport])
+// records it as a child of the caller's span.
 func (s *Set) Lookup(ctx context.Context, kid string) (*Key, error) {
 	snap := s.snap.Load()
 	if snap != nil {
@@ -253,7 +256,7 @@ func (s *Set) lookupMiss(ctx context.Context, snap *Snapshot, kid string) (*Key,
 		s.inflight = c
 		s.lastForced = now
 		s.wg.Add(1)
-		go s.refreshForUnknownKID(c)
+		go s.refreshForUnknownKID(c, context.WithoutCancel(ctx))
 	}
 	s.mu.Unlock()
 
@@ -302,12 +305,14 @@ func (s *Set) rememberUnknownLocked(kid string, now time.Time) {
 }
 
 // refreshForUnknownKID runs one unknown-kid refresh through httprc, with
-// Cache-Control: no-cache, under the Set's context.
-func (s *Set) refreshForUnknownKID(c *refreshCall) {
+// Cache-Control: no-cache, under the Set's context; the fetch carries the
+// values of caller, the context of the lookup that started it without its
+// cancellation.
+func (s *Set) refreshForUnknownKID(c *refreshCall, caller context.Context) {
 	defer s.wg.Done()
-	s.fetch.noCache.Store(true)
+	s.fetch.forced.Store(&forcedRefresh{values: caller})
 	err := s.ctl.Refresh(s.ctx, s.cfg.URL)
-	s.fetch.noCache.Store(false)
+	s.fetch.forced.Store(nil)
 
 	s.mu.Lock()
 	s.inflight = nil

@@ -465,6 +465,64 @@ func TestNoCacheHeader(t *testing.T) {
 	}
 }
 
+// callerKey is a context key for TestRefreshCarriesCallerValues.
+type callerKey struct{}
+
+// TestRefreshCarriesCallerValues: the fetch of an unknown-kid refresh
+// carries the values of the lookup that started it (a tracing transport
+// finds the caller's span there), but not its cancellation: the caller
+// gives up, and the refresh still completes for a lookup that joined it,
+// in one fetch. Scheduled fetches carry no caller's values.
+func TestRefreshCarriesCallerValues(t *testing.T) {
+	iss := newIssuer(t, jwksDoc(kRSA1(t)))
+	var mu sync.Mutex
+	var seen []any // callerKey's value in each fetch's context, in order
+	cfg := testConfig(iss.srv.URL, &results{})
+	cfg.RefreshRateLimit = time.Hour
+	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
+		return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			mu.Lock()
+			seen = append(seen, r.Context().Value(callerKey{}))
+			mu.Unlock()
+			return rt.RoundTrip(r)
+		})
+	}
+	s := newTestSet(t, cfg)
+	iss.update(func(i *issuer) {
+		i.doc = jwksDoc(kRSA1(t), kRSA2(t))
+		i.delay = 300 * time.Millisecond
+	})
+
+	ctx, cancel := context.WithTimeout(context.WithValue(context.Background(), callerKey{}, "request-1"), 50*time.Millisecond)
+	defer cancel()
+	joined := make(chan error, 1)
+	go func() {
+		// Joins the refresh request-1 starts (the fetch takes 300ms).
+		time.Sleep(20 * time.Millisecond)
+		_, err := s.Lookup(context.Background(), "rsa2")
+		joined <- err
+	}()
+	if _, err := s.Lookup(ctx, "rsa2"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("impatient Lookup = %v, want context.DeadlineExceeded", err)
+	}
+	select {
+	case err := <-joined:
+		if err != nil {
+			t.Fatalf("the lookup that joined the refresh: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the lookup that joined the refresh never returned")
+	}
+	if got := iss.hits.Load(); got != 2 {
+		t.Errorf("fetches = %d, want 2 (initial + one refresh)", got)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if diff := cmp.Diff([]any{nil, "request-1"}, seen); diff != "" {
+		t.Errorf("caller values seen by the fetches (-want +got):\n%s", diff)
+	}
+}
+
 // TestClose: Close stops every goroutine New started, including while a
 // refresh is in flight and a lookup waits, and is idempotent.
 func TestClose(t *testing.T) {
