@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -50,5 +51,25 @@ routes:
 	// load, which is the same mistake again.
 	if want := "issuers[0].client_key_file issuers[1].introspection_endpoint issuers[1].client_key_file"; strings.Join(got, " ") != want {
 		t.Errorf("ParseConfig reported %q, want %q:\n%v", got, want, err)
+	}
+}
+
+// TestGuardErrorYAMLNames: the guard's messages reach a YAML user in YAML
+// names, the Go field names they mention included.
+func TestGuardErrorYAMLNames(t *testing.T) {
+	c, err := parseConfig("t.yaml", []byte(validYAML))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct{ in, want string }{
+		{"middleware: Issuers[0].ClientID: required with IntrospectionEndpoint", "issuers[0].client_id: required with introspection_endpoint"},
+		{"middleware: Issuers[0].ClientSecret: set only with ClientID (for introspection)", "issuers[0].client_secret: set only with client_id (for introspection)"},
+		{"middleware: PublicURL: must be https", "public_url: must be https"},
+	}
+	for _, tt := range tests {
+		got := c.guardError(errors.New(tt.in)).Error()
+		if !strings.Contains(got, tt.want) {
+			t.Errorf("guardError(%q) = %q, want it to contain %q", tt.in, got, tt.want)
+		}
 	}
 }

@@ -137,6 +137,8 @@ var goNames = strings.NewReplacer(
 	"DPoPAllowed", "allowed",
 	"DPoPRequired", "required",
 	"PublicURL", "public_url",
+	"IntrospectionEndpoint", "introspection_endpoint",
+	"ClientID", "client_id",
 )
 
 var goIssuerIndex = regexp.MustCompile(`\bIssuers\[(\d+)\]`)
