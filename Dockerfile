@@ -7,8 +7,9 @@
 #     -v "$PWD/gateway.yaml:/etc/tokenguard/tokenguard.yaml:ro" tokenguard:local
 #
 # The configuration's listen and metrics_listen must bind 0.0.0.0 (not
-# 127.0.0.1) to be reachable from outside the container. deploy/README.md
-# has the details.
+# 127.0.0.1) to be reachable from outside the container. For a file
+# elsewhere, set TOKENGUARD_CONFIG: serve and the health check both read
+# it. deploy/README.md has the details.
 
 # Build stage: the Go minor version of go.mod's go directive (go 1.26.x);
 # the go command fetches the exact toolchain go.mod names if the image's is
@@ -36,10 +37,16 @@ COPY --from=build /out/tokenguard /tokenguard
 USER nonroot:nonroot
 # 8080: the proxy (listen); 9090: /metrics, /healthz, /readyz (metrics_listen).
 EXPOSE 8080 9090
-# No HEALTHCHECK: the image has no shell or curl, and tokenguard has no
-# health-check subcommand. Orchestrators probe the metrics listener instead:
-# readiness GET /readyz (503 while starting and as soon as SIGTERM arrives),
-# liveness GET /healthz. SIGTERM (docker stop's default) drains; give
-# docker stop -t more than drain_delay + shutdown_timeout.
+ENV TOKENGUARD_CONFIG=/etc/tokenguard/tokenguard.yaml
+# The image has no shell or curl: "tokenguard healthcheck" GETs /readyz on
+# the file's metrics_listen (0.0.0.0 is asked on 127.0.0.1) once, within 2 s,
+# and exits 0 on a 200, else 1 with the reason (docker inspect shows it).
+# /readyz is 503 while starting (up to startup_wait, 10 s by default: the
+# start period), while an issuer's keys are missing, and from SIGTERM on.
+# Kubernetes ignores HEALTHCHECK; its manifests probe /readyz and /healthz.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=10s \
+    CMD ["/tokenguard", "healthcheck"]
+# SIGTERM (docker stop's default) drains; give docker stop -t more than
+# drain_delay + shutdown_timeout.
 ENTRYPOINT ["/tokenguard"]
-CMD ["-config", "/etc/tokenguard/tokenguard.yaml"]
+CMD ["serve"]

@@ -10,13 +10,17 @@ package deploy_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"debug/elf"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path"
@@ -26,6 +30,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -581,9 +586,16 @@ func TestDockerfile(t *testing.T) {
 	if got["ENTRYPOINT"] != `["/tokenguard"]` {
 		t.Errorf("ENTRYPOINT %s, want [\"/tokenguard\"]", got["ENTRYPOINT"])
 	}
-	if got["CMD"] != `["-config", "/etc/tokenguard/tokenguard.yaml"]` {
-		t.Errorf("CMD %s, want [\"-config\", \"/etc/tokenguard/tokenguard.yaml\"]", got["CMD"])
+	// The file serve reads, from TOKENGUARD_CONFIG, so that the health
+	// check, which reads it too, follows it when it is moved.
+	env := runtimeEnv(final)
+	if env["TOKENGUARD_CONFIG"] != imageConfig {
+		t.Errorf("ENV TOKENGUARD_CONFIG=%q, want %s (the path deploy/README.md mounts)", env["TOKENGUARD_CONFIG"], imageConfig)
 	}
+	if got["CMD"] != `["serve"]` {
+		t.Errorf("CMD %s, want [\"serve\"] (the file from TOKENGUARD_CONFIG)", got["CMD"])
+	}
+	checkHealthcheck(t, final, got)
 	if got["EXPOSE"] != "8080 9090" {
 		t.Errorf("EXPOSE %s, want 8080 9090 (the manifests' listen and metrics_listen)", got["EXPOSE"])
 	}
@@ -595,6 +607,189 @@ func TestDockerfile(t *testing.T) {
 		}
 	} else {
 		t.Log("hadolint not installed: lint skipped")
+	}
+}
+
+// imageConfig is where the image expects the configuration.
+const imageConfig = "/etc/tokenguard/tokenguard.yaml"
+
+// runtimeEnv returns the variables the ENV instructions of a stage set
+// (KEY=value form, unquoted).
+func runtimeEnv(stage []instruction) map[string]string {
+	env := map[string]string{}
+	for _, in := range stage {
+		if in.cmd == "ENV" {
+			for _, kv := range strings.Fields(in.args) {
+				k, v, _ := strings.Cut(kv, "=")
+				env[k] = v
+			}
+		}
+	}
+	return env
+}
+
+// healthcheckSpec is a HEALTHCHECK instruction: its options (interval,
+// timeout, ...) and its command in exec form.
+type healthcheckSpec struct {
+	opts map[string]string
+	argv []string
+}
+
+// parseHealthcheck parses the one HEALTHCHECK of the runtime stage.
+func parseHealthcheck(t *testing.T, stage []instruction) healthcheckSpec {
+	t.Helper()
+	var found []string
+	for _, in := range stage {
+		if in.cmd == "HEALTHCHECK" {
+			found = append(found, in.args)
+		}
+	}
+	if len(found) != 1 {
+		t.Fatalf("the runtime stage has %d HEALTHCHECK instructions, want 1", len(found))
+	}
+	opts, cmd, ok := strings.Cut(found[0], "CMD ")
+	if !ok {
+		t.Fatalf("HEALTHCHECK %s: want HEALTHCHECK [OPTIONS] CMD [...]", found[0])
+	}
+	h := healthcheckSpec{opts: map[string]string{}}
+	for _, o := range strings.Fields(opts) {
+		k, v, ok := strings.Cut(strings.TrimPrefix(o, "--"), "=")
+		if !ok || !strings.HasPrefix(o, "--") {
+			t.Fatalf("HEALTHCHECK option %q: want --name=value", o)
+		}
+		h.opts[k] = v
+	}
+	if err := json.Unmarshal([]byte(cmd), &h.argv); err != nil || len(h.argv) < 2 {
+		t.Fatalf("HEALTHCHECK CMD %s: want the exec form, a JSON array naming the binary and a subcommand (the image has no shell): %v", cmd, err)
+	}
+	return h
+}
+
+// checkHealthcheck checks the runtime stage's HEALTHCHECK: the
+// entrypoint's binary in exec form, running a subcommand the command has,
+// on the file serve reads, with a timeout the command stays within.
+func checkHealthcheck(t *testing.T, stage []instruction, got map[string]string) {
+	t.Helper()
+	h := parseHealthcheck(t, stage)
+	var entry []string
+	if err := json.Unmarshal([]byte(got["ENTRYPOINT"]), &entry); err != nil || len(entry) == 0 {
+		t.Fatalf("ENTRYPOINT %s: want the exec form", got["ENTRYPOINT"])
+	}
+	if h.argv[0] != entry[0] {
+		t.Errorf("HEALTHCHECK runs %s, want the entrypoint's %s", h.argv[0], entry[0])
+	}
+	main, err := os.ReadFile(filepath.Join(root, "cmd", "tokenguard", "main.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(main, []byte(fmt.Sprintf("case %q:", h.argv[1]))) {
+		t.Errorf("HEALTHCHECK runs tokenguard %s, a subcommand cmd/tokenguard does not dispatch", h.argv[1])
+	}
+	if slices.Contains(h.argv, "-config") || slices.Contains(h.argv, "-url") {
+		t.Errorf("HEALTHCHECK %q: want the file from TOKENGUARD_CONFIG, as serve reads it", h.argv)
+	}
+	for _, o := range []string{"interval", "timeout", "start-period"} {
+		if _, err := time.ParseDuration(h.opts[o]); err != nil {
+			t.Errorf("HEALTHCHECK --%s=%q: want a duration", o, h.opts[o])
+		}
+	}
+	// tokenguard healthcheck gives up after 2 s on its own and says why;
+	// Docker's timeout must not cut it short.
+	if d, err := time.ParseDuration(h.opts["timeout"]); err == nil && d <= 2*time.Second {
+		t.Errorf("HEALTHCHECK --timeout=%s: want more than the command's own 2s", h.opts["timeout"])
+	}
+}
+
+// TestDockerHealthcheck runs the Dockerfile's HEALTHCHECK command, as
+// Docker would, with the binary built from the Docker build context and
+// the image's environment (TOKENGUARD_CONFIG pointed at a copy of the
+// standalone manifest's configuration, whose secrets are not set): 0
+// while /readyz on its metrics_listen answers 200, 1 with the reason
+// while it answers 503, 1 when nothing listens.
+func TestDockerHealthcheck(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the gateway")
+	}
+	bin, err := binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var final []instruction
+	for _, in := range parseDockerfile(t) {
+		if in.cmd == "FROM" {
+			final = nil
+		}
+		final = append(final, in)
+	}
+	h := parseHealthcheck(t, final)
+
+	var ready atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/readyz" {
+			http.NotFound(w, r)
+		} else if !ready.Load() {
+			http.Error(w, "starting", http.StatusServiceUnavailable)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	_, srvPort, _ := net.SplitHostPort(srv.Listener.Addr().String())
+
+	var cfg string
+	for _, doc := range decodeAll(t, filepath.Join("kubernetes", "standalone.yaml")) {
+		if s, ok := get(doc, "data", "tokenguard.yaml").(string); ok {
+			cfg = s
+		}
+	}
+	const metrics = "metrics_listen: 0.0.0.0:9090\n"
+	if !strings.Contains(cfg, metrics) {
+		t.Fatalf("standalone.yaml's configuration lacks %q", metrics)
+	}
+	cfgFile := filepath.Join(t.TempDir(), "tokenguard.yaml")
+	if err := os.WriteFile(cfgFile, []byte(strings.Replace(cfg, metrics, "metrics_listen: 0.0.0.0:"+srvPort+"\n", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"PATH=" + os.Getenv("PATH")} // and none of the configuration's secrets
+	for k, v := range runtimeEnv(final) {
+		if k == "TOKENGUARD_CONFIG" {
+			v = cfgFile
+		}
+		env = append(env, k+"="+v)
+	}
+
+	run := func() (int, string) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, bin, h.argv[1:]...)
+		cmd.Env = env
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		var ee *exec.ExitError
+		switch {
+		case err == nil:
+			return 0, stderr.String()
+		case errors.As(err, &ee):
+			return ee.ExitCode(), stderr.String()
+		}
+		t.Fatalf("%s %q: %v", bin, h.argv[1:], err)
+		return -1, ""
+	}
+	for _, step := range []struct {
+		name       string
+		setup      func()
+		wantCode   int
+		wantStderr string
+	}{
+		{"starting", func() {}, 1, "503 Service Unavailable: starting"},
+		{"ready", func() { ready.Store(true) }, 0, ""},
+		{"nothing listens", srv.Close, 1, "connection refused"},
+	} {
+		step.setup()
+		code, stderr := run()
+		if code != step.wantCode || !strings.Contains(stderr, step.wantStderr) {
+			t.Errorf("%s: HEALTHCHECK %q exited %d, stderr %q; want %d and %q", step.name, h.argv, code, stderr, step.wantCode, step.wantStderr)
+		}
 	}
 }
 
@@ -648,6 +843,10 @@ func TestDockerBuild(t *testing.T) {
 	out, err = exec.Command(docker, "image", "inspect", "-f", "{{.Config.User}}", tag).Output()
 	if u := strings.TrimSpace(string(out)); err != nil || u == "" || u == "root" || u == "0" {
 		t.Errorf("image user %q (%v): want non-root", u, err)
+	}
+	out, err = exec.Command(docker, "image", "inspect", "-f", "{{json .Config.Healthcheck.Test}}", tag).Output()
+	if hc := strings.TrimSpace(string(out)); err != nil || hc != `["CMD","/tokenguard","healthcheck"]` {
+		t.Errorf("image health check %s (%v): want [\"CMD\",\"/tokenguard\",\"healthcheck\"]", hc, err)
 	}
 }
 

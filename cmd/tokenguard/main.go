@@ -8,6 +8,9 @@
 //	tokenguard serve -config FILE    the same
 //	tokenguard check -config FILE    validate FILE (no network I/O) and print the effective
 //	                                 configuration, secrets redacted; exit 0 valid, 1 invalid, 2 usage
+//	tokenguard healthcheck [-config FILE | -url URL] [-timeout D]
+//	                                 GET /readyz on the file's metrics_listen once (0.0.0.0, [::] or no
+//	                                 host: on 127.0.0.1), for a container HEALTHCHECK; exit 0 on 200, else 1
 //	tokenguard demo [flags]          try it: a development issuer, an example API and the gateway on 127.0.0.1
 //	tokenguard keygen [-alg A] [-out FILE]
 //	                                 make a DPoP key (PKCS#8 PEM) and print its thumbprint (jkt)
@@ -15,8 +18,8 @@
 //	                                 print a DPoP proof JWT for one request
 //	tokenguard version               print the module version, VCS revision and Go version
 //
-// When -config is not given, serve and check read the file named by
-// TOKENGUARD_CONFIG; a -config flag wins over it.
+// When -config is not given, serve, check and healthcheck read the file
+// named by TOKENGUARD_CONFIG; a -config flag wins over it.
 //
 // docs/config.md lists every configuration key with its type, default and
 // meaning, and examples/ has a configuration for each deployment shape.
@@ -58,6 +61,9 @@ Usage:
   tokenguard serve -config FILE    the same
   tokenguard check -config FILE    validate FILE without network I/O and print the
                                    effective configuration (secrets redacted)
+  tokenguard healthcheck [-config FILE | -url URL]
+                                   GET /readyz on the file's metrics_listen once, for a container
+                                   HEALTHCHECK: exit 0 if ready (200), 1 if not, with the reason
   tokenguard demo [flags]          run a development issuer, an example API and the
                                    gateway on 127.0.0.1, and print curl commands to try
   tokenguard keygen [-alg A] [-out FILE]
@@ -68,7 +74,7 @@ Usage:
   tokenguard version               print the version, VCS revision and Go version
   tokenguard help                  show this text
 
-serve and check read $TOKENGUARD_CONFIG when -config is not given.
+serve, check and healthcheck read $TOKENGUARD_CONFIG when -config is not given.
 Run 'tokenguard COMMAND -h' for a command's flags.
 `
 
@@ -126,6 +132,8 @@ func (c *cli) run(ctx context.Context, args []string) int {
 		return c.serve(ctx, args[1:])
 	case "check":
 		return c.check(args[1:])
+	case "healthcheck":
+		return c.healthcheck(ctx, args[1:])
 	case "demo":
 		return c.demo(ctx, args[1:])
 	case "keygen":
