@@ -32,15 +32,13 @@ func (g *Gateway) ReloadConfig(ctx context.Context) error {
 	if !c.fromFile {
 		return g.reloaded(ErrNotFromFile, c, nil)
 	}
-	next, err := loadConfig(c.File, c.env)
-	if err == nil {
-		next.env = c.env
-		err = next.applyEnv(c.env)
-	}
+	// LoadConfig reports every mistake of the new file at once, as
+	// "tokenguard check" does, not those of its first phase only.
+	next, err := LoadConfig(c.File, c.env)
 	if err != nil {
 		return g.reloaded(err, c, nil)
 	}
-	return g.reloadLocked(ctx, next)
+	return g.reloadLocked(ctx, next.c)
 }
 
 // Reload replaces the running configuration with cfg, without dropping a
