@@ -3,8 +3,10 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"net/http"
@@ -13,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -53,6 +56,66 @@ func buildBinary(t *testing.T) string {
 	return built.bin
 }
 
+// binaryProcess is a running gateway binary started by startBinary.
+type binaryProcess struct {
+	cmd     *exec.Cmd
+	exited  chan error // receives cmd.Wait's result once stderr is closed
+	logs    *lockedBuffer
+	addr    string // listen
+	metrics string // metrics_listen; "" without one
+}
+
+// startBinary runs bin -config cfgFile and waits (bounded) for its
+// "started" log line; the test's cleanup sends SIGTERM, and kills the
+// process if it has not exited within wait.
+func startBinary(ctx context.Context, t *testing.T, bin, cfgFile string) *binaryProcess {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, bin, "-config", cfgFile)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &binaryProcess{cmd: cmd, exited: make(chan error, 1), logs: &lockedBuffer{}}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.exited:
+		case <-time.After(wait):
+			cmd.Process.Kill()
+		}
+	})
+	started := make(chan []string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		re := regexp.MustCompile(`msg="tokenguard gateway started" listen=(\S+)`)
+		metrics := regexp.MustCompile(` metrics_listen=(\S+)`)
+		for sc.Scan() {
+			fmt.Fprintln(p.logs, sc.Text())
+			if m := re.FindStringSubmatch(sc.Text()); m != nil {
+				m = append(m, "")
+				if mm := metrics.FindStringSubmatch(sc.Text()); mm != nil {
+					m[2] = mm[1]
+				}
+				select {
+				case started <- m:
+				default:
+				}
+			}
+		}
+		p.exited <- cmd.Wait()
+	}()
+	select {
+	case m := <-started:
+		p.addr, p.metrics = m[1], m[2]
+	case <-time.After(wait):
+		t.Fatalf("the binary did not start:\n%s", p.logs)
+	}
+	return p
+}
+
 // TestSIGHUPBinary builds the gateway, serves TLS, replaces the
 // certificate files and sends SIGHUP: the process must stay up and serve
 // the new certificate.
@@ -73,39 +136,8 @@ func TestSIGHUPBinary(t *testing.T) {
 	cfgFile := filepath.Join(dir, "tokenguard.yaml")
 	testkit.WriteAtomic(t, cfgFile, []byte(testkit.GatewayYAML(is.URL(), is.URL()+"/jwks", up.URL,
 		fmt.Sprintf("tls:\n  cert_file: %s\n  key_file: %s\n  reload_interval: 1h\nshutdown_timeout: 2s\n", certFile, keyFile))))
-	cmd := exec.CommandContext(ctx, bin, "-config", cfgFile)
-	stderr, _ := cmd.StderrPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(wait):
-			cmd.Process.Kill()
-		}
-	})
-	listen := make(chan string, 1)
-	logs := &lockedBuffer{}
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		re := regexp.MustCompile(`msg="tokenguard gateway started" listen=(\S+)`)
-		for sc.Scan() {
-			fmt.Fprintln(logs, sc.Text())
-			if m := re.FindStringSubmatch(sc.Text()); m != nil {
-				listen <- m[1]
-			}
-		}
-		exited <- cmd.Wait()
-	}()
-	var addr string
-	select {
-	case addr = <-listen:
-	case <-time.After(wait):
-		t.Fatalf("the binary did not start:\n%s", logs)
-	}
+	p := startBinary(ctx, t, bin, cfgFile)
+	cmd, exited, logs, addr := p.cmd, p.exited, p.logs, p.addr
 
 	// A client that trusts both certificates and opens a new connection
 	// for every request, so each sees the certificate served at that
@@ -176,6 +208,132 @@ func TestSIGHUPBinary(t *testing.T) {
 		return strings.Contains(logs.String(), "configuration reload failed; keeping the running configuration") &&
 			strings.Contains(logs.String(), "no_such_key")
 	}, "the failure in the log", logs)
+}
+
+// TestSIGHUPBinaryClientCerts: with tls.client_certs request, SIGHUP
+// reloads the server certificate and the gateway still asks every client
+// for a certificate: a token bound to a client certificate (cnf."x5t#S256",
+// RFC 8705) passes with that certificate before and after the reload, and
+// is refused without it (certificate_required).
+func TestSIGHUPBinaryClientCerts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := buildBinary(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	is := testkit.StartIssuer(t)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	t.Cleanup(up.Close)
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	one, two := testkit.NewCert(t, 1), testkit.NewCert(t, 2)
+	one.Write(t, certFile, keyFile)
+	cfgFile := filepath.Join(dir, "tokenguard.yaml")
+	testkit.WriteAtomic(t, cfgFile, []byte(testkit.GatewayYAML(is.URL(), is.URL()+"/jwks", up.URL,
+		fmt.Sprintf("tls:\n  cert_file: %s\n  key_file: %s\n  reload_interval: 1h\n  client_certs: request\nshutdown_timeout: 2s\n", certFile, keyFile))))
+	p := startBinary(ctx, t, bin, cfgFile)
+	if p.metrics == "" {
+		t.Fatalf("no metrics_listen in the start line:\n%s", p.logs)
+	}
+
+	// The clients' certificates are self-signed: the gateway verifies no
+	// chain (RFC 8705 §2.2), so any certificate binds.
+	alice, bob := testkit.NewCert(t, 10), testkit.NewCert(t, 11)
+	sum := sha256.Sum256(alice.Cert.Raw)
+	bound, err := is.Mint("orders:read", time.Hour, map[string]any{"cnf": map[string]any{"x5t#S256": base64.RawURLEncoding.EncodeToString(sum[:])}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(one.Cert)
+	pool.AddCert(two.Cert)
+	// clientOf presents c (nil: none) when asked, on a new connection for
+	// every request, so each is a new handshake.
+	clientOf := func(c *testkit.Cert) *http.Client {
+		cfg := &tls.Config{RootCAs: pool}
+		if c != nil {
+			pair, err := tls.X509KeyPair(c.CertPEM, c.KeyPEM)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.Certificates = []tls.Certificate{pair}
+		}
+		return &http.Client{Timeout: wait, Transport: &http.Transport{TLSClientConfig: cfg, ForceAttemptHTTP2: true, DisableKeepAlives: true}}
+	}
+	asAlice, asBob, anonymous := clientOf(alice), clientOf(bob), clientOf(nil)
+	type answer struct {
+		status    int
+		serial    string
+		challenge string
+	}
+	get := func(t *testing.T, c *http.Client) answer {
+		t.Helper()
+		req, _ := http.NewRequest("GET", "https://"+p.addr+"/orders/1", nil)
+		req.Header.Set("Authorization", "Bearer "+bound)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		io.Copy(io.Discard, resp.Body)
+		return answer{resp.StatusCode, resp.TLS.PeerCertificates[0].SerialNumber.String(), resp.Header.Get("WWW-Authenticate")}
+	}
+	// denied reads tokenguard_requests_total for a denial reason.
+	denied := func(t *testing.T, reason string) int {
+		t.Helper()
+		resp, err := client.Get("http://" + p.metrics + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		m := regexp.MustCompile(`(?m)^tokenguard_requests_total\{reason="` + reason + `",result="denied"\} (\d+)$`).FindSubmatch(body)
+		if m == nil {
+			t.Fatalf("no %s counter in /metrics", reason)
+		}
+		n, _ := strconv.Atoi(string(m[1]))
+		return n
+	}
+	// check sends the bound token with each certificate and wants serial
+	// from the server.
+	check := func(t *testing.T, serial string) {
+		if a := get(t, asAlice); a.status != http.StatusOK || a.serial != serial {
+			t.Errorf("its certificate: %d from serial %s, want 200 from serial %s", a.status, a.serial, serial)
+		}
+		for _, tt := range []struct {
+			name   string
+			c      *http.Client
+			reason string
+		}{
+			{"no certificate", anonymous, "certificate_required"},
+			{"another certificate", asBob, "certificate_mismatch"},
+		} {
+			before := denied(t, tt.reason)
+			a := get(t, tt.c)
+			if a.status != http.StatusUnauthorized || !strings.Contains(a.challenge, `error="invalid_token"`) {
+				t.Errorf("%s: %d %q, want 401 invalid_token", tt.name, a.status, a.challenge)
+			}
+			if after := denied(t, tt.reason); after != before+1 {
+				t.Errorf("%s: %s went from %d to %d, want one more", tt.name, tt.reason, before, after)
+			}
+		}
+	}
+	t.Run("before SIGHUP", func(t *testing.T) { check(t, "1") })
+
+	two.Write(t, certFile, keyFile)
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, func() bool {
+		select {
+		case err := <-p.exited:
+			t.Fatalf("SIGHUP ended the process (%v):\n%s", err, p.logs)
+		default:
+		}
+		return get(t, anonymous).serial == "2"
+	}, "the new certificate after SIGHUP", p.logs)
+	t.Run("after SIGHUP", func(t *testing.T) { check(t, "2") })
 }
 
 // waitUntil polls cond for up to wait.
