@@ -18,6 +18,7 @@ import (
 	"math/big"
 	"net/http"
 	"net/url"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -516,11 +517,7 @@ func TestParseClientCertHeader(t *testing.T) {
 	if _, err := parseClientCertHeader([]string{":" + base64.StdEncoding.EncodeToString(over) + ":"}); !errors.Is(err, errClientCertSize) {
 		t.Errorf("%d bytes: %v, want errClientCertSize", len(over), err)
 	}
-	// The size is checked before anything is decoded.
-	huge := ":" + strings.Repeat("A", 1<<20) + ":"
-	if _, err := parseClientCertHeader([]string{huge}); !errors.Is(err, errClientCertSize) {
-		t.Errorf("1 MiB value: %v, want errClientCertSize", err)
-	}
+	// A 1 MiB value: see TestParseClientCertHeaderSizeFirst.
 	// Non-zero bits after the last byte: one certificate, one spelling.
 	if len(raw)%4 != 0 {
 		last := raw[len(raw)-1]
@@ -529,6 +526,42 @@ func TestParseClientCertHeader(t *testing.T) {
 		if _, err := parseClientCertHeader([]string{":" + odd + ":"}); err == nil {
 			t.Error("non-zero pad bits accepted")
 		}
+	}
+}
+
+// TestParseClientCertHeaderSizeFirst: the size is checked before
+// anything is decoded, so a 1 MiB value costs a length comparison, not a
+// 768 KiB buffer for its base64. The check after decoding would give the
+// same error; only the bytes allocated tell the two apart. The fewest bytes
+// any of a few calls allocated is taken, so another goroutine allocating
+// during one call does not count.
+func TestParseClientCertHeaderSizeFirst(t *testing.T) {
+	const limit = 64 << 10
+	for _, tt := range []struct {
+		name string
+		v    string
+	}{
+		{"1 MiB of base64", ":" + strings.Repeat("A", 1<<20) + ":"},
+		{"1 MiB of base64, padded", ":" + strings.Repeat("A", 1<<20-4) + "AA==:"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			vals := []string{tt.v}
+			least := ^uint64(0)
+			var ms runtime.MemStats
+			for range 5 {
+				runtime.ReadMemStats(&ms)
+				before := ms.TotalAlloc
+				_, err := parseClientCertHeader(vals)
+				runtime.ReadMemStats(&ms)
+				if !errors.Is(err, errClientCertSize) {
+					t.Fatalf("%v, want errClientCertSize", err)
+				}
+				least = min(least, ms.TotalAlloc-before)
+			}
+			if least >= limit {
+				t.Errorf("parsing a %d-byte value allocated %d bytes, want < %d: decoded before its size was checked", len(tt.v), least, limit)
+			}
+		})
 	}
 }
 
