@@ -3,7 +3,7 @@
 // tokens and signing the answers and oauth4webapi getting and using them.
 //
 // One provider (its token endpoint on a TLS listener that asks for client
-// certificates), one upstream, and two gateways:
+// certificates), one upstream, and three gateways:
 //   - tlsGateway: HTTPS with tls.client_certs: request, its issuer asking
 //     oidc-provider for signed introspection answers
 //     (introspection_response: jwt);
@@ -11,7 +11,10 @@
 //     127.0.0.1, in trusted_proxies) that reports the client's
 //     certificate in RFC 9440's Client-Cert; its issuer's introspection
 //     endpoint is a fake that forges signed answers (the JWKS stays
-//     oidc-provider's).
+//     oidc-provider's);
+//   - headerASGateway: the same shape behind the same "proxy", its issuer
+//     asking oidc-provider for signed introspection answers, for the
+//     bound opaque token.
 // Certificates are made here (lib/certs.mjs): the servers' for
 // 127.0.0.1, which the client trusts, and self-signed client ones.
 
@@ -32,7 +35,7 @@ const otherAudience = 'https://other.tokenguard.test';
 const routes = [{ pattern: 'GET /orders/', scopes: ['orders:read'] }];
 
 describe('certificate-bound tokens (RFC 8705) and signed introspection answers (RFC 9701)', { timeout: 60_000 }, () => {
-  let provider, upstream, fake, tlsGateway, headerGateway, as;
+  let provider, upstream, fake, tlsGateway, headerGateway, headerASGateway, as;
   const key = makeKey('interop-mtls-rs256', 'RS256');
   const server = makeCert('127.0.0.1', { ip: '127.0.0.1' }); // the provider's and tlsGateway's
   const certA = makeCert('mtls-client'); // registered for clients.mtls
@@ -56,7 +59,7 @@ describe('certificate-bound tokens (RFC 8705) and signed introspection answers (
     });
     upstream = await startUpstream();
     fake = await startFakeIntrospection({ issuer: provider.issuer, issuerKey: key, audience, clientId: clients.rs.id });
-    const [bin, p1, m1, p2, m2] = await Promise.all([binP, freePort(), freePort(), freePort(), freePort()]);
+    const [bin, p1, m1, p2, m2, p3, m3] = await Promise.all([binP, freePort(), freePort(), freePort(), freePort(), freePort(), freePort()]);
     const common = {
       upstream: upstream.url, audience, issuer: provider.issuer, routes,
       clientId: clients.rs.id, clientSecret: clients.rs.secret, introspectionResponse: 'jwt',
@@ -66,24 +69,26 @@ describe('certificate-bound tokens (RFC 8705) and signed introspection answers (
       fs.mkdirSync(d);
       return startGateway({ bin, dir: d, port, metricsPort, config: gatewayConfig({ ...common, port, metricsPort, ...extra }) });
     };
-    // allSettled: if one fails to start, the other is still kept, so
-    // that after() stops it.
+    // allSettled: if one fails to start, the others are still kept, so
+    // that after() stops them.
+    const behindProxy = { trustedProxies: ['127.0.0.1/32'], clientCertHeader: 'Client-Cert' };
     const started = await Promise.allSettled([
       start('tls', p1, m1, { tls: { certFile, keyFile, clientCerts: 'request' } }),
-      start('header', p2, m2, { trustedProxies: ['127.0.0.1/32'], clientCertHeader: 'Client-Cert', introspectionEndpoint: fake.url }),
+      start('header', p2, m2, { ...behindProxy, introspectionEndpoint: fake.url }),
+      start('header-as', p3, m3, behindProxy),
     ]);
-    [tlsGateway, headerGateway] = started.map((r) => r.value);
+    [tlsGateway, headerGateway, headerASGateway] = started.map((r) => r.value);
     for (const r of started) if (r.status === 'rejected') throw r.reason;
     as = await discover(provider.issuer);
   });
 
   after(async () => {
-    await Promise.all([tlsGateway?.stop(), headerGateway?.stop()]);
+    await Promise.all([tlsGateway?.stop(), headerGateway?.stop(), headerASGateway?.stop()]);
     await Promise.all([upstream?.close(), fake?.close(), provider?.close()]);
   });
 
   after(() => {
-    for (const [name, gw] of [['tls', tlsGateway], ['header', headerGateway]]) {
+    for (const [name, gw] of [['tls', tlsGateway], ['header', headerGateway], ['header-as', headerASGateway]]) {
       if (!gw) continue;
       if (process.env.INTEROP_VERBOSE) console.error(`--- tokenguard (${name}) log ---\n${gw.log()}`);
       else if (process.exitCode) console.error(`--- tokenguard (${name}) log (last 40 lines) ---\n${gw.logTail()}`);
@@ -211,6 +216,30 @@ describe('certificate-bound tokens (RFC 8705) and signed introspection answers (
     assertDenied(other, 401, 'Bearer', 'invalid_token', jwtA);
     assertDenied(await callAPI(`${headerGateway.url}/orders/5`, jwtA), 401, 'Bearer', 'invalid_token', jwtA);
     assert.equal(upstream.received.length, reached);
+  });
+
+  it('TLS at a proxy: bound opaque token, signed introspection answer: 200 with its certificate in Client-Cert, 401 with another or none', async () => {
+    const introspections = () => provider.requests.filter((r) => r.path === '/token/introspection');
+    const n = introspections().length;
+    const reached = upstream.received.length;
+    const res = await callAPI(`${headerASGateway.url}/orders/7`, opaqueB, { headers: { 'Client-Cert': clientCertHeader(certB) } });
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    assert.equal(res.body.identity['x-tokenguard-client-id'], clients.mtlsOpaque.id);
+    assert.deepEqual(upstream.received.at(-1).clientCert, [], 'Client-Cert is not forwarded upstream');
+    assert.equal(introspections().length, n + 1, 'one introspection call');
+    assert.equal(introspections().at(-1).accept, 'application/token-introspection+jwt', 'a signed answer was asked for');
+    // The cached answer carries the binding too.
+    const mismatch = await denied(headerASGateway, 'certificate_mismatch');
+    const required = await denied(headerASGateway, 'certificate_required');
+    for (const c of [certA, stranger]) {
+      const other = await callAPI(`${headerASGateway.url}/orders/7`, opaqueB, { headers: { 'Client-Cert': clientCertHeader(c) } });
+      assertDenied(other, 401, 'Bearer', 'invalid_token', opaqueB);
+    }
+    assertDenied(await callAPI(`${headerASGateway.url}/orders/7`, opaqueB), 401, 'Bearer', 'invalid_token', opaqueB);
+    assert.equal(upstream.received.length, reached + 1, 'the refusals did not reach the upstream');
+    assert.equal(introspections().length, n + 1, 'the refusals used the cached answer');
+    assert.equal(await denied(headerASGateway, 'certificate_mismatch'), mismatch + 2);
+    assert.equal(await denied(headerASGateway, 'certificate_required'), required + 1);
   });
 
   it('RFC 9701: forged signed answers (or an unsigned one) from the introspection endpoint: 503, never 200', async (t) => {
