@@ -141,7 +141,7 @@ func TestCLIGuardErrorsNameTheLine(t *testing.T) {
 		{
 			"client secret without a client id",
 			strings.Replace(base, "/jwks\n", "/jwks\n    client_secret: s3cret-value\n", 1),
-			[]string{"line 8: issuers[0].client_secret:", "set only with ClientID"},
+			[]string{"line 8: issuers[0].client_secret:", "set only with client_id"},
 		},
 		{
 			"public_url plain http beyond loopback",
