@@ -7,6 +7,7 @@ package redistest
 
 import (
 	"bufio"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -35,6 +36,8 @@ type Server struct {
 	conf     string // a config file to name first (sentinels), or ""
 	port     int
 	extra    []string
+	password string     // sent with AUTH before PING and Do's command, or ""
+	tls      *tlsServer // the server's TLS files and how to dial it, or nil (plain TCP)
 
 	cmd  *exec.Cmd
 	done chan struct{} // closed when cmd has exited
@@ -51,11 +54,16 @@ func Start(dir string, extra ...string) (*Server, error) {
 // startConf is Start with a config file named before every other
 // argument, as redis-server wants it (a sentinel needs one it can write).
 func startConf(dir, conf string, extra ...string) (*Server, error) {
+	return startServer(&Server{dir: dir, conf: conf, extra: extra})
+}
+
+// startServer starts s, whose dir, conf, extra, password and tls are set.
+func startServer(s *Server) (*Server, error) {
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		return nil, ErrNotInstalled
 	}
-	s := &Server{bin: bin, dir: dir, conf: conf, extra: extra}
+	s.bin = bin
 	for attempt := 1; ; attempt++ {
 		if s.port, err = freePort(); err != nil {
 			return nil, err
@@ -97,15 +105,28 @@ func (s *Server) Log() string {
 }
 
 func (s *Server) start() error {
-	args := []string{
-		"--port", strconv.Itoa(s.port),
+	args := []string{"--port", strconv.Itoa(s.port)}
+	if s.tls != nil {
+		// TLS only: the plain port is off.
+		args = []string{
+			"--port", "0",
+			"--tls-port", strconv.Itoa(s.port),
+			"--tls-cert-file", s.tls.certFile,
+			"--tls-key-file", s.tls.keyFile,
+			"--tls-ca-cert-file", s.tls.caFile,
+			// Clients need no certificate (the stores' URLs cannot
+			// name one).
+			"--tls-auth-clients", "no",
+		}
+	}
+	args = append(args,
 		"--bind", "127.0.0.1",
 		"--save", "",
 		"--appendonly", "no",
 		"--daemonize", "no",
 		"--dir", s.dir,
 		"--logfile", s.logPath(),
-	}
+	)
 	if s.conf != "" {
 		args = append([]string{s.conf}, args...)
 	}
@@ -122,7 +143,7 @@ func (s *Server) start() error {
 
 	deadline := time.Now().Add(startWait)
 	for {
-		if err := Ping(s.Addr()); err == nil {
+		if err := s.ping(); err == nil {
 			return nil
 		} else if time.Now().After(deadline) {
 			s.Kill()
@@ -162,6 +183,14 @@ func (s *Server) Kill() error {
 	}
 }
 
+// signal sends sig to the server's process.
+func (s *Server) signal(sig os.Signal) error {
+	if s.cmd == nil {
+		return errors.New("redistest: the server is not running")
+	}
+	return s.cmd.Process.Signal(sig)
+}
+
 // Ping sends one PING to addr over a fresh connection, with short
 // deadlines, and wants +PONG.
 func Ping(addr string) error {
@@ -182,4 +211,23 @@ func Ping(addr string) error {
 		return fmt.Errorf("PING answered %q", line)
 	}
 	return nil
+}
+
+// ping is Ping for s: over TLS and after AUTH when s has them.
+func (s *Server) ping() error {
+	line, err := s.do(200*time.Millisecond, "PING")
+	if err == nil && line != "PONG" {
+		err = fmt.Errorf("PING answered %q", line)
+	}
+	return err
+}
+
+// dial connects to s, over TLS (verifying its certificate against the
+// test's CA) when it has TLS.
+func (s *Server) dial(timeout time.Duration) (net.Conn, error) {
+	d := &net.Dialer{Timeout: timeout}
+	if s.tls != nil {
+		return tls.DialWithDialer(d, "tcp", s.Addr(), s.tls.client)
+	}
+	return d.Dial("tcp", s.Addr())
 }

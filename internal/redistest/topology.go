@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -124,31 +125,53 @@ const MasterName = "mymaster"
 type Sentinel struct {
 	Master, Replica *Server
 	Sentinels       []*Server
+	opts            SentinelOptions
 }
 
-// StartSentinel starts the master, the replica and the sentinels in
+// SentinelOptions are the credentials StartSentinelWith sets up.
+type SentinelOptions struct {
+	// MasterPassword is the requirepass (and masterauth) of the master
+	// and the replica, which the sentinels know (sentinel auth-pass);
+	// "" for none.
+	MasterPassword string
+	// SentinelPassword is the sentinels' own requirepass, which they use
+	// with each other too (sentinel sentinel-pass); "" for none.
+	SentinelPassword string
+}
+
+// StartSentinel is StartSentinelWith without passwords.
+func StartSentinel(dir string) (*Sentinel, error) {
+	return StartSentinelWith(dir, SentinelOptions{})
+}
+
+// StartSentinelWith starts the master, the replica and the sentinels in
 // subdirectories of dir and waits, bounded, until the replica's link is
 // up and every sentinel knows the replica and the two other sentinels.
 // The caller calls Close.
-func StartSentinel(dir string) (*Sentinel, error) {
+func StartSentinelWith(dir string, o SentinelOptions) (*Sentinel, error) {
 	sub := func(name string) (string, error) {
 		d := filepath.Join(dir, name)
 		return d, os.MkdirAll(d, 0o700)
 	}
-	t := &Sentinel{}
+	var auth []string
+	if o.MasterPassword != "" {
+		auth = []string{"--requirepass", o.MasterPassword, "--masterauth", o.MasterPassword}
+	}
+	t := &Sentinel{opts: o}
 	d, err := sub("master")
 	if err == nil {
-		t.Master, err = Start(d)
+		t.Master, err = startServer(&Server{dir: d, extra: auth, password: o.MasterPassword})
 	}
 	if err == nil {
 		d, err = sub("replica")
 	}
 	if err == nil {
-		t.Replica, err = Start(d, "--replicaof", "127.0.0.1", strconv.Itoa(t.Master.Port()))
+		extra := append([]string{"--replicaof", "127.0.0.1", strconv.Itoa(t.Master.Port())}, auth...)
+		t.Replica, err = startServer(&Server{dir: d, extra: extra, password: o.MasterPassword})
 	}
 	if err == nil {
 		err = waitFor(func() error {
-			info, err := Do(t.Replica.Addr(), "INFO", "replication")
+			info, err := t.Replica.Do("INFO", "replication")
 			if err == nil && !strings.Contains(info, "master_link_status:up") {
 				err = errors.New("replica link not up")
 			}
@@ -167,18 +190,24 @@ func StartSentinel(dir string) (*Sentinel, error) {
 			"sentinel down-after-milliseconds %[1]s 1000\n"+
 			"sentinel failover-timeout %[1]s 3000\n"+
 			"sentinel parallel-syncs %[1]s 1\n", MasterName, t.Master.Port())
+		if o.MasterPassword != "" {
+			text += fmt.Sprintf("sentinel auth-pass %s %s\n", MasterName, confQuote(o.MasterPassword))
+		}
+		if o.SentinelPassword != "" {
+			text += fmt.Sprintf("requirepass %[1]s\nsentinel sentinel-pass %[1]s\n", confQuote(o.SentinelPassword))
+		}
 		if err = os.WriteFile(conf, []byte(text), 0o600); err != nil {
 			break
 		}
 		var s *Server
-		if s, err = startConf(d, conf, "--sentinel"); err == nil {
+		if s, err = startServer(&Server{dir: d, conf: conf, extra: []string{"--sentinel"}, password: o.SentinelPassword}); err == nil {
 			t.Sentinels = append(t.Sentinels, s)
 		}
 	}
 	if err == nil {
 		err = waitFor(func() error {
 			for _, s := range t.Sentinels {
-				m, err := Do(s.Addr(), "SENTINEL", "MASTER", MasterName)
+				m, err := s.Do("SENTINEL", "MASTER", MasterName)
 				if err != nil {
 					return err
 				}
@@ -196,13 +225,29 @@ func StartSentinel(dir string) (*Sentinel, error) {
 	return t, nil
 }
 
-// URL returns a redis+sentinel:// URL naming the three sentinels.
+// confQuote quotes s for a Redis configuration file, whose double-quoted
+// strings take the escapes \\ and \" (and \xHH, which printable ASCII
+// never needs).
+func confQuote(s string) string {
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
+}
+
+// URL returns a redis+sentinel:// URL naming the three sentinels, with
+// the sentinels' password in its authority and the master's in the
+// password parameter.
 func (t *Sentinel) URL() string {
-	q := []string{"master_name=" + MasterName}
-	for _, s := range t.Sentinels[1:] {
-		q = append(q, "addr="+s.Addr())
+	q := url.Values{"master_name": {MasterName}}
+	if t.opts.MasterPassword != "" {
+		q.Set("password", t.opts.MasterPassword)
 	}
-	return "redis+sentinel://" + t.Sentinels[0].Addr() + "?" + strings.Join(q, "&")
+	for _, s := range t.Sentinels[1:] {
+		q.Add("addr", s.Addr())
+	}
+	u := url.URL{Scheme: "redis+sentinel", Host: t.Sentinels[0].Addr(), RawQuery: q.Encode()}
+	if t.opts.SentinelPassword != "" {
+		u.User = url.UserPassword("", t.opts.SentinelPassword)
+	}
+	return u.String()
 }
 
 // MasterAddr returns the master's address as the first sentinel that
@@ -210,7 +255,7 @@ func (t *Sentinel) URL() string {
 func (t *Sentinel) MasterAddr() (string, error) {
 	var last error
 	for _, s := range t.Sentinels {
-		a, err := Do(s.Addr(), "SENTINEL", "GET-MASTER-ADDR-BY-NAME", MasterName)
+		a, err := s.Do("SENTINEL", "GET-MASTER-ADDR-BY-NAME", MasterName)
 		if err != nil {
 			last = err
 			continue
@@ -258,21 +303,53 @@ func Do(addr string, args ...string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	return roundTrip(c, time.Second, "", args)
+}
+
+// Do is the package's Do for s, over TLS and after AUTH when s has them.
+func (s *Server) Do(args ...string) (string, error) { return s.do(time.Second, args...) }
+
+func (s *Server) do(timeout time.Duration, args ...string) (string, error) {
+	c, err := s.dial(timeout)
+	if err != nil {
+		return "", err
+	}
+	return roundTrip(c, timeout, s.password, args)
+}
+
+// roundTrip sends AUTH password (unless it is empty) and then args on c
+// within timeout, returns args' reply as Do does, and closes c.
+func roundTrip(c net.Conn, timeout time.Duration, password string, args []string) (string, error) {
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(time.Second))
+	c.SetDeadline(time.Now().Add(timeout))
+	r := bufio.NewReader(c)
+	if password != "" {
+		if _, err := c.Write(command("AUTH", password)); err != nil {
+			return "", err
+		}
+		var out []string
+		if err := readReply(r, &out); err != nil {
+			return "", fmt.Errorf("AUTH: %w", err)
+		}
+	}
+	if _, err := c.Write(command(args...)); err != nil {
+		return "", err
+	}
+	var out []string
+	if err := readReply(r, &out); err != nil {
+		return "", err
+	}
+	return strings.Join(out, "\n"), nil
+}
+
+// command encodes args as a RESP array of bulk strings.
+func command(args ...string) []byte {
 	var b strings.Builder
 	fmt.Fprintf(&b, "*%d\r\n", len(args))
 	for _, a := range args {
 		fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
 	}
-	if _, err := c.Write([]byte(b.String())); err != nil {
-		return "", err
-	}
-	var out []string
-	if err := readReply(bufio.NewReader(c), &out); err != nil {
-		return "", err
-	}
-	return strings.Join(out, "\n"), nil
+	return []byte(b.String())
 }
 
 func readReply(r *bufio.Reader, out *[]string) error {

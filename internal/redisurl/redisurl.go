@@ -162,12 +162,18 @@ func newCluster(u string) (redis.UniversalClient, error) {
 	return redis.NewClusterClient(copts), nil
 }
 
+// errNotURL replaces net/url's errors, which quote pieces of the URL.
+var errNotURL = errors.New("bad Redis URL: it does not parse as a URL " +
+	"(is the port a number? a password holding / ? # % or a space must be percent-encoded, / as %2F)")
+
 // parseError strips what could quote the URL from a go-redis parser's
 // error.
 func parseError(err error) error {
-	// A *url.Error repeats the URL, which may hold a password.
+	// A *url.Error repeats the URL, and its own message quotes a piece
+	// of it: with a password holding "/", `invalid port ":<the password
+	// up to the slash>" after host`. Neither is shown.
 	if ue := (*url.Error)(nil); errors.As(err, &ue) {
-		err = ue.Err
+		return errNotURL
 	}
 	return fmt.Errorf("bad Redis URL: %w", err)
 }

@@ -1,6 +1,7 @@
 package redisurl
 
 import (
+	"crypto/tls"
 	"strings"
 	"testing"
 	"time"
@@ -99,6 +100,14 @@ func TestRefused(t *testing.T) {
 		"redis+sentinel://s:26379?master_name=m&password=" + secret + "&dial_timeout=x",
 		"redis://:" + secret + "@h:6379/x",
 		"redis://:" + secret + "@h:6379/0?password=" + secret + "&pool_size=x",
+		// Characters that end the authority early: net/url's own error
+		// would quote the password up to them.
+		"redis://:" + secret + "/rest@h:6379/0",
+		"rediss://:" + secret + "?rest@h:6380/0",
+		"rediss://:" + secret + "#rest@h:6380/0",
+		"redis+sentinel://:" + secret + "/rest@s:26379?master_name=m",
+		"redis+cluster://:" + secret + "/rest@n:7000",
+		"redis://:" + secret + "%zz@h:6379/0", // a bad escape
 	} {
 		c, err := NewClient(u)
 		if err == nil {
@@ -108,6 +117,35 @@ func TestRefused(t *testing.T) {
 		}
 		if strings.Contains(err.Error(), secret) {
 			t.Errorf("error quotes the password: %v", err)
+		}
+	}
+}
+
+// TestTLSServerName: go-redis verifies every node of a rediss+sentinel://
+// or rediss+cluster:// URL (sentinels, master and replicas, cluster
+// nodes) against the URL's first host, not the address it dials, so
+// each node's certificate must be valid for that name (docs/config.md
+// says so).
+func TestTLSServerName(t *testing.T) {
+	for _, tc := range []struct{ url, want string }{
+		{"rediss://redis.internal:6380/0", "redis.internal"},
+		{"rediss+sentinel://s1.internal:26379?master_name=m&addr=s2.internal:26379", "s1.internal"},
+		{"rediss+cluster://n1.internal:7000?addr=n2.internal:7000", "n1.internal"},
+	} {
+		c, err := NewClient(tc.url)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.url, err)
+		}
+		var cfg *tls.Config
+		switch c := c.(type) {
+		case *redis.Client:
+			cfg = c.Options().TLSConfig
+		case *redis.ClusterClient:
+			cfg = c.Options().TLSConfig
+		}
+		c.Close()
+		if cfg == nil || cfg.ServerName != tc.want || cfg.InsecureSkipVerify || cfg.MinVersion < tls.VersionTLS12 {
+			t.Errorf("%s: TLS config %+v, want ServerName %q, verification on, TLS 1.2 or later", tc.url, cfg, tc.want)
 		}
 	}
 }
