@@ -175,7 +175,7 @@ func metricsListenOf(path string, getenv func(string) string) (string, error) {
 		return "", err
 	}
 	if doc.MetricsListen == "" {
-		return "", errors.New("no metrics_listen: the gateway serves no /readyz to ask (set metrics_listen, or give -url)")
+		return "", errors.New("no metrics_listen: the gateway serves no /readyz to ask (set metrics_listen, give -url, or turn the container's HEALTHCHECK off: docker run --no-healthcheck)")
 	}
 	return expandEnv(doc.MetricsListen, getenv)
 }
