@@ -120,6 +120,7 @@ func (g *Gateway) build(c *config, s *shared, log *slog.Logger) (_ *generation, 
 	if g.tracer != nil {
 		// Only then: a nil tracer's method value would not be a nil func.
 		mc.WrapTransport = g.tracer.transport
+		mc.JWKSRefreshContext = jwksRefreshContext
 	}
 	if err := c.loadIssuerKeys(&mc); err != nil {
 		return nil, nil, err

@@ -51,7 +51,11 @@ import (
 //     error.type. It lasts until the response body has been read to its
 //     end or closed. The request carries this span's traceparent: any
 //     traceparent or tracestate the client sent is replaced, so the
-//     upstream always sees the gateway's span as its parent.
+//     upstream always sees the gateway's span as its parent. The "GET
+//     jwks" span of a refresh a token's unknown kid triggers is a child of
+//     that request's SERVER span (it carries that span's context and no
+//     other value of the request's); scheduled refreshes start traces of
+//     their own.
 //   - an INTERNAL span "dpop replay_store" around each DPoP replay store
 //     call, with tokenguard.replay_store.result.
 //
@@ -382,6 +386,15 @@ func (t *tracer) transport(purpose string, rt http.RoundTripper) http.RoundTripp
 		return rt
 	}
 	return &tracedTransport{t: t, purpose: purpose, next: rt}
+}
+
+// jwksRefreshContext is the guard's JWKSRefreshContext when tracing is on:
+// a JWKS refresh a token's unknown kid triggers carries the span context
+// of the request that started it, so its "GET jwks" span is that
+// request's child, and nothing else of that request (the refresh is
+// shared by every request waiting on it, and may outlive them).
+func jwksRefreshContext(caller context.Context) context.Context {
+	return trace.ContextWithSpanContext(context.Background(), trace.SpanContextFromContext(caller))
 }
 
 // tracedTransport is tracer.transport's RoundTripper.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -160,9 +161,11 @@ func TestGatewayTracing(t *testing.T) {
 
 // TestGatewayTracingJWKSRefresh: a token signed with a key the gateway has
 // not seen yet makes it refresh the JWKS, and that fetch's "GET jwks" span
-// is the child of the server span of the request that triggered it. The
+// is the child of the server span of the request that triggered it (the
+// guard's JWKSRefreshContext hands the refresh that span's context). The
 // triggering client gives up while the fetch is held, and the refresh
-// still completes for a request that joined it: one fetch, no cancellation.
+// still completes for a request that joined it: one forced fetch, no
+// cancellation, and the request that joined has no jwks span of its own.
 func TestGatewayTracingJWKSRefresh(t *testing.T) {
 	rcv := newOTLPReceiver(t, protocolHTTP)
 	otelEnv(t, "OTEL_EXPORTER_OTLP_ENDPOINT", rcv.endpoint, "OTEL_BSP_SCHEDULE_DELAY", "50")
@@ -171,13 +174,16 @@ func TestGatewayTracingJWKSRefresh(t *testing.T) {
 
 	// The JWKS, served through a gate that can hold a fetch.
 	var hold atomic.Bool
-	var fetches atomic.Int64
+	var fetches, forced atomic.Int64 // forced: unknown-kid refreshes (Cache-Control: no-cache)
 	entered := make(chan struct{}, 4)
 	gate := make(chan struct{})
 	var openGate sync.Once
 	t.Cleanup(func() { openGate.Do(func() { close(gate) }) })
 	jwksSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fetches.Add(1)
+		if r.Header.Get("Cache-Control") == "no-cache" {
+			forced.Add(1)
+		}
 		if hold.Load() {
 			entered <- struct{}{}
 			select {
@@ -244,8 +250,10 @@ func TestGatewayTracingJWKSRefresh(t *testing.T) {
 		body   string
 	}
 	doneB := make(chan result, 1)
+	sentB := make(chan struct{})
 	go func() {
-		req, _ := http.NewRequest("GET", g.proxy+"/orders/b", nil)
+		ct := &httptrace.ClientTrace{WroteRequest: func(httptrace.WroteRequestInfo) { close(sentB) }}
+		req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), ct), "GET", g.proxy+"/orders/b", nil)
 		req.Header.Set("Authorization", "Bearer "+tok)
 		req.Header.Set("Traceparent", "00-"+traceB+"-c7ad6b7169203332-01")
 		resp, err := client.Do(req)
@@ -257,7 +265,22 @@ func TestGatewayTracingJWKSRefresh(t *testing.T) {
 		body, _ := io.ReadAll(resp.Body)
 		doneB <- result{resp.StatusCode, string(body)}
 	}()
-	time.Sleep(200 * time.Millisecond) // B joins the refresh in flight
+	select {
+	case <-sentB:
+	case r := <-doneB:
+		t.Fatalf("request B failed before it was sent: %d %s", r.status, r.body)
+	case <-time.After(wait):
+		t.Fatal("request B was never sent")
+	}
+	// While the gate is closed B can only wait on the refresh in flight:
+	// an answer now would mean it did not. (The guard waits up to 2 s.)
+	select {
+	case r := <-doneB:
+		t.Fatalf("request B was answered while the refresh was held: %d %s", r.status, r.body)
+	case <-entered:
+		t.Fatal("request B started a JWKS fetch of its own")
+	case <-time.After(500 * time.Millisecond):
+	}
 	openGate.Do(func() { close(gate) })
 	select {
 	case r := <-doneB:
@@ -266,6 +289,9 @@ func TestGatewayTracingJWKSRefresh(t *testing.T) {
 		}
 	case <-time.After(wait):
 		t.Fatal("request B never returned")
+	}
+	if got := forced.Load(); got != 1 {
+		t.Errorf("forced JWKS fetches = %d, want 1 (A's, which B joined)", got)
 	}
 	if got := fetches.Load(); got != 2 {
 		t.Errorf("JWKS fetches = %d, want 2 (startup + one refresh)", got)
@@ -290,6 +316,11 @@ func TestGatewayTracingJWKSRefresh(t *testing.T) {
 			case s.GetName() == "GET jwks":
 				jwksA = s
 			}
+		}
+	}
+	for _, s := range rcv.received() {
+		if hex.EncodeToString(s.GetTraceId()) == traceB && s.GetName() == "GET jwks" {
+			t.Errorf("request B, which joined A's refresh, has a GET jwks span")
 		}
 	}
 	if !bytes.Equal(jwksA.GetParentSpanId(), srvA.GetSpanId()) {

@@ -1,6 +1,7 @@
 package jwks
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -91,6 +92,23 @@ type Config struct {
 	// Logger receives refresh failures and skipped keys, with the keys
 	// "url", "kid" and "reason". nil means no logging.
 	Logger *slog.Logger
+
+	// RefreshContext, when set, gives the context an unknown-kid refresh
+	// takes its values from, given the context of the lookup that starts
+	// it: return a context holding only what the fetch may carry, such as
+	// a trace span for a tracing transport (see WrapTransport), built on
+	// context.Background(). The refresh is shared by every lookup that
+	// waits on it and may outlive them all, so handing caller back whole
+	// would let each of that lookup's values ride into it (a
+	// net/http/httptrace.ClientTrace firing after Lookup returned, an
+	// incoming request's metadata held for up to 30 s). It is called once
+	// per refresh, on the goroutine of the lookup that starts it, before
+	// the refresh starts, so it must be fast. The result's cancellation
+	// and deadline are ignored: the refresh ends at Close or after 30 s,
+	// never because a lookup gave up. nil, or a nil result, means none:
+	// the refresh carries no value of any caller's, only those of the
+	// context given to New, as scheduled fetches do.
+	RefreshContext func(caller context.Context) context.Context
 
 	// OnRefresh, when non-nil, is called once per fetch attempt with one of
 	// ResultSuccess, ResultNetworkError, ResultHTTPError or ResultInvalid.

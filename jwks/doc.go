@@ -34,9 +34,10 @@
 //   - send Cache-Control: no-cache, so caches on the way don't answer with
 //     the document that lacked the kid;
 //   - run under the Set's context, not the caller's; a caller waits at
-//     most [Config.UnknownKIDWait] and its own context. The fetch carries
-//     the values of the context of the lookup that started it (a trace
-//     span, for one), never its cancellation or deadline.
+//     most [Config.UnknownKIDWait] and its own context. No value of a
+//     caller's context reaches the fetch, except those
+//     [Config.RefreshContext] picks from the lookup that started it (a
+//     trace span, for one); never its cancellation or deadline.
 //
 // A failed fetch (network error, status other than 200, a body over
 // [Config.MaxBodySize], not JSON, not a JWK set, more than [Config.MaxKeys]

@@ -16,10 +16,10 @@ const maxFetchTime = 30 * time.Second
 
 // fetcher is the httprc.HTTPClient for a Set. httprc builds each request
 // itself, under its worker's context, so per-fetch choices are made here:
-// the Cache-Control: no-cache header and the caller's context values on
-// unknown-kid refreshes, the fetch deadline, and reporting of attempts
-// that never reach the transformer (no response, or a status other than
-// 200).
+// the Cache-Control: no-cache header and the values chosen by
+// Config.RefreshContext on unknown-kid refreshes, the fetch deadline, and
+// reporting of attempts that never reach the transformer (no response, or
+// a status other than 200).
 type fetcher struct {
 	client *http.Client
 	set    *Set
@@ -27,17 +27,19 @@ type fetcher struct {
 	// forced is set while an unknown-kid refresh is in flight, nil
 	// otherwise. That refresh must bypass caches between us and the
 	// issuer, or it would return the same stale document, and it carries
-	// the values of the lookup that started it. A scheduled fetch that
+	// the values Config.RefreshContext chose. A scheduled fetch that
 	// happens to run meanwhile is treated the same, which is harmless.
 	forced atomic.Pointer[forcedRefresh]
 }
 
 // forcedRefresh describes the unknown-kid refresh in flight.
 type forcedRefresh struct {
-	// values is the context of the lookup that started the refresh,
-	// without its cancellation (context.WithoutCancel): its values, such
-	// as a trace span, reach the fetch's request, so a tracing transport
-	// records the fetch as a child of that caller's span.
+	// values is what Config.RefreshContext returned for the lookup that
+	// started the refresh, without its cancellation
+	// (context.WithoutCancel), or nil without a hook. Its values, such as
+	// a trace span, reach the fetch's request, so a tracing transport
+	// records the fetch as a child of that caller's span. Nothing else of
+	// the caller's does.
 	values context.Context
 }
 
@@ -65,11 +67,11 @@ func (f *fetcher) Do(req *http.Request) (*http.Response, error) {
 
 // fetchContext returns the context of one fetch: it ends when base (the
 // httprc worker's, cancelled by Close) ends or after maxFetchTime. During
-// an unknown-kid refresh its values are those of the lookup that started
-// it; the lookup's cancellation and deadline never reach the fetch, which
-// other lookups may be waiting for.
+// an unknown-kid refresh whose lookup had Config.RefreshContext choose
+// values, its values are those; no lookup's cancellation or deadline ever
+// reaches the fetch, which other lookups may be waiting for.
 func fetchContext(base context.Context, forced *forcedRefresh) (context.Context, context.CancelFunc) {
-	if forced == nil {
+	if forced == nil || forced.values == nil {
 		return context.WithTimeout(base, maxFetchTime)
 	}
 	deadline := time.Now().Add(maxFetchTime)

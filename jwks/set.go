@@ -211,9 +211,10 @@ func (s *Set) Ready() bool { return s.snap.Load() != nil }
 //
 // The refresh runs under the Set's context, not ctx: a caller that gives
 // up returns ctx's error but does not cancel the refresh for the others.
-// The fetch of a refresh this call starts does carry ctx's values (not its
-// cancellation or deadline), so a tracing transport ([Config.WrapTransport])
-// records it as a child of the caller's span.
+// No value of ctx reaches the refresh, except what
+// [Config.RefreshContext] picks out of it when this call starts one (a
+// trace span, so that a tracing transport records the fetch as a child
+// of the caller's span).
 func (s *Set) Lookup(ctx context.Context, kid string) (*Key, error) {
 	snap := s.snap.Load()
 	if snap != nil {
@@ -256,9 +257,11 @@ func (s *Set) lookupMiss(ctx context.Context, snap *Snapshot, kid string) (*Key,
 		s.inflight = c
 		s.lastForced = now
 		s.wg.Add(1)
-		go s.refreshForUnknownKID(c, context.WithoutCancel(ctx))
+		s.mu.Unlock()
+		s.startRefresh(ctx, c)
+	} else {
+		s.mu.Unlock()
 	}
-	s.mu.Unlock()
 
 	t := time.NewTimer(s.cfg.UnknownKIDWait)
 	defer t.Stop()
@@ -304,13 +307,39 @@ func (s *Set) rememberUnknownLocked(kid string, now time.Time) {
 	s.unknown[kid] = now.Add(s.cfg.RefreshRateLimit)
 }
 
+// startRefresh starts the unknown-kid refresh c, which the lookup under
+// ctx has just put in flight (s.inflight, s.wg). Config.RefreshContext
+// runs here, outside s.mu, on the lookup's goroutine, so it never sees
+// ctx after the lookup returned; other lookups join c meanwhile. Should
+// the hook panic, the refresh still starts, carrying no value, so c ends
+// and Close does not hang; the panic goes on up the lookup's stack.
+func (s *Set) startRefresh(ctx context.Context, c *refreshCall) {
+	var values context.Context
+	defer func() { go s.refreshForUnknownKID(c, values) }()
+	values = s.refreshValues(ctx)
+}
+
+// refreshValues returns the context whose values the unknown-kid refresh
+// started by a lookup under ctx carries: Config.RefreshContext's choice,
+// without its cancellation, or nil (none) without a hook or for a nil
+// result.
+func (s *Set) refreshValues(ctx context.Context) context.Context {
+	if s.cfg.RefreshContext == nil {
+		return nil
+	}
+	v := s.cfg.RefreshContext(ctx)
+	if v == nil {
+		return nil
+	}
+	return context.WithoutCancel(v)
+}
+
 // refreshForUnknownKID runs one unknown-kid refresh through httprc, with
 // Cache-Control: no-cache, under the Set's context; the fetch carries the
-// values of caller, the context of the lookup that started it without its
-// cancellation.
-func (s *Set) refreshForUnknownKID(c *refreshCall, caller context.Context) {
+// values of values (see refreshValues), if not nil.
+func (s *Set) refreshForUnknownKID(c *refreshCall, values context.Context) {
 	defer s.wg.Done()
-	s.fetch.forced.Store(&forcedRefresh{values: caller})
+	s.fetch.forced.Store(&forcedRefresh{values: values})
 	err := s.ctl.Refresh(s.ctx, s.cfg.URL)
 	s.fetch.forced.Store(nil)
 

@@ -465,61 +465,161 @@ func TestNoCacheHeader(t *testing.T) {
 	}
 }
 
-// callerKey is a context key for TestRefreshCarriesCallerValues.
-type callerKey struct{}
+// Context keys for TestRefreshContext: callerKey stands for any value of
+// a lookup's context, chosenKey for the one RefreshContext picks.
+type (
+	callerKey struct{}
+	chosenKey struct{}
+)
 
-// TestRefreshCarriesCallerValues: the fetch of an unknown-kid refresh
-// carries the values of the lookup that started it (a tracing transport
-// finds the caller's span there), but not its cancellation: the caller
-// gives up, and the refresh still completes for a lookup that joined it,
-// in one fetch. Scheduled fetches carry no caller's values.
-func TestRefreshCarriesCallerValues(t *testing.T) {
-	iss := newIssuer(t, jwksDoc(kRSA1(t)))
-	var mu sync.Mutex
-	var seen []any // callerKey's value in each fetch's context, in order
-	cfg := testConfig(iss.srv.URL, &results{})
-	cfg.RefreshRateLimit = time.Hour
-	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
-		return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+// joinWatch is a lookup's context that reports when the lookup starts
+// waiting for a refresh: lookupMiss calls Done only in its final select,
+// after it has joined the refresh in flight (or started one).
+type joinWatch struct {
+	context.Context
+	once    sync.Once
+	waiting chan struct{}
+}
+
+func (w *joinWatch) Done() <-chan struct{} {
+	w.once.Do(func() { close(w.waiting) })
+	return w.Context.Done()
+}
+
+// TestRefreshContext: the fetch of an unknown-kid refresh carries only
+// the values Config.RefreshContext picks from the lookup that started it
+// (a tracing transport finds the caller's span there), no other value of
+// that lookup's, and none at all without the hook; never the lookup's
+// cancellation: the caller gives up, and the refresh still completes for
+// a lookup that joined it, in one fetch. Scheduled fetches carry no
+// caller's values.
+func TestRefreshContext(t *testing.T) {
+	tests := []struct {
+		name string
+		hook func(caller context.Context) context.Context
+		// want is what the forced fetch's context holds under callerKey
+		// and chosenKey.
+		wantCaller, wantChosen any
+	}{
+		{
+			name: "no hook: no caller value",
+		},
+		{
+			name: "hook: its value, no other",
+			hook: func(caller context.Context) context.Context {
+				return context.WithValue(context.Background(), chosenKey{}, fmt.Sprint("chosen from ", caller.Value(callerKey{})))
+			},
+			wantChosen: "chosen from request-1",
+		},
+		{
+			name: "hook returns nil: no caller value",
+			hook: func(context.Context) context.Context { return nil },
+		},
+		{
+			// A hook that hands the caller back carries all of its
+			// values (its choice), but still not its cancellation.
+			name:       "hook returns the caller: not its cancellation",
+			hook:       func(caller context.Context) context.Context { return caller },
+			wantCaller: "request-1",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			iss := newIssuer(t, jwksDoc(kRSA1(t)))
+			type fetch struct {
+				forced         bool
+				caller, chosen any
+			}
+			var mu sync.Mutex
+			var seen []fetch // each fetch, in order
+			forcedStarted := make(chan struct{}, 1)
+			gate := make(chan struct{})
+			var openGate sync.Once
+			t.Cleanup(func() { openGate.Do(func() { close(gate) }) })
+			cfg := testConfig(iss.srv.URL, &results{})
+			cfg.RefreshRateLimit = time.Hour
+			cfg.UnknownKIDWait = 10 * time.Second // the joiner waits for the gate, not for this
+			cfg.RefreshContext = tt.hook
+			cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper {
+				return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+					f := fetch{
+						forced: r.Header.Get("Cache-Control") == "no-cache",
+						caller: r.Context().Value(callerKey{}),
+						chosen: r.Context().Value(chosenKey{}),
+					}
+					mu.Lock()
+					seen = append(seen, f)
+					mu.Unlock()
+					if f.forced {
+						forcedStarted <- struct{}{}
+						select {
+						case <-gate:
+						case <-r.Context().Done():
+							return nil, r.Context().Err()
+						}
+					}
+					return rt.RoundTrip(r)
+				})
+			}
+			s := newTestSet(t, cfg)
+			iss.update(func(i *issuer) { i.doc = jwksDoc(kRSA1(t), kRSA2(t)) })
+
+			// request-1 starts the refresh, which the gate holds.
+			ctx, cancel := context.WithCancel(context.WithValue(context.Background(), callerKey{}, "request-1"))
+			defer cancel()
+			first := make(chan error, 1)
+			go func() {
+				_, err := s.Lookup(ctx, "rsa2")
+				first <- err
+			}()
+			select {
+			case <-forcedStarted:
+			case <-time.After(5 * time.Second):
+				t.Fatal("the unknown kid started no forced fetch")
+			}
+
+			// A second lookup joins the refresh in flight.
+			w := &joinWatch{Context: context.Background(), waiting: make(chan struct{})}
+			joined := make(chan error, 1)
+			go func() {
+				_, err := s.Lookup(w, "rsa2")
+				joined <- err
+			}()
+			select {
+			case <-w.waiting:
+			case <-time.After(5 * time.Second):
+				t.Fatal("the second lookup never waited for the refresh")
+			}
+
+			// request-1 gives up; then the fetch may go on.
+			cancel()
+			select {
+			case err := <-first:
+				if !errors.Is(err, context.Canceled) {
+					t.Fatalf("the lookup that gave up = %v, want context.Canceled", err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("cancelling the first lookup did not end it")
+			}
+			openGate.Do(func() { close(gate) })
+			select {
+			case err := <-joined:
+				if err != nil {
+					t.Fatalf("the lookup that joined the refresh: %v", err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("the lookup that joined the refresh never returned")
+			}
+			if got := iss.hits.Load(); got != 2 {
+				t.Errorf("fetches = %d, want 2 (initial + one refresh)", got)
+			}
 			mu.Lock()
-			seen = append(seen, r.Context().Value(callerKey{}))
-			mu.Unlock()
-			return rt.RoundTrip(r)
+			defer mu.Unlock()
+			want := []fetch{{}, {forced: true, caller: tt.wantCaller, chosen: tt.wantChosen}}
+			if diff := cmp.Diff(want, seen, cmp.AllowUnexported(fetch{})); diff != "" {
+				t.Errorf("fetches and the values they carried (-want +got):\n%s", diff)
+			}
 		})
-	}
-	s := newTestSet(t, cfg)
-	iss.update(func(i *issuer) {
-		i.doc = jwksDoc(kRSA1(t), kRSA2(t))
-		i.delay = 300 * time.Millisecond
-	})
-
-	ctx, cancel := context.WithTimeout(context.WithValue(context.Background(), callerKey{}, "request-1"), 50*time.Millisecond)
-	defer cancel()
-	joined := make(chan error, 1)
-	go func() {
-		// Joins the refresh request-1 starts (the fetch takes 300ms).
-		time.Sleep(20 * time.Millisecond)
-		_, err := s.Lookup(context.Background(), "rsa2")
-		joined <- err
-	}()
-	if _, err := s.Lookup(ctx, "rsa2"); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("impatient Lookup = %v, want context.DeadlineExceeded", err)
-	}
-	select {
-	case err := <-joined:
-		if err != nil {
-			t.Fatalf("the lookup that joined the refresh: %v", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("the lookup that joined the refresh never returned")
-	}
-	if got := iss.hits.Load(); got != 2 {
-		t.Errorf("fetches = %d, want 2 (initial + one refresh)", got)
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	if diff := cmp.Diff([]any{nil, "request-1"}, seen); diff != "" {
-		t.Errorf("caller values seen by the fetches (-want +got):\n%s", diff)
 	}
 }
 

@@ -2,6 +2,7 @@ package middleware
 
 import (
 	"cmp"
+	"context"
 	"crypto"
 	"errors"
 	"fmt"
@@ -153,6 +154,20 @@ type Config struct {
 	// result, leaves the Transport unwrapped. It is not applied to
 	// HTTPClient: wrap that client's Transport yourself.
 	WrapTransport func(purpose string, rt http.RoundTripper) http.RoundTripper
+
+	// JWKSRefreshContext, when set, gives the context a JWKS refresh
+	// triggered by a token's unknown kid takes its values from, given the
+	// context of the request whose token started it: return one that
+	// holds only what the fetch may carry, such as the request's trace
+	// span for a tracing WrapTransport, built on context.Background().
+	// The refresh is shared by every request that waits on it and may
+	// outlive them all, so no other value of the request's should ride
+	// into it. It is called once per refresh, on that request's
+	// goroutine, and must be fast. The result's cancellation and deadline
+	// are ignored: the refresh never ends because a request did. nil, or
+	// a nil result, means none: the refresh carries no value of any
+	// request's. See jwks.Config.RefreshContext.
+	JWKSRefreshContext func(caller context.Context) context.Context
 
 	// Logger receives denials (reason, issuer, kid; never a token) and key
 	// refresh events. nil means logs are discarded.

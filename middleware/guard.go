@@ -190,6 +190,7 @@ func New(ctx context.Context, cfg Config) (*Guard, error) {
 				MinRefreshInterval: cfg.JWKSMinRefreshInterval,
 				MaxRefreshInterval: cfg.JWKSMaxRefreshInterval,
 				RefreshRateLimit:   cfg.JWKSRefreshRateLimit,
+				RefreshContext:     cfg.JWKSRefreshContext,
 				InitialWait:        -1,
 				InsecureAllowHTTP:  cfg.InsecureAllowHTTP,
 				Logger:             cfg.Logger.With("iss", ic.Issuer),
