@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokenguard/tokenguard/internal/devissuer"
 	"github.com/tokenguard/tokenguard/internal/testkit"
 )
 
@@ -123,20 +124,8 @@ func TestSIGHUPBinary(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
-	bin := buildBinary(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	is := testkit.StartIssuer(t)
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
-	t.Cleanup(up.Close)
-	dir := t.TempDir()
-	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
-	one, two := testkit.NewCert(t, 1), testkit.NewCert(t, 2)
-	one.Write(t, certFile, keyFile)
-	cfgFile := filepath.Join(dir, "tokenguard.yaml")
-	testkit.WriteAtomic(t, cfgFile, []byte(testkit.GatewayYAML(is.URL(), is.URL()+"/jwks", up.URL,
-		fmt.Sprintf("tls:\n  cert_file: %s\n  key_file: %s\n  reload_interval: 1h\nshutdown_timeout: 2s\n", certFile, keyFile))))
-	p := startBinary(ctx, t, bin, cfgFile)
+	tb := startTLSBinary(t, "")
+	is, up, one, two, certFile, keyFile, cfgFile, p := tb.is, tb.up, tb.one, tb.two, tb.certFile, tb.keyFile, tb.cfgFile, tb.p
 	cmd, exited, logs, addr := p.cmd, p.exited, p.logs, p.addr
 
 	// A client that trusts both certificates and opens a new connection
@@ -219,20 +208,8 @@ func TestSIGHUPBinaryClientCerts(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
-	bin := buildBinary(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	is := testkit.StartIssuer(t)
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
-	t.Cleanup(up.Close)
-	dir := t.TempDir()
-	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
-	one, two := testkit.NewCert(t, 1), testkit.NewCert(t, 2)
-	one.Write(t, certFile, keyFile)
-	cfgFile := filepath.Join(dir, "tokenguard.yaml")
-	testkit.WriteAtomic(t, cfgFile, []byte(testkit.GatewayYAML(is.URL(), is.URL()+"/jwks", up.URL,
-		fmt.Sprintf("tls:\n  cert_file: %s\n  key_file: %s\n  reload_interval: 1h\n  client_certs: request\nshutdown_timeout: 2s\n", certFile, keyFile))))
-	p := startBinary(ctx, t, bin, cfgFile)
+	tb := startTLSBinary(t, "  client_certs: request\n")
+	is, one, two, certFile, keyFile, p := tb.is, tb.one, tb.two, tb.certFile, tb.keyFile, tb.p
 	if p.metrics == "" {
 		t.Fatalf("no metrics_listen in the start line:\n%s", p.logs)
 	}
@@ -438,4 +415,35 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(filepath.Dir(built.bin))
 	}
 	os.Exit(code)
+}
+
+// tlsBinary is the gateway binary serving TLS with certificate one (serial
+// 1) from certFile and keyFile, two (serial 2) ready to replace it.
+type tlsBinary struct {
+	is                         *devissuer.Issuer
+	up                         *httptest.Server
+	one, two                   *testkit.Cert
+	certFile, keyFile, cfgFile string
+	p                          *binaryProcess
+}
+
+// startTLSBinary builds and starts the binary with a tls block, to which
+// tlsExtra (indented YAML lines) is added.
+func startTLSBinary(t *testing.T, tlsExtra string) *tlsBinary {
+	t.Helper()
+	bin := buildBinary(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	b := &tlsBinary{is: testkit.StartIssuer(t)}
+	b.up = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	t.Cleanup(b.up.Close)
+	dir := t.TempDir()
+	b.certFile, b.keyFile = filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	b.one, b.two = testkit.NewCert(t, 1), testkit.NewCert(t, 2)
+	b.one.Write(t, b.certFile, b.keyFile)
+	b.cfgFile = filepath.Join(dir, "tokenguard.yaml")
+	testkit.WriteAtomic(t, b.cfgFile, []byte(testkit.GatewayYAML(b.is.URL(), b.is.URL()+"/jwks", b.up.URL,
+		fmt.Sprintf("tls:\n  cert_file: %s\n  key_file: %s\n  reload_interval: 1h\n%sshutdown_timeout: 2s\n", b.certFile, b.keyFile, tlsExtra))))
+	b.p = startBinary(ctx, t, bin, b.cfgFile)
+	return b
 }
