@@ -28,21 +28,7 @@ func TestGatewayReloadConcurrencyLimit(t *testing.T) {
 	g := runGateway(t, limit("100"))
 	tok := mint(t, is, "orders:read")
 
-	slow := make(chan int, 1)
-	go func() {
-		resp, err := client.Do(mustRequest(t, "GET", g.proxy+"/slow", tok))
-		if err != nil {
-			slow <- -1
-			return
-		}
-		resp.Body.Close()
-		slow <- resp.StatusCode
-	}()
-	select {
-	case <-up.entered:
-	case <-time.After(wait):
-		t.Fatal("the slow request never reached the upstream")
-	}
+	slow := holdSlow(t, g, up, tok)
 
 	for _, step := range []struct {
 		limit      string

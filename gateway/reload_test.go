@@ -209,21 +209,7 @@ func TestGatewayReloadInFlight(t *testing.T) {
 	tok := mint(t, is, "orders:read")
 	old := g.gw.gen.Load()
 
-	slow := make(chan int, 1)
-	go func() {
-		resp, err := client.Do(mustRequest(t, "GET", g.proxy+"/slow", tok))
-		if err != nil {
-			slow <- -1
-			return
-		}
-		resp.Body.Close()
-		slow <- resp.StatusCode
-	}()
-	select {
-	case <-up.entered:
-	case <-time.After(wait):
-		t.Fatal("the slow request never reached the upstream")
-	}
+	slow := holdSlow(t, g, up, tok)
 	// The new configuration has no /slow route and another upstream.
 	y2 := strings.Replace(gatewayYAML(is.URL(), is.URL()+"/jwks", up2.URL, ""), "  - pattern: \"GET /slow\"\n    scopes: [orders:read]\n", "", 1)
 	if err := g.reload(t, y2); err != nil {
@@ -248,6 +234,28 @@ func TestGatewayReloadInFlight(t *testing.T) {
 	if status(t, "GET", g.proxy+"/orders/1", tok) != 200 || up2.count() != 1 {
 		t.Errorf("new requests go to the new upstream: it saw %d", up2.count())
 	}
+}
+
+// holdSlow sends GET /slow with tok and returns once the upstream holds
+// it; the channel gets its status when it ends (-1: no response).
+func holdSlow(t *testing.T, g *running, up *upstream, tok string) <-chan int {
+	t.Helper()
+	slow := make(chan int, 1)
+	go func() {
+		resp, err := client.Do(mustRequest(t, "GET", g.proxy+"/slow", tok))
+		if err != nil {
+			slow <- -1
+			return
+		}
+		resp.Body.Close()
+		slow <- resp.StatusCode
+	}()
+	select {
+	case <-up.entered:
+	case <-time.After(wait):
+		t.Fatal("the slow request never reached the upstream")
+	}
+	return slow
 }
 
 func mustRequest(t testing.TB, method, url, token string) *http.Request {
