@@ -12,6 +12,7 @@ import (
 	"github.com/tokenguard/tokenguard/bff"
 	"github.com/tokenguard/tokenguard/dpop"
 	"github.com/tokenguard/tokenguard/dpop/redisstore"
+	"github.com/tokenguard/tokenguard/internal/envexpand"
 	"github.com/tokenguard/tokenguard/middleware"
 )
 
@@ -190,7 +191,7 @@ func onlyReferences(s, sep string) bool {
 		switch {
 		case strings.HasPrefix(s, "${"):
 			end := strings.IndexByte(s, '}')
-			if end < 0 || !validEnvName(s[2:end]) {
+			if end < 0 || !envexpand.ValidName(s[2:end]) {
 				return false
 			}
 			s = s[end+1:]

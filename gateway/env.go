@@ -10,6 +10,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/tokenguard/tokenguard/dpop"
+	"github.com/tokenguard/tokenguard/internal/envexpand"
 )
 
 // Environment expansion. ${NAME} in a string value of the YAML file is
@@ -33,73 +34,6 @@ import (
 //     errors, and "tokenguard check" shows it as written (${NAME}).
 //   - Only keys whose value is a string (or a list of strings) are
 //     expanded; "${...}" in a number or boolean key is an error.
-
-// expandEnv expands s. It returns the names it used; an error never
-// includes a variable's value.
-func expandEnv(s string, getenv func(string) string) (string, []string, error) {
-	if !strings.Contains(s, "$") {
-		return s, nil, nil
-	}
-	var b strings.Builder
-	var names []string
-	for i := 0; i < len(s); {
-		c := s[i]
-		switch {
-		case c != '$':
-			b.WriteByte(c)
-			i++
-		case strings.HasPrefix(s[i:], "$${"):
-			b.WriteString("${")
-			i += 3
-		case strings.HasPrefix(s[i:], "${"):
-			end := strings.IndexByte(s[i+2:], '}')
-			if end < 0 {
-				return "", nil, fmt.Errorf("%q has no closing }", "${")
-			}
-			name := s[i+2 : i+2+end]
-			if !validEnvName(name) {
-				return "", nil, fmt.Errorf("${%s} is not a valid variable reference (a name is letters, digits and _, not starting with a digit; write $${ for a literal ${)", quoteName(name))
-			}
-			v := getenv(name)
-			if v == "" {
-				return "", nil, fmt.Errorf("environment variable %s is not set (or is empty)", name)
-			}
-			b.WriteString(v)
-			names = append(names, name)
-			i += 2 + end + 1
-		default: // a lone "$"
-			b.WriteByte(c)
-			i++
-		}
-	}
-	return b.String(), names, nil
-}
-
-func validEnvName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '_', 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z':
-		case '0' <= c && c <= '9' && i > 0:
-		default:
-			return false
-		}
-	}
-	return true
-}
-
-// quoteName shows an invalid name safely: it came from the file, not the
-// environment, but may hold control characters.
-func quoteName(s string) string {
-	q := fmt.Sprintf("%q", s)
-	if len(q) > 66 {
-		q = q[:60] + "…" + q[len(q)-1:]
-	}
-	return q[1 : len(q)-1]
-}
 
 // expander expands every string value of a document in place.
 type expander struct {
@@ -171,7 +105,7 @@ func (x *expander) expand(n *yaml.Node, t reflect.Type, path string) []*FieldErr
 		if t.Kind() != reflect.String || n.ShortTag() != "!!str" {
 			return []*FieldError{{Line: n.Line, Key: path, Msg: "environment variables (${...}) are expanded only in string values"}}
 		}
-		v, names, err := expandEnv(n.Value, x.getenv)
+		v, names, err := envexpand.Expand(n.Value, x.getenv)
 		if err != nil {
 			return []*FieldError{{Line: n.Line, Key: path, Msg: err.Error()}}
 		}

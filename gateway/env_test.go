@@ -3,6 +3,8 @@ package gateway
 import (
 	"strings"
 	"testing"
+
+	"github.com/tokenguard/tokenguard/internal/envexpand"
 )
 
 func TestExpandEnv(t *testing.T) {
@@ -31,7 +33,7 @@ func TestExpandEnv(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
-			got, names, err := expandEnv(tt.in, env)
+			got, names, err := envexpand.Expand(tt.in, env)
 			if tt.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.err) {
 					t.Fatalf("error %v, want %q", err, tt.err)
@@ -124,7 +126,7 @@ func FuzzExpandEnv(f *testing.F) {
 		return secret
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		out, names, err := expandEnv(s, getenv)
+		out, names, err := envexpand.Expand(s, getenv)
 		if err != nil {
 			if strings.Contains(err.Error(), secret) && !strings.Contains(s, secret) {
 				t.Fatalf("error shows a value: %v", err)
@@ -138,7 +140,7 @@ func FuzzExpandEnv(f *testing.F) {
 			t.Fatalf("%q expanded to %q, which still holds ${", s, out)
 		}
 		for _, n := range names {
-			if !validEnvName(n) {
+			if !envexpand.ValidName(n) {
 				t.Fatalf("used invalid name %q", n)
 			}
 		}

@@ -10,12 +10,13 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/tokenguard/tokenguard/internal/envexpand"
 )
 
 const (
@@ -177,44 +178,11 @@ func metricsListenOf(path string, getenv func(string) string) (string, error) {
 	if doc.MetricsListen == "" {
 		return "", errors.New("no metrics_listen: the gateway serves no /readyz to ask (set metrics_listen, give -url, or turn the container's HEALTHCHECK off: docker run --no-healthcheck)")
 	}
-	return expandEnv(doc.MetricsListen, getenv)
-}
-
-// envName is a variable name in ${NAME}, as the gateway accepts it.
-var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-
-// expandEnv expands s by the gateway's rules for ${NAME} in string values
-// (package gateway, env.go): "$${" is a literal "${", a lone "$" is
-// literal, and an unset or empty variable, a bad name or a missing "}" is
-// an error. Errors name the variable, never its value.
-func expandEnv(s string, getenv func(string) string) (string, error) {
-	var b strings.Builder
-	for i := 0; i < len(s); {
-		switch {
-		case strings.HasPrefix(s[i:], "$${"):
-			b.WriteString("${")
-			i += 3
-		case strings.HasPrefix(s[i:], "${"):
-			end := strings.IndexByte(s[i+2:], '}')
-			if end < 0 {
-				return "", errors.New(`metrics_listen: "${" has no closing }`)
-			}
-			name := s[i+2 : i+2+end]
-			if !envName.MatchString(name) {
-				return "", fmt.Errorf("metrics_listen: ${%s} is not a valid variable reference", name)
-			}
-			v := getenv(name)
-			if v == "" {
-				return "", fmt.Errorf("metrics_listen: environment variable %s is not set (or is empty)", name)
-			}
-			b.WriteString(v)
-			i += 2 + end + 1
-		default:
-			b.WriteByte(s[i])
-			i++
-		}
+	v, _, err := envexpand.Expand(doc.MetricsListen, getenv)
+	if err != nil {
+		return "", fmt.Errorf("metrics_listen: %w", err)
 	}
-	return b.String(), nil
+	return v, nil
 }
 
 // readyzURL returns the /readyz URL of the metrics listener bound to
