@@ -69,7 +69,9 @@ func TestSentinel(t *testing.T) {
 
 	// Let the replica catch up, so all of it survives the failover
 	// (replication is asynchronous: a write not yet replicated is lost).
-	waitReplicated(t, st)
+	if err := st.WaitReplicated(); err != nil {
+		t.Fatal(err)
+	}
 
 	calls := []failoverCall{
 		{"Get the session", func(ctx context.Context, s *redisstore.Store) (string, error) {
@@ -115,8 +117,7 @@ func TestSentinel(t *testing.T) {
 	// replicaOnly reports whether the replica still is one: with the
 	// master dead, no master is then reachable anywhere.
 	replicaOnly := func() bool {
-		info, err := st.Replica.Do("INFO", "replication")
-		return err == nil && infoField(info, "role") == "slave"
+		return st.Replica.Replication("role") == "slave"
 	}
 
 	killed := time.Now()
@@ -194,35 +195,4 @@ func TestSentinel(t *testing.T) {
 	}
 	t.Logf("master killed; %d calls failed closed (%d with no master anywhere), the first %v after the kill; every call worked again %v after the kill",
 		failed, masterless, firstErr.Sub(killed).Round(time.Millisecond), resumed.Sub(killed).Round(time.Millisecond))
-}
-
-// waitReplicated waits, bounded, until the replica has everything the
-// master wrote.
-func waitReplicated(t *testing.T, st *redistest.Sentinel) {
-	t.Helper()
-	offset := func(s *redistest.Server, field string) string {
-		info, _ := s.Do("INFO", "replication")
-		return infoField(info, field)
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		m, r := offset(st.Master, "master_repl_offset"), offset(st.Replica, "slave_repl_offset")
-		if m == r && m != "?" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("replica at offset %s, master at %s, after 5s", r, m)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// infoField returns field's value in an INFO reply, or "?".
-func infoField(info, field string) string {
-	for _, l := range strings.Split(info, "\r\n") {
-		if v, ok := strings.CutPrefix(l, field+":"); ok {
-			return v
-		}
-	}
-	return "?"
 }

@@ -166,7 +166,9 @@ func TestSentinel(t *testing.T) {
 	// Let the replica catch up, so every recorded proof survives the
 	// failover (a record not yet replicated would be lost:
 	// TestSentinelUnreplicatedRecords).
-	waitReplicated(t, st)
+	if err := st.WaitReplicated(); err != nil {
+		t.Fatal(err)
+	}
 
 	killed := time.Now()
 	if err := st.Master.Kill(); err != nil {
@@ -223,27 +225,6 @@ func TestSentinel(t *testing.T) {
 	}
 	t.Logf("master killed; %d calls failed closed (first after %v); service resumed %v after the kill, on %s",
 		errs, firstErr.Sub(killed).Round(time.Millisecond), resumed.Sub(killed).Round(time.Millisecond), newMaster)
-}
-
-// waitReplicated waits, bounded, until the replica has everything the
-// master wrote.
-func waitReplicated(t *testing.T, st *redistest.Sentinel) {
-	t.Helper()
-	offset := func(s *redistest.Server, field string) string {
-		info, _ := s.Do("INFO", "replication")
-		return infoField(info, field)
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		m, r := offset(st.Master, "master_repl_offset"), offset(st.Replica, "slave_repl_offset")
-		if m == r && m != "?" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("replica at offset %s, master at %s, after 5s", r, m)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // measureWait times a SET alone and a SET pipelined with WAIT 1 100
@@ -519,10 +500,14 @@ func TestSentinelUnreplicatedRecords(t *testing.T) {
 				}
 				before = append(before, r)
 			}
-			waitReplicated(t, st)
+			if err := st.WaitReplicated(); err != nil {
+				t.Fatal(err)
+			}
 			if tc.minReplicas {
 				silentReplica(t, st, a, before[0])
-				waitReplicated(t, st)
+				if err := st.WaitReplicated(); err != nil {
+					t.Fatal(err)
+				}
 			}
 
 			// Cut the link: the paused replica cannot reconnect, so
@@ -580,15 +565,15 @@ func TestSentinelUnreplicatedRecords(t *testing.T) {
 					t.Fatalf("replicated proof: %v", err)
 				}
 				err := a.Use(ctx, replayOf(newID(), exp))
-				if promoted == 0 && role(st.Replica) == "master" {
+				if promoted == 0 && st.Replica.Replication("role") == "master" {
 					promoted = time.Since(killed)
 				}
 				if err == nil {
 					// Only the promoted replica can have recorded it: the
 					// old master is dead, and a replica refuses writes.
-					if role(st.Replica) != "master" {
+					if st.Replica.Replication("role") != "master" {
 						t.Fatalf("a proof was accepted %v after the master died, with no master (the replica's role: %s)",
-							time.Since(killed), role(st.Replica))
+							time.Since(killed), st.Replica.Replication("role"))
 					}
 					resumed = time.Since(killed)
 					break
@@ -746,34 +731,13 @@ func waitStore(t *testing.T, s *Store) {
 	}
 }
 
-// role returns a server's replication role ("master", "slave"), or the
-// error reaching it.
-func role(s *redistest.Server) string {
-	info, err := s.Do("INFO", "replication")
-	if err != nil {
-		return err.Error()
-	}
-	return infoField(info, "role")
-}
-
-// infoField returns a field of an INFO reply, or "?".
-func infoField(info, field string) string {
-	for _, l := range strings.Split(info, "\r\n") {
-		if v, ok := strings.CutPrefix(l, field+":"); ok {
-			return v
-		}
-	}
-	return "?"
-}
-
 // waitInfo waits, bounded, until s's INFO replication reports field as
 // want.
 func waitInfo(t *testing.T, s *redistest.Server, field, want string) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		info, _ := s.Do("INFO", "replication")
-		got := infoField(info, field)
+		got := s.Replication(field)
 		if got == want {
 			return
 		}

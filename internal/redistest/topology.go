@@ -294,6 +294,39 @@ func waitFor(f func() error) error {
 	}
 }
 
+// Replication returns field of s's INFO replication ("role",
+// "master_repl_offset", ...), or "?" when s does not answer or has no
+// such field.
+func (s *Server) Replication(field string) string {
+	info, err := s.Do("INFO", "replication")
+	if err != nil {
+		return "?"
+	}
+	for l := range strings.SplitSeq(info, "\r\n") {
+		if v, ok := strings.CutPrefix(l, field+":"); ok {
+			return v
+		}
+	}
+	return "?"
+}
+
+// WaitReplicated waits, at most 5 s, until the replica has everything the
+// master wrote (their replication offsets agree): then a failover loses
+// nothing written before the call.
+func (t *Sentinel) WaitReplicated() error {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		m, r := t.Master.Replication("master_repl_offset"), t.Replica.Replication("slave_repl_offset")
+		if m == r && m != "?" {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("redistest: replica at offset %s, master at %s, after 5s", r, m)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // Do sends one command to addr over a fresh connection, with a one-second
 // deadline, and returns its reply as text: a status, integer or bulk
 // string as is, an array's elements one a line (nested arrays flattened),
