@@ -98,19 +98,8 @@ func (g *guarded) check(ctx context.Context, procedure, method string, h, out ht
 	if method == "" {
 		method = http.MethodPost
 	}
-	authz, proof := h[headerAuthorization], h[headerDPoP]
-	// Every value is counted, so that the guard refuses repeated headers
-	// as Require does: with its challenge, its metric and its log line.
-	req := middleware.Request{
-		AuthorizationCount: len(authz), DPoPCount: len(proof),
-		Method: method, URL: htu,
-	}
-	if len(authz) > 0 {
-		req.Authorization = authz[0]
-	}
-	if len(proof) > 0 {
-		req.DPoP = proof[0]
-	}
+	req := middleware.Request{Method: method, URL: htu}
+	rpcguard.Credentials(&req, h[headerAuthorization], h[headerDPoP])
 	p, err := decide(ctx, req)
 	if err == nil {
 		return p, nil

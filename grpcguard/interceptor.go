@@ -101,20 +101,8 @@ func (g *guarded) check(ctx context.Context, fullMethod string) (*middleware.Pri
 		return nil, nil, errNotListed
 	}
 	md, _ := metadata.FromIncomingContext(ctx)
-	authz, dpopProof := md[mdAuthorization], md[mdDPoP]
-	// Every value is counted, so that the guard refuses repeated ones as
-	// Require refuses repeated headers: with its challenge, its metric
-	// and its log line.
-	req := middleware.Request{
-		AuthorizationCount: len(authz), DPoPCount: len(dpopProof),
-		Method: "POST", URL: htu, ClientCertificate: peerCertificate(ctx),
-	}
-	if len(authz) > 0 {
-		req.Authorization = authz[0]
-	}
-	if len(dpopProof) > 0 {
-		req.DPoP = dpopProof[0]
-	}
+	req := middleware.Request{Method: "POST", URL: htu, ClientCertificate: peerCertificate(ctx)}
+	rpcguard.Credentials(&req, md[mdAuthorization], md[mdDPoP])
 	p, err := decide(ctx, req)
 	if err == nil {
 		return p, nil, nil

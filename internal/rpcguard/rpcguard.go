@@ -32,6 +32,21 @@ type Table struct {
 	fallback Checker          // the "*" rule; nil: unlisted methods are refused
 }
 
+// Credentials sets req's Authorization and DPoP from the values the call
+// carried under those keys (metadata or headers may repeat a key): the
+// first of each, and how many there were, so that the guard refuses
+// repeated ones as Require refuses repeated headers, with its challenge,
+// its metric and its log line.
+func Credentials(req *middleware.Request, authz, proof []string) {
+	req.AuthorizationCount, req.DPoPCount = len(authz), len(proof)
+	if len(authz) > 0 {
+		req.Authorization = authz[0]
+	}
+	if len(proof) > 0 {
+		req.DPoP = proof[0]
+	}
+}
+
 // Compile checks rules (full method "/pkg.Service/Method", or "*" for
 // every method not listed, to scopes) and makes one Checker per rule,
 // which also puts the rule's scopes in the guard's scopes_supported. A nil
