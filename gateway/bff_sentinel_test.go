@@ -24,7 +24,7 @@ func TestGatewayBFFRedisSentinelFailover(t *testing.T) {
 	st, err := redistest.StartSentinel(t.TempDir())
 	topologyOrSkip(t, err)
 	t.Cleanup(st.Close)
-	a1, a2 := closedAddr(t), closedAddr(t)
+	a1, a2 := testkit.ClosedAddr(t), testkit.ClosedAddr(t)
 	is := loginIssuer(t, "http://"+a1, "http://"+a2)
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)

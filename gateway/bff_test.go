@@ -60,7 +60,7 @@ func loginIssuer(t *testing.T, publics ...string) *devissuer.Issuer {
 // without our cookies, logged as auth=session and never with the id),
 // the CSRF rule, metrics, logout.
 func TestGatewayBFF(t *testing.T) {
-	addr := closedAddr(t)
+	addr := testkit.ClosedAddr(t)
 	is := loginIssuer(t, "http://"+addr)
 	g := startBFFGateway(t, is, addr, "")
 	b := testkit.NewBrowser(t)
@@ -139,7 +139,7 @@ func TestGatewayBFF(t *testing.T) {
 // the tokens encrypted there.
 func TestGatewayBFFRedis(t *testing.T) {
 	rdb := startRedis(t)
-	a1, a2 := closedAddr(t), closedAddr(t)
+	a1, a2 := testkit.ClosedAddr(t), testkit.ClosedAddr(t)
 	is := loginIssuer(t, "http://"+a1, "http://"+a2)
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
@@ -231,7 +231,7 @@ func TestBFFConfigErrors(t *testing.T) {
 // required (and on a require_dpop route) the session still works, while
 // a client's own Bearer token is refused as before.
 func TestGatewayBFFUnderDPoPRequired(t *testing.T) {
-	addr := closedAddr(t)
+	addr := testkit.ClosedAddr(t)
 	is := loginIssuer(t, "http://"+addr)
 	up := startUpstream(t)
 	y := dpopBFFYAML(addr, up.URL, is.URL(), "", "    require_dpop: true\n", "")
@@ -256,7 +256,7 @@ func TestGatewayBFFUnderDPoPRequired(t *testing.T) {
 // session_key, a reload keeps the sessions and lets a login started
 // before it finish after it.
 func TestGatewayBFFReload(t *testing.T) {
-	addr := closedAddr(t)
+	addr := testkit.ClosedAddr(t)
 	is := loginIssuer(t, "http://"+addr)
 	g := startBFFGateway(t, is, addr, "")
 	b := testkit.NewBrowser(t)
@@ -296,7 +296,7 @@ func TestGatewayBFFReload(t *testing.T) {
 // source); with bff.backchannel_logout its endpoint answers, and a forged
 // logout token is refused and changes nothing.
 func TestGatewayBFFDPoPSessions(t *testing.T) {
-	addr := closedAddr(t)
+	addr := testkit.ClosedAddr(t)
 	is := loginIssuer(t, "http://"+addr)
 	up := startUpstream(t)
 	y := dpopBFFYAML(addr, up.URL, is.URL(), "  nonce: true\n", "", "  dpop: true\n  backchannel_logout: true\n")

@@ -57,7 +57,7 @@ const njsModule = "/usr/lib/nginx/modules/ngx_http_js_module.so"
 func TestClientCertBehindCaddy(t *testing.T) {
 	lookIngress(t, "caddy")
 	testClientCertProxy(t, func(t *testing.T, gw, certFile, keyFile string) string {
-		addr := closedAddr(t)
+		addr := testkit.ClosedAddr(t)
 		_, port, _ := net.SplitHostPort(addr)
 		b := readmeCertBlock(t, "caddyfile")
 		for _, s := range []string{"api.example.com {", "\ttls {"} {
@@ -93,7 +93,7 @@ func TestClientCertBehindNginx(t *testing.T) {
 		}
 		httpPart = strings.ReplaceAll(httpPart, "/etc/nginx/client_cert.js", js)
 		serverPart = strings.ReplaceAll(serverPart, readmeGateway, gw)
-		addr := closedAddr(t)
+		addr := testkit.ClosedAddr(t)
 		var conf strings.Builder
 		fmt.Fprintf(&conf, "load_module %s;\nworker_processes 1;\nevents { worker_connections 64; }\nhttp {\n    access_log off;\n", njsModule)
 		for _, p := range []string{"client_body", "proxy", "fastcgi", "uwsgi", "scgi"} {

@@ -14,6 +14,7 @@ import (
 	"github.com/tokenguard/tokenguard/internal/devissuer"
 	"github.com/tokenguard/tokenguard/internal/dpoptest"
 	"github.com/tokenguard/tokenguard/internal/redistest"
+	"github.com/tokenguard/tokenguard/internal/testkit"
 )
 
 // dpopKey is a client's DPoP key.
@@ -321,7 +322,7 @@ func TestGatewayDPoPRedisReplayStore(t *testing.T) {
 func TestGatewayDPoPRedisDown(t *testing.T) {
 	is := startIssuer(t)
 	up := startUpstream(t)
-	down := "redis://:hunter2-password@" + closedAddr(t) + "/0"
+	down := "redis://:hunter2-password@" + testkit.ClosedAddr(t) + "/0"
 	g := runGateway(t, dpopGatewayYAML(is, up, publicURL, "allowed", "  replay_store: "+down+"\n"))
 	key := newDPoPKey(t)
 	tok := key.mintBound(t, is, "orders:read")

@@ -19,6 +19,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/tokenguard/tokenguard/internal/hygiene"
+	"github.com/tokenguard/tokenguard/internal/testkit"
 )
 
 // upstream is an example API that records what reached it.
@@ -72,18 +73,6 @@ func (u *upstream) last(t testing.TB) *http.Request {
 		t.Fatal("upstream saw no request")
 	}
 	return u.reqs[len(u.reqs)-1]
-}
-
-// closedAddr returns a loopback address nothing listens on.
-func closedAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
 }
 
 // running is a gateway started from a configuration file, as the binary
@@ -349,7 +338,7 @@ func TestGatewayRootRoute(t *testing.T) {
 func TestGatewayNotReadyWithoutKeys(t *testing.T) {
 	is := startIssuer(t) // mints tokens, but the gateway looks for its keys elsewhere
 	up := startUpstream(t)
-	y := gatewayYAML(is.URL(), "http://"+closedAddr(t)+"/jwks", up.URL, "")
+	y := gatewayYAML(is.URL(), "http://"+testkit.ClosedAddr(t)+"/jwks", up.URL, "")
 	g := runGateway(t, strings.Replace(y, "startup_wait: 5s", "startup_wait: 0s", 1))
 
 	if resp, _ := do(t, "GET", g.metric+"/readyz", "", nil); resp.StatusCode != http.StatusServiceUnavailable {
@@ -368,7 +357,7 @@ func TestGatewayNotReadyWithoutKeys(t *testing.T) {
 
 func TestGatewayUpstreamDown(t *testing.T) {
 	is := startIssuer(t)
-	down := closedAddr(t)
+	down := testkit.ClosedAddr(t)
 	g := runGateway(t, gatewayYAML(is.URL(), is.URL()+"/jwks", "http://"+down, ""))
 	resp, body := do(t, "GET", g.proxy+"/orders/", mint(t, is, "orders:read"), nil)
 	if resp.StatusCode != http.StatusBadGateway {
@@ -647,7 +636,7 @@ func TestGatewayLifecycle(t *testing.T) {
 	})
 
 	t.Run("health while waiting for keys", func(t *testing.T) {
-		down := closedAddr(t)
+		down := testkit.ClosedAddr(t)
 		y := strings.Replace(gatewayYAML(is.URL(), "http://"+down+"/jwks", up.URL, ""), "startup_wait: 5s", "startup_wait: 3s", 1)
 		cfg, err := ParseConfig("t.yaml", []byte(y), noEnv)
 		if err != nil {

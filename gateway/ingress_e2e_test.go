@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/tokenguard/tokenguard/internal/testkit"
 )
 
 // The forward-auth mode end to end, behind the ingresses teams run: real
@@ -189,7 +191,7 @@ type ingressUnderTest struct {
 func TestIngressNginx(t *testing.T) {
 	lookIngress(t, "nginx")
 	testIngress(t, func(t *testing.T, gw, untrusted, upstream string) ingressUnderTest {
-		in := ingressUnderTest{addr: closedAddr(t), untrusted: closedAddr(t), status: func(s int) int {
+		in := ingressUnderTest{addr: testkit.ClosedAddr(t), untrusted: testkit.ClosedAddr(t), status: func(s int) int {
 			if s == http.StatusUnauthorized || s == http.StatusForbidden || s < 300 {
 				return s
 			}
@@ -206,7 +208,7 @@ func TestIngressNginx(t *testing.T) {
 func TestIngressCaddy(t *testing.T) {
 	lookIngress(t, "caddy")
 	testIngress(t, func(t *testing.T, gw, untrusted, upstream string) ingressUnderTest {
-		in := ingressUnderTest{addr: closedAddr(t), untrusted: closedAddr(t), status: func(s int) int { return s }, bodies: true}
+		in := ingressUnderTest{addr: testkit.ClosedAddr(t), untrusted: testkit.ClosedAddr(t), status: func(s int) int { return s }, bodies: true}
 		site := func(addr, gw string) string {
 			b := ingressBlock(t, "caddyfile", gw, upstream)
 			if !strings.HasPrefix(b, "api.example.com {") {

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/tokenguard/tokenguard/internal/devissuer"
+	"github.com/tokenguard/tokenguard/internal/testkit"
 )
 
 // rootYAML is a gateway whose one route, "/", admits any valid token, in
@@ -135,7 +136,7 @@ func TestGatewayUpstreamFailures(t *testing.T) {
 			conn.Close()
 		}
 	})
-	down := closedAddr(t)
+	down := testkit.ClosedAddr(t)
 
 	tests := []struct {
 		name      string
@@ -591,7 +592,7 @@ func accessLines(t testing.TB, log string) []map[string]any {
 func TestGatewayAccessLog(t *testing.T) {
 	is := startIssuer(t)
 	up := startUpstream(t)
-	down := closedAddr(t)
+	down := testkit.ClosedAddr(t)
 	yml := gatewayYAML(is.URL(), is.URL()+"/jwks", up.URL, "log_format: json\nlog_level: info\n")
 	yml = strings.Replace(yml, "log_level: debug\n", "", 1)
 	g := runGateway(t, yml)

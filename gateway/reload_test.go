@@ -188,7 +188,7 @@ func TestGatewayReloadKeysMustLoad(t *testing.T) {
 	up := startUpstream(t)
 	g := runGateway(t, gatewayYAML(is.URL(), is.URL()+"/jwks", up.URL, ""))
 	tok := mint(t, is, "orders:read")
-	dead := "http://" + closedAddr(t) + "/jwks"
+	dead := "http://" + testkit.ClosedAddr(t) + "/jwks"
 	broken := strings.Replace(gatewayYAML(is.URL(), dead, up.URL, ""), "startup_wait: 5s", "startup_wait: 300ms", 1)
 	err := g.reload(t, broken)
 	if err == nil || !strings.Contains(err.Error(), "did not load within startup_wait") {
@@ -523,7 +523,7 @@ func TestGatewayReloadRefusedChangesNothing(t *testing.T) {
 	up := startUpstream(t)
 	y := dpopGatewayYAML(is, up, publicURL, "allowed", "  replay_key_quota: 10\n") + "max_concurrent_requests: 100\n"
 	g := runGateway(t, y)
-	bad := strings.Replace(strings.Replace(strings.Replace(y, is.URL()+"/jwks", "http://"+closedAddr(t)+"/jwks", 1),
+	bad := strings.Replace(strings.Replace(strings.Replace(y, is.URL()+"/jwks", "http://"+testkit.ClosedAddr(t)+"/jwks", 1),
 		"replay_key_quota: 10", "replay_key_quota: 3", 1), "max_concurrent_requests: 100", "max_concurrent_requests: 5", 1)
 	bad = strings.Replace(bad, "startup_wait: 5s", "startup_wait: 300ms", 1)
 	if err := g.reload(t, bad); err == nil {
@@ -592,7 +592,7 @@ func TestGatewayShutdownDuringReload(t *testing.T) {
 	up := startUpstream(t)
 	y := gatewayYAML(is.URL(), is.URL()+"/jwks", up.URL, "")
 	g := runGateway(t, y)
-	bad := strings.Replace(strings.Replace(y, is.URL()+"/jwks", "http://"+closedAddr(t)+"/jwks", 1), "startup_wait: 5s", "startup_wait: 20s", 1)
+	bad := strings.Replace(strings.Replace(y, is.URL()+"/jwks", "http://"+testkit.ClosedAddr(t)+"/jwks", 1), "startup_wait: 5s", "startup_wait: 20s", 1)
 	g.rewrite(t, bad)
 	done := make(chan error, 1)
 	go func() { done <- g.gw.ReloadConfig(context.Background()) }()
@@ -625,7 +625,7 @@ func TestGatewayReloadIntervalRetries(t *testing.T) {
 	up := startUpstream(t)
 	y := gatewayYAML(is.URL(), is.URL()+"/jwks", up.URL, "config_reload_interval: 1s\n")
 	g := runGateway(t, y)
-	later := closedAddr(t) // where the keys will be served
+	later := testkit.ClosedAddr(t) // where the keys will be served
 	g.rewrite(t, strings.Replace(strings.Replace(y, is.URL()+"/jwks", "http://"+later+"/jwks", 1), "startup_wait: 5s", "startup_wait: 300ms", 1))
 	waitFor(t, func() bool { _, e := reloads(t, g); return e >= 1 }, "the first, failed attempt")
 	ln, err := net.Listen("tcp", later)

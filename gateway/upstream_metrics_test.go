@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/tokenguard/tokenguard/internal/testkit"
 )
 
 // upstreamSeries are the upstream metrics' series a test reads.
@@ -153,7 +155,7 @@ func TestUpstreamMetricsDuration(t *testing.T) {
 
 func TestUpstreamMetricsUnreachable(t *testing.T) {
 	is := startIssuer(t)
-	g := runGateway(t, rootYAML(is, "http://"+closedAddr(t), ""))
+	g := runGateway(t, rootYAML(is, "http://"+testkit.ClosedAddr(t), ""))
 	if resp, _ := do(t, "GET", g.proxy+"/x", mint(t, is, ""), nil); resp.StatusCode != http.StatusBadGateway {
 		t.Fatalf("status %d, want 502", resp.StatusCode)
 	}

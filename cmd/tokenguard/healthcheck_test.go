@@ -39,18 +39,6 @@ func runHealthcheck(t *testing.T, env map[string]string, args ...string) (int, s
 	return code, stderr.String()
 }
 
-// closedPort returns a 127.0.0.1 address on which nothing listens.
-func closedPort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
 // TestHealthcheckAnswers: only a 200 is ready; every other answer, or
 // none within -timeout, exits 1 with one line saying why.
 func TestHealthcheckAnswers(t *testing.T) {
@@ -86,7 +74,7 @@ func TestHealthcheckAnswers(t *testing.T) {
 	other := httptest.NewServer(mux)
 	t.Cleanup(other.Close)
 	t.Cleanup(func() { close(release) })
-	closed := closedPort(t)
+	closed := testkit.ClosedAddr(t)
 
 	tests := []struct {
 		name       string
@@ -333,7 +321,7 @@ func TestHealthcheckBinary(t *testing.T) {
 	is.FailJWKS(http.StatusServiceUnavailable)
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	t.Cleanup(up.Close)
-	metrics := closedPort(t)
+	metrics := testkit.ClosedAddr(t)
 	cfgFile := filepath.Join(t.TempDir(), "tokenguard.yaml")
 	yml := testkit.GatewayYAML(is.URL(), is.URL()+"/jwks", up.URL,
 		"drain_delay: 3s\nshutdown_timeout: 1s\njwks_min_refresh_interval: 1s\n")

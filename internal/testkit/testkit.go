@@ -225,3 +225,16 @@ func TokenJKT(t testing.TB, tok string) string {
 	jkt, _ := cnf["jkt"].(string)
 	return jkt
 }
+
+// ClosedAddr returns a 127.0.0.1 address nothing listens on (a port just
+// bound and released), for a connection that must be refused.
+func ClosedAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
